@@ -1,0 +1,329 @@
+// The ring: single producer, many consumers, broadcast. The algorithm; the
+// bytes it works on are described in layout.hpp.
+//
+// Sequences n = 1, 2, 3, ... go to slot (n & mask). Each slot's `seq` word is
+// a seqlock for the message in it: 2n+1 while message n is being written,
+// 2n once it is committed (layout.hpp, SlotHeader).
+//
+// Producer (RingWriter), per message n:
+//   1. reliable only: make sure every live registered consumer is done with
+//      n - N, the slot's previous message (gating; cached, rescanned rarely);
+//   2. seq = 2n+1 (relaxed), release fence  -- claim: from here the payload
+//      may change under a reader, and the reader will know;
+//   3. write metadata and payload;
+//   4. seq = 2n (release)                   -- commit: publishes 3;
+//   5. head = n (relaxed), and wake sleepers if any are counted.
+//
+// Consumer (RingReader), due message n, polls only its own next slot (no
+// shared cursor, so a quiet topic costs a load that hits L1):
+//   s1 = seq (acquire)
+//   s1 == 2n        -> ready: read it (see below)
+//   s1 <  2n, or 2n+1 -> not yet
+//   s1 >  2n+1      -> lapped: the slot holds a message >= n + N; message n
+//                      is gone. Skip to the newest message, report the gap.
+//
+// Reading a ready message:
+//   * copy path (lossy topics, observers, a reliable consumer's pre-join
+//     backlog): copy metadata and payload out, acquire fence, re-load seq
+//     (relaxed); deliver only if it is still 2n. This is the tolerated race
+//     of a seqlock:
+//        1. reader loads seq == 2n
+//        2. producer laps the ring, stores seq = 2(n+N)+1, rewrites payload
+//        3. reader copies a torn payload
+//        4. reader re-loads seq: 2(n+N)+1 != 2n -> discards the copy, gap.
+//     The acquire fence orders the copy's loads before the re-load; the
+//     producer's release fence after its odd store orders that store before
+//     its payload stores: so a reader that saw any new byte sees the odd seq.
+//   * in-place path (registered consumers of reliable topics): the handler
+//     reads the slot directly. The producer cannot write slot n again before
+//     this consumer's cursor passes n, and the cursor is stored (release)
+//     only after the handler returned.
+//
+// Reliable join (why a joining consumer never misses a message it is due):
+//   consumer: state = Active (seq_cst); h2 = head (seq_cst); due from h2+1.
+//   producer: head stores; seq_cst fence; scan consumer states.
+//   If the producer's scan missed the new entry, the entry's store is later
+//   in the seq_cst order than the scan, so the consumer's h2 load sees at
+//   least the head the producer had at that scan; the limit that scan set
+//   (min cursor over whom it saw, and its head, plus N) lets the producer
+//   overwrite only messages <= h2, which the consumer is not due.
+//
+// Cursor updates are batched (every `batch` messages, and whenever the
+// consumer finds nothing to read), so the consumer's hot path is a load and
+// a local increment.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+
+#include "shmbus/detail/fence.hpp"
+#include "shmbus/detail/layout.hpp"
+#include "shmbus/detail/wait.hpp"
+#include "shmbus/error.hpp"
+#include "shmbus/message.hpp"
+#include "shmbus/topic.hpp"
+
+
+namespace shmbus::detail {
+
+struct RingView {
+  std::byte* slots = nullptr;
+  std::uint64_t mask = 0;
+  std::uint32_t slot_size = 0;
+  std::uint32_t capacity = 0;  // max payload bytes
+  std::uint64_t count = 0;     // N
+
+  explicit RingView(const TopicState& t) noexcept
+      : slots(t.slots),
+        mask(t.slot_count - 1u),
+        slot_size(t.slot_size),
+        capacity(t.slot_size - static_cast<std::uint32_t>(kSlotHeaderBytes)),
+        count(t.slot_count) {}
+  RingView() = default;
+
+  [[nodiscard]] SlotHeader* slot(std::uint64_t seq) const noexcept {
+    return std::launder(reinterpret_cast<SlotHeader*>(slots + (seq & mask) * slot_size));
+  }
+  [[nodiscard]] static std::byte* payload(SlotHeader* s) noexcept {
+    return reinterpret_cast<std::byte*>(s) + kSlotHeaderBytes;
+  }
+};
+
+// Copies a payload out of a slot that the producer may be rewriting. The
+// caller validates the slot's seq afterwards and discards a torn copy. Under
+// ThreadSanitizer this is the one place the seqlock's tolerated race lives,
+// so it copies with relaxed atomic word loads in an uninstrumented function
+// (memcpy would be intercepted and reported); elsewhere it is memcpy.
+#if defined(SHMBUS_TSAN)
+__attribute__((no_sanitize("thread"))) inline void seqlock_copy(std::byte* dst, const std::byte* src,
+                                                                 std::size_t n) noexcept {
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const std::uint64_t w = __atomic_load_n(reinterpret_cast<const std::uint64_t*>(src + i), __ATOMIC_RELAXED);
+    std::memcpy(dst + i, &w, 8);
+  }
+  for (; i < n; ++i) dst[i] = static_cast<std::byte>(__atomic_load_n(reinterpret_cast<const unsigned char*>(src + i), __ATOMIC_RELAXED));
+}
+#else
+inline void seqlock_copy(std::byte* dst, const std::byte* src, std::size_t n) noexcept {
+  std::memcpy(dst, src, n);
+}
+#endif
+
+// ------------------------------------------------------------------ writer
+
+class RingWriter {
+ public:
+  RingWriter() = default;
+  RingWriter(TopicState& t, std::uint64_t next) noexcept
+      : view_(t),
+        hot_(&t.header->hot),
+        wait_(&t.header->wait),
+        doorbell_(t.doorbell),
+        topic_(&t),
+        next_(next),
+        limit_(t.policy == Policy::Reliable ? 0 : ~std::uint64_t{0}),
+        pid_(0) {}
+
+  void set_pid(std::uint32_t pid) noexcept { pid_ = pid; }
+
+  // Claims the slot for message next_. On success returns its header (seq is
+  // now odd); otherwise nullptr and the reason in `r`.
+  [[nodiscard]] SlotHeader* claim(std::size_t size, PublishResult& r) noexcept {
+    if (size > view_.capacity) [[unlikely]] {
+      hot_->too_large.fetch_add(1, std::memory_order_relaxed);
+      r = PublishResult::TooLarge;
+      return nullptr;
+    }
+    if (next_ > limit_) [[unlikely]] {
+      if (!refresh_limit(false)) {
+        r = PublishResult::WouldBlock;
+        return nullptr;
+      }
+    }
+    SlotHeader* s = view_.slot(next_);
+    // relaxed + release fence: the odd value must be visible before any
+    // payload byte of the new message (see the seqlock race above).
+    s->seq.store(2 * next_ + 1, std::memory_order_relaxed);
+    fence_release();
+    r = PublishResult::Ok;
+    return s;
+  }
+
+  // Commits the claimed slot as message next_.
+  void commit(SlotHeader* s, std::size_t size, std::uint64_t raw_ts, std::uint64_t correlation) noexcept {
+    // relaxed: ordered before the commit by its release.
+    s->ts.store(raw_ts, std::memory_order_relaxed);
+    s->correlation.store(correlation, std::memory_order_relaxed);
+    s->size.store(static_cast<std::uint32_t>(size), std::memory_order_relaxed);
+    s->producer.store(pid_, std::memory_order_relaxed);
+    // release: publishes metadata and payload to consumers' acquire of seq.
+    s->seq.store(2 * next_, std::memory_order_release);
+    // relaxed: a hint for joiners, lapped readers and tools, not a publication.
+    hot_->head.store(next_, std::memory_order_relaxed);
+    ++next_;
+    // relaxed: the sleeper's heavy barrier orders this load (detail/wait.hpp).
+    if (wait_->sleepers.load(std::memory_order_relaxed) != 0) [[unlikely]] wake();
+  }
+
+  // An aborted claim leaves the slot at 2n+1 ("being written"), which no
+  // consumer delivers; the next claim rewrites the same sequence n there.
+  void abort(SlotHeader*) noexcept {}
+
+  // Rescans the consumer table (reliable topics). With check_liveness, reaps
+  // consumers whose process died while holding the producer up. Returns
+  // whether message next_ may now be written. Slow path; out of line.
+  bool refresh_limit(bool check_liveness) noexcept;
+  void wake() noexcept;
+
+  [[nodiscard]] std::uint64_t next() const noexcept { return next_; }
+  [[nodiscard]] const RingView& view() const noexcept { return view_; }
+  [[nodiscard]] ProducerHot* hot() const noexcept { return hot_; }
+
+ private:
+  RingView view_;
+  ProducerHot* hot_ = nullptr;
+  WaitBlock* wait_ = nullptr;
+  Doorbell* doorbell_ = nullptr;
+  TopicState* topic_ = nullptr;
+  std::uint64_t next_ = 1;   // sequence of the next message
+  std::uint64_t limit_ = 0;  // highest sequence writable without a rescan
+  std::uint32_t pid_ = 0;
+};
+
+// ------------------------------------------------------------------ reader
+
+enum class ReadStatus : std::uint8_t { Delivered, Empty, Lapped };
+
+class RingReader {
+ public:
+  RingReader() = default;
+  // `entry` is null for observers (tools), which gate nothing.
+  RingReader(TopicState& t, ConsumerEntry* entry, std::uint64_t next, std::uint64_t in_place_from) noexcept
+      : view_(t),
+        hot_(&t.header->hot),
+        topic_(&t),
+        entry_(entry),
+        next_(next),
+        in_place_from_(in_place_from),
+        batch_(static_cast<std::uint32_t>(std::clamp<std::uint64_t>(t.slot_count / 8, 1, 64))),
+        copy_(static_cast<std::byte*>(::operator new(view_.capacity + 64, std::align_val_t{64}))) {}
+
+  // Reads message next_ if it is ready and hands it to `deliver`.
+  // Lapped: the gap is recorded (gap_first/gap_count) and next_ moved on;
+  // call again to read the newest message.
+  template <class Deliver>
+  ReadStatus read(Deliver&& deliver) {
+    SlotHeader* s = view_.slot(next_);
+    const std::uint64_t want = 2 * next_;
+    // acquire: pairs with the producer's release at commit: metadata and
+    // payload written before it are visible below.
+    const std::uint64_t s1 = s->seq.load(std::memory_order_acquire);
+    if (s1 != want) {
+      if (s1 > want + 1) [[unlikely]] {
+        skip_lapped(s1 >> 1);
+        return ReadStatus::Lapped;
+      }
+      return ReadStatus::Empty;
+    }
+    Message m;
+    m.meta.topic = topic_->name;
+    m.meta.type = topic_->type_name;
+    m.meta.clock = topic_->clock;
+    m.meta.seq = next_;
+    m.meta.raw_ts = s->ts.load(std::memory_order_relaxed);
+    m.meta.correlation = s->correlation.load(std::memory_order_relaxed);
+    m.meta.producer = s->producer.load(std::memory_order_relaxed);
+    const std::uint32_t size = s->size.load(std::memory_order_relaxed);
+    if (next_ >= in_place_from_) {
+      // In place (reliable, registered): the producer is gated on our cursor.
+      m.data = {RingView::payload(s), std::min(size, view_.capacity)};
+    } else {
+      const std::uint32_t n = std::min(size, view_.capacity);
+      seqlock_copy(copy_.get(), RingView::payload(s), n);
+      // acquire fence: the copy's loads happen before the re-check below.
+      fence_acquire();
+      const std::uint64_t s2 = s->seq.load(std::memory_order_relaxed);
+      if (s2 != s1) [[unlikely]] {
+        // Overwritten while we copied: message next_ is lost.
+        skip_lapped(std::max<std::uint64_t>(s2 >> 1, next_ + 1));
+        return ReadStatus::Lapped;
+      }
+      m.data = {copy_.get(), n};
+    }
+    ++next_;
+    ++pending_;
+    ++delivered_;
+    deliver(static_cast<const Message&>(m));
+    if (pending_ >= batch_) flush();
+    return ReadStatus::Delivered;
+  }
+
+  // True if a read() now would not return Empty (a message or a gap waits).
+  [[nodiscard]] bool ready() const noexcept {
+    const std::uint64_t s1 = view_.slot(next_)->seq.load(std::memory_order_acquire);
+    return s1 == 2 * next_ || s1 > 2 * next_ + 1;
+  }
+
+  // Publishes the cursor to the consumer table. release: our reads of every
+  // slot up to next_-1 happen before the producer (acquire in its scan)
+  // reuses them.
+  void flush() noexcept {
+    pending_ = 0;
+    if (entry_ == nullptr) return;
+    entry_->cursor.store(next_ - 1, std::memory_order_release);
+    // relaxed: counters for tools.
+    entry_->delivered.store(delivered_, std::memory_order_relaxed);
+  }
+  [[nodiscard]] bool dirty() const noexcept { return pending_ != 0; }
+
+  [[nodiscard]] std::uint64_t next() const noexcept { return next_; }
+  [[nodiscard]] std::uint64_t drops() const noexcept { return drops_; }
+  [[nodiscard]] std::uint64_t delivered() const noexcept { return delivered_; }
+  [[nodiscard]] std::uint64_t gap_first() const noexcept { return gap_first_; }
+  [[nodiscard]] std::uint64_t gap_count() const noexcept { return gap_count_; }
+  [[nodiscard]] SlotHeader* next_slot() const noexcept { return view_.slot(next_); }
+
+ private:
+  struct AlignedDelete {
+    void operator()(std::byte* p) const noexcept { ::operator delete(p, std::align_val_t{64}); }
+  };
+
+  // Skip to the newest message: what a market-data consumer that fell a whole
+  // ring behind wants, and it gives the producer a full ring of head start
+  // before this consumer can be lapped again. `seen` is a sequence known to
+  // have been committed (or claimed) already.
+  void skip_lapped(std::uint64_t seen) noexcept {
+    const std::uint64_t head = hot_->head.load(std::memory_order_relaxed);
+    const std::uint64_t resume = std::max({head, seen, next_ + 1});
+    gap_first_ = next_;
+    gap_count_ = resume - next_;
+    drops_ += gap_count_;
+    next_ = resume;
+    if (entry_ != nullptr) {
+      entry_->drops.store(drops_, std::memory_order_relaxed);
+      flush();
+    }
+  }
+
+  RingView view_;
+  const ProducerHot* hot_ = nullptr;
+  const TopicState* topic_ = nullptr;
+  ConsumerEntry* entry_ = nullptr;
+  std::uint64_t next_ = 1;
+  std::uint64_t in_place_from_ = ~std::uint64_t{0};
+  std::uint64_t drops_ = 0;
+  std::uint64_t delivered_ = 0;
+  std::uint64_t gap_first_ = 0;
+  std::uint64_t gap_count_ = 0;
+  std::uint32_t pending_ = 0;
+  std::uint32_t batch_ = 1;
+  std::unique_ptr<std::byte, AlignedDelete> copy_;
+};
+
+}  // namespace shmbus::detail

@@ -1,0 +1,62 @@
+// A mapped POSIX shared-memory segment (Boost.Interprocess), and the
+// create-then-publish protocol that keeps half-built segments invisible.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace shmbus::detail {
+
+// Where POSIX shared memory lives on Linux; Boost.Interprocess's
+// shared_memory_object maps "name" to "/dev/shm/name" through shm_open().
+inline constexpr const char* kShmDir = "/dev/shm";
+inline constexpr const char* kTempPrefix = "shmbus-tmp.";
+
+enum class Access : std::uint8_t { ReadWrite, ReadOnly };
+
+class Segment {
+ public:
+  Segment() noexcept;  // an empty handle (maps nothing)
+  Segment(Segment&&) noexcept;
+  Segment& operator=(Segment&&) noexcept;
+  ~Segment();
+
+  // Builds a segment of `bytes` under a temporary name, pre-faults it, runs
+  // `init` on the zeroed memory (which must publish its version word last),
+  // then publishes it under `name` with link(2). Returns nullopt if `name`
+  // already exists (someone else won the race: open it instead). Throws
+  // Error(SystemError) on OS failures; a temporary left by a crash is
+  // removed by gc.
+  static std::optional<Segment> create(const std::string& name, std::uint64_t bytes,
+                                       const std::function<void(void*)>& init);
+
+  // Maps an existing segment; nullopt if there is none by that name.
+  // Pre-faults the mapping (touching a page first costs ~2 us otherwise).
+  static std::optional<Segment> open(const std::string& name, Access access);
+
+  // shm_unlink. Returns false if it did not exist.
+  static bool remove(const std::string& name) noexcept;
+
+  // Names in /dev/shm starting with `prefix`.
+  static std::vector<std::string> list(const std::string& prefix);
+
+  [[nodiscard]] void* data() const noexcept { return data_; }
+  [[nodiscard]] std::uint64_t size() const noexcept { return size_; }
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  [[nodiscard]] bool writable() const noexcept { return access_ == Access::ReadWrite; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  void* data_ = nullptr;
+  std::uint64_t size_ = 0;
+  std::string name_;
+  Access access_ = Access::ReadOnly;
+};
+
+}  // namespace shmbus::detail

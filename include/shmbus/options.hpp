@@ -1,0 +1,44 @@
+// shmbus — options of the participants on a topic: publishers and subscribers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace shmbus {
+
+// How an existing topic is checked against the caller's TopicConfig.
+enum class Match : std::uint8_t {
+  Exact,     // policy, geometry and type must all match (TopicMismatch / TypeMismatch)
+  TypeOnly,  // accept the topic's policy and geometry; check only the type
+             // (a raw request accepts any type)
+};
+
+struct PublisherOptions {
+  // Shown by bus-inspect and in ProducerExists errors; default: the
+  // process's command name.
+  std::string name;
+};
+
+enum class Start : std::uint8_t {
+  Live,    // the first message published after the subscription
+  Oldest,  // the oldest message still in the ring, then on (best effort:
+           // a backlog message overwritten before it is read is a Gap)
+};
+
+struct SubscriberOptions {
+  // Shown by bus-inspect; default: the process's command name.
+  std::string name;
+  Start start = Start::Live;
+  // false: an observer, which reads without registering in the consumer
+  // table: it gates nothing and may be lapped even on a reliable topic.
+  bool register_consumer = true;
+  // Run the FlatBuffers verifier (by reflection over the topic's schema) on
+  // every message of a typed topic; failures are skipped, counted in
+  // invalid() and reported to on_invalid(). Off by default: local producers
+  // are trusted and the verifier costs about as much as the transfer.
+  bool verify = false;
+  // wait(): iterations of the readiness check before sleeping on the futex.
+  std::uint32_t spin_before_sleep = 4000;
+};
+
+}  // namespace shmbus

@@ -1,0 +1,194 @@
+#include "shmbus/publisher.hpp"
+
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "internal.hpp"
+#include "shmbus/detail/process.hpp"
+#include "shmbus/detail/wait.hpp"
+
+namespace shmbus {
+
+using namespace detail;
+
+// ------------------------------------------------------------- RingWriter slow paths
+
+bool RingWriter::refresh_limit(bool check_liveness) noexcept {
+  // seq_cst fence: orders our earlier head stores before the state loads
+  // below (the reliable-join argument in ring.hpp needs store->load order).
+  fence_seq_cst();
+  const std::uint64_t head = next_ - 1;
+  const std::uint64_t need = next_ > view_.count ? next_ - view_.count : 0;  // the slot's previous message
+  std::uint64_t min = head;
+  RegistryBlock& reg = topic_->header->registry;
+  const std::uint32_t hwm = std::min(reg.consumer_hwm.load(std::memory_order_acquire), topic_->max_consumers);
+  for (std::uint32_t i = 0; i < hwm; ++i) {
+    ConsumerEntry& e = topic_->consumers[i];
+    std::uint64_t w = e.state.load(std::memory_order_acquire);
+    if (claim_state(w) != ClaimState::Active) continue;
+    // acquire: pairs with the consumer's release of its cursor; its reads of
+    // the slots up to the cursor happen before we overwrite them.
+    const std::uint64_t c = e.cursor.load(std::memory_order_acquire);
+    if (c < need && check_liveness && !is_alive(claim_owner(w))) {
+      // A dead consumer holds us up: reap it. CAS from exactly the dead
+      // owner's word, so a consumer that just re-used the entry is untouched.
+      if (e.state.compare_exchange_strong(w, 0, std::memory_order_acq_rel)) {
+        hot_->reaped_consumers.fetch_add(1, std::memory_order_relaxed);
+        reg.leaves.fetch_add(1, std::memory_order_relaxed);
+      }
+      continue;
+    }
+    min = std::min(min, c);
+  }
+  limit_ = min + view_.count;
+  return next_ <= limit_;
+}
+
+void RingWriter::wake() noexcept {
+  // fetch_add before FUTEX_WAKE: a sleeper that read the old value before
+  // sleeping returns from FUTEX_WAIT at once (EAGAIN) if it had not slept yet.
+  wait_->futex.fetch_add(1, std::memory_order_release);
+  futex_wake_all(wait_->futex);
+  doorbell_->futex.fetch_add(1, std::memory_order_release);
+  futex_wake_all(doorbell_->futex);
+}
+
+// ------------------------------------------------------------- Publisher
+
+namespace {
+
+// The next sequence to publish after a (possibly dead) predecessor: head is
+// stored after each commit, so a producer that died between its commit and
+// its head store leaves one committed message past head. Slots whose seq is
+// odd were claimed and never committed: their sequence is reused.
+std::uint64_t recover_next(TopicState& t) {
+  const RingView view(t);
+  // acquire: pairs with nothing stronger than relaxed, but is a cheap bound.
+  std::uint64_t n = t.header->hot.head.load(std::memory_order_acquire) + 1;
+  for (std::uint64_t i = 0; i < view.count; ++i, ++n) {
+    if (view.slot(n)->seq.load(std::memory_order_acquire) != 2 * n) break;
+  }
+  t.header->hot.head.store(n - 1, std::memory_order_relaxed);
+  return n;
+}
+
+}  // namespace
+
+Publisher::Publisher(Topic topic, const PublisherOptions& options) : topic_(std::move(topic)) {
+  TopicState& t = *topic_.state();
+  if (!topic_.writable()) {
+    throw Error(Errc::InvalidArgument, "cannot publish on topic '" + t.name + "' of bus '" + t.bus +
+                                           "': it was opened read-only; open the bus with Access::ReadWrite");
+  }
+  const std::string name = participant_name(options.name);
+  const Identity self = self_identity();
+  const std::uint64_t mine = make_claim(ClaimState::Active, self);
+  ProducerControl& pc = t.header->producer;
+  std::uint64_t seen = 0;
+  // Whether the previous owner was dead (a takeover) is decided by the word we replaced.
+  const std::uint64_t before = pc.owner.load(std::memory_order_acquire);
+  if (!take_claim(pc.owner, mine, seen)) {
+    const std::uint32_t pid = identity_pid(claim_owner(seen));
+    const std::string owner_name = pc.name.load();
+    if (claim_owner(seen) == self) {
+      throw Error(Errc::ProducerExists, "this process (pid " + std::to_string(pid) +
+                                            ") already has a Publisher on topic '" + t.name + "' of bus '" + t.bus +
+                                            "'; a topic has one producer: share that Publisher or move it");
+    }
+    throw Error(Errc::ProducerExists, "topic '" + t.name + "' of bus '" + t.bus + "' already has a live producer: '" +
+                                          owner_name + "' (pid " + std::to_string(pid) +
+                                          "); a topic has one producer — stop that one, or publish on another topic");
+  }
+  took_over_ = before != 0;
+  if (took_over_) pc.takeovers.fetch_add(1, std::memory_order_relaxed);
+  owner_word_ = mine;
+  pc.pid.store(static_cast<std::uint32_t>(::getpid()), std::memory_order_relaxed);
+  pc.name.store(name);
+  pc.attached_ns.store(Clock::wall_ns(), std::memory_order_relaxed);
+
+  ring_ = RingWriter(t, recover_next(t));
+  ring_.set_pid(static_cast<std::uint32_t>(::getpid()));
+  clock_ = t.clock;
+  ident_len_ = std::min<std::size_t>(t.file_identifier.size(), 4);
+  std::memcpy(ident_, t.file_identifier.data(), ident_len_);
+  // Lets sleeping consumers order our relaxed load of `sleepers` (wait.hpp).
+  (void)register_producer_barrier();
+}
+
+Publisher::Publisher(Publisher&& o) noexcept
+    : topic_(o.topic_),
+      ring_(o.ring_),
+      clock_(o.clock_),
+      owner_word_(std::exchange(o.owner_word_, 0)),
+      ident_len_(o.ident_len_),
+      took_over_(o.took_over_) {
+  std::memcpy(ident_, o.ident_, sizeof ident_);
+}
+
+Publisher& Publisher::operator=(Publisher&& o) noexcept {
+  if (this != &o) {
+    release();
+    topic_ = o.topic_;
+    ring_ = o.ring_;
+    clock_ = o.clock_;
+    owner_word_ = std::exchange(o.owner_word_, 0);
+    std::memcpy(ident_, o.ident_, sizeof ident_);
+    ident_len_ = o.ident_len_;
+    took_over_ = o.took_over_;
+  }
+  return *this;
+}
+
+Publisher::~Publisher() { release(); }
+
+void Publisher::release() noexcept {
+  if (owner_word_ == 0) return;
+  std::uint64_t expected = owner_word_;
+  // release: a successor's acquire of the free word sees our last head store.
+  topic_.state()->header->producer.owner.compare_exchange_strong(expected, 0, std::memory_order_release,
+                                                                 std::memory_order_relaxed);
+  owner_word_ = 0;
+}
+
+void Publisher::count_would_block() noexcept {
+  ring_.hot()->would_block.fetch_add(1, std::memory_order_relaxed);
+}
+
+PublishResult Publisher::publish(std::span<const std::byte> payload, std::chrono::nanoseconds timeout,
+                                 std::uint64_t correlation) noexcept {
+  PublishResult r = try_publish(payload, correlation);
+  if (r != PublishResult::WouldBlock) return r;
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
+  const auto deadline = start + timeout;
+  auto next_liveness = start;  // check at once: a dead consumer is the usual reason to stay blocked
+  for (std::uint32_t round = 0;; ++round) {
+    const auto now = clock::now();
+    const bool check = now >= next_liveness;
+    if (check) next_liveness = now + std::chrono::milliseconds(10);
+    if (ring_.refresh_limit(check)) {
+      SlotHeader* s = ring_.claim(payload.size(), r);
+      if (s != nullptr) {
+        std::memcpy(RingView::payload(s), payload.data(), payload.size());
+        ring_.commit(s, payload.size(), clock_->raw_now(), correlation);
+        return PublishResult::Ok;
+      }
+      if (r != PublishResult::WouldBlock) return r;
+    }
+    if (now >= deadline) return PublishResult::Timeout;
+    // Back off: spin briefly (the consumer is usually a cursor batch away),
+    // then yield, then sleep in short steps.
+    if (round < 64) {
+      cpu_relax();
+    } else if (round < 128) {
+      ::sched_yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
+  }
+}
+
+}  // namespace shmbus

@@ -1,0 +1,280 @@
+#include "shmbus/topic.hpp"
+
+#include <sched.h>
+
+#include <bit>
+#include <chrono>
+#include <cstring>
+#include <new>
+
+#include "internal.hpp"
+#include "shmbus/bus.hpp"
+#include "shmbus/error.hpp"
+
+namespace shmbus {
+
+using namespace detail;
+
+std::string_view to_string(Policy p) noexcept {
+  switch (p) {
+    case Policy::Lossy: return "lossy";
+    case Policy::Reliable: return "reliable";
+  }
+  return "unknown";
+}
+
+namespace {
+
+constexpr std::uint32_t kMaxSchemaBytes = 16u << 20;
+
+std::string where(std::string_view bus, std::string_view topic) {
+  return "topic '" + std::string(topic) + "' on bus '" + std::string(bus) + "'";
+}
+
+void validate_config(const TopicConfig& c, std::string_view bus, std::string_view topic) {
+  const auto bad = [&](const std::string& what) {
+    throw Error(Errc::InvalidArgument, where(bus, topic) + ": " + what);
+  };
+  if (c.slot_size < kMinSlotSize || c.slot_size > kMaxSlotSize || c.slot_size % kCacheLine != 0)
+    bad("slot_size " + std::to_string(c.slot_size) + " must be a multiple of 64 in [64, 1048576]");
+  if (c.slot_count < kMinSlotCount || c.slot_count > kMaxSlotCount || !std::has_single_bit(c.slot_count))
+    bad("slot_count " + std::to_string(c.slot_count) + " must be a power of two in [2, 16777216]");
+  if (std::uint64_t{c.slot_size} * c.slot_count > kMaxRingBytes)
+    bad("ring of " + std::to_string(c.slot_count) + " x " + std::to_string(c.slot_size) +
+        " bytes exceeds the 4 GiB limit");
+  if (c.max_consumers == 0 || c.max_consumers > kMaxConsumers)
+    bad("max_consumers " + std::to_string(c.max_consumers) + " must be in [1, 1024]");
+  if (c.policy != Policy::Lossy && c.policy != Policy::Reliable) bad("policy must be Lossy or Reliable");
+  if (c.type.name.size() > kMaxTypeName) bad("type name '" + c.type.name + "' is longer than 127 characters");
+  if (c.type.bfbs.size() > kMaxSchemaBytes) bad("binary schema is larger than 16 MiB");
+  if (c.type.file_identifier.size() > 4) bad("file_identifier '" + c.type.file_identifier + "' is longer than 4");
+}
+
+std::string describe(Policy p, std::uint32_t slot_size, std::uint32_t slot_count, std::uint32_t max_consumers) {
+  return "policy " + std::string(to_string(p)) + ", slot_size " + std::to_string(slot_size) + ", slot_count " +
+         std::to_string(slot_count) + ", max_consumers " + std::to_string(max_consumers);
+}
+
+std::string type_label(std::string_view name) { return name.empty() ? "raw bytes" : std::string(name); }
+
+// Checks a mapped topic segment before anything in it is trusted.
+std::shared_ptr<TopicState> make_state(Segment seg, const std::shared_ptr<DirectoryState>& dir,
+                                       std::string_view topic) {
+  const std::string file = "/dev/shm/" + seg.name();
+  const std::string gc_hint = "; remove it with `bus-inspect gc " + dir->bus + "` (or rm " + file + ")";
+  if (seg.size() < sizeof(TopicHeader)) {
+    throw Error(Errc::TruncatedSegment, where(dir->bus, topic) + ": segment " + file + " is " +
+                                            std::to_string(seg.size()) + " bytes, smaller than a topic header" +
+                                            gc_hint);
+  }
+  auto* h = std::launder(reinterpret_cast<TopicHeader*>(seg.data()));
+  if (h->desc.magic != kTopicMagic) {
+    throw Error(Errc::ForeignSegment, file + " is not a shmbus topic segment (its magic number is wrong); "
+                                      "something else created it — remove it or use another topic name");
+  }
+  // acquire: pairs with the creator's release; the header is complete after it.
+  const std::uint32_t version = h->desc.layout_version.load(std::memory_order_acquire);
+  if (version != kLayoutVersion) {
+    throw Error(Errc::VersionMismatch,
+                where(dir->bus, topic) + " has shared-memory layout version " + std::to_string(version) +
+                    " but this build of shmbus reads version " + std::to_string(kLayoutVersion) +
+                    "; stop its processes and remove it (`bus-inspect gc " + dir->bus +
+                    "`), or run programs built against the same shmbus");
+  }
+  const auto& d = h->desc;
+  const bool sane = d.slot_size >= kMinSlotSize && d.slot_size <= kMaxSlotSize && d.slot_size % kCacheLine == 0 &&
+                    d.slot_count >= kMinSlotCount && d.slot_count <= kMaxSlotCount &&
+                    std::has_single_bit(d.slot_count) && d.max_consumers >= 1 && d.max_consumers <= kMaxConsumers &&
+                    d.schema_bytes <= kMaxSchemaBytes &&
+                    (d.policy == static_cast<std::uint32_t>(PolicyCode::Lossy) ||
+                     d.policy == static_cast<std::uint32_t>(PolicyCode::Reliable));
+  const TopicGeometry g = sane ? topic_geometry(d.max_consumers, d.schema_bytes, d.slot_size, d.slot_count)
+                               : TopicGeometry{};
+  if (!sane || g.consumers_offset != d.consumers_offset || g.schema_offset != d.schema_offset ||
+      g.slots_offset != d.slots_offset || g.segment_bytes != d.segment_bytes) {
+    throw Error(Errc::ForeignSegment, where(dir->bus, topic) + ": the header of " + file +
+                                          " is inconsistent (damaged, or not written by shmbus)" + gc_hint);
+  }
+  if (seg.size() < d.segment_bytes) {
+    throw Error(Errc::TruncatedSegment, where(dir->bus, topic) + ": segment " + file + " is " +
+                                            std::to_string(seg.size()) + " bytes but its header describes " +
+                                            std::to_string(d.segment_bytes) + gc_hint);
+  }
+  if (std::string_view(d.bus, ::strnlen(d.bus, sizeof d.bus)) != dir->bus ||
+      std::string_view(d.topic, ::strnlen(d.topic, sizeof d.topic)) != topic) {
+    throw Error(Errc::ForeignSegment, file + " names another bus or topic in its header; it was renamed by hand" +
+                                          gc_hint);
+  }
+  auto st = std::make_shared<TopicState>();
+  auto* base = static_cast<std::byte*>(seg.data());
+  st->dir = dir;
+  st->header = h;
+  st->consumers = std::launder(reinterpret_cast<ConsumerEntry*>(base + d.consumers_offset));
+  st->slots = base + d.slots_offset;
+  st->bus = dir->bus;
+  st->name = std::string(topic);
+  st->type_name = std::string(d.type_name, ::strnlen(d.type_name, sizeof d.type_name));
+  st->file_identifier = std::string(d.file_identifier, ::strnlen(d.file_identifier, 4));
+  st->schema_hash = d.schema_hash;
+  st->policy = d.policy == static_cast<std::uint32_t>(PolicyCode::Reliable) ? Policy::Reliable : Policy::Lossy;
+  st->slot_size = d.slot_size;
+  st->slot_count = d.slot_count;
+  st->max_consumers = d.max_consumers;
+  st->clock = dir->clock.get();
+  st->doorbell = &dir->header->doorbell;
+  st->segment = std::move(seg);
+  return st;
+}
+
+std::shared_ptr<TopicState> open_state(const std::shared_ptr<DirectoryState>& dir, std::string_view topic,
+                                       Access access) {
+  auto seg = Segment::open(Bus::topic_segment_name(dir->bus, topic), access);
+  if (!seg) return nullptr;
+  return make_state(std::move(*seg), dir, topic);
+}
+
+void initialise(void* p, const TopicConfig& c, const TopicGeometry& g, std::string_view bus, std::string_view topic) {
+  auto* base = static_cast<std::byte*>(p);
+  auto* h = new (p) TopicHeader();
+  for (std::uint32_t i = 0; i < c.max_consumers; ++i)
+    new (base + g.consumers_offset + i * sizeof(ConsumerEntry)) ConsumerEntry();
+  for (std::uint64_t i = 0; i < c.slot_count; ++i) new (base + g.slots_offset + i * c.slot_size) SlotHeader();
+  if (!c.type.bfbs.empty()) std::memcpy(base + g.schema_offset, c.type.bfbs.data(), c.type.bfbs.size());
+  auto& d = h->desc;
+  d.magic = kTopicMagic;
+  d.policy = static_cast<std::uint32_t>(c.policy == Policy::Reliable ? PolicyCode::Reliable : PolicyCode::Lossy);
+  d.segment_bytes = g.segment_bytes;
+  d.consumers_offset = g.consumers_offset;
+  d.schema_offset = g.schema_offset;
+  d.slots_offset = g.slots_offset;
+  d.schema_bytes = static_cast<std::uint32_t>(c.type.bfbs.size());
+  d.slot_size = c.slot_size;
+  d.slot_count = c.slot_count;
+  d.max_consumers = c.max_consumers;
+  d.schema_hash = c.type.hash;
+  d.created_ns = Clock::wall_ns();
+  d.creator = self_identity();
+  c.type.file_identifier.copy(d.file_identifier, 4);
+  bus.copy(d.bus, kMaxBusName);
+  topic.copy(d.topic, kMaxTopicName);
+  c.type.name.copy(d.type_name, kMaxTypeName);
+  // release: everything above happens-before an opener's acquire of the version.
+  d.layout_version.store(kLayoutVersion, std::memory_order_release);
+}
+
+void check_match(const TopicState& t, const TopicConfig& c, Match match) {
+  const std::string w = where(t.bus, t.name);
+  if (match == Match::Exact &&
+      (t.policy != c.policy || t.slot_size != c.slot_size || t.slot_count != c.slot_count ||
+       t.max_consumers != c.max_consumers)) {
+    throw Error(Errc::TopicMismatch,
+                w + " exists with " + describe(t.policy, t.slot_size, t.slot_count, t.max_consumers) +
+                    "; you asked for " + describe(c.policy, c.slot_size, c.slot_count, c.max_consumers) +
+                    " — use the same configuration as its creator, or open it with Match::TypeOnly to accept it");
+  }
+  if (match == Match::TypeOnly && c.type.is_raw()) return;  // raw access to any topic
+  if (t.type_name != c.type.name) {
+    throw Error(Errc::TypeMismatch, w + " carries " + type_label(t.type_name) + ", not " + type_label(c.type.name) +
+                                        " — use the topic's type (`bus-inspect schema " + t.bus + " " + t.name +
+                                        "` shows it) or another topic");
+  }
+  if (t.schema_hash != c.type.hash) {
+    throw Error(Errc::SchemaMismatch,
+                w + " carries " + t.type_name + " with schema hash " + hex64(t.schema_hash) + ", yours is " +
+                    hex64(c.type.hash) + ": the programs were built from different versions of the schema — "
+                    "rebuild them against the same schemas/");
+  }
+}
+
+// Lists the topic in the bus directory, exactly once per topic segment. The
+// topic's registry word elects the registrant; a registrant that died is
+// replaced, so the directory never misses a topic for good.
+void ensure_registered(TopicState& t) {
+  auto& word = t.header->registry.directory_claim;
+  // acquire: pairs with the registrant's release of Active.
+  if (claim_state(word.load(std::memory_order_acquire)) == ClaimState::Active) return;
+  const Identity self = self_identity();
+  std::uint64_t seen = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (!take_claim(word, make_claim(ClaimState::Claiming, self), seen)) {
+    if (claim_state(seen) == ClaimState::Active) return;
+    if (claim_owner(seen) == self || std::chrono::steady_clock::now() > deadline) return;  // listing only; not fatal
+    ::sched_yield();
+  }
+  DirectoryState& dir = *t.dir;
+  const std::uint32_t cap = dir.header->desc.capacity;
+  bool listed = false;
+  for (std::uint32_t i = 0; i < cap && !listed; ++i) {
+    const DirectoryEntry& e = dir.entries[i];
+    listed = claim_state(e.state.load(std::memory_order_acquire)) == ClaimState::Active && e.name.load() == t.name;
+  }
+  for (std::uint32_t i = 0; i < cap && !listed; ++i) {
+    DirectoryEntry& e = dir.entries[i];
+    std::uint64_t prev = 0;
+    std::uint64_t w = e.state.load(std::memory_order_acquire);
+    // Free entries, and entries a dead registrant left half-claimed.
+    const bool usable = w == 0 || (claim_state(w) == ClaimState::Claiming && !is_alive(claim_owner(w)));
+    if (!usable) continue;
+    if (!take_claim(e.state, make_claim(ClaimState::Claiming, self), prev)) continue;
+    e.name.store(t.name);
+    e.registered_ns.store(Clock::wall_ns(), std::memory_order_relaxed);
+    // release: the name is complete for scanners that acquire Active.
+    e.state.store(make_claim(ClaimState::Active, self), std::memory_order_release);
+    listed = true;
+  }
+  if (!listed) {
+    word.store(0, std::memory_order_release);
+    throw Error(Errc::DirectoryFull, "bus '" + t.bus + "' directory is full (" + std::to_string(cap) +
+                                         " topics) and cannot list " + where(t.bus, t.name) +
+                                         "; remove unused topics (`bus-inspect gc " + t.bus +
+                                         "`) or create the bus with a larger BusOptions::capacity");
+  }
+  word.store(make_claim(ClaimState::Active, self), std::memory_order_release);
+}
+
+}  // namespace
+
+Topic Bus::topic(std::string_view name, const TopicConfig& config, Match match) {
+  validate_topic_name(name);
+  validate_config(config, d_->bus, name);
+  if (!d_->segment.writable()) {
+    // A read-only bus can only look at topics that exist.
+    Topic t = open_topic(name);
+    check_match(*t.state(), config, match);
+    return t;
+  }
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    if (auto st = open_state(d_, name, Access::ReadWrite)) {
+      check_match(*st, config, match);
+      ensure_registered(*st);
+      return Topic(std::move(st));
+    }
+    const std::uint32_t schema_bytes = static_cast<std::uint32_t>(config.type.bfbs.size());
+    const TopicGeometry g = topic_geometry(config.max_consumers, schema_bytes, config.slot_size, config.slot_count);
+    auto seg = Segment::create(topic_segment_name(d_->bus, name), g.segment_bytes,
+                               [&](void* p) { initialise(p, config, g, d_->bus, name); });
+    if (seg) {
+      auto st = make_state(std::move(*seg), d_, name);
+      ensure_registered(*st);
+      return Topic(std::move(st));
+    }
+  }
+  throw Error(Errc::SystemError, where(d_->bus, name) + " keeps appearing and disappearing while it is opened; "
+                                                        "is something removing its segment?");
+}
+
+Topic Bus::open_topic(std::string_view name) const {
+  validate_topic_name(name);
+  const Access access = d_->segment.writable() ? Access::ReadWrite : Access::ReadOnly;
+  auto st = open_state(d_, name, access);
+  if (!st) {
+    std::string known;
+    for (const std::string& n : topic_names()) known += (known.empty() ? "" : ", ") + n;
+    throw Error(Errc::NoSuchTopic, "no " + where(d_->bus, name) + "; its topics are: " +
+                                       (known.empty() ? std::string("(none)") : known));
+  }
+  if (access == Access::ReadWrite) ensure_registered(*st);
+  return Topic(std::move(st));
+}
+
+}  // namespace shmbus
