@@ -1,0 +1,209 @@
+// Producers and consumers as separate processes through real shared memory,
+// including processes killed with SIGKILL mid-stream.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <map>
+#include <sstream>
+
+#include "test_util.hpp"
+
+namespace shmbus::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A shmbus-testproc child with its stdout on a pipe.
+class Child {
+ public:
+  explicit Child(const std::vector<std::string>& args) {
+    const char* exe = std::getenv("SHMBUS_TESTPROC");
+    if (exe == nullptr) throw std::runtime_error("SHMBUS_TESTPROC is not set (run through ctest)");
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork");
+    if (pid_ == 0) {
+      ::dup2(fds[1], STDOUT_FILENO);
+      std::vector<char*> argv;
+      argv.push_back(const_cast<char*>(exe));
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      ::execv(exe, argv.data());
+      ::_exit(127);
+    }
+    ::close(fds[1]);
+    fd_ = fds[0];
+  }
+  ~Child() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+
+  [[nodiscard]] pid_t pid() const { return pid_; }
+
+  // Next line of output, or "" on EOF or timeout.
+  std::string line(std::chrono::milliseconds timeout = 60s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      const auto nl = buf_.find('\n');
+      if (nl != std::string::npos) {
+        std::string l = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return l;
+      }
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return {};
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return {};
+      char tmp[512];
+      const ssize_t n = ::read(fd_, tmp, sizeof tmp);
+      if (n <= 0) return {};
+      buf_.append(tmp, static_cast<std::size_t>(n));
+    }
+  }
+  // Reads lines until one starts with `prefix`.
+  std::string line_starting(const std::string& prefix, std::chrono::milliseconds timeout = 60s) {
+    for (;;) {
+      std::string l = line(timeout);
+      if (l.empty() || l.rfind(prefix, 0) == 0) return l;
+    }
+  }
+  int wait_exit() {
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+  void kill9() { ::kill(pid_, SIGKILL); }
+
+ private:
+  pid_t pid_ = -1;
+  int fd_ = -1;
+  std::string buf_;
+};
+
+std::map<std::string, std::uint64_t> parse(const std::string& l) {
+  std::map<std::string, std::uint64_t> kv;
+  std::istringstream in(l);
+  std::string tok;
+  while (in >> tok) {
+    const auto eq = tok.find('=');
+    if (eq != std::string::npos) kv[tok.substr(0, eq)] = std::strtoull(tok.c_str() + eq + 1, nullptr, 10);
+  }
+  return kv;
+}
+
+std::uint64_t count(std::uint64_t n) {
+  return std::max<std::uint64_t>(2000, static_cast<std::uint64_t>(static_cast<double>(n) * stress_scale()));
+}
+
+TEST(MultiProcess, ProducerAndTwoConsumersInSeparateProcesses) {
+  ScopedBus sb;
+  const std::uint64_t n = count(200'000);
+  Child c1({"consume", sb.name(), "orders", "reliable", "256"});
+  Child c2({"consume", sb.name(), "orders", "reliable", "256"});
+  ASSERT_EQ(c1.line(), "ready");
+  ASSERT_EQ(c2.line(), "ready");
+  Child p({"produce", sb.name(), "orders", std::to_string(n), "reliable", "256"});
+  EXPECT_EQ(p.line_starting("published"), "published=" + std::to_string(n) + " last=" + std::to_string(n));
+  EXPECT_EQ(p.wait_exit(), 0);
+  for (Child* c : {&c1, &c2}) {
+    const auto r = parse(c->line_starting("received"));
+    EXPECT_EQ(r.at("received"), n);
+    EXPECT_EQ(r.at("first"), 1u);
+    EXPECT_EQ(r.at("last"), n);
+    EXPECT_EQ(r.at("lost"), 0u);
+    EXPECT_EQ(r.at("corrupt"), 0u);
+    EXPECT_EQ(r.at("disorder"), 0u);
+    EXPECT_EQ(c->wait_exit(), 0);
+  }
+}
+
+TEST(MultiProcess, KilledProducerIsTakenOverAndNothingIsLostOrTorn) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Child consumer({"consume", sb.name(), "exec", "reliable", "128"});
+  ASSERT_EQ(consumer.line(), "ready");
+  Topic t = bus.open_topic("exec");
+  {
+    Child doomed({"produce", sb.name(), "exec", "0", "reliable", "128"});
+    ASSERT_EQ(doomed.line_starting("ready"), "ready");
+    // Kill it mid-stream, once the consumer has seen a good number of messages.
+    ASSERT_TRUE(eventually([&] {
+      const auto s = snapshot(t);
+      return !s.consumers.empty() && s.consumers[0].delivered >= 5000;
+    }));
+    doomed.kill9();
+    EXPECT_EQ(doomed.wait_exit(), 128 + SIGKILL);
+  }
+  const auto dead = snapshot(t);
+  EXPECT_TRUE(dead.producer.attached);
+  EXPECT_FALSE(dead.producer.alive) << "a killed producer shows as dead";
+  Child heir({"produce", sb.name(), "exec", "20000", "reliable", "128"});
+  const auto start = parse(heir.line_starting("took_over"));
+  EXPECT_EQ(start.at("took_over"), 1u);
+  EXPECT_GE(start.at("first"), dead.head + 1) << "the sequence goes on from the last committed message";
+  EXPECT_LE(start.at("first"), dead.head + 2);
+  const auto done = parse(heir.line_starting("published"));
+  EXPECT_EQ(heir.wait_exit(), 0);
+  const auto r = parse(consumer.line_starting("received"));
+  EXPECT_EQ(r.at("last"), done.at("last"));
+  EXPECT_EQ(r.at("lost"), 0u) << "reliable: nothing lost across the takeover";
+  EXPECT_EQ(r.at("corrupt"), 0u) << "no half-written message delivered";
+  EXPECT_EQ(r.at("disorder"), 0u);
+  EXPECT_EQ(r.at("received"), r.at("last") - r.at("first") + 1);
+  EXPECT_EQ(consumer.wait_exit(), 0);
+  EXPECT_EQ(snapshot(t).producer.takeovers, 1u);
+}
+
+TEST(MultiProcess, KilledConsumerOnReliableTopicIsReapedSoTheProducerResumes) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher("risk", config(Policy::Reliable, 64, 128, 8));
+  Child staller({"stall", sb.name(), "risk", "reliable", "64"});
+  ASSERT_EQ(staller.line(), "ready");
+  std::vector<std::byte> buf(64);
+  for (std::uint64_t i = 1; i <= 64; ++i) {
+    fill_payload(buf.data(), buf.size(), i);
+    ASSERT_EQ(pub.try_publish(buf), PublishResult::Ok);
+  }
+  EXPECT_EQ(pub.try_publish(buf), PublishResult::WouldBlock) << "a live consumer that reads nothing holds it up";
+  EXPECT_EQ(pub.publish(buf, 20ms), PublishResult::Timeout) << "and a live one is never reaped";
+  staller.kill9();
+  // Not waited for yet: a zombie is dead too.
+  EXPECT_EQ(pub.publish(buf, 30s), PublishResult::Ok);
+  const auto s = snapshot(pub.topic());
+  EXPECT_EQ(s.reaped_consumers, 1u);
+  EXPECT_TRUE(s.consumers.empty());
+  EXPECT_EQ(staller.wait_exit(), 128 + SIGKILL);
+}
+
+TEST(MultiProcess, LossyConsumerProcessAccountsForEveryMessage) {
+  ScopedBus sb;
+  const std::uint64_t n = count(300'000);
+  Child slow({"consume", sb.name(), "md", "lossy", "64", "slow"});
+  ASSERT_EQ(slow.line(), "ready");
+  Child p({"produce", sb.name(), "md", std::to_string(n), "lossy", "64"});
+  EXPECT_EQ(p.line_starting("published").rfind("published=", 0), 0u);
+  EXPECT_EQ(p.wait_exit(), 0);
+  const auto r = parse(slow.line_starting("received"));
+  EXPECT_EQ(r.at("last"), n) << "the newest message always arrives";
+  EXPECT_EQ(r.at("received") + r.at("lost"), n) << "every sequence delivered or reported lost";
+  EXPECT_EQ(r.at("lost"), r.at("drops"));
+  EXPECT_EQ(r.at("corrupt"), 0u);
+  EXPECT_EQ(r.at("disorder"), 0u);
+  EXPECT_GT(r.at("lost"), 0u) << "a slow consumer on a 64-slot lossy ring must be lapped";
+  EXPECT_EQ(slow.wait_exit(), 0);
+}
+
+}  // namespace
+}  // namespace shmbus::test

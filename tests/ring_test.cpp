@@ -1,0 +1,346 @@
+// Deterministic tests of the ring: states built by hand or step by step, and
+// what a reader does with each.
+#include <unistd.h>
+
+#include <thread>
+#include <type_traits>
+
+#include <flatbuffers/flatbuffers.h>
+
+#include "shmbus/messages.hpp"
+#include "test_util.hpp"
+
+namespace shmbus::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::vector<std::uint64_t> drain(Subscriber& sub, std::vector<Gap>* gaps = nullptr) {
+  std::vector<std::uint64_t> seqs;
+  if (gaps != nullptr) sub.on_gap([gaps](const Gap& g) { gaps->push_back(g); });
+  while (sub.poll([&](const Message& m) { seqs.push_back(m.meta.seq); }, 1000) != 0) {
+  }
+  return seqs;
+}
+
+PublishResult publish_value(Publisher& pub, std::uint64_t v, std::size_t size = 16) {
+  std::vector<std::byte> buf(size);
+  fill_payload(buf.data(), size, v);
+  return pub.try_publish(buf);
+}
+
+TEST(Ring, PublishedMessageArrivesWithItsMetadata) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher("raw.t", config(Policy::Lossy, 16));
+  Subscriber sub = bus.subscriber("raw.t");
+  const std::int64_t before = bus.clock().now_ns();
+  ASSERT_EQ(publish_value(pub, 42), PublishResult::Ok);
+  const std::int64_t after = bus.clock().now_ns();
+
+  int n = 0;
+  ASSERT_EQ(sub.poll([&](const Message& m) {
+    ++n;
+    std::uint64_t v = 0;
+    EXPECT_TRUE(check_payload(m.data, v));
+    EXPECT_EQ(v, 42u);
+    EXPECT_EQ(m.meta.seq, 1u);
+    EXPECT_EQ(m.meta.topic, "raw.t");
+    EXPECT_EQ(m.meta.type, "");
+    EXPECT_EQ(m.meta.producer, static_cast<std::uint32_t>(::getpid()));
+    EXPECT_GE(m.meta.ts_ns(), before);
+    EXPECT_LE(m.meta.ts_ns(), after);
+    EXPECT_EQ(m.meta.correlation, 0u);
+  }), 1u);
+  EXPECT_EQ(n, 1);
+  EXPECT_EQ(sub.poll([](const Message&) { FAIL() << "nothing more was published"; }), 0u);
+}
+
+TEST(Ring, WrapsAroundInOrder) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher("wrap", config(Policy::Reliable, 4));
+  Subscriber sub = bus.subscriber("wrap");
+  std::vector<std::uint64_t> got;
+  for (std::uint64_t i = 1; i <= 37; ++i) {
+    ASSERT_EQ(publish_value(pub, i), PublishResult::Ok) << i;
+    ASSERT_EQ(sub.poll([&](const Message& m) {
+      std::uint64_t v = 0;
+      ASSERT_TRUE(check_payload(m.data, v));
+      EXPECT_EQ(v, m.meta.seq);
+      got.push_back(m.meta.seq);
+    }), 1u);
+  }
+  ASSERT_EQ(got.size(), 37u);
+  for (std::size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], i + 1);
+}
+
+TEST(Ring, UncommittedClaimIsNeverDeliveredAndItsSequenceIsReused) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher("claim", config(Policy::Lossy, 8));
+  Subscriber sub = bus.subscriber("claim");
+  {
+    Claim c = pub.try_claim(16);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c.sequence(), 1u);
+    fill_payload(c.data(), 16, 7);  // written, never committed
+    EXPECT_FALSE(sub.ready());
+    EXPECT_EQ(drain(sub).size(), 0u);
+  }  // aborted by its destructor
+  EXPECT_FALSE(sub.ready());
+  EXPECT_EQ(pub.next_sequence(), 1u);
+  {
+    Claim c = pub.try_claim(16);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c.sequence(), 1u);
+    fill_payload(c.data(), 16, 8);
+    c.commit(16);
+  }
+  std::uint64_t value = 0;
+  ASSERT_EQ(sub.poll([&](const Message& m) {
+    EXPECT_EQ(m.meta.seq, 1u);
+    EXPECT_TRUE(check_payload(m.data, value));
+  }), 1u);
+  EXPECT_EQ(value, 8u);
+}
+
+TEST(Ring, HalfWrittenSlotLeftByADeadProducerIsNotDelivered) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Topic topic = bus.topic("half", config(Policy::Lossy, 8));
+  Subscriber sub(topic);
+  // What a producer killed between claim and commit of message 1 leaves.
+  detail::RingView view(*topic.state());
+  view.slot(1)->seq.store(2 * 1 + 1, std::memory_order_release);
+  view.slot(1)->size.store(16, std::memory_order_relaxed);
+  EXPECT_FALSE(sub.ready());
+  EXPECT_EQ(drain(sub).size(), 0u);
+  // A new producer takes over and publishes message 1 for real.
+  Publisher pub(topic);
+  EXPECT_EQ(pub.next_sequence(), 1u);
+  ASSERT_EQ(publish_value(pub, 99), PublishResult::Ok);
+  std::uint64_t value = 0;
+  ASSERT_EQ(sub.poll([&](const Message& m) { EXPECT_TRUE(check_payload(m.data, value)); }), 1u);
+  EXPECT_EQ(value, 99u);
+}
+
+TEST(Ring, LappedLossyReaderSkipsToNewestAndReportsExactlyWhatItLost) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher("lap", config(Policy::Lossy, 8));
+  Subscriber sub = bus.subscriber("lap");
+  for (std::uint64_t i = 1; i <= 20; ++i) ASSERT_EQ(publish_value(pub, i), PublishResult::Ok);
+  std::vector<Gap> gaps;
+  const auto seqs = drain(sub, &gaps);
+  ASSERT_EQ(gaps.size(), 1u);
+  EXPECT_EQ(gaps[0].topic, "lap");
+  EXPECT_EQ(gaps[0].first, 1u);
+  EXPECT_EQ(gaps[0].count, 19u);
+  ASSERT_EQ(seqs, std::vector<std::uint64_t>({20}));
+  EXPECT_EQ(sub.drops(), 19u);
+  // Recorded in the consumer table for the tools.
+  const TopicSnapshot snap = snapshot(sub.topic());
+  ASSERT_EQ(snap.consumers.size(), 1u);
+  EXPECT_EQ(snap.consumers[0].drops, 19u);
+  EXPECT_EQ(snap.consumers[0].cursor, 20u);
+  // And it carries on in order.
+  ASSERT_EQ(publish_value(pub, 21), PublishResult::Ok);
+  EXPECT_EQ(drain(sub), std::vector<std::uint64_t>({21}));
+}
+
+TEST(Ring, MessageLargerThanTheSlotIsRefusedNotCut) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher("big", config(Policy::Lossy, 8, 128));
+  Subscriber sub = bus.subscriber("big");
+  EXPECT_EQ(pub.max_payload(), 96u);
+  std::vector<std::byte> buf(97);
+  EXPECT_EQ(pub.try_publish(buf), PublishResult::TooLarge);
+  Claim c = pub.try_claim(97);
+  EXPECT_FALSE(c);
+  EXPECT_EQ(c.result(), PublishResult::TooLarge);
+  EXPECT_FALSE(sub.ready());
+  EXPECT_EQ(snapshot(sub.topic()).too_large, 2u);
+  EXPECT_EQ(snapshot(sub.topic()).head, 0u);
+  buf.resize(96);
+  EXPECT_EQ(pub.try_publish(buf), PublishResult::Ok);
+  EXPECT_EQ(drain(sub).size(), 1u);
+}
+
+TEST(Ring, ReliableProducerWaitsForTheSlowestLiveConsumer) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher("rel", config(Policy::Reliable, 4));
+  Subscriber fast = bus.subscriber("rel");
+  Subscriber slow = bus.subscriber("rel");
+  for (std::uint64_t i = 1; i <= 4; ++i) ASSERT_EQ(publish_value(pub, i), PublishResult::Ok);
+  EXPECT_EQ(drain(fast).size(), 4u);
+  EXPECT_EQ(publish_value(pub, 5), PublishResult::WouldBlock);  // slow has read nothing
+  EXPECT_EQ(pub.publish(as_bytes("x", 1), 5ms), PublishResult::Timeout);
+  ASSERT_EQ(slow.poll([](const Message&) {}, 1), 1u);  // frees one slot
+  EXPECT_EQ(publish_value(pub, 5), PublishResult::Ok);
+  EXPECT_EQ(publish_value(pub, 6), PublishResult::WouldBlock);
+  EXPECT_GE(snapshot(pub.topic()).would_block, 2u);
+  EXPECT_EQ(drain(slow), std::vector<std::uint64_t>({2, 3, 4, 5}));
+  EXPECT_EQ(drain(fast), std::vector<std::uint64_t>({5}));
+  EXPECT_EQ(slow.drops(), 0u);
+}
+
+TEST(Ring, ReliableTopicWithoutConsumersNeverBlocks) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher("rel0", config(Policy::Reliable, 4));
+  for (std::uint64_t i = 1; i <= 100; ++i) ASSERT_EQ(publish_value(pub, i), PublishResult::Ok) << i;
+  // A consumer joining now is due the next message, and gates from then on.
+  Subscriber sub = bus.subscriber("rel0");
+  for (std::uint64_t i = 101; i <= 104; ++i) ASSERT_EQ(publish_value(pub, i), PublishResult::Ok);
+  EXPECT_EQ(publish_value(pub, 105), PublishResult::WouldBlock);
+  EXPECT_EQ(drain(sub), std::vector<std::uint64_t>({101, 102, 103, 104}));
+}
+
+TEST(Ring, ObserverNeverGatesTheProducer) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher("obs", config(Policy::Reliable, 4));
+  SubscriberOptions o;
+  o.register_consumer = false;
+  Subscriber observer = bus.subscriber("obs", o);
+  EXPECT_FALSE(observer.registered());
+  for (std::uint64_t i = 1; i <= 10; ++i) ASSERT_EQ(publish_value(pub, i), PublishResult::Ok);
+  EXPECT_TRUE(snapshot(pub.topic()).consumers.empty());
+  std::vector<Gap> gaps;
+  EXPECT_EQ(drain(observer, &gaps), std::vector<std::uint64_t>({10}));
+  ASSERT_EQ(gaps.size(), 1u);
+  EXPECT_EQ(gaps[0].count, 9u);
+}
+
+TEST(Ring, ReliableConsumerReadsInPlaceLossyConsumerReadsACopy) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher rel = bus.publisher("inplace", config(Policy::Reliable, 8));
+  Publisher lossy = bus.publisher("copied", config(Policy::Lossy, 8));
+  Subscriber rs = bus.subscriber("inplace");
+  Subscriber ls = bus.subscriber("copied");
+  ASSERT_EQ(publish_value(rel, 1), PublishResult::Ok);
+  ASSERT_EQ(publish_value(lossy, 1), PublishResult::Ok);
+  const auto inside = [](const Topic& t, const void* p) {
+    const auto* base = static_cast<const std::byte*>(t.state()->segment.data());
+    const auto* q = static_cast<const std::byte*>(p);
+    return q >= base && q < base + t.state()->segment.size();
+  };
+  ASSERT_EQ(rs.poll([&](const Message& m) { EXPECT_TRUE(inside(rs.topic(), m.data.data())); }), 1u);
+  ASSERT_EQ(ls.poll([&](const Message& m) { EXPECT_FALSE(inside(ls.topic(), m.data.data())); }), 1u);
+}
+
+TEST(Ring, StartOldestReplaysWhatIsStillInTheRing) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher("old", config(Policy::Lossy, 8));
+  for (std::uint64_t i = 1; i <= 5; ++i) ASSERT_EQ(publish_value(pub, i), PublishResult::Ok);
+  SubscriberOptions o;
+  o.start = Start::Oldest;
+  Subscriber replay = bus.subscriber("old", o);
+  Subscriber live = bus.subscriber("old");
+  EXPECT_EQ(drain(replay), std::vector<std::uint64_t>({1, 2, 3, 4, 5}));
+  EXPECT_EQ(drain(live).size(), 0u);
+  for (std::uint64_t i = 6; i <= 20; ++i) ASSERT_EQ(publish_value(pub, i), PublishResult::Ok);
+  Subscriber late = bus.subscriber("old", o);
+  EXPECT_EQ(drain(late), std::vector<std::uint64_t>({13, 14, 15, 16, 17, 18, 19, 20}));
+}
+
+TEST(Ring, TypedPublishRefusesABufferOfAnotherType) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher<md::Quote>("md.q");
+  flatbuffers::FlatBufferBuilder fbb;
+  fbb.Finish(md::CreateTradeDirect(fbb, "AAPL"), md::TradeIdentifier());
+  EXPECT_EQ(pub.try_publish(fbb), PublishResult::Invalid);
+  flatbuffers::FlatBufferBuilder ok;
+  ok.Finish(md::CreateQuoteDirect(ok, "AAPL"), md::QuoteIdentifier());
+  EXPECT_EQ(pub.try_publish(ok), PublishResult::Ok);
+  Subscriber sub = bus.subscriber<md::Quote>("md.q", from_oldest());
+  std::string sym;
+  ASSERT_EQ(sub.poll(typed<md::Quote>([&](const md::Quote& q, const MessageMeta& m) {
+    sym = q.symbol()->str();
+    EXPECT_EQ(m.type, "shmbus.md.Quote");
+  })), 1u);
+  EXPECT_EQ(sym, "AAPL");
+}
+
+TEST(Ring, CorrelationIdTravelsInTheSlotHeader) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher("corr", config(Policy::Lossy, 8));
+  Subscriber sub = bus.subscriber("corr");
+  ASSERT_EQ(pub.try_publish(as_bytes("abc", 3), 0xfeedu), PublishResult::Ok);
+  ASSERT_EQ(sub.poll([](const Message& m) { EXPECT_EQ(m.meta.correlation, 0xfeedu); }), 1u);
+}
+
+TEST(Ring, HandlesAreMoveOnlyAndHotPathIsNoexcept) {
+  static_assert(!std::is_copy_constructible_v<Publisher>);
+  static_assert(!std::is_copy_constructible_v<Subscriber>);
+  static_assert(!std::is_copy_constructible_v<Claim>);
+  static_assert(std::is_nothrow_move_constructible_v<Publisher>);
+  static_assert(std::is_nothrow_move_constructible_v<Claim>);
+  static_assert(noexcept(std::declval<Publisher&>().try_publish(std::span<const std::byte>{})));
+  static_assert(noexcept(std::declval<Publisher&>().try_claim(1)));
+  static_assert(noexcept(std::declval<Subscriber&>().ready()));
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher a = bus.publisher("mv", config(Policy::Lossy, 8));
+  Publisher b = std::move(a);
+  EXPECT_EQ(publish_value(b, 1), PublishResult::Ok);
+  Subscriber s1 = bus.subscriber("mv", from_oldest());
+  Subscriber s2 = std::move(s1);
+  EXPECT_EQ(drain(s2).size(), 1u);
+  EXPECT_EQ(snapshot(b.topic()).consumers.size(), 1u);
+}
+
+TEST(Ring, SubscriberLeavesTheConsumerTableWhenDestroyed) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Topic t = bus.topic("leave", config(Policy::Reliable, 4));
+  Publisher pub(t);
+  {
+    Subscriber sub(t);
+    EXPECT_EQ(snapshot(t).consumers.size(), 1u);
+  }
+  EXPECT_EQ(snapshot(t).consumers.size(), 0u);
+  for (std::uint64_t i = 1; i <= 10; ++i) EXPECT_EQ(publish_value(pub, i), PublishResult::Ok);
+}
+
+TEST(Ring, PublisherPaysAWakeUpOnlyWhenSomeoneSleeps) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher("wake", config(Policy::Lossy, 8));
+  Subscriber sub = bus.subscriber("wake");
+  auto& wait = pub.topic().state()->header->wait;
+  const std::uint32_t before = wait.futex.load();
+  ASSERT_EQ(publish_value(pub, 1), PublishResult::Ok);
+  EXPECT_EQ(wait.futex.load(), before) << "no sleeper: the producer must not touch the futex";
+  EXPECT_EQ(drain(sub).size(), 1u);
+
+  std::atomic<bool> woke{false};
+  std::thread waiter([&] { woke = sub.wait(30s); });
+  // Await the waiter actually being asleep (counted in), then publish.
+  ASSERT_TRUE(eventually([&] { return wait.sleepers.load() > 0; }));
+  ASSERT_EQ(publish_value(pub, 2), PublishResult::Ok);
+  waiter.join();
+  EXPECT_TRUE(woke.load());
+  EXPECT_NE(wait.futex.load(), before) << "a sleeper was counted: the producer must have woken it";
+  EXPECT_EQ(wait.sleepers.load(), 0u);
+  EXPECT_EQ(drain(sub), std::vector<std::uint64_t>({2}));
+}
+
+TEST(Ring, WaitTimesOutWhenNothingIsPublished) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Subscriber sub = bus.subscriber("quiet");
+  EXPECT_FALSE(sub.wait(20ms));
+  EXPECT_FALSE(sub.wait(0ms));
+  EXPECT_EQ(sub.topic().state()->header->wait.sleepers.load(), 0u);
+}
+
+}  // namespace
+}  // namespace shmbus::test

@@ -1,0 +1,82 @@
+// Helpers shared by the test suites.
+#pragma once
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "payload.hpp"
+#include "shmbus/shmbus.hpp"
+
+namespace shmbus::test {
+
+// A bus name unique to this test process and call; its segments are removed
+// when the guard goes out of scope.
+class ScopedBus {
+ public:
+  explicit ScopedBus(const char* tag = "t") {
+    static std::atomic<int> counter{0};
+    name_ = std::string(tag) + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+    shmbus::Bus::remove(name_);
+  }
+  ~ScopedBus() { shmbus::Bus::remove(name_); }
+  ScopedBus(const ScopedBus&) = delete;
+  ScopedBus& operator=(const ScopedBus&) = delete;
+  [[nodiscard]] const std::string& name() const { return name_; }
+  [[nodiscard]] shmbus::Bus open(const shmbus::BusOptions& o = {}) const { return shmbus::Bus::open_or_create(name_, o); }
+
+ private:
+  std::string name_;
+};
+
+// Waits for `cond` (polling with short sleeps) up to `timeout`; returns its
+// last value. For conditions in another process, where nothing can be awaited
+// directly; the test then asserts on the returned value.
+inline bool eventually(const std::function<bool()>& cond,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return cond();
+}
+
+inline std::span<const std::byte> as_bytes(const void* p, std::size_t n) {
+  return {static_cast<const std::byte*>(p), n};
+}
+
+// Scale for stress loops: SHMBUS_STRESS_SCALE=0.1 under sanitizers.
+inline double stress_scale() {
+  const char* s = std::getenv("SHMBUS_STRESS_SCALE");
+  return s != nullptr ? std::atof(s) : 1.0;
+}
+
+inline SubscriberOptions from_oldest() {
+  SubscriberOptions o;
+  o.start = Start::Oldest;
+  return o;
+}
+
+inline shmbus::TopicConfig config(shmbus::Policy p, std::uint32_t slots, std::uint32_t slot_size = 64,
+                                  std::uint32_t max_consumers = 8) {
+  shmbus::TopicConfig c;
+  c.policy = p;
+  c.slot_count = slots;
+  c.slot_size = slot_size;
+  c.max_consumers = max_consumers;
+  return c;
+}
+
+}  // namespace shmbus::test
