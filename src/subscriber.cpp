@@ -17,6 +17,17 @@ namespace {
 
 std::uint64_t oldest(std::uint64_t head, std::uint64_t count) { return head >= count ? head - count + 1 : 1; }
 
+// The first sequence due to a subscriber that joins when `head` is the last
+// committed message.
+std::uint64_t first_due(const SubscriberOptions& o, std::uint64_t head, std::uint64_t count) {
+  switch (o.start) {
+    case Start::Live: return head + 1;
+    case Start::Oldest: return oldest(head, count);
+    case Start::Sequence: return std::clamp(o.sequence, oldest(head, count), head + 1);
+  }
+  return head + 1;
+}
+
 // Frees entries whose owner died (any state), so their slots can be reused.
 void reap_dead_entries(TopicState& t) {
   for (std::uint32_t i = 0; i < t.max_consumers; ++i) {
@@ -63,8 +74,7 @@ Subscriber::Subscriber(Topic topic, const SubscriberOptions& options)
 
   if (!options.register_consumer) {
     const std::uint64_t head = hot.head.load(std::memory_order_acquire);
-    const std::uint64_t next = options.start == Start::Live ? head + 1 : oldest(head, t.slot_count);
-    reader_ = RingReader(t, nullptr, next, ~std::uint64_t{0});
+    reader_ = RingReader(t, nullptr, first_due(options, head, t.slot_count), ~std::uint64_t{0});
     return;
   }
   if (!topic_.writable()) {
@@ -94,7 +104,7 @@ Subscriber::Subscriber(Topic topic, const SubscriberOptions& options)
   claim_word_ = make_claim(ClaimState::Active, self);
   e->state.store(claim_word_, std::memory_order_seq_cst);
   const std::uint64_t h2 = hot.head.load(std::memory_order_seq_cst);
-  const std::uint64_t next = options.start == Start::Live ? h2 + 1 : oldest(h2, t.slot_count);
+  const std::uint64_t next = first_due(options, h2, t.slot_count);
   e->joined_seq.store(next, std::memory_order_relaxed);
   // release: nothing read yet; keeps the cursor store ordered after the join.
   e->cursor.store(next - 1, std::memory_order_release);

@@ -249,6 +249,24 @@ TEST(Ring, StartOldestReplaysWhatIsStillInTheRing) {
   EXPECT_EQ(drain(late), std::vector<std::uint64_t>({13, 14, 15, 16, 17, 18, 19, 20}));
 }
 
+TEST(Ring, StartAtASequenceIsClampedToWhatTheRingHolds) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher("at", config(Policy::Lossy, 8));
+  for (std::uint64_t i = 1; i <= 20; ++i) ASSERT_EQ(publish_value(pub, i), PublishResult::Ok);
+  const auto from = [&](std::uint64_t seq) {
+    SubscriberOptions o;
+    o.start = Start::Sequence;
+    o.sequence = seq;
+    o.register_consumer = false;
+    Subscriber s = bus.subscriber("at", o);
+    return drain(s);
+  };
+  EXPECT_EQ(from(18), std::vector<std::uint64_t>({18, 19, 20}));
+  EXPECT_EQ(from(1), std::vector<std::uint64_t>({13, 14, 15, 16, 17, 18, 19, 20})) << "clamped to the oldest";
+  EXPECT_TRUE(from(500).empty()) << "clamped to the next message";
+}
+
 TEST(Ring, TypedPublishRefusesABufferOfAnotherType) {
   ScopedBus sb;
   Bus bus = sb.open();

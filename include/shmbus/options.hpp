@@ -20,15 +20,19 @@ struct PublisherOptions {
 };
 
 enum class Start : std::uint8_t {
-  Live,    // the first message published after the subscription
-  Oldest,  // the oldest message still in the ring, then on (best effort:
-           // a backlog message overwritten before it is read is a Gap)
+  Live,      // the first message published after the subscription
+  Oldest,    // the oldest message still in the ring, then on (best effort:
+             // a backlog message overwritten before it is read is a Gap)
+  Sequence,  // SubscriberOptions::sequence, clamped to [oldest, next]
+             // (bus-inspect tail -n: the last N messages)
 };
 
 struct SubscriberOptions {
   // Shown by bus-inspect; default: the process's command name.
   std::string name;
   Start start = Start::Live;
+  // With Start::Sequence: the first sequence wanted.
+  std::uint64_t sequence = 0;
   // false: an observer, which reads without registering in the consumer
   // table: it gates nothing and may be lapped even on a reliable topic.
   bool register_consumer = true;
