@@ -52,13 +52,7 @@
 #include <string_view>
 #include <vector>
 
-namespace shmbus::detail {
-// Defined in schema_registry.cpp; see there.
-const reflection::Schema& checked_schema(std::span<const std::uint8_t> bfbs, std::string_view what);
-const reflection::Object* find_object(const reflection::Schema& schema,
-                                      std::string_view name) noexcept;
-std::string table_list(const reflection::Schema& schema);
-}  // namespace shmbus::detail
+#include "schema_internal.hpp"
 
 namespace shmbus {
 namespace {

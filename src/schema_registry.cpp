@@ -46,6 +46,7 @@
 #include "shmbus/schema.hpp"
 
 #include "shmbus/error.hpp"
+#include "schema_internal.hpp"
 
 #include <flatbuffers/reflection.h>
 #include <flatbuffers/reflection_generated.h>
@@ -73,18 +74,6 @@ namespace shmbus::detail {
 using EmbeddedBfbs = std::pair<std::string_view, std::span<const std::uint8_t>>;
 std::span<const EmbeddedBfbs> embedded_bfbs() noexcept;
 
-// Shared with json_codec.cpp (which declares them again; they are internal).
-//
-// Verifies `bfbs` as a reflection schema and checks that every type index in
-// it is in range, so later walks and flatbuffers::Parser::Deserialize() can
-// trust it. `bfbs` must be 8-byte aligned (hold it in a std::vector). Throws
-// Error(InvalidMessage) naming `what` (who was handed the bytes).
-const reflection::Schema& checked_schema(std::span<const std::uint8_t> bfbs, std::string_view what);
-// The object (table or struct) named `name`, or nullptr.
-const reflection::Object* find_object(const reflection::Schema& schema,
-                                      std::string_view name) noexcept;
-// "a, b, c" of the tables (not structs) of `schema`, sorted, for messages.
-std::string table_list(const reflection::Schema& schema);
 
 }  // namespace shmbus::detail
 
