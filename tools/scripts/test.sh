@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Runs every test of shmbus, as CI does: on a fresh Debian 12 machine as root
+# it installs what it needs, then
+#   1. builds (RelWithDebInfo) and runs the whole suite, benchmark smoke tests included;
+#   2. builds and runs it under ThreadSanitizer;
+#   3. builds and runs it under AddressSanitizer + UndefinedBehaviorSanitizer;
+#   4. installs the library and builds the README's example as an out-of-tree
+#      project with find_package(shmbus), then runs it.
+# Build trees go to build-test/ (reused between runs). Exit status is non-zero
+# if anything failed.
+#
+#   tools/scripts/test.sh              everything
+#   tools/scripts/test.sh quick        step 1 only
+#   JOBS=4 tools/scripts/test.sh       parallelism (default: nproc)
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+mode=${1:-all}
+jobs=${JOBS:-$(nproc)}
+out="$root/build-test"
+mkdir -p "$out"
+
+"$root/tools/scripts/install-deps.sh" --bench
+# Tests that talk to real servers start them on ports of their own; the
+# script that starts them (and stops them on exit) lives beside this one.
+if [[ -x "$root/tools/scripts/services.sh" ]]; then
+  # shellcheck source=/dev/null
+  source "$root/tools/scripts/services.sh"
+  services_start
+  trap services_stop EXIT
+fi
+
+failures=()
+step() { printf '\n==== %s\n' "$*"; }
+
+run_suite() {  # name, then extra cmake arguments
+  local name=$1; shift
+  local dir="$out/$name"
+  step "build ($name)"
+  cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >"$dir.configure.log" 2>&1 \
+    || { cat "$dir.configure.log"; failures+=("$name: configure"); return; }
+  if ! cmake --build "$dir" -j "$jobs" >"$dir.build.log" 2>&1; then
+    grep -E "error|Error" "$dir.build.log" | head -50 || true
+    tail -20 "$dir.build.log"
+    failures+=("$name: build")
+    return
+  fi
+  step "tests ($name)"
+  # Stale segments of a killed earlier run would only confuse a reader of /dev/shm.
+  if ! (cd "$dir" && ctest -j "$jobs" --output-on-failure --timeout 600); then
+    failures+=("$name: tests")
+  fi
+}
+
+run_suite normal -DSHMBUS_SANITIZER=none
+if [[ "$mode" != quick ]]; then
+  run_suite tsan -DSHMBUS_SANITIZER=thread -DSHMBUS_BUILD_BENCHMARKS=OFF
+  run_suite asan -DSHMBUS_SANITIZER=address -DSHMBUS_BUILD_BENCHMARKS=OFF
+
+  step "install + out-of-tree consumer (README example)"
+  prefix="$out/prefix"
+  consumer="$out/consumer"
+  rm -rf "$prefix" "$consumer"
+  if cmake --install "$out/normal" --prefix "$prefix" >"$out/install.log" 2>&1 &&
+     "$root/tests/consumer/extract-example.sh" "$root/README.md" "$consumer/src" &&
+     cmake -S "$consumer/src" -B "$consumer/build" -DCMAKE_PREFIX_PATH="$prefix" >"$out/consumer.log" 2>&1 &&
+     cmake --build "$consumer/build" -j "$jobs" >>"$out/consumer.log" 2>&1 &&
+     "$consumer/build/readme-example"; then
+    echo "out-of-tree consumer: find_package(shmbus) + README example: OK"
+  else
+    tail -40 "$out/install.log" "$out/consumer.log" 2>/dev/null || true
+    failures+=("out-of-tree consumer")
+  fi
+fi
+
+step "summary"
+if ((${#failures[@]} == 0)); then
+  echo "all test stages passed"
+  exit 0
+fi
+printf 'FAILED: %s\n' "${failures[@]}"
+exit 1
