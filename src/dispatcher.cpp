@@ -33,19 +33,19 @@ std::size_t Dispatcher::poll_once() {
   return n;
 }
 
-void Dispatcher::block_until_ready() {
+bool Dispatcher::wait(std::chrono::nanoseconds timeout) {
   // Spin a little first: a message that arrives within microseconds should
   // not pay for a sleep and a wake-up.
   for (int i = 0; i < 2000; ++i) {
     for (auto& s : subs_)
-      if (s->sub.ready()) return;
-    if (stop_.load(std::memory_order_relaxed)) return;
+      if (s->sub.ready()) return true;
+    if (stop_.load(std::memory_order_relaxed)) return false;
     detail::cpu_relax();
   }
   std::vector<Subscriber*> subs;
   subs.reserve(subs_.size());
   for (auto& s : subs_) subs.push_back(&s->sub);
-  (void)detail::wait_any(subs, bus_.state()->header->doorbell.futex, detail::kMaxSleepSlice, &stop_);
+  return detail::wait_any(subs, bus_.state()->header->doorbell.futex, timeout, &stop_);
 }
 
 void Dispatcher::run() {
@@ -55,7 +55,7 @@ void Dispatcher::run() {
     switch (options_.idle) {
       case Idle::Spin: detail::cpu_relax(); break;
       case Idle::Yield: ::sched_yield(); break;
-      case Idle::Block: block_until_ready(); break;
+      case Idle::Block: (void)wait(detail::kMaxSleepSlice); break;
     }
   }
   running_.store(false, std::memory_order_release);

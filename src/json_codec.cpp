@@ -256,7 +256,10 @@ std::string path_string(const std::vector<PathStep>& path) {
   std::string out;
   for (const PathStep& step : path) {
     if (step.is_index) {
-      out += "[" + std::to_string(step.index) + "]";
+      // Appended piecewise: g++ 12 -O3 reports a false -Wrestrict on "[" + s + "]".
+      out += '[';
+      out += std::to_string(step.index);
+      out += ']';
     } else {
       if (!out.empty()) out += ".";
       out += step.key;

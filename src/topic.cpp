@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstring>
 #include <new>
+#include <thread>
 
 #include "internal.hpp"
 #include "shmbus/bus.hpp"
@@ -275,6 +276,23 @@ Topic Bus::open_topic(std::string_view name) const {
   }
   if (access == Access::ReadWrite) ensure_registered(*st);
   return Topic(std::move(st));
+}
+
+Topic Bus::wait_for_topic(std::string_view name, std::chrono::nanoseconds timeout) const {
+  validate_topic_name(name);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto pause = std::chrono::microseconds(100);
+  while (!has_topic(name)) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      throw Error(Errc::Timeout, "no " + where(d_->bus, name) + " after waiting " +
+                                     std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()) +
+                                     " ms; start its producer, or check the bus and topic names (`bus-inspect list " +
+                                     d_->bus + "`)");
+    }
+    std::this_thread::sleep_for(pause);  // a setup step, not a hot path: poll, backing off to 20 ms
+    pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(20));
+  }
+  return open_topic(name);
 }
 
 }  // namespace shmbus

@@ -69,7 +69,30 @@ TEST_P(DispatcherTest, RoutesEachTopicToItsTypedHandlerOnItsOwnThread) {
   EXPECT_EQ(d.drops(), 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Idle, DispatcherTest, ::testing::Values(Idle::Spin, Idle::Yield, Idle::Block));
+INSTANTIATE_TEST_SUITE_P(Idle, DispatcherTest, ::testing::Values(Idle::Spin, Idle::Yield, Idle::Block),
+                         [](const ::testing::TestParamInfo<Idle>& i) {
+                           return i.param == Idle::Spin ? "Spin" : i.param == Idle::Yield ? "Yield" : "Block";
+                         });
+
+TEST(Dispatcher, OwnLoopCanBlockInWaitAndIsWokenByAPublish) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher p = bus.publisher("own", config(Policy::Lossy, 16));
+  Dispatcher d(bus);
+  int got = 0;
+  d.on_message("own", [&](const Message&) { ++got; });
+  EXPECT_FALSE(d.wait(5ms)) << "nothing published: times out";
+  std::thread publisher([&] {
+    // Publish once the loop below is asleep (counted as a sleeper on the topic).
+    auto& w = p.topic().state()->header->wait;
+    ASSERT_TRUE(eventually([&] { return w.sleepers.load() > 0; }));
+    ASSERT_EQ(p.try_publish(as_bytes("x", 1)), PublishResult::Ok);
+  });
+  EXPECT_TRUE(d.wait(30s));
+  EXPECT_EQ(d.poll_once(), 1u);
+  EXPECT_EQ(got, 1);
+  publisher.join();
+}
 
 TEST(Dispatcher, RegisteringTheWrongTypeForATopicIsTypeMismatch) {
   ScopedBus sb;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <thread>
 
 #include "shmbus/messages.hpp"
 #include "shmbus/detail/process.hpp"
@@ -71,6 +72,21 @@ TEST(Topic, MissingBusAndTopicAreNamedErrors) {
   const Error e2 = expect_error([&] { (void)bus.open_topic("absent"); }, Errc::NoSuchTopic);
   EXPECT_TRUE(contains(e2, "absent"));
   EXPECT_TRUE(contains(e2, "present")) << "lists the topics that do exist";
+}
+
+TEST(Topic, SubscriberCanWaitForTheProducerToCreateTheTopic) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  const Error e = expect_error([&] { (void)bus.wait_for_topic("later", 10ms); }, Errc::Timeout);
+  EXPECT_TRUE(contains(e, "later")) << e.what();
+  std::thread producer([&] {
+    Bus b = Bus::open(sb.name());
+    (void)b.topic("later", config(Policy::Reliable, 64, 256));
+  });
+  Topic t = bus.wait_for_topic("later", 30s);
+  producer.join();
+  EXPECT_EQ(t.slot_count(), 64u) << "the producer's geometry, not a subscriber's default";
+  EXPECT_EQ(t.policy(), Policy::Reliable);
 }
 
 TEST(Topic, ConfigMismatchSaysWhatDiffers) {

@@ -22,6 +22,7 @@
 // Thread safety: a Bus and the Topics it returns may be used from any thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -88,6 +89,10 @@ class Bus {
   }
   // Opens an existing topic whatever its config; Error(NoSuchTopic) if none.
   [[nodiscard]] Topic open_topic(std::string_view name) const;
+  // Waits until the topic exists (its producer creates it), then opens it.
+  // For a subscriber that starts first without fixing the topic's
+  // geometry. Error(Timeout) naming the topic if it does not appear.
+  [[nodiscard]] Topic wait_for_topic(std::string_view name, std::chrono::nanoseconds timeout) const;
   [[nodiscard]] bool has_topic(std::string_view name) const;
   // Topics listed in the directory, sorted.
   [[nodiscard]] std::vector<std::string> topic_names() const;

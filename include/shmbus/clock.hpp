@@ -49,6 +49,8 @@ class Clock {
       : block_(block), tsc_(block != nullptr && block->mode == 1) {}
 
   // What a producer stamps into a slot: raw ticks or ns, per the bus's mode.
+  // Unordered (plain RDTSC): on the publish path the stamp may be taken a few
+  // cycles early, which only makes latencies err long, never short.
   [[nodiscard]] std::uint64_t raw_now() const noexcept {
 #if defined(__x86_64__)
     if (tsc_) return __rdtsc();
@@ -77,9 +79,24 @@ class Clock {
     }
   }
 
+  // As raw_now(), but read only after every earlier load has completed
+  // (LFENCE; RDTSC): a consumer measuring latency must not read the clock
+  // before the message it measures has arrived, or short latencies come out
+  // too short, even negative.
+  [[nodiscard]] std::uint64_t raw_now_ordered() const noexcept {
+#if defined(__x86_64__)
+    if (tsc_) {
+      _mm_lfence();
+      return __rdtsc();
+    }
+#endif
+    return static_cast<std::uint64_t>(wall_ns());
+  }
+
   // Bus time now, in ns: use this (not wall_ns) to measure latency from a
-  // message's publish time, so both ends use the same calibration.
-  [[nodiscard]] std::int64_t now_ns() const noexcept { return to_ns(raw_now()); }
+  // message's publish time, so both ends use the same calibration. Ordered
+  // after earlier loads (raw_now_ordered).
+  [[nodiscard]] std::int64_t now_ns() const noexcept { return to_ns(raw_now_ordered()); }
 
   [[nodiscard]] bool uses_tsc() const noexcept { return tsc_; }
 

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -67,6 +68,11 @@ class Dispatcher {
   // One pass over every subscription; returns messages delivered. For
   // callers that run their own loop (don't mix with start()).
   std::size_t poll_once();
+  // Blocks until a subscription has something ready, stop() is called, or
+  // `timeout` passes (spin briefly, then sleep on the bus doorbell). For
+  // callers that run their own loop with poll_once(). Returns whether
+  // something is ready.
+  bool wait(std::chrono::nanoseconds timeout);
 
   void start();   // runs the loop on a new thread
   void run();     // runs the loop on this thread until stop()
@@ -83,7 +89,6 @@ class Dispatcher {
     std::function<void(const Message&)> handler;
   };
   void add(std::string_view topic, const TopicConfig& config, std::function<void(const Message&)> handler);
-  void block_until_ready();
 
   Bus bus_;
   DispatcherOptions options_;
