@@ -146,6 +146,12 @@ Publisher::~Publisher() { release(); }
 
 void Publisher::release() noexcept {
   if (owner_word_ == 0) return;
+  // A forked child holds a copy of this object but not the role: only the
+  // process that took the owner word gives it back.
+  if (identity_pid(claim_owner(owner_word_)) != static_cast<std::uint32_t>(::getpid())) {
+    owner_word_ = 0;
+    return;
+  }
   std::uint64_t expected = owner_word_;
   // release: a successor's acquire of the free word sees our last head store.
   topic_.state()->header->producer.owner.compare_exchange_strong(expected, 0, std::memory_order_release,

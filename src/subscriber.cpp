@@ -146,6 +146,12 @@ Subscriber::~Subscriber() { leave(); }
 
 void Subscriber::leave() noexcept {
   if (entry_ == nullptr) return;
+  // A forked child holds a copy of this object but not the entry: only the
+  // process that registered leaves.
+  if (identity_pid(claim_owner(claim_word_)) != static_cast<std::uint32_t>(::getpid())) {
+    entry_ = nullptr;
+    return;
+  }
   reader_.flush();
   std::uint64_t expected = claim_word_;
   // release: our last reads of the ring happen before the entry is reused.

@@ -187,6 +187,32 @@ TEST(MultiProcess, KilledConsumerOnReliableTopicIsReapedSoTheProducerResumes) {
   EXPECT_EQ(staller.wait_exit(), 128 + SIGKILL);
 }
 
+TEST(MultiProcess, AForkedChildNeverReleasesItsParentsRoles) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Topic t = bus.topic("forked", config(Policy::Reliable, 16));
+  {
+    auto pub = std::make_unique<Publisher>(t);
+    auto sub = std::make_unique<Subscriber>(t);
+    const pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      pub.reset();  // what a child that unwinds its stack (or exits via return) does
+      sub.reset();
+      ::_exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    const auto s = snapshot(t);
+    EXPECT_TRUE(s.producer.attached && s.producer.alive) << "the parent still owns the topic";
+    EXPECT_EQ(s.producer.pid, static_cast<std::uint32_t>(::getpid()));
+    ASSERT_EQ(s.consumers.size(), 1u) << "the parent's consumer entry is still registered";
+    EXPECT_EQ(s.consumers[0].pid, static_cast<std::uint32_t>(::getpid()));
+  }
+  EXPECT_FALSE(snapshot(t).producer.attached) << "the parent itself releases on destruction";
+  EXPECT_TRUE(snapshot(t).consumers.empty());
+}
+
 TEST(MultiProcess, LossyConsumerProcessAccountsForEveryMessage) {
   ScopedBus sb;
   const std::uint64_t n = count(300'000);
