@@ -116,7 +116,7 @@ Bus Bus::open(std::string_view name, Access access) {
 
 bool Bus::exists(std::string_view name) {
   validate_bus_name(name);
-  return Segment::open(directory_segment_name(name), Access::ReadOnly).has_value();
+  return Segment::exists(directory_segment_name(name));
 }
 
 std::vector<std::string> Bus::list() {
@@ -151,7 +151,7 @@ std::vector<std::string> Bus::topic_names() const {
 
 bool Bus::has_topic(std::string_view name) const {
   validate_topic_name(name);
-  return Segment::open(topic_segment_name(d_->bus, name), Access::ReadOnly).has_value();
+  return Segment::exists(topic_segment_name(d_->bus, name));
 }
 
 Publisher Bus::publisher(std::string_view topic, const TopicConfig& config, const PublisherOptions& options) {

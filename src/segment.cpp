@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -131,6 +132,11 @@ std::optional<Segment> Segment::open(const std::string& name, Access access) {
   seg.access_ = access;
   prefault(seg.data_, seg.size_, access == Access::ReadWrite);
   return seg;
+}
+
+bool Segment::exists(const std::string& name) noexcept {
+  struct stat st{};
+  return ::stat(shm_path(name).c_str(), &st) == 0;
 }
 
 bool Segment::remove(const std::string& name) noexcept {

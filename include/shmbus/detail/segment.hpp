@@ -39,6 +39,9 @@ class Segment {
   // Pre-faults the mapping (touching a page first costs ~2 us otherwise).
   static std::optional<Segment> open(const std::string& name, Access access);
 
+  // Whether a segment of that name exists (a stat; maps nothing).
+  [[nodiscard]] static bool exists(const std::string& name) noexcept;
+
   // shm_unlink. Returns false if it did not exist.
   static bool remove(const std::string& name) noexcept;
 
