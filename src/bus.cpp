@@ -23,8 +23,8 @@ std::shared_ptr<DirectoryState> make_state(Segment seg, std::string_view bus) {
   if (seg.size() < sizeof(DirectoryHeader)) {
     throw Error(Errc::TruncatedSegment, "bus '" + std::string(bus) + "': directory segment /dev/shm/" + name +
                                             " is " + std::to_string(seg.size()) +
-                                            " bytes, smaller than a directory header; remove it with "
-                                            "`bus-inspect gc " + std::string(bus) + "`");
+                                            " bytes, smaller than a directory header; once no process uses it, remove it: "
+                                            "rm /dev/shm/" + name);
   }
   auto* h = std::launder(reinterpret_cast<DirectoryHeader*>(seg.data()));
   if (h->desc.magic != kDirectoryMagic) {
@@ -37,16 +37,16 @@ std::shared_ptr<DirectoryState> make_state(Segment seg, std::string_view bus) {
     throw Error(Errc::VersionMismatch,
                 "bus '" + std::string(bus) + "' has shared-memory layout version " + std::to_string(version) +
                     " but this build of shmbus reads version " + std::to_string(kLayoutVersion) +
-                    "; stop the processes on it and remove it (`bus-inspect gc " + std::string(bus) +
-                    "`), or run programs built against the same shmbus");
+                    "; stop the processes on it and remove it (rm /dev/shm/" + name + " /dev/shm/" + name +
+                    ".*), or run programs built against the same shmbus");
   }
   const std::uint64_t need = directory_bytes(h->desc.capacity);
   if (h->desc.capacity == 0 || h->desc.capacity > kMaxDirectoryCapacity || h->desc.segment_bytes != need ||
       seg.size() < need || h->desc.entries_offset != sizeof(DirectoryHeader)) {
     throw Error(Errc::TruncatedSegment, "bus '" + std::string(bus) + "': directory segment /dev/shm/" + name + " is " +
                                             std::to_string(seg.size()) + " bytes but its header describes " +
-                                            std::to_string(need) + "; it is damaged — remove it with "
-                                            "`bus-inspect gc " + std::string(bus) + "`");
+                                            std::to_string(need) + "; it is damaged — once no process uses it, remove "
+                                            "it: rm /dev/shm/" + name);
   }
   auto st = std::make_shared<DirectoryState>();
   st->header = h;

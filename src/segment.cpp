@@ -119,7 +119,7 @@ std::optional<Segment> Segment::open(const std::string& name, Access access) {
     // they are full size): report it as truncated, with its name.
     throw Error(Errc::TruncatedSegment,
                 "shared-memory segment '" + name + "' is empty; it is not a shmbus segment or was "
-                "truncated — remove it (bus-inspect gc, or rm /dev/shm/" + name + ")");
+                "truncated — once no process uses it, remove it: rm /dev/shm/" + name);
   }
   try {
     seg.impl_->region = bip::mapped_region(seg.impl_->shm, mode);

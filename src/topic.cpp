@@ -62,11 +62,13 @@ std::string type_label(std::string_view name) { return name.empty() ? "raw bytes
 std::shared_ptr<TopicState> make_state(Segment seg, const std::shared_ptr<DirectoryState>& dir,
                                        std::string_view topic) {
   const std::string file = "/dev/shm/" + seg.name();
-  const std::string gc_hint = "; remove it with `bus-inspect gc " + dir->bus + "` (or rm " + file + ")";
+  // gc leaves segments it cannot parse alone (nothing says who uses them):
+  // the way out is to remove the file once its processes are stopped.
+  const std::string rm_hint = "; once no process uses it, remove it: rm " + file;
   if (seg.size() < sizeof(TopicHeader)) {
     throw Error(Errc::TruncatedSegment, where(dir->bus, topic) + ": segment " + file + " is " +
                                             std::to_string(seg.size()) + " bytes, smaller than a topic header" +
-                                            gc_hint);
+                                            rm_hint);
   }
   auto* h = std::launder(reinterpret_cast<TopicHeader*>(seg.data()));
   if (h->desc.magic != kTopicMagic) {
@@ -79,8 +81,7 @@ std::shared_ptr<TopicState> make_state(Segment seg, const std::shared_ptr<Direct
     throw Error(Errc::VersionMismatch,
                 where(dir->bus, topic) + " has shared-memory layout version " + std::to_string(version) +
                     " but this build of shmbus reads version " + std::to_string(kLayoutVersion) +
-                    "; stop its processes and remove it (`bus-inspect gc " + dir->bus +
-                    "`), or run programs built against the same shmbus");
+                    "; stop its processes and remove it (rm " + file + "), or run programs built against the same shmbus");
   }
   const auto& d = h->desc;
   const bool sane = d.slot_size >= kMinSlotSize && d.slot_size <= kMaxSlotSize && d.slot_size % kCacheLine == 0 &&
@@ -94,17 +95,17 @@ std::shared_ptr<TopicState> make_state(Segment seg, const std::shared_ptr<Direct
   if (!sane || g.consumers_offset != d.consumers_offset || g.schema_offset != d.schema_offset ||
       g.slots_offset != d.slots_offset || g.segment_bytes != d.segment_bytes) {
     throw Error(Errc::ForeignSegment, where(dir->bus, topic) + ": the header of " + file +
-                                          " is inconsistent (damaged, or not written by shmbus)" + gc_hint);
+                                          " is inconsistent (damaged, or not written by shmbus)" + rm_hint);
   }
   if (seg.size() < d.segment_bytes) {
     throw Error(Errc::TruncatedSegment, where(dir->bus, topic) + ": segment " + file + " is " +
                                             std::to_string(seg.size()) + " bytes but its header describes " +
-                                            std::to_string(d.segment_bytes) + gc_hint);
+                                            std::to_string(d.segment_bytes) + rm_hint);
   }
   if (std::string_view(d.bus, ::strnlen(d.bus, sizeof d.bus)) != dir->bus ||
       std::string_view(d.topic, ::strnlen(d.topic, sizeof d.topic)) != topic) {
     throw Error(Errc::ForeignSegment, file + " names another bus or topic in its header; it was renamed by hand" +
-                                          gc_hint);
+                                          rm_hint);
   }
   auto st = std::make_shared<TopicState>();
   auto* base = static_cast<std::byte*>(seg.data());
