@@ -51,9 +51,35 @@ void RingWriter::wake() noexcept {
   // fetch_add before FUTEX_WAKE: a sleeper that read the old value before
   // sleeping returns from FUTEX_WAIT at once (EAGAIN) if it had not slept yet.
   wait_->futex.fetch_add(1, std::memory_order_release);
-  futex_wake_all(wait_->futex);
+  int woken = futex_wake_all(wait_->futex);
   doorbell_->futex.fetch_add(1, std::memory_order_release);
-  futex_wake_all(doorbell_->futex);
+  woken += futex_wake_all(doorbell_->futex);
+  // Nobody woken is normal for a moment (a sleeper between counting in and
+  // FUTEX_WAIT); for hundreds of commits in a row it means a dead sleeper.
+  if (woken > 0) {
+    idle_wakes_ = 0;
+  } else if (++idle_wakes_ >= kAuditAfterIdleWakes) {
+    idle_wakes_ = 0;
+    audit_sleepers();
+  }
+}
+
+void RingWriter::audit_sleepers() noexcept {
+  std::uint32_t counted = wait_->sleepers.load(std::memory_order_acquire);
+  std::uint32_t live = 0;
+  const std::uint32_t hwm =
+      std::min(topic_->header->registry.consumer_hwm.load(std::memory_order_acquire), topic_->max_consumers);
+  for (std::uint32_t i = 0; i < hwm; ++i) {
+    const ConsumerEntry& e = topic_->consumers[i];
+    const std::uint64_t w = e.state.load(std::memory_order_acquire);
+    if (claim_state(w) != ClaimState::Active) continue;
+    if ((e.flags.load(std::memory_order_acquire) & kConsumerSleeping) != 0 && is_alive(claim_owner(w))) ++live;
+  }
+  // Only ever lowered, and only from the value read before the scan: see
+  // detail/wait.hpp for why this cannot drop a live sleeper.
+  if (live < counted) {
+    (void)wait_->sleepers.compare_exchange_strong(counted, live, std::memory_order_acq_rel);
+  }
 }
 
 // ------------------------------------------------------------- Publisher

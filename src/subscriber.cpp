@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <thread>
 
 #include "internal.hpp"
 #include "shmbus/detail/process.hpp"
@@ -162,7 +163,10 @@ void Subscriber::leave() noexcept {
 }
 
 void Subscriber::heartbeat() noexcept {
-  if (entry_ != nullptr) entry_->heartbeat_ns.store(Clock::wall_ns(), std::memory_order_relaxed);
+  // Observers may map everything read-only: they write nothing, not even
+  // the clock's re-anchoring.
+  if (entry_ == nullptr) return;
+  entry_->heartbeat_ns.store(Clock::wall_ns(), std::memory_order_relaxed);
   topic_.clock().maybe_reanchor();
 }
 
@@ -198,12 +202,29 @@ bool wait_any(const std::vector<Subscriber*>& subs, std::atomic<std::uint32_t>& 
     return std::any_of(subs.begin(), subs.end(), [](const Subscriber* s) { return s->ready(); });
   };
   const auto stopping = [&] { return stop != nullptr && stop->load(std::memory_order_acquire); };
+
+  if (std::any_of(subs.begin(), subs.end(), [](const Subscriber* s) { return s->entry_ == nullptr; })) {
+    // Observers: poll, sleeping 20 us and backing off to 1 ms in between.
+    auto pause = std::chrono::microseconds(20);
+    for (;;) {
+      if (any_ready()) return true;
+      if (stopping() || clock::now() >= deadline) return false;
+      std::this_thread::sleep_for(pause);
+      pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(1));
+    }
+  }
+
   for (;;) {
     // Read the futex value before the last checks: a wake-up after this
     // load changes it, and FUTEX_WAIT then returns at once.
     const std::uint32_t v = futex.load(std::memory_order_acquire);
-    // seq_cst: the sleeper's half of the Dekker pair in wait.hpp.
-    for (Subscriber* s : subs) s->wait_block().sleepers.fetch_add(1, std::memory_order_seq_cst);
+    // Mark, then count in (seq_cst: the sleeper's half of the Dekker pair
+    // in wait.hpp); count out, then unmark. The order lets a producer audit
+    // a count that a killed sleeper left raised.
+    for (Subscriber* s : subs) {
+      s->entry_->flags.fetch_or(kConsumerSleeping, std::memory_order_seq_cst);
+      s->wait_block().sleepers.fetch_add(1, std::memory_order_seq_cst);
+    }
     const bool fenced = heavy_barrier();
     bool ready = stopping() || any_ready();
     if (!ready) {
@@ -214,7 +235,10 @@ bool wait_any(const std::vector<Subscriber*>& subs, std::atomic<std::uint32_t>& 
         futex_wait(futex, v, std::min<std::chrono::nanoseconds>(remaining, cap));
       }
     }
-    for (Subscriber* s : subs) s->wait_block().sleepers.fetch_sub(1, std::memory_order_seq_cst);
+    for (Subscriber* s : subs) {
+      s->wait_block().sleepers.fetch_sub(1, std::memory_order_seq_cst);
+      s->entry_->flags.fetch_and(~kConsumerSleeping, std::memory_order_seq_cst);
+    }
     ready = ready || any_ready();
     if (ready) return true;
     if (stopping() || clock::now() >= deadline) return false;

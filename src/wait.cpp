@@ -51,8 +51,9 @@ void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
   ::syscall(SYS_futex, futex_addr(word), FUTEX_WAIT, expected, &ts, nullptr, 0);
 }
 
-void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept {
-  ::syscall(SYS_futex, futex_addr(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+int futex_wake_all(std::atomic<std::uint32_t>& word) noexcept {
+  const long woken = ::syscall(SYS_futex, futex_addr(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+  return woken > 0 ? static_cast<int>(woken) : 0;
 }
 
 }  // namespace shmbus::detail

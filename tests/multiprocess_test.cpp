@@ -187,6 +187,28 @@ TEST(MultiProcess, KilledConsumerOnReliableTopicIsReapedSoTheProducerResumes) {
   EXPECT_EQ(staller.wait_exit(), 128 + SIGKILL);
 }
 
+TEST(MultiProcess, ConsumerKilledWhileAsleepDoesNotCostTheProducerWakeUpsForever) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher("sleepy", config(Policy::Lossy, 64, 128, 8));
+  Child c({"consume", sb.name(), "sleepy", "lossy", "64"});
+  ASSERT_EQ(c.line(), "ready");
+  auto& w = pub.topic().state()->header->wait;
+  ASSERT_TRUE(eventually([&] { return w.sleepers.load() == 1; })) << "the consumer sleeps in FUTEX_WAIT";
+  c.kill9();
+  EXPECT_EQ(c.wait_exit(), 128 + SIGKILL);
+  EXPECT_EQ(w.sleepers.load(), 1u) << "killed asleep: nobody counted it out";
+  std::vector<std::byte> buf(64);
+  for (std::uint64_t i = 1; i <= detail::RingWriter::kAuditAfterIdleWakes + 1; ++i) {
+    fill_payload(buf.data(), buf.size(), i);
+    ASSERT_EQ(pub.try_publish(buf), PublishResult::Ok);
+  }
+  EXPECT_EQ(w.sleepers.load(), 0u) << "the producer recounted its sleepers";
+  const std::uint32_t futex = w.futex.load();
+  ASSERT_EQ(pub.try_publish(buf), PublishResult::Ok);
+  EXPECT_EQ(w.futex.load(), futex) << "and pays no more wake-ups";
+}
+
 TEST(MultiProcess, AForkedChildNeverReleasesItsParentsRoles) {
   ScopedBus sb;
   Bus bus = sb.open();

@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "payload.hpp"
+#include "shmbus/detail/process.hpp"
 #include "shmbus/shmbus.hpp"
 
 namespace shmbus::test {
@@ -62,6 +63,9 @@ inline double stress_scale() {
   const char* s = std::getenv("SHMBUS_STRESS_SCALE");
   return s != nullptr ? std::atof(s) : 1.0;
 }
+
+// A process identity that cannot be alive: its pid is above any pid_max.
+inline constexpr detail::Identity kDeadIdentity = (std::uint64_t{4190000} << detail::kIdentityPidShift) | 12345;
 
 inline SubscriberOptions from_oldest() {
   SubscriberOptions o;

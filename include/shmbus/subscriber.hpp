@@ -23,6 +23,7 @@
 // It is move-only.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -41,6 +42,12 @@
 namespace shmbus {
 
 class JsonCodec;
+
+class Subscriber;
+namespace detail {
+bool wait_any(const std::vector<Subscriber*>& subs, std::atomic<std::uint32_t>& futex,
+              std::chrono::nanoseconds timeout, const std::atomic<bool>* stop);
+}  // namespace detail
 
 class Subscriber {
  public:
@@ -105,6 +112,8 @@ class Subscriber {
   [[nodiscard]] detail::WaitBlock& wait_block() const noexcept { return topic_.state()->header->wait; }
 
  private:
+  friend bool detail::wait_any(const std::vector<Subscriber*>&, std::atomic<std::uint32_t>&,
+                               std::chrono::nanoseconds, const std::atomic<bool>*);
   void idle() noexcept {
     if (reader_.dirty()) reader_.flush();
     if ((++idle_polls_ & 0x3fffu) == 0) [[unlikely]] heartbeat();
@@ -130,9 +139,9 @@ namespace detail {
 // Blocks until one of `subs` has something ready, `*stop` is set, or
 // `timeout` passes, sleeping on `futex`: a topic's own WaitBlock::futex for
 // one subscriber, the bus Doorbell::futex for several (producers bump both).
-// Returns whether one is ready.
-bool wait_any(const std::vector<Subscriber*>& subs, std::atomic<std::uint32_t>& futex,
-              std::chrono::nanoseconds timeout, const std::atomic<bool>* stop);
+// Observers (unregistered subscribers) are never counted as sleepers: with
+// one among `subs`, it waits by polling with short sleeps and writes nothing
+// to shared memory. Returns whether one is ready.
 }  // namespace detail
 
 // Adapts handler(const T&, const MessageMeta&) to poll()'s handler.

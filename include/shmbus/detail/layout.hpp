@@ -254,10 +254,15 @@ struct alignas(kFalseSharing) ConsumerEntry {
   std::atomic<std::uint64_t> delivered;
   // W: consumer at join. R: tools.
   std::atomic<std::uint32_t> pid;
+  // kConsumerSleeping while this consumer is counted in its topic's
+  // WaitBlock::sleepers. W: consumer (set before counting in, cleared after
+  // counting out). R: producer auditing a sleeper count a dead consumer left
+  // raised (RingWriter::audit_sleepers).
   std::atomic<std::uint32_t> flags;
   AtomicName<32> name;
 };
 static_assert(sizeof(ConsumerEntry) == 128);
+inline constexpr std::uint32_t kConsumerSleeping = 1;
 static_assert(offsetof(ConsumerEntry, cursor) == 8);
 
 // The slot header. The payload follows it in the same slot.
@@ -334,7 +339,8 @@ struct alignas(kFalseSharing) Doorbell {
   // W: producers that see multi-topic sleepers (fetch_add, then FUTEX_WAKE);
   // stopping dispatchers. R: sleeping dispatchers (FUTEX_WAIT).
   std::atomic<std::uint32_t> futex;
-  // W: dispatchers about to sleep / after waking. R: producers, relaxed.
+  // Reserved (unused): dispatchers count themselves into each of their
+  // topics' WaitBlock::sleepers, which is what producers check.
   std::atomic<std::uint32_t> sleepers;
 };
 static_assert(sizeof(Doorbell) == 128);

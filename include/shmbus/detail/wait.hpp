@@ -22,6 +22,17 @@
 // a missed wake-up costs bounded latency, never a hang. Every sleep is also
 // capped at kMaxSleepSlice, which covers a producer that died between its
 // commit and its wake-up.
+//
+// A consumer killed while asleep leaves `sleepers` raised, and the producer
+// would pay a wake-up on every commit for good. Sleepers therefore also mark
+// their consumer entry (kConsumerSleeping: set before counting in, cleared
+// after counting out), and a producer whose wake-ups keep waking nobody
+// recounts the marked entries of live consumers and lowers the count by CAS
+// from the value it read (RingWriter::audit_sleepers): a sleeper that comes
+// or goes meanwhile changes the count and fails the CAS, and every sleeper
+// counted in has its mark set, so the count is never lowered below the live
+// sleepers. Observers (no consumer entry) never count in: they wait by
+// polling with short sleeps, writing nothing to shared memory.
 #pragma once
 
 #include <atomic>
@@ -44,8 +55,8 @@ bool heavy_barrier() noexcept;
 // FUTEX_WAIT on a shared (not process-private) word, for at most `timeout`.
 void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
                 std::chrono::nanoseconds timeout) noexcept;
-// FUTEX_WAKE every waiter on a shared word.
-void futex_wake_all(std::atomic<std::uint32_t>& word) noexcept;
+// FUTEX_WAKE every waiter on a shared word; returns how many were woken.
+int futex_wake_all(std::atomic<std::uint32_t>& word) noexcept;
 
 // CPU hint for spin loops.
 inline void cpu_relax() noexcept {
