@@ -130,7 +130,7 @@ if [[ ! -f $BUILD/CMakeCache.txt ]]; then
   fi
 fi
 build_start=$SECONDS
-if ! cmake --build "$BUILD" -j2 --target shmbus-feed shmbus-strategy >"$OUT/build.log" 2>&1; then
+if ! cmake --build "$BUILD" -j2 --target shmbus-feed shmbus-strategy bus-inspect >"$OUT/build.log" 2>&1; then
   tail -n 40 "$OUT/build.log" >&2
   echo "demo: build failed (full log: $OUT/build.log)" >&2
   exit 1
@@ -169,7 +169,22 @@ TAIL_PID=$!
 failed=0
 feed_budget=$((${DURATION%.*} + 45)) # its run, up to 30 s waiting for the strategy, and slack
 feed_deadline=$((SECONDS + feed_budget))
+# Halfway through, look at the live bus as an operator would (read-only:
+# bus-inspect never registers as a consumer and never slows the producer).
+inspect_at=$((SECONDS + (${DURATION%.*} + 1) / 2))
+inspected=0
+rm -f "$OUT/inspect.log"
 while alive "$FEED_PID"; do
+  if ((inspected == 0 && SECONDS >= inspect_at)) && grep -q "^strategy: " "$OUT/strategy.log" 2>/dev/null; then
+    inspected=1
+    {
+      echo "\$ bus-inspect list $BUS"
+      timeout 10 "$BIN/inspect/bus-inspect" list "$BUS" 2>&1 || true
+      echo
+      echo "\$ bus-inspect tail $BUS md.quotes -n 2"
+      timeout 10 "$BIN/inspect/bus-inspect" tail "$BUS" md.quotes -n 2 2>&1 || true
+    } >"$OUT/inspect.log"
+  fi
   stop_why=""
   if ((SECONDS >= feed_deadline)); then
     stop_why="the feed is still running after ${feed_budget} s"
@@ -214,6 +229,12 @@ echo "---- feed (exit $feed_rc)"
 if ((feed_rc == 0)); then sed -n '/^feed: done after/,$p' "$OUT/feed.log"; else tail -n 20 "$OUT/feed.log"; fi
 echo "---- strategy (exit $strat_rc)"
 if ((strat_rc == 0)); then sed -n '/^strategy: done after/,$p' "$OUT/strategy.log"; else tail -n 20 "$OUT/strategy.log"; fi
+if [[ -s $OUT/inspect.log ]]; then
+  echo "---- the bus halfway through, as bus-inspect showed it"
+  cat "$OUT/inspect.log"
+fi
+echo "---- bus-inspect gc $BUS (both programs have exited: their segments are dead)"
+timeout 10 "$BIN/inspect/bus-inspect" gc "$BUS" 2>&1 || true
 echo "----"
 
 # The strategy's figures, read from its JSON with CMake's JSON support (cmake
