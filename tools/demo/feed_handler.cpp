@@ -50,10 +50,6 @@
 #include <thread>
 #include <vector>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 #include <CLI/CLI.hpp>
 
 #include <shmbus/bus.hpp>
@@ -61,7 +57,10 @@
 #include <shmbus/inspect.hpp>
 #include <shmbus/msg/md_quote_generated.h>
 #include <shmbus/msg/md_trade_generated.h>
+#include <shmbus/detail/wait.hpp>
 #include <shmbus/publisher.hpp>
+
+#include "demo_common.hpp"
 
 namespace {
 
@@ -75,16 +74,7 @@ constexpr std::int64_t kNsPerSec = 1'000'000'000;
 // How far behind schedule the pacer may fall before it starts over.
 constexpr std::int64_t kMaxLagNs = 10'000'000;
 
-std::atomic<bool> g_stop{false};
-static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler needs a lock-free flag");
-
-extern "C" void on_signal(int) { g_stop.store(true, std::memory_order_relaxed); }
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__)
-  _mm_pause();
-#endif
-}
+using demo::g_stop;
 
 std::int64_t steady_ns() noexcept {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -424,7 +414,7 @@ int run(const Options& o) {
       const std::int64_t deadline = epoch + static_cast<std::int64_t>(static_cast<double>(due) * period_ns);
       now = steady_ns();
       while (now < deadline && !g_stop.load(std::memory_order_relaxed)) {
-        cpu_relax();
+        shmbus::detail::cpu_relax();
         now = steady_ns();
       }
       if (now - deadline > kMaxLagNs) {
@@ -512,18 +502,6 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  ::sigemptyset(&sa.sa_mask);
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::sigaction(SIGTERM, &sa, nullptr);
-
-  try {
-    return run(o);
-  } catch (const shmbus::Error& e) {
-    std::fprintf(stderr, "shmbus-feed: error (%s): %s\n", std::string(shmbus::to_string(e.code())).c_str(), e.what());
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "shmbus-feed: error: %s\n", e.what());
-  }
-  return 1;
+  demo::stop_on_signals();
+  return demo::run_reporting_errors("shmbus-feed", [&] { return run(o); });
 }

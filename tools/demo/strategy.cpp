@@ -63,6 +63,8 @@
 #include <shmbus/msg/strategy_signal_generated.h>
 #include <shmbus/publisher.hpp>
 
+#include "demo_common.hpp"
+
 namespace {
 
 constexpr std::string_view kQuotesTopic = "md.quotes";
@@ -72,10 +74,7 @@ constexpr std::string_view kModel = "ewma-meanrev/1";
 // Gaps printed one by one as they happen; after that they are only counted.
 constexpr std::uint64_t kGapLinesMax = 10;
 
-std::atomic<bool> g_stop{false};
-static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler needs a lock-free flag");
-
-extern "C" void on_signal(int) { g_stop.store(true, std::memory_order_relaxed); }
+using demo::g_stop;
 
 struct Options {
   std::string bus = "demo";
@@ -630,19 +629,6 @@ int main(int argc, char** argv) {
   app.add_option("--strategy-id", o.strategy_id, "strategy_id stamped on every signal")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  struct sigaction sa {};
-  sa.sa_handler = on_signal;
-  ::sigemptyset(&sa.sa_mask);
-  ::sigaction(SIGINT, &sa, nullptr);
-  ::sigaction(SIGTERM, &sa, nullptr);
-
-  try {
-    return run(o);
-  } catch (const shmbus::Error& e) {
-    std::fprintf(stderr, "shmbus-strategy: error (%s): %s\n", std::string(shmbus::to_string(e.code())).c_str(),
-                 e.what());
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "shmbus-strategy: error: %s\n", e.what());
-  }
-  return 1;
+  demo::stop_on_signals();
+  return demo::run_reporting_errors("shmbus-strategy", [&] { return run(o); });
 }
