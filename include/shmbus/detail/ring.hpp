@@ -103,10 +103,10 @@ struct RingView {
 //
 // Small messages (most market data) take a fixed-size copy, which the
 // compiler inlines as a few vector moves, instead of a call into memcpy
-// (measured: about 3-5% of a 32 B cross-process round trip on a lossy
-// topic, bench/ and BENCHMARKS.md). It reads no byte outside the slot's
-// payload (every slot holds >= 32 payload bytes: slot_size >= 64) and the
-// bytes it copies past the message are never delivered.
+// (measured: a few per cent of a 32 B cross-process round trip on a lossy
+// topic; BENCHMARKS.md). It reads no byte outside the slot's payload (every
+// slot holds >= 32 payload bytes: slot_size >= 64) and the bytes it copies
+// past the message are never delivered.
 #if defined(SHMBUS_TSAN)
 __attribute__((no_sanitize("thread"))) inline void seqlock_copy(std::byte* dst, const std::byte* src, std::size_t n,
                                                                  std::size_t /*capacity*/) noexcept {

@@ -1,0 +1,174 @@
+#include "latency.hpp"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <stdexcept>
+#include <thread>
+
+#include "children.hpp"
+
+namespace busbench {
+
+std::string PayloadSpec::label() const {
+  if (kind == PayloadKind::Quote) return "Quote";
+  if (bytes >= 1024 && bytes % 1024 == 0) return std::to_string(bytes / 1024) + "KiB";
+  return std::to_string(bytes) + "B";
+}
+
+std::size_t PayloadSpec::max_bytes() const {
+  if (kind == PayloadKind::Raw) return bytes;
+  QuotePayload q;
+  std::size_t most = 0;
+  for (std::uint64_t i : {std::uint64_t{0}, std::uint64_t{999}, ~std::uint64_t{0} >> 1}) {
+    for (bool pong : {false, true}) {
+      q.prepare(i, pong);
+      most = std::max(most, q.size());
+    }
+  }
+  return most;
+}
+
+void barrier(RunShared& sh) {
+  sh.ready.fetch_add(1, std::memory_order_acq_rel);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (std::uint32_t spins = 0;; ++spins) {
+    if (sh.abort.load(std::memory_order_acquire) != 0) throw std::runtime_error("the other side failed");
+    if (sh.ready.load(std::memory_order_acquire) >= 2) return;
+    if ((spins & 0xffffu) == 0 && std::chrono::steady_clock::now() > deadline)
+      throw std::runtime_error("the other side did not get ready within 60 s");
+  }
+}
+
+std::unique_ptr<RunResult> run_latency(const System& sys, const RunSpec& spec) {
+  auto result = std::make_unique<RunResult>();
+  std::unique_ptr<Session> session;
+  try {
+    session = sys.open(spec);
+  } catch (const std::exception& e) {
+    result->error = sys.name + ": setup failed: " + e.what();
+    return result;
+  }
+  SharedRegion region(sizeof(RunShared));
+  auto* sh = new (region.data()) RunShared();
+
+  const auto child_main = [&](int side) {
+    SideReport& me = sh->side[side];
+    try {
+      pin_to_cpu(side == 0 ? spec.cpu_ping : spec.cpu_pong);
+      region.prefault();
+      if (side == 0) {
+        session->ping(*sh, spec);
+      } else {
+        session->pong(*sh, spec);
+      }
+      return 0;
+    } catch (const std::exception& e) {
+      std::snprintf(me.error, sizeof me.error, "%s", e.what());
+    } catch (...) {
+      std::snprintf(me.error, sizeof me.error, "unknown exception");
+    }
+    sh->abort.store(1, std::memory_order_release);
+    return 2;
+  };
+
+  const std::uint64_t steal0 = steal_ticks();
+  const auto start = std::chrono::steady_clock::now();
+  Children kids;
+  kids.spawn([&] { return child_main(1); });
+  kids.spawn([&] { return child_main(0); });
+  const std::string failure = kids.wait_all(spec.timeout, sys.name);
+  result->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result->steal_ticks = steal_ticks() - steal0;
+
+  std::string err = failure;
+  for (int s = 0; s < 2; ++s) {
+    if (sh->side[s].error[0] != 0) {
+      err += (err.empty() ? "" : "; ") + std::string(s == 0 ? "pinger: " : "ponger: ") + sh->side[s].error;
+    }
+    result->switches[s] = sh->side[s].switches;
+  }
+  result->failures = sh->side[0].failures + sh->side[1].failures;
+  if (err.empty() && result->failures != 0) {
+    err = std::to_string(result->failures) + " message(s) with wrong content (pinger " +
+          std::to_string(sh->side[0].failures) + ", ponger " + std::to_string(sh->side[1].failures) + ")";
+  }
+  if (err.empty() && sh->side[0].done != spec.warmup + spec.round_trips) err = "the pinger did not finish";
+  result->hist = sh->hist;
+  result->ok = err.empty();
+  result->error = err;
+  sh->~RunShared();
+  return result;
+}
+
+// ------------------------------------------------------------------ the floor
+//
+// Two processes, one cache line each in shared memory, nothing else: the
+// pinger stores i into its line and spins on the other until it reads i
+// back; the ponger spins on the pinger's line and stores what it read into
+// its own. Each round trip is two cache-line transfers between the two
+// CPUs, the least any shared-memory transport can cost.
+
+namespace {
+
+class FloorSession final : public Session {
+ public:
+  void ping(RunShared& sh, const RunSpec& spec) override {
+    barrier(sh);
+    auto hist = std::make_unique<shmbus::Histogram>();
+    const std::uint64_t total = spec.warmup + spec.round_trips;
+    Switches start = Switches::now();
+    std::uint64_t failures = 0;
+    for (std::uint64_t i = 1; i <= total; ++i) {
+      if (i == spec.warmup + 1) start = Switches::now();
+      const std::uint64_t t0 = TickClock::now();
+      // release/acquire: the pair a transport needs to publish data; on x86
+      // both are plain moves, as they would be for any real payload.
+      sh.floor_ping.store(i, std::memory_order_release);
+      std::uint64_t seen = 0;
+      while ((seen = sh.floor_pong.load(std::memory_order_acquire)) < i) {
+      }
+      const std::uint64_t t1 = TickClock::now();
+      failures += seen == i ? 0 : 1;
+      if (i > spec.warmup) hist->record(TickClock::to_ns(t1 - t0));
+    }
+    sh.side[0].switches = Switches::now() - start;
+    sh.side[0].failures = failures;
+    sh.side[0].done = total;
+    sh.hist = *hist;
+  }
+
+  void pong(RunShared& sh, const RunSpec& spec) override {
+    barrier(sh);
+    const std::uint64_t total = spec.warmup + spec.round_trips;
+    Switches start = Switches::now();
+    std::uint64_t failures = 0;
+    for (std::uint64_t i = 1; i <= total; ++i) {
+      if (i == spec.warmup + 1) start = Switches::now();
+      std::uint64_t seen = 0;
+      while ((seen = sh.floor_ping.load(std::memory_order_acquire)) < i) {
+      }
+      failures += seen == i ? 0 : 1;
+      sh.floor_pong.store(seen, std::memory_order_release);
+    }
+    sh.side[1].switches = Switches::now() - start;
+    sh.side[1].failures = failures;
+    sh.side[1].done = total;
+  }
+};
+
+}  // namespace
+
+System floor_system() {
+  return System{"floor", "floor",
+                "two processes spinning on one cache line each in shared memory, nothing else",
+                true,
+                [](const RunSpec&) { return std::make_unique<FloorSession>(); }};
+}
+
+}  // namespace busbench

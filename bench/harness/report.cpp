@@ -1,0 +1,636 @@
+#include "report.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+namespace busbench {
+
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+std::string pad(const std::string& s, std::size_t w, bool right = true) {
+  if (s.size() >= w) return s;
+  return right ? std::string(w - s.size(), ' ') + s : s + std::string(w - s.size(), ' ');
+}
+
+std::string ns_cell(std::uint64_t ns) { return std::to_string(ns); }
+
+std::string rate(double per_s) {
+  if (per_s >= 1e6) return fmt("%.1f M", per_s / 1e6);
+  if (per_s >= 1e3) return fmt("%.1f k", per_s / 1e3);
+  return fmt("%.0f", per_s);
+}
+
+bool is_bus(const Measurement& m) { return m.system.name == "bus" || m.system.name == "bus-reliable"; }
+
+// Payload labels in the order they were measured.
+std::vector<PayloadSpec> payload_order(const Report& r) {
+  std::vector<PayloadSpec> out;
+  for (const auto& m : r.latency) {
+    const bool seen = std::any_of(out.begin(), out.end(), [&](const PayloadSpec& p) { return p.label() == m.payload.label(); });
+    if (!seen) out.push_back(m.payload);
+  }
+  return out;
+}
+
+// The floor shown for a payload: the one measured around the lossy bus, else
+// around the first system measured with that payload.
+const Measurement* floor_source(const Report& r, const PayloadSpec& p) {
+  if (const Measurement* b = r.bus(p)) return b;
+  for (const auto& m : r.latency)
+    if (m.payload.label() == p.label() && m.floor_before) return &m;
+  return nullptr;
+}
+
+Json percentiles_json(const shmbus::Histogram& h) {
+  const Percentiles p = percentiles(h);
+  return Json{{"count", p.count}, {"mean", std::round(p.mean * 10) / 10}, {"min", p.min},   {"p50", p.p50},
+              {"p90", p.p90},     {"p99", p.p99},                       {"p99.9", p.p999}, {"p99.99", p.p9999},
+              {"max", p.max}};
+}
+
+// x of a percentile on the plot: -log10(1 - p/100), so 50 -> 0.30, 90 -> 1,
+// 99 -> 2, 99.9 -> 3, 99.99 -> 4.
+double px(double p) { return std::log10(100.0 / (100.0 - p)); }
+
+std::vector<std::pair<double, double>> curve(const shmbus::Histogram& h) {
+  std::vector<std::pair<double, double>> pts;
+  constexpr int kPoints = 120;
+  const double x0 = px(50), x1 = px(99.99);
+  for (int k = 0; k <= kPoints; ++k) {
+    const double x = x0 + (x1 - x0) * k / kPoints;
+    double p = 100.0 - 100.0 / std::pow(10.0, x);
+    p = std::min(p, 99.99);
+    pts.emplace_back(p, static_cast<double>(h.percentile(p)));
+  }
+  return pts;
+}
+
+Json buckets_json(const shmbus::Histogram& h) {
+  Json b = Json::array();
+  for (std::size_t i = 0; i < shmbus::Histogram::kBucketCount; ++i) {
+    const std::uint64_t c = h.bucket_count(i);
+    if (c != 0) b.push_back(Json::array({shmbus::Histogram::bucket_lower(i), shmbus::Histogram::bucket_width(i), c}));
+  }
+  return b;
+}
+
+// Puts every array that holds only numbers (or such arrays) on one line: a
+// histogram's buckets and a percentile curve stay readable, and the file
+// stays small.
+std::string compact_numeric_arrays(const std::string& in) {
+  std::string out;
+  out.reserve(in.size());
+  struct Open {
+    std::size_t at;
+    bool plain;  // no string or object inside so far
+  };
+  std::vector<Open> stack;
+  bool in_string = false, escaped = false;
+  for (const char c : in) {
+    if (in_string) {
+      out += c;
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"' || c == '{') {
+      in_string = c == '"';
+      if (!stack.empty()) stack.back().plain = false;
+      out += c;
+    } else if (c == '[') {
+      stack.push_back({out.size(), true});
+      out += c;
+    } else if (c == ']') {
+      out += c;
+      const Open o = stack.empty() ? Open{0, false} : stack.back();
+      if (!stack.empty()) stack.pop_back();
+      if (o.plain) {
+        std::string flat;
+        for (std::size_t k = o.at; k < out.size(); ++k)
+          if (out[k] != ' ' && out[k] != '\n') flat += out[k];
+        out.resize(o.at);
+        out += flat;
+      } else if (!stack.empty()) {
+        stack.back().plain = false;
+      }
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ SVG
+
+struct Curve {
+  std::string label;
+  std::string color;
+  bool dashed = false;
+  std::vector<std::pair<double, double>> pts;  // (percentile, ns)
+};
+
+std::string color_of(const std::string& system) {
+  static const std::map<std::string, std::string> colors = {
+      {"floor", "#000000"},      {"bus", "#1f77b4"},         {"bus-reliable", "#17becf"}, {"boost-spin", "#ff7f0e"},
+      {"boost-block", "#d62728"}, {"zmq", "#9467bd"},         {"redis", "#8c564b"},        {"uds", "#2ca02c"}};
+  const auto it = colors.find(system);
+  return it != colors.end() ? it->second : "#7f7f7f";
+}
+
+std::string xml_escape(const std::string& s) {
+  std::string o;
+  for (const char c : s) {
+    switch (c) {
+      case '&': o += "&amp;"; break;
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '"': o += "&quot;"; break;
+      default: o += c;
+    }
+  }
+  return o;
+}
+
+std::string ns_label(double ns) {
+  if (ns >= 1e6) return fmt("%g ms", ns / 1e6);
+  if (ns >= 1e3) return fmt("%g \xC2\xB5s", ns / 1e3);
+  return fmt("%g ns", ns);
+}
+
+void svg_plot(const std::string& path, const std::string& title, const std::string& subtitle,
+              const std::vector<Curve>& curves) {
+  constexpr double W = 960, H = 600, L = 90, R = 250, T = 70, B = 70;
+  const double pw = W - L - R, ph = H - T - B;
+  double lo = 1e300, hi = 0;
+  for (const auto& c : curves)
+    for (const auto& [p, ns] : c.pts) {
+      lo = std::min(lo, std::max(ns, 1.0));
+      hi = std::max(hi, std::max(ns, 1.0));
+    }
+  if (curves.empty() || hi <= 0) return;
+  const double ylo = std::floor(std::log10(lo)), yhi = std::max(std::ceil(std::log10(hi)), ylo + 1);
+  const double x0 = px(50), x1 = px(99.99);
+  const auto X = [&](double p) { return L + (px(p) - x0) / (x1 - x0) * pw; };
+  const auto Y = [&](double ns) { return T + ph - (std::log10(std::max(ns, 1.0)) - ylo) / (yhi - ylo) * ph; };
+
+  std::ostringstream s;
+  s << R"(<svg xmlns="http://www.w3.org/2000/svg" width=")" << W << R"(" height=")" << H << R"(" viewBox="0 0 )" << W
+    << ' ' << H << R"(" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="13">)" << '\n';
+  s << R"(<rect width="100%" height="100%" fill="white"/>)" << '\n';
+  s << R"(<text x=")" << L << R"(" y="28" font-size="17" font-weight="bold">)" << xml_escape(title) << "</text>\n";
+  s << R"(<text x=")" << L << R"(" y="50" font-size="12" fill="#444">)" << xml_escape(subtitle) << "</text>\n";
+  // grid + axes
+  for (double d = ylo; d <= yhi + 1e-9; d += 1) {
+    for (const double m : {1.0, 2.0, 5.0}) {
+      const double v = m * std::pow(10.0, d);
+      if (std::log10(v) > yhi + 1e-9) break;
+      const double y = Y(v);
+      s << R"(<line x1=")" << L << R"(" x2=")" << L + pw << R"(" y1=")" << y << R"(" y2=")" << y << R"(" stroke=")"
+        << (m == 1.0 ? "#bbb" : "#e6e6e6") << R"("/>)" << '\n';
+      s << R"(<text x=")" << L - 8 << R"(" y=")" << y + 4 << R"(" text-anchor="end" fill=")"
+        << (m == 1.0 ? "#000" : "#777") << R"(">)" << xml_escape(ns_label(v)) << "</text>\n";
+    }
+  }
+  for (const double p : {50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99}) {
+    const bool major = p == 50 || p == 90 || p == 99 || p == 99.9 || p == 99.99;
+    const double x = X(p);
+    s << R"(<line x1=")" << x << R"(" x2=")" << x << R"(" y1=")" << T << R"(" y2=")" << T + ph << R"(" stroke=")"
+      << (major ? "#bbb" : "#eee") << R"("/>)" << '\n';
+    s << R"(<text x=")" << x << R"(" y=")" << T + ph + 20 << R"(" text-anchor="middle" fill=")"
+      << (major ? "#000" : "#888") << R"(">)" << fmt("%g", p) << "</text>\n";
+  }
+  s << R"(<rect x=")" << L << R"(" y=")" << T << R"(" width=")" << pw << R"(" height=")" << ph
+    << R"(" fill="none" stroke="#000"/>)" << '\n';
+  s << R"(<text x=")" << L + pw / 2 << R"(" y=")" << H - 22
+    << R"X(" text-anchor="middle">percentile (axis: log of 1/(1 - p))</text>)X" << '\n';
+  s << R"X(<text transform="translate(22,)X" << T + ph / 2
+    << R"X() rotate(-90)" text-anchor="middle">round-trip time (log scale)</text>)X" << '\n';
+  // curves + legend
+  int row = 0;
+  for (const auto& c : curves) {
+    s << R"(<polyline fill="none" stroke=")" << c.color << R"(" stroke-width="2")"
+      << (c.dashed ? R"( stroke-dasharray="6,4")" : "") << R"( points=")";
+    for (const auto& [p, ns] : c.pts) s << fmt("%.1f", X(p)) << ',' << fmt("%.1f", Y(ns)) << ' ';
+    s << R"("/>)" << '\n';
+    const double ly = T + 10 + 22 * row++;
+    s << R"(<line x1=")" << L + pw + 16 << R"(" x2=")" << L + pw + 46 << R"(" y1=")" << ly << R"(" y2=")" << ly
+      << R"(" stroke=")" << c.color << R"(" stroke-width="2")" << (c.dashed ? R"( stroke-dasharray="6,4")" : "")
+      << "/>\n";
+    s << R"(<text x=")" << L + pw + 52 << R"(" y=")" << ly + 4 << R"(">)" << xml_escape(c.label) << "</text>\n";
+  }
+  s << "</svg>\n";
+  std::ofstream out(path);
+  out << s.str();
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ model
+
+Percentiles percentiles(const shmbus::Histogram& h) {
+  Percentiles p;
+  p.count = h.count();
+  p.mean = h.mean();
+  p.min = h.min();
+  p.p50 = h.percentile(50);
+  p.p90 = h.percentile(90);
+  p.p99 = h.percentile(99);
+  p.p999 = h.percentile(99.9);
+  p.p9999 = h.percentile(99.99);
+  p.max = h.max();
+  return p;
+}
+
+shmbus::Histogram Measurement::floor() const {
+  shmbus::Histogram f;
+  if (floor_before) f.merge(*floor_before);
+  if (floor_after) f.merge(*floor_after);
+  return f;
+}
+
+const Measurement* Report::bus(const PayloadSpec& payload, bool reliable) const {
+  const char* name = reliable ? "bus-reliable" : "bus";
+  for (const auto& m : latency)
+    if (m.system.name == name && m.payload.label() == payload.label() && m.ok) return &m;
+  return nullptr;
+}
+
+void classify_windows(Report& r) {
+  double fastest = 0;
+  for (const auto& m : r.latency) {
+    for (const auto* f : {m.floor_before.get(), m.floor_after.get()}) {
+      if (f == nullptr || f->empty()) continue;
+      const auto p50 = static_cast<double>(f->percentile(50));
+      if (fastest == 0 || p50 < fastest) fastest = p50;
+    }
+  }
+  r.fast_floor_p50 = fastest;
+  for (auto& m : r.latency) {
+    bool fast = true;
+    for (const auto* f : {m.floor_before.get(), m.floor_after.get()})
+      if (f != nullptr && !f->empty() && static_cast<double>(f->percentile(50)) > 1.35 * fastest) fast = false;
+    m.fast_window = fast;
+    if (!fast) m.flags.push_back("slow window (floor p50 > 1.35 x the run's fastest floor)");
+  }
+}
+
+void evaluate_targets(Report& r) {
+  r.targets.clear();
+  const PayloadSpec b32{PayloadKind::Raw, 32};
+  const PayloadSpec quote{PayloadKind::Quote, 0};
+  for (const bool reliable : {false, true}) {
+    const char* variant = reliable ? " (reliable)" : " (lossy)";
+    const Measurement* m = r.bus(b32, reliable);
+    const Measurement* q = r.bus(quote, reliable);
+    const auto window = [](const Measurement* x) {
+      return x->fast_window ? std::string() : std::string(" [slow window]");
+    };
+    if (m != nullptr) {
+      const shmbus::Histogram f = m->floor();
+      const auto bp = percentiles(*m->hist);
+      const auto fp = percentiles(f);
+      const double r50 = static_cast<double>(bp.p50) / static_cast<double>(std::max<std::uint64_t>(fp.p50, 1));
+      const double r99 = static_cast<double>(bp.p99) / static_cast<double>(std::max<std::uint64_t>(fp.p99, 1));
+      r.targets.push_back({std::string("32 B RTT p50 <= 1.1 x floor p50") + variant,
+                           fmt("%.0f", static_cast<double>(bp.p50)) + " / " + fmt("%.0f", static_cast<double>(fp.p50)) +
+                               " ns = " + fmt("%.2f", r50) + window(m),
+                           r50 <= 1.1, true, ""});
+      r.targets.push_back({std::string("32 B RTT p99 <= 1.5 x floor p99") + variant,
+                           fmt("%.0f", static_cast<double>(bp.p99)) + " / " + fmt("%.0f", static_cast<double>(fp.p99)) +
+                               " ns = " + fmt("%.2f", r99) + window(m),
+                           r99 <= 1.5, true, ""});
+      r.targets.push_back({std::string("32 B RTT p99.9 < 1 us") + variant,
+                           fmt("%.0f", static_cast<double>(bp.p999)) + " ns" + window(m), bp.p999 < 1000, true, ""});
+    }
+    if (q != nullptr) {
+      const auto qp = percentiles(*q->hist);
+      const auto fp = percentiles(q->floor());
+      const double rq = static_cast<double>(qp.p50) / static_cast<double>(std::max<std::uint64_t>(fp.p50, 1));
+      r.targets.push_back({std::string("Quote RTT p50 <= 1.5 x floor p50") + variant,
+                           fmt("%.0f", static_cast<double>(qp.p50)) + " / " + fmt("%.0f", static_cast<double>(fp.p50)) +
+                               " ns = " + fmt("%.2f", rq) + window(q),
+                           rq <= 1.5, true, ""});
+    }
+  }
+  // Throughput 1 -> 1 at 32 B.
+  for (const auto& t : r.throughput) {
+    if (t.spec.bytes != 32 || t.spec.consumers != 1 || !t.ok) continue;
+    const double d = t.delivered_per_s();
+    std::string measured = rate(d) + "msg/s delivered";
+    if (!t.spec.reliable) measured += ", " + rate(t.published_per_s()) + "msg/s published, " + std::to_string(t.drops()) + " dropped";
+    r.targets.push_back({std::string("throughput 1 -> 1, 32 B >= 50 M msg/s (") + (t.spec.reliable ? "reliable" : "lossy") + ")",
+                         measured, d >= 50e6, true, ""});
+  }
+  // Faster than every peer at every percentile up to p99.9, payload by payload.
+  for (const PayloadSpec& p : payload_order(r)) {
+    const Measurement* bus = r.bus(p);
+    if (bus == nullptr) continue;
+    std::string losers;
+    bool all = true;
+    int peers = 0;
+    for (const auto& m : r.latency) {
+      if (m.system.is_floor || is_bus(m) || m.payload.label() != p.label() || !m.ok) continue;
+      ++peers;
+      for (const auto& rp : kRatioPoints) {
+        if (rp.p > 99.9) continue;
+        if (bus->hist->percentile(rp.p) >= m.hist->percentile(rp.p)) {
+          all = false;
+          losers += (losers.empty() ? "" : ", ");
+          losers += m.system.name;
+          losers += " at ";
+          losers += rp.name;
+        }
+      }
+    }
+    if (peers == 0) continue;
+    r.targets.push_back({"faster than every peer, p50..p99.9, " + p.label() + " (lossy bus)",
+                         all ? std::to_string(peers) + " peers, all slower" : "not faster than: " + losers, all, true, ""});
+  }
+}
+
+// ------------------------------------------------------------------ text
+
+std::string format_tables(const Report& r) {
+  std::ostringstream o;
+  o << "Latency: round-trip time in ns (" << r.round_trips << " round trips after " << r.warmup
+    << " warm-up; peers " << r.peer_round_trips << "), CPUs " << r.cpu_ping << " <-> " << r.cpu_pong << "\n";
+  o << "floor before/after: p50 of the floor runs right before and after the system (A/B/A)\n\n";
+  const std::vector<std::string> head = {"payload", "system", "min", "p50", "p90", "p99", "p99.9", "p99.99", "max"};
+  const std::size_t w[] = {8, 20, 7, 7, 7, 7, 8, 8, 10};
+  for (std::size_t k = 0; k < head.size(); ++k) o << pad(head[k], w[k], k >= 2) << ' ';
+  o << " floor before/after  notes\n";
+  const auto row = [&](const std::string& payload, const std::string& name, const Percentiles& p,
+                       const std::string& floors, const std::string& notes) {
+    o << pad(payload, w[0], false) << ' ' << pad(name, w[1], false) << ' ' << pad(ns_cell(p.min), w[2]) << ' '
+      << pad(ns_cell(p.p50), w[3]) << ' ' << pad(ns_cell(p.p90), w[4]) << ' ' << pad(ns_cell(p.p99), w[5]) << ' '
+      << pad(ns_cell(p.p999), w[6]) << ' ' << pad(ns_cell(p.p9999), w[7]) << ' ' << pad(ns_cell(p.max), w[8]) << "  "
+      << pad(floors, 18) << "  " << notes << '\n';
+  };
+  for (const PayloadSpec& p : payload_order(r)) {
+    bool first = true;
+    if (const Measurement* fs = floor_source(r, p)) {
+      row(p.label(), "floor", percentiles(fs->floor()), "", "(the floor runs around " + fs->system.name + ")");
+      first = false;
+    }
+    for (const auto& m : r.latency) {
+      if (m.payload.label() != p.label()) continue;
+      const std::string pl = first ? p.label() : "";
+      first = false;
+      if (!m.ok) {
+        o << pad(pl, w[0], false) << ' ' << pad(m.system.label, w[1], false) << " FAILED: " << m.error << '\n';
+        continue;
+      }
+      const std::string floors = std::to_string(m.floor_before ? m.floor_before->percentile(50) : 0) + " / " +
+                                 std::to_string(m.floor_after ? m.floor_after->percentile(50) : 0);
+      std::string notes;
+      if (m.attempts > 1) notes += "attempt " + std::to_string(m.attempts) + "; ";
+      for (const auto& f : m.flags) notes += f + "; ";
+      if (!notes.empty()) notes.resize(notes.size() - 2);
+      row(pl, m.system.label, percentiles(*m.hist), floors, notes);
+    }
+    o << '\n';
+  }
+
+  o << "Ratios from the same run: shmbus / floor (its own A/B/A floor), peer / shmbus (lossy, same payload)\n\n";
+  o << pad("payload", 8, false) << ' ' << pad("system", 20, false) << ' ' << pad("vs", 6, false);
+  for (const auto& rp : kRatioPoints) o << ' ' << pad(rp.name, 8);
+  o << '\n';
+  for (const PayloadSpec& p : payload_order(r)) {
+    bool first = true;
+    const Measurement* bus = r.bus(p);
+    for (const auto& m : r.latency) {
+      if (m.payload.label() != p.label() || !m.ok || m.system.is_floor) continue;
+      const bool self = is_bus(m);
+      if (!self && bus == nullptr) continue;
+      const shmbus::Histogram f = m.floor();
+      const shmbus::Histogram& ref = self ? f : *bus->hist;
+      o << pad(first ? p.label() : "", 8, false) << ' ' << pad(m.system.label, 20, false) << ' '
+        << pad(self ? "floor" : "bus", 6, false);
+      first = false;
+      for (const auto& rp : kRatioPoints) {
+        const auto a = static_cast<double>(m.hist->percentile(rp.p));
+        const auto b = static_cast<double>(std::max<std::uint64_t>(ref.percentile(rp.p), 1));
+        o << ' ' << pad(fmt(a / b >= 100 ? "%.0f" : "%.2f", a / b), 8);
+      }
+      o << '\n';
+    }
+  }
+  o << '\n';
+
+  if (!r.throughput.empty()) {
+    o << "Throughput: one producer (CPU " << r.cpu_ping << "), consumers on CPU " << r.cpu_pong
+      << " (with 2 consumers, three spinning processes share two CPUs)\n\n";
+    o << pad("policy", 9, false) << pad("payload", 8) << pad("consumers", 10) << pad("messages", 11)
+      << pad("published/s", 14) << pad("delivered/s", 14) << pad("delivered B/s", 15) << pad("drops", 22)
+      << pad("producer waits", 16) << "  notes\n";
+    for (const auto& t : r.throughput) {
+      o << pad(t.spec.reliable ? "reliable" : "lossy", 9, false) << pad(std::to_string(t.spec.bytes) + "B", 8)
+        << pad(std::to_string(t.spec.consumers), 10) << pad(std::to_string(t.spec.messages), 11);
+      if (!t.ok) {
+        o << "  FAILED: " << t.error << '\n';
+        continue;
+      }
+      const double d = t.delivered_per_s();
+      const double dropped_pct = 100.0 * static_cast<double>(t.drops()) /
+                                 static_cast<double>(t.spec.messages * static_cast<std::uint64_t>(t.spec.consumers));
+      o << pad(rate(t.published_per_s()), 14) << pad(rate(d), 14) << pad(rate(d * static_cast<double>(t.spec.bytes)), 15)
+        << pad(t.spec.reliable ? "-" : std::to_string(t.drops()) + fmt(" (%.1f%%)", dropped_pct), 22)
+        << pad(t.spec.reliable ? std::to_string(t.would_block) : "-", 16);
+      std::string notes;
+      std::int64_t sw = t.producer_involuntary_switches;
+      for (const auto& c : t.consumers) sw += c.involuntary_switches;
+      if (sw > 0) notes += std::to_string(sw) + " preemptions";
+      o << "  " << notes << '\n';
+    }
+    o << "(median of " << (r.throughput.empty() ? 0 : r.throughput.front().repeats_delivered_per_s.size())
+      << " runs each; delivered/s: the slowest consumer; B/s counts payload bytes; all runs in the JSON)\n\n";
+  }
+
+  if (!r.targets.empty()) {
+    o << "Targets (issue #4; ratios from the same run)\n\n";
+    for (const auto& t : r.targets) {
+      o << (t.met ? "  [met]     " : "  [NOT MET] ") << pad(t.name, 52, false) << "  " << t.measured << '\n';
+    }
+    o << '\n';
+  }
+  return o.str();
+}
+
+// ------------------------------------------------------------------ JSON
+
+void write_json(const Report& r, const std::string& path) {
+  Json j;
+  j["tool"] = "bus-bench";
+  j["date_utc"] = r.date_utc;
+  j["commit"] = r.commit;
+  j["command"] = r.command_line;
+  j["machine"] = {{"cpu_model", r.cpu_model}, {"kernel", r.kernel},         {"host", r.host},
+                  {"cpu_pair", {r.cpu_ping, r.cpu_pong}}, {"tick_source", r.tick_source},
+                  {"ns_per_tick", r.ns_per_tick}, {"load_average_at_start", r.load_at_start}};
+  j["settings"] = {{"round_trips", r.round_trips},
+                   {"warmup", r.warmup},
+                   {"floor_round_trips", r.floor_round_trips},
+                   {"peer_round_trips", r.peer_round_trips},
+                   {"bus_slot_count", r.slot_count},
+                   {"floor_tolerance", r.floor_tolerance}};
+  if (!r.redis_version.empty()) j["redis_version"] = r.redis_version;
+  j["fast_floor_p50_ns"] = r.fast_floor_p50;
+  j["notes"] = r.notes;
+
+  Json lat = Json::array();
+  for (const auto& m : r.latency) {
+    Json e;
+    e["system"] = m.system.name;
+    e["label"] = m.system.label;
+    e["description"] = m.system.description;
+    e["payload"] = m.payload.label();
+    e["ok"] = m.ok;
+    if (!m.ok) e["error"] = m.error;
+    e["round_trips"] = m.round_trips;
+    e["warmup"] = m.warmup;
+    e["attempts"] = m.attempts;
+    e["floors_agree"] = m.floors_agree;
+    e["floor_disagreement"] = m.floor_disagreement;
+    e["fast_window"] = m.fast_window;
+    e["flags"] = m.flags;
+    e["seconds"] = m.seconds;
+    e["involuntary_switches"] = {m.switches[0].involuntary, m.switches[1].involuntary};
+    e["voluntary_switches"] = {m.switches[0].voluntary, m.switches[1].voluntary};
+    e["vm_steal_ticks"] = m.steal_ticks;
+    if (m.ok && m.hist) {
+      e["rtt_ns"] = percentiles_json(*m.hist);
+      if (m.floor_before) e["floor_before_ns"] = percentiles_json(*m.floor_before);
+      if (m.floor_after) e["floor_after_ns"] = percentiles_json(*m.floor_after);
+      const shmbus::Histogram f = m.floor();
+      if (!f.empty()) {
+        e["floor_ns"] = percentiles_json(f);
+        Json ratio;
+        for (const auto& rp : kRatioPoints)
+          ratio[rp.name] = static_cast<double>(m.hist->percentile(rp.p)) /
+                           static_cast<double>(std::max<std::uint64_t>(f.percentile(rp.p), 1));
+        e["ratio_to_floor"] = ratio;
+      }
+      if (const Measurement* bus = r.bus(m.payload); bus != nullptr && !is_bus(m) && !m.system.is_floor) {
+        Json ratio;
+        for (const auto& rp : kRatioPoints)
+          ratio[rp.name] = static_cast<double>(m.hist->percentile(rp.p)) /
+                           static_cast<double>(std::max<std::uint64_t>(bus->hist->percentile(rp.p), 1));
+        e["ratio_to_bus"] = ratio;
+      }
+      Json c = Json::array();
+      for (const auto& [p, ns] : curve(*m.hist)) c.push_back(Json::array({p, ns}));
+      e["curve"] = c;
+      e["buckets"] = buckets_json(*m.hist);
+    }
+    lat.push_back(e);
+  }
+  j["latency"] = lat;
+
+  Json tp = Json::array();
+  for (const auto& t : r.throughput) {
+    Json e;
+    e["policy"] = t.spec.reliable ? "reliable" : "lossy";
+    e["payload_bytes"] = t.spec.bytes;
+    e["consumers"] = t.spec.consumers;
+    e["messages"] = t.spec.messages;
+    e["slot_count"] = t.spec.slot_count;
+    e["cpu_producer"] = t.spec.cpu_producer;
+    e["cpu_consumers"] = t.spec.cpu_consumers;
+    e["ok"] = t.ok;
+    if (!t.ok) e["error"] = t.error;
+    e["producer_seconds"] = t.producer_seconds;
+    e["published_per_s"] = t.published_per_s();
+    e["delivered_per_s_slowest"] = t.delivered_per_s();
+    e["delivered_bytes_per_s_slowest"] = t.delivered_per_s() * static_cast<double>(t.spec.bytes);
+    e["drops"] = t.drops();
+    e["producer_would_block"] = t.would_block;
+    e["producer_involuntary_switches"] = t.producer_involuntary_switches;
+    Json cs = Json::array();
+    for (const auto& c : t.consumers) {
+      cs.push_back({{"delivered", c.delivered},
+                    {"drops", c.drops},
+                    {"failures", c.failures},
+                    {"seconds", c.seconds},
+                    {"delivered_per_s", c.seconds > 0 ? static_cast<double>(c.delivered) / c.seconds : 0.0},
+                    {"involuntary_switches", c.involuntary_switches}});
+    }
+    e["per_consumer"] = cs;
+    e["repeats_delivered_per_s"] = t.repeats_delivered_per_s;
+    tp.push_back(e);
+  }
+  j["throughput"] = tp;
+
+  Json tg = Json::array();
+  for (const auto& t : r.targets) tg.push_back({{"target", t.name}, {"measured", t.measured}, {"met", t.met}});
+  j["targets"] = tg;
+
+  std::ofstream out(path);
+  out << compact_numeric_arrays(j.dump(1)) << '\n';
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+// ------------------------------------------------------------------ plots
+
+std::vector<std::string> write_plots(const Report& r, const std::string& dir) {
+  std::vector<std::string> written;
+  const std::string machine = r.cpu_model + ", CPUs " + std::to_string(r.cpu_ping) + " <-> " +
+                              std::to_string(r.cpu_pong) + ", " + r.date_utc + ", " + r.commit.substr(0, 12);
+  // 1. Every system at 32 B (or the first payload measured).
+  const std::vector<PayloadSpec> payloads = payload_order(r);
+  if (!payloads.empty()) {
+    PayloadSpec main = payloads.front();
+    for (const auto& p : payloads)
+      if (p.kind == PayloadKind::Raw && p.bytes == 32) main = p;
+    std::vector<Curve> curves;
+    if (const Measurement* fs = floor_source(r, main)) curves.push_back({"floor (cache line ping-pong)", "#000000", true, curve(fs->floor())});
+    for (const auto& m : r.latency)
+      if (m.ok && m.payload.label() == main.label() && !m.system.is_floor)
+        curves.push_back({m.system.label, color_of(m.system.name), false, curve(*m.hist)});
+    const std::string path = dir + "/latency.svg";
+    svg_plot(path, "Round-trip latency, " + main.label() + " ping-pong between two processes", machine, curves);
+    written.push_back(path);
+  }
+  // 2. shmbus at every payload, with the floor.
+  {
+    static const char* palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"};
+    std::vector<Curve> curves;
+    std::size_t k = 0;
+    const Measurement* first = nullptr;
+    for (const PayloadSpec& p : payloads) {
+      if (const Measurement* m = r.bus(p)) {
+        if (first == nullptr) first = m;
+        curves.push_back({"shmbus (lossy) " + p.label(), palette[k++ % 6], false, curve(*m->hist)});
+      }
+    }
+    if (first != nullptr && curves.size() > 1) {
+      curves.insert(curves.begin(), Curve{"floor (cache line ping-pong)", "#000000", true, curve(first->floor())});
+      const std::string path = dir + "/latency-bus-payloads.svg";
+      svg_plot(path, "shmbus round-trip latency by payload", machine, curves);
+      written.push_back(path);
+    }
+  }
+  return written;
+}
+
+}  // namespace busbench

@@ -1,0 +1,105 @@
+// bus-bench: what a run found, and the three ways it is written out — the
+// table on stdout, the JSON file with every figure, the SVG percentile plots.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <shmbus/histogram.hpp>
+
+#include "latency.hpp"
+#include "throughput.hpp"
+
+namespace busbench {
+
+// The percentiles every table row shows.
+struct Percentiles {
+  std::uint64_t count = 0;
+  double mean = 0;
+  std::uint64_t min = 0, p50 = 0, p90 = 0, p99 = 0, p999 = 0, p9999 = 0, max = 0;
+};
+[[nodiscard]] Percentiles percentiles(const shmbus::Histogram& h);
+
+// Percentile points ratios are printed for, in table order.
+struct RatioPoint {
+  const char* name;
+  double p;
+};
+inline constexpr RatioPoint kRatioPoints[] = {{"p50", 50}, {"p90", 90}, {"p99", 99}, {"p99.9", 99.9}, {"p99.99", 99.99}};
+
+// One system at one payload, with the floor runs measured right before and
+// after it (A/B/A).
+struct Measurement {
+  System system;  // its name, label, description (open() unused here)
+  PayloadSpec payload;
+  std::uint64_t round_trips = 0;
+  std::uint64_t warmup = 0;
+  std::unique_ptr<shmbus::Histogram> hist;
+  std::unique_ptr<shmbus::Histogram> floor_before;
+  std::unique_ptr<shmbus::Histogram> floor_after;
+  int attempts = 1;
+  bool floors_agree = true;
+  double floor_disagreement = 0;  // |p50 before - p50 after| / the smaller
+  bool fast_window = true;  // filled in at the end, against the whole run's fastest floor
+  bool ok = true;
+  std::string error;
+  std::vector<std::string> flags;  // what a reader should know about this figure
+  Switches switches[2];
+  std::uint64_t steal_ticks = 0;
+  double seconds = 0;
+
+  // The two floor runs merged: the floor this measurement is compared with.
+  [[nodiscard]] shmbus::Histogram floor() const;
+};
+
+struct TargetCheck {
+  std::string name;      // what the target says
+  std::string measured;  // what was measured, with the figures
+  bool met = false;
+  bool applicable = true;  // false when the run did not measure it
+  std::string note;
+};
+
+struct Report {
+  // machine and run
+  std::string date_utc;
+  std::string commit;
+  std::string cpu_model;
+  std::string kernel;
+  std::string host;
+  int cpu_ping = 0, cpu_pong = 1;
+  std::string command_line;
+  std::string tick_source;
+  double ns_per_tick = 1;
+  double load_at_start = 0;
+  std::string redis_version;
+  std::vector<std::string> notes;
+  // settings
+  std::uint64_t round_trips = 0, warmup = 0, floor_round_trips = 0, peer_round_trips = 0;
+  std::uint32_t slot_count = 0;
+  double floor_tolerance = 0;
+  double fast_floor_p50 = 0;  // the fastest floor p50 of the run
+
+  std::vector<Measurement> latency;
+  std::vector<ThroughputResult> throughput;
+  std::vector<TargetCheck> targets;
+
+  // The bus measurement (lossy or reliable) at `payload`, or nullptr.
+  [[nodiscard]] const Measurement* bus(const PayloadSpec& payload, bool reliable = false) const;
+};
+
+// Fills fast_window of every measurement and Report::fast_floor_p50.
+void classify_windows(Report& r);
+// Evaluates the targets against the run.
+void evaluate_targets(Report& r);
+
+// Writes the tables (latency, ratios, throughput, targets) as text.
+[[nodiscard]] std::string format_tables(const Report& r);
+// Writes every figure as JSON.
+void write_json(const Report& r, const std::string& path);
+// Writes the percentile plots; returns the paths written.
+[[nodiscard]] std::vector<std::string> write_plots(const Report& r, const std::string& dir);
+
+}  // namespace busbench

@@ -1,0 +1,192 @@
+#include "util.hpp"
+
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+namespace busbench {
+
+namespace {
+
+std::string read_first_line(const char* path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+std::string run_command(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return out;
+  std::array<char, 256> buf{};
+  while (std::fgets(buf.data(), static_cast<int>(buf.size()), p) != nullptr) out += buf.data();
+  ::pclose(p);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+std::uint64_t raw_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+}  // namespace
+
+std::uint64_t TickClock::monotonic_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+void TickClock::init(int calibration_ms) {
+#if defined(__x86_64__)
+  tsc_ = read_first_line("/sys/devices/system/clocksource/clocksource0/current_clocksource") == "tsc";
+#endif
+  if (!tsc_) {
+    ns_per_tick_ = 1.0;
+    return;
+  }
+  // Two samples of (raw ns, ticks), each taken as the tightest of a few
+  // tries so that a preemption between the two reads does not skew them.
+  const auto sample = [](std::uint64_t& ns, std::uint64_t& ticks) {
+    std::uint64_t best = ~std::uint64_t{0};
+    for (int k = 0; k < 16; ++k) {
+      const std::uint64_t a = now();
+      const std::uint64_t n = raw_ns();
+      const std::uint64_t b = now();
+      if (b - a < best) {
+        best = b - a;
+        ns = n;
+        ticks = a + (b - a) / 2;
+      }
+    }
+  };
+  std::uint64_t n0 = 0, t0 = 0, n1 = 0, t1 = 0;
+  sample(n0, t0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(calibration_ms));
+  sample(n1, t1);
+  ns_per_tick_ = static_cast<double>(n1 - n0) / static_cast<double>(t1 - t0);
+}
+
+void pin_to_cpu(int cpu) { pin_to_cpus({cpu}); }
+
+void pin_to_cpus(const std::vector<int>& cpus) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (const int c : cpus) CPU_SET(static_cast<unsigned>(c), &set);
+  if (::sched_setaffinity(0, sizeof set, &set) != 0) {
+    std::string list;
+    for (const int c : cpus) {
+      if (!list.empty()) list += ',';
+      list += std::to_string(c);
+    }
+    throw std::runtime_error("cannot pin to CPU(s) " + list + ": " + std::strerror(errno) +
+                             " (see --cpus; `nproc` and `taskset -p $$` show what this process may use)");
+  }
+}
+
+std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> out;
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return out;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(static_cast<unsigned>(c), &set)) out.push_back(c);
+  return out;
+}
+
+void prefault(void* p, std::size_t n) noexcept {
+  if (::madvise(p, n, MADV_POPULATE_WRITE) == 0) return;
+  // Older kernels: write one byte per page (a read would map the zero page).
+  auto* bytes = static_cast<volatile unsigned char*>(p);
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  for (std::size_t off = 0; off < n; off += page) bytes[off] = bytes[off];
+}
+
+SharedRegion::SharedRegion(std::size_t bytes) : bytes_(bytes) {
+  data_ = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (data_ == MAP_FAILED) {
+    data_ = nullptr;
+    throw std::runtime_error(std::string("mmap of ") + std::to_string(bytes) +
+                             " bytes of shared memory failed: " + std::strerror(errno));
+  }
+  std::memset(data_, 0, bytes);
+}
+
+SharedRegion::~SharedRegion() {
+  if (data_ != nullptr) ::munmap(data_, bytes_);
+}
+
+void SharedRegion::prefault() const noexcept { busbench::prefault(data_, bytes_); }
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
+    }
+  }
+  return "unknown";
+}
+
+std::string kernel_release() {
+  utsname u{};
+  if (::uname(&u) != 0) return "unknown";
+  return std::string(u.sysname) + " " + u.release + " " + u.machine;
+}
+
+std::string host_name() {
+  std::array<char, 256> buf{};
+  if (::gethostname(buf.data(), buf.size() - 1) != 0) return "unknown";
+  return buf.data();
+}
+
+std::uint64_t steal_ticks() {
+  // "cpu  user nice system idle iowait irq softirq steal ..."
+  std::istringstream in(read_first_line("/proc/stat"));
+  std::string cpu;
+  std::uint64_t v[8] = {};
+  in >> cpu;
+  for (auto& x : v) in >> x;
+  return v[7];
+}
+
+std::string git_commit(const std::string& source_dir) {
+  const std::string head = run_command("git -C '" + source_dir + "' rev-parse HEAD 2>/dev/null");
+  if (head.empty()) return "unknown";
+  const std::string dirty = run_command("git -C '" + source_dir + "' status --porcelain --untracked-files=no 2>/dev/null");
+  return dirty.empty() ? head : head + "-dirty";
+}
+
+double load_average() {
+  std::istringstream in(read_first_line("/proc/loadavg"));
+  double l = 0;
+  in >> l;
+  return l;
+}
+
+std::string unique_name(std::string_view what) {
+  static std::atomic<unsigned> counter{0};
+  return "shmbus-bench-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)) + "-" +
+         std::string(what);
+}
+
+}  // namespace busbench

@@ -1,0 +1,242 @@
+// bus-bench: what every part of the harness shares — the tick clock, CPU
+// pinning, process-shared memory, self-checking payloads, resource usage.
+#pragma once
+
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#endif
+
+#include <flatbuffers/flatbuffers.h>
+
+#include <shmbus/msg/md_quote_generated.h>
+
+namespace busbench {
+
+// ------------------------------------------------------------------ time
+
+// Timestamps for round trips: the TSC where the kernel itself trusts it
+// (clocksource "tsc": constant, non-stop, synchronised across CPUs), read
+// as LFENCE; RDTSC (~10 ns here); CLOCK_MONOTONIC otherwise. Every system,
+// the floor included, is timed by the same two reads per round trip, so
+// their cost is part of every figure alike.
+class TickClock {
+ public:
+  // Detects the source and calibrates ticks against CLOCK_MONOTONIC_RAW
+  // over `calibration_ms`.
+  static void init(int calibration_ms = 200);
+  [[nodiscard]] static bool tsc() noexcept { return tsc_; }
+  [[nodiscard]] static double ns_per_tick() noexcept { return ns_per_tick_; }
+
+  // LFENCE; RDTSC: the read waits for every earlier load to complete, so a
+  // round trip's end is never stamped before its reply has been read.
+  [[nodiscard]] static std::uint64_t now() noexcept {
+#if defined(__x86_64__)
+    if (tsc_) [[likely]] {
+      _mm_lfence();
+      return __rdtsc();
+    }
+#endif
+    return monotonic_ns();
+  }
+  [[nodiscard]] static std::uint64_t to_ns(std::uint64_t ticks) noexcept {
+    return static_cast<std::uint64_t>(static_cast<double>(ticks) * ns_per_tick_ + 0.5);
+  }
+  [[nodiscard]] static std::uint64_t monotonic_ns() noexcept;
+
+ private:
+  static inline bool tsc_ = false;
+  static inline double ns_per_tick_ = 1.0;
+};
+
+// A spin-wait hint (PAUSE): for retry loops that wait on another process.
+inline void cpu_pause() noexcept {
+#if defined(__x86_64__)
+  _mm_pause();
+#endif
+}
+
+// ------------------------------------------------------------------ CPUs
+
+// Pins the calling process to one CPU. Throws std::runtime_error.
+void pin_to_cpu(int cpu);
+// Restricts the calling process to a set of CPUs. Throws std::runtime_error.
+void pin_to_cpus(const std::vector<int>& cpus);
+// CPUs this process may run on, ascending.
+[[nodiscard]] std::vector<int> allowed_cpus();
+
+// ------------------------------------------------------------------ shared memory
+
+// Anonymous MAP_SHARED memory, created before fork() and so shared with the
+// children; every page touched at creation (a first-touch fault costs ~2 us).
+class SharedRegion {
+ public:
+  explicit SharedRegion(std::size_t bytes);
+  SharedRegion(const SharedRegion&) = delete;
+  SharedRegion& operator=(const SharedRegion&) = delete;
+  ~SharedRegion();
+  [[nodiscard]] void* data() const noexcept { return data_; }
+  [[nodiscard]] std::size_t size() const noexcept { return bytes_; }
+  // Faults every page of the mapping into the calling process's page tables
+  // (fork() does not copy a shared mapping's page tables to the child).
+  void prefault() const noexcept;
+
+ private:
+  void* data_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+// Faults in [p, p + n) for writing in the calling process.
+void prefault(void* p, std::size_t n) noexcept;
+
+// ------------------------------------------------------------------ payloads
+//
+// Every message of every system carries content that proves which message it
+// is: a stale, torn, misrouted or truncated message fails its check. The
+// pinger sends message i as a "ping", the ponger answers it as a "pong"; the
+// two patterns differ, so a transport that hands a process its own message
+// back fails as well.
+
+inline constexpr std::uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
+inline constexpr std::uint64_t kPongTag = 0xD6E8FEB86659FD93ULL;
+
+[[nodiscard]] inline std::uint64_t pattern_base(std::uint64_t i, bool pong) noexcept {
+  return i * kGolden ^ (pong ? kPongTag : 0);
+}
+
+// A raw payload of n bytes (n a multiple of 8, at least 8): word k of
+// message i is pattern_base(i) + k.
+class RawPayload {
+ public:
+  static constexpr bool kFlatBuffer = false;
+  explicit RawPayload(std::size_t bytes) noexcept : bytes_(bytes) {}
+
+  void prepare(std::uint64_t i, bool pong) noexcept { base_ = pattern_base(i, pong); }
+  [[nodiscard]] std::size_t size() const noexcept { return bytes_; }
+  void write(std::byte* dst) const noexcept {
+    for (std::size_t k = 0; k < bytes_ / 8; ++k) {
+      const std::uint64_t w = base_ + k;
+      std::memcpy(dst + 8 * k, &w, 8);
+    }
+  }
+  [[nodiscard]] bool check(std::span<const std::byte> m, std::uint64_t i, bool pong) const noexcept {
+    if (m.size() != bytes_) return false;
+    const std::uint64_t base = pattern_base(i, pong);
+    std::uint64_t diff = 0;
+    for (std::size_t k = 0; k < bytes_ / 8; ++k) {
+      std::uint64_t w = 0;
+      std::memcpy(&w, m.data() + 8 * k, 8);
+      diff |= w ^ (base + k);
+    }
+    return diff == 0;
+  }
+
+ private:
+  std::size_t bytes_;
+  std::uint64_t base_ = 0;
+};
+
+// A shmbus.md.Quote built with FlatBuffers for message i, and read back field
+// by field on the other side.
+class QuotePayload {
+ public:
+  static constexpr bool kFlatBuffer = true;
+  QuotePayload() : fbb_(256) {}
+
+  void prepare(std::uint64_t i, bool pong) {
+    fbb_.Clear();
+    const Fields f = fields(i, pong);
+    fbb_.Finish(shmbus::md::CreateQuoteDirect(fbb_, f.symbol, f.instrument_id, f.venue, f.exchange_ts,
+                                              f.receive_ts, f.seq, f.bid_px, f.bid_qty, f.ask_px, f.ask_qty,
+                                              f.bid_orders, f.ask_orders),
+                shmbus::md::QuoteIdentifier());
+  }
+  [[nodiscard]] std::size_t size() const noexcept { return fbb_.GetSize(); }
+  void write(std::byte* dst) const noexcept { std::memcpy(dst, fbb_.GetBufferPointer(), fbb_.GetSize()); }
+  [[nodiscard]] const flatbuffers::FlatBufferBuilder& builder() const noexcept { return fbb_; }
+
+  [[nodiscard]] bool check(std::span<const std::byte> m, std::uint64_t i, bool pong) const noexcept {
+    if (m.size() < 8 || !flatbuffers::BufferHasIdentifier(m.data(), shmbus::md::QuoteIdentifier())) return false;
+    const auto* q = flatbuffers::GetRoot<shmbus::md::Quote>(m.data());
+    const Fields f = fields(i, pong);
+    const auto* sym = q->symbol();
+    const auto* venue = q->venue();
+    return sym != nullptr && venue != nullptr && sym->string_view() == f.symbol &&
+           venue->string_view() == f.venue && q->instrument_id() == f.instrument_id &&
+           q->exchange_ts() == f.exchange_ts && q->receive_ts() == f.receive_ts && q->seq() == f.seq &&
+           q->bid_px() == f.bid_px && q->bid_qty() == f.bid_qty && q->ask_px() == f.ask_px &&
+           q->ask_qty() == f.ask_qty && q->bid_orders() == f.bid_orders && q->ask_orders() == f.ask_orders;
+  }
+
+ private:
+  struct Fields {
+    const char* symbol;
+    const char* venue;
+    std::uint64_t instrument_id, exchange_ts, receive_ts, seq;
+    double bid_px, bid_qty, ask_px, ask_qty;
+    std::uint32_t bid_orders, ask_orders;
+  };
+  static Fields fields(std::uint64_t i, bool pong) noexcept {
+    const double tick = static_cast<double>(i % 1000) * 0.01;
+    return Fields{pong ? "MSFT" : "AAPL",
+                  pong ? "XNYS" : "XNAS",
+                  pattern_base(i, pong),
+                  1'700'000'000'000'000'000ULL + i,
+                  1'700'000'000'000'000'500ULL + i,
+                  i,
+                  100.0 + tick,
+                  static_cast<double>(100 + i % 7),
+                  100.01 + tick,
+                  static_cast<double>(200 + i % 5),
+                  static_cast<std::uint32_t>(1 + i % 3),
+                  static_cast<std::uint32_t>(2 + i % 4)};
+  }
+
+  flatbuffers::FlatBufferBuilder fbb_;
+};
+
+// ------------------------------------------------------------------ processes
+
+// Context switches of the calling process so far (getrusage).
+struct Switches {
+  std::int64_t voluntary = 0;
+  std::int64_t involuntary = 0;
+  static Switches now() noexcept {
+    rusage ru{};
+    ::getrusage(RUSAGE_SELF, &ru);
+    return {ru.ru_nvcsw, ru.ru_nivcsw};
+  }
+  Switches operator-(const Switches& o) const noexcept {
+    return {voluntary - o.voluntary, involuntary - o.involuntary};
+  }
+};
+
+// Host facts for the report.
+[[nodiscard]] std::string cpu_model();
+[[nodiscard]] std::string kernel_release();
+[[nodiscard]] std::string host_name();
+// Steal time of the whole VM so far, in clock ticks (USER_HZ), from /proc/stat.
+[[nodiscard]] std::uint64_t steal_ticks();
+// "git rev-parse HEAD" of `source_dir` (plus "-dirty" with uncommitted
+// changes), or "unknown".
+[[nodiscard]] std::string git_commit(const std::string& source_dir);
+// The 1-minute load average.
+[[nodiscard]] double load_average();
+
+// Unique-per-process names for the shared objects of one run.
+[[nodiscard]] std::string unique_name(std::string_view what);
+
+}  // namespace busbench
