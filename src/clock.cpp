@@ -108,6 +108,16 @@ void Clock::initialise(detail::ClockBlock& block) noexcept {
   write_anchor(block.anchors[1], b, ns_per_tick_q32(a, b));
 }
 
+std::uint64_t Clock::raw_span(std::uint64_t ns) const noexcept {
+  if (!tsc_) return ns;
+  // relaxed: a threshold needs the rate, not an anchor consistent with it.
+  const auto& a = block_->anchors[block_->current.load(std::memory_order_relaxed) & 1u];
+  const std::uint64_t mult = a.ns_per_tick_q32.load(std::memory_order_relaxed);
+  if (mult == 0) return ns;
+  const detail::uint128 ticks = (static_cast<detail::uint128>(ns) << 32) / mult;
+  return ticks > ~std::uint64_t{0} ? ~std::uint64_t{0} : static_cast<std::uint64_t>(ticks);
+}
+
 void Clock::maybe_reanchor() const noexcept {
   if (!tsc_) return;
   const unsigned cur = block_->current.load(std::memory_order_acquire) & 1u;

@@ -138,6 +138,9 @@ Publisher::Publisher(Topic topic, const PublisherOptions& options) : topic_(std:
   ring_ = RingWriter(t, recover_next(t));
   ring_.set_pid(static_cast<std::uint32_t>(::getpid()));
   clock_ = t.clock;
+  ring_.set_demote_idle(options.demote_after_idle_ns == PublisherOptions::kNeverDemote
+                            ? ~std::uint64_t{0}
+                            : clock_->raw_span(options.demote_after_idle_ns));
   ident_len_ = std::min<std::size_t>(t.file_identifier.size(), 4);
   std::memcpy(ident_, t.file_identifier.data(), ident_len_);
   // Lets sleeping consumers order our relaxed load of `sleepers` (wait.hpp).

@@ -42,6 +42,18 @@ TEST(Clock, TwoOpenersOfABusConvertAStampToTheSameTime) {
   EXPECT_EQ(a.clock().uses_tsc(), b.clock().uses_tsc());
 }
 
+TEST(Clock, RawSpanIsADurationInStampUnits) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  const Clock& c = bus.clock();
+  const std::uint64_t raw = c.raw_now();
+  const std::uint64_t span = c.raw_span(1'000'000'000);
+  EXPECT_NEAR(static_cast<double>(c.to_ns(raw + span) - c.to_ns(raw)), 1e9, 1e6) << "1 s there and back";
+  EXPECT_EQ(c.raw_span(0), 0u);
+  // Saturates instead of wrapping (a TSC of >= 1 GHz has more ticks than ns).
+  EXPECT_EQ(c.raw_span(~std::uint64_t{0}), ~std::uint64_t{0});
+}
+
 TEST(Clock, ReanchoringKeepsConversionContinuous) {
   ScopedBus sb;
   Bus bus = sb.open();

@@ -249,6 +249,60 @@ TEST(Topic, DeadProducerIsTakenOverAndTheSequenceGoesOn) {
   EXPECT_TRUE(snapshot(t).producer.alive);
 }
 
+// The cache demote after an idle spell is a hint with no visible effect on
+// memory, so what is tested is the decision (by explicit stamps) and that
+// demoted messages arrive intact.
+TEST(Topic, OnlyTheFirstMessageAfterAnIdleSpellIsDemoted) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Topic t = bus.topic("demote", config(Policy::Reliable, 16, 256));
+  PublisherOptions po;
+  po.demote_after_idle_ns = 1000;
+  Publisher pub(t, po);
+  Subscriber sub(t);
+  const std::uint64_t idle = bus.clock().raw_span(1000);
+  ASSERT_GT(idle, 0u);
+  const std::uint64_t t0 = std::uint64_t{1} << 40;
+  // (stamp, demoted after it): first ever, back to back, one idle spell later,
+  // then just short of one.
+  const std::pair<std::uint64_t, std::uint64_t> steps[] = {
+      {t0, 1}, {t0 + idle / 2, 1}, {t0 + idle / 2 + idle, 2}, {t0 + idle / 2 + 2 * idle - 1, 2}};
+  std::uint8_t fill = 1;
+  for (const auto& [ts, want] : steps) {
+    Claim c = pub.try_claim(200);
+    ASSERT_TRUE(c);
+    std::memset(c.data(), fill++, 200);
+    c.commit_with_ts(200, ts);
+    EXPECT_EQ(pub.demoted(), want) << "after the message stamped " << ts;
+  }
+  std::uint8_t expect = 1;
+  EXPECT_EQ(sub.poll([&](const Message& m) {
+              ASSERT_EQ(m.data.size(), 200u);
+              for (std::byte b : m.data) ASSERT_EQ(std::to_integer<std::uint8_t>(b), expect);
+              ++expect;
+            }, 10),
+            4u);
+
+  PublisherOptions never;
+  never.demote_after_idle_ns = PublisherOptions::kNeverDemote;
+  PublisherOptions always;
+  always.demote_after_idle_ns = 0;
+  Topic t2 = bus.topic("demote2", config(Policy::Lossy, 16));
+  Topic t3 = bus.topic("demote3", config(Policy::Lossy, 16));
+  Publisher p2(t2, never);
+  Publisher p3(t3, always);
+  for (std::uint64_t i = 0; i < 3; ++i) {
+    Claim c2 = p2.try_claim(8);
+    ASSERT_TRUE(c2);
+    c2.commit_with_ts(8, t0 + i * 1'000'000'000);
+    Claim c3 = p3.try_claim(8);
+    ASSERT_TRUE(c3);
+    c3.commit_with_ts(8, t0);
+  }
+  EXPECT_EQ(p2.demoted(), 0u) << "kNeverDemote: not even after a second's idle";
+  EXPECT_EQ(p3.demoted(), 3u) << "0: every message, even with no time between them";
+}
+
 TEST(Topic, ProducerThatDiedBetweenCommitAndHeadStoreLosesNothing) {
   ScopedBus sb;
   Bus bus = sb.open();

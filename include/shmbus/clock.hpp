@@ -100,6 +100,10 @@ class Clock {
 
   [[nodiscard]] bool uses_tsc() const noexcept { return tsc_; }
 
+  // A duration of `ns` nanoseconds in raw stamp units (ticks or ns), at the
+  // current calibration; saturates at ~0. For thresholds, not for timestamps.
+  [[nodiscard]] std::uint64_t raw_span(std::uint64_t ns) const noexcept;
+
   // Refines the calibration if the last anchor is older than about a second.
   // Cheap when nothing is due; called by the library from idle paths only.
   void maybe_reanchor() const noexcept;

@@ -17,6 +17,15 @@ struct PublisherOptions {
   // Shown by bus-inspect and in ProducerExists errors; default: the
   // process's command name.
   std::string name;
+  // The first message after at least this long without publishing has its
+  // cache lines pushed to the shared L3 once committed (CLDEMOTE, where the
+  // CPU has it), so a consumer spinning at the head reads it without a snoop
+  // of the producer's core: -15..20% on a multi-line round trip
+  // (BENCHMARKS.md). Messages published back to back are left alone — their
+  // consumer is behind, and demoting every line would slow a streaming
+  // producer by ~10 ns a line. 0: every message; kNeverDemote: none.
+  std::uint64_t demote_after_idle_ns = 200;
+  static constexpr std::uint64_t kNeverDemote = ~std::uint64_t{0};
 };
 
 enum class Start : std::uint8_t {

@@ -140,6 +140,9 @@ class Publisher {
   [[nodiscard]] const Topic& topic() const noexcept { return topic_; }
   // True if this Publisher took the topic over from a dead producer.
   [[nodiscard]] bool took_over() const noexcept { return took_over_; }
+  // Messages whose cache lines were pushed to the shared cache after an idle
+  // spell (PublisherOptions::demote_after_idle_ns).
+  [[nodiscard]] std::uint64_t demoted() const noexcept { return ring_.demoted(); }
 
  private:
   friend class Claim;
