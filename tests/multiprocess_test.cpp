@@ -1,7 +1,6 @@
 // Producers and consumers as separate processes through real shared memory,
 // including processes killed with SIGKILL mid-stream.
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,6 +36,7 @@ class Child {
     }
     ::close(fds[1]);
     fd_ = fds[0];
+    reader_ = LineReader(fd_);
   }
   ~Child() {
     if (pid_ > 0) {
@@ -51,25 +51,7 @@ class Child {
   [[nodiscard]] pid_t pid() const { return pid_; }
 
   // Next line of output, or "" on EOF or timeout.
-  std::string line(std::chrono::milliseconds timeout = 60s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      const auto nl = buf_.find('\n');
-      if (nl != std::string::npos) {
-        std::string l = buf_.substr(0, nl);
-        buf_.erase(0, nl + 1);
-        return l;
-      }
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return {};
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return {};
-      char tmp[512];
-      const ssize_t n = ::read(fd_, tmp, sizeof tmp);
-      if (n <= 0) return {};
-      buf_.append(tmp, static_cast<std::size_t>(n));
-    }
-  }
+  std::string line(std::chrono::milliseconds timeout = 60s) { return reader_.next(timeout).value_or(""); }
   // Reads lines until one starts with `prefix`.
   std::string line_starting(const std::string& prefix, std::chrono::milliseconds timeout = 60s) {
     for (;;) {
@@ -88,7 +70,7 @@ class Child {
  private:
   pid_t pid_ = -1;
   int fd_ = -1;
-  std::string buf_;
+  LineReader reader_{-1};
 };
 
 std::map<std::string, std::uint64_t> parse(const std::string& l) {

@@ -85,13 +85,7 @@ class BoostSession final : public Session {
     bip::message_queue pong(bip::open_only, pong_name_.c_str());
     BoostLink link(pinger ? ping : pong, pinger ? pong : ping, max_, spin_);
     barrier(sh);
-    with_payload(spec, [&](auto& payload) {
-      if (pinger) {
-        ping_loop(link, payload, sh, spec);
-      } else {
-        pong_loop(link, payload, sh, spec);
-      }
-    });
+    run_side(link, sh, spec, pinger);
   }
 
   std::string ping_name_;

@@ -86,13 +86,7 @@ class BusSession final : public Session {
     shmbus::Subscriber sub(bus.topic(in, config_), so);
     BusLink link(pub, sub);
     barrier(sh);
-    with_payload(spec, [&](auto& payload) {
-      if (pinger) {
-        ping_loop(link, payload, sh, spec);
-      } else {
-        pong_loop(link, payload, sh, spec);
-      }
-    });
+    run_side(link, sh, spec, pinger);
   }
 
   static inline unsigned counter_ = 0;

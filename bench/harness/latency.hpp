@@ -162,15 +162,23 @@ void pong_loop(Link& link, Payload& payload, RunShared& sh, const RunSpec& spec)
   me.done = total;
 }
 
-// Runs f(payload) with the payload object `spec` asks for.
-template <class F>
-void with_payload(const RunSpec& spec, F&& f) {
+// Runs one side of a ping-pong over `link` with the payload `spec` asks for:
+// the pinger's loop or the ponger's.
+template <class Link>
+void run_side(Link& link, RunShared& sh, const RunSpec& spec, bool pinger) {
+  auto run = [&](auto& payload) {
+    if (pinger) {
+      ping_loop(link, payload, sh, spec);
+    } else {
+      pong_loop(link, payload, sh, spec);
+    }
+  };
   if (spec.payload.kind == PayloadKind::Quote) {
     QuotePayload p;
-    f(p);
+    run(p);
   } else {
     RawPayload p(spec.payload.bytes);
-    f(p);
+    run(p);
   }
 }
 

@@ -146,13 +146,7 @@ class RedisSession final : public Session {
     (void)command(sub.get(), "SUBSCRIBE %s", (pinger ? pong_ : ping_).c_str());
     RedisLink link(pub.get(), sub.get(), pinger ? ping_ : pong_);
     barrier(sh);
-    with_payload(spec, [&](auto& payload) {
-      if (pinger) {
-        ping_loop(link, payload, sh, spec);
-      } else {
-        pong_loop(link, payload, sh, spec);
-      }
-    });
+    run_side(link, sh, spec, pinger);
     link.drain_acks();
   }
 

@@ -71,13 +71,7 @@ class UdsSession final : public Session {
     ::close(fds_[pinger ? 1 : 0]);
     UdsLink link(fds_[pinger ? 0 : 1], max_);
     barrier(sh);
-    with_payload(spec, [&](auto& payload) {
-      if (pinger) {
-        ping_loop(link, payload, sh, spec);
-      } else {
-        pong_loop(link, payload, sh, spec);
-      }
-    });
+    run_side(link, sh, spec, pinger);
   }
 
   int fds_[2] = {-1, -1};

@@ -62,13 +62,7 @@ class ZmqSession final : public Session {
     barrier(sh);
     if (pinger) sock.connect(endpoint);
     ZmqLink link(sock, max_);
-    with_payload(spec, [&](auto& payload) {
-      if (pinger) {
-        ping_loop(link, payload, sh, spec);
-      } else {
-        pong_loop(link, payload, sh, spec);
-      }
-    });
+    run_side(link, sh, spec, pinger);
   }
 
   std::string path_;
