@@ -12,9 +12,18 @@ packages=(
   libboost-dev libboost-system-dev
   libflatbuffers-dev flatbuffers-compiler
   libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev nlohmann-json3-dev
+  libcli11-dev nlohmann-json3-dev libyaml-cpp-dev
+  libhiredis-dev librabbitmq-dev
+  pybind11-dev python3-dev python3-flatbuffers python3-pytest
   procps tmux
 )
+# Tests: real servers and the real clients remote users run against them,
+# promtool for the metrics format, clang for the fuzzers.
+if [[ "${1:-}" == "--bench" || "${1:-}" == "--test" ]]; then
+  packages+=(redis-server redis-tools rabbitmq-server amqp-tools
+             python3-redis python3-pika python3-socketio python3-engineio python3-websocket python3-aiohttp
+             prometheus clang libclang-rt-14-dev)
+fi
 if [[ "${1:-}" == "--bench" ]]; then
   packages+=(libzmq3-dev cppzmq-dev libhiredis-dev redis-server redis-tools gnuplot-nox)
 fi
