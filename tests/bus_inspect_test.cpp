@@ -414,8 +414,8 @@ class TestBus {
   TestBus() : bus_("insp") {}
   [[nodiscard]] const std::string& name() const { return bus_.name(); }
   [[nodiscard]] std::string seg(const std::string& topic = "") const {
-    return topic.empty() ? Bus::directory_segment_name(name())
-                         : Bus::topic_segment_name(name(), topic);
+    return topic.empty() ? detail::directory_segment_name(name())
+                         : detail::topic_segment_name(name(), topic);
   }
 
  private:

@@ -2,6 +2,7 @@
 // in every process of the bus.
 #include <thread>
 
+#include "shmbus/core/internals.hpp"
 #include "test_util.hpp"
 
 namespace shmbus::test {
@@ -59,7 +60,7 @@ TEST(Clock, ReanchoringKeepsConversionContinuous) {
   Bus bus = sb.open();
   const Clock& c = bus.clock();
   if (!c.uses_tsc()) GTEST_SKIP() << "this host's clocksource is not a trusted TSC: stamps are wall-clock ns";
-  auto& block = bus.state()->header->clock;
+  auto& block = detail::Internals::state(bus)->header->clock;
   const std::uint64_t raw = c.raw_now();
   const std::int64_t before = c.to_ns(raw);
   // Age the current anchor by 3 s, keeping its mapping (move the point

@@ -1,6 +1,7 @@
 // Handler registration per topic and type, and the run loop.
 #include <thread>
 
+#include "shmbus/core/internals.hpp"
 #include "shmbus/messages.hpp"
 #include "test_util.hpp"
 
@@ -84,7 +85,7 @@ TEST(Dispatcher, OwnLoopCanBlockInWaitAndIsWokenByAPublish) {
   EXPECT_FALSE(d.wait(5ms)) << "nothing published: times out";
   std::thread publisher([&] {
     // Publish once the loop below is asleep (counted as a sleeper on the topic).
-    auto& w = p.topic().state()->header->wait;
+    auto& w = detail::Internals::state(p.topic())->header->wait;
     ASSERT_TRUE(eventually([&] { return w.sleepers.load() > 0; }));
     ASSERT_EQ(p.try_publish(as_bytes("x", 1)), PublishResult::Ok);
   });

@@ -2,7 +2,7 @@
 // percentiles of known distributions against the exact order statistics
 // within the stated error bound, exact min/max/mean, merge, the extremes and
 // the empty histogram.
-#include "shmbus/histogram.hpp"
+#include "shmbus/admin/histogram.hpp"
 
 #include <gtest/gtest.h>
 

@@ -8,6 +8,7 @@
 #include <map>
 #include <sstream>
 
+#include "shmbus/core/internals.hpp"
 #include "test_util.hpp"
 
 namespace shmbus::test {
@@ -175,7 +176,7 @@ TEST(MultiProcess, ConsumerKilledWhileAsleepDoesNotCostTheProducerWakeUpsForever
   Publisher pub = bus.publisher("sleepy", config(Policy::Lossy, 64, 128, 8));
   Child c({"consume", sb.name(), "sleepy", "lossy", "64"});
   ASSERT_EQ(c.line(), "ready");
-  auto& w = pub.topic().state()->header->wait;
+  auto& w = detail::Internals::state(pub.topic())->header->wait;
   ASSERT_TRUE(eventually([&] { return w.sleepers.load() == 1; })) << "the consumer sleeps in FUTEX_WAIT";
   c.kill9();
   EXPECT_EQ(c.wait_exit(), 128 + SIGKILL);

@@ -7,6 +7,7 @@
 
 #include <flatbuffers/flatbuffers.h>
 
+#include "shmbus/core/internals.hpp"
 #include "shmbus/messages.hpp"
 #include "test_util.hpp"
 
@@ -111,7 +112,7 @@ TEST(Ring, HalfWrittenSlotLeftByADeadProducerIsNotDelivered) {
   Topic topic = bus.topic("half", config(Policy::Lossy, 8));
   Subscriber sub(topic);
   // What a producer killed between claim and commit of message 1 leaves.
-  detail::RingView view(*topic.state());
+  detail::RingView view(detail::Internals::state(topic)->ring);
   view.slot(1)->seq.store(2 * 1 + 1, std::memory_order_release);
   view.slot(1)->size.store(16, std::memory_order_relaxed);
   EXPECT_FALSE(sub.ready());
@@ -225,9 +226,9 @@ TEST(Ring, ReliableConsumerReadsInPlaceLossyConsumerReadsACopy) {
   ASSERT_EQ(publish_value(rel, 1), PublishResult::Ok);
   ASSERT_EQ(publish_value(lossy, 1), PublishResult::Ok);
   const auto inside = [](const Topic& t, const void* p) {
-    const auto* base = static_cast<const std::byte*>(t.state()->segment.data());
+    const auto* base = static_cast<const std::byte*>(detail::Internals::state(t)->segment.data());
     const auto* q = static_cast<const std::byte*>(p);
-    return q >= base && q < base + t.state()->segment.size();
+    return q >= base && q < base + detail::Internals::state(t)->segment.size();
   };
   ASSERT_EQ(rs.poll([&](const Message& m) { EXPECT_TRUE(inside(rs.topic(), m.data.data())); }), 1u);
   ASSERT_EQ(ls.poll([&](const Message& m) { EXPECT_FALSE(inside(ls.topic(), m.data.data())); }), 1u);
@@ -333,7 +334,7 @@ TEST(Ring, PublisherPaysAWakeUpOnlyWhenSomeoneSleeps) {
   Bus bus = sb.open();
   Publisher pub = bus.publisher("wake", config(Policy::Lossy, 8));
   Subscriber sub = bus.subscriber("wake");
-  auto& wait = pub.topic().state()->header->wait;
+  auto& wait = detail::Internals::state(pub.topic())->header->wait;
   const std::uint32_t before = wait.futex.load();
   ASSERT_EQ(publish_value(pub, 1), PublishResult::Ok);
   EXPECT_EQ(wait.futex.load(), before) << "no sleeper: the producer must not touch the futex";
@@ -362,7 +363,7 @@ TEST(Ring, ObserverOnAReadOnlyBusWaitsAndPollsWithoutWriting) {
   // Any write to the read-only mapping would kill the test with SIGSEGV.
   EXPECT_FALSE(obs.wait(5ms));
   // Age the clock's anchor so that an idle heartbeat would re-anchor (a write).
-  auto& a = bus.state()->header->clock.anchors[bus.state()->header->clock.current.load()];
+  auto& a = detail::Internals::state(bus)->header->clock.anchors[detail::Internals::state(bus)->header->clock.current.load()];
   a.ns.fetch_sub(5'000'000'000);
   for (int i = 0; i < 70000; ++i) ASSERT_EQ(obs.poll([](const Message&) {}), 0u);
   std::thread producer([&] {
@@ -372,7 +373,7 @@ TEST(Ring, ObserverOnAReadOnlyBusWaitsAndPollsWithoutWriting) {
   EXPECT_TRUE(obs.wait(30s));
   producer.join();
   EXPECT_EQ(drain(obs), std::vector<std::uint64_t>({1}));
-  EXPECT_EQ(pub.topic().state()->header->wait.sleepers.load(), 0u) << "observers never count in";
+  EXPECT_EQ(detail::Internals::state(pub.topic())->header->wait.sleepers.load(), 0u) << "observers never count in";
 }
 
 TEST(Ring, ASleeperCountLeftRaisedByADeadConsumerIsRepaired) {
@@ -381,11 +382,11 @@ TEST(Ring, ASleeperCountLeftRaisedByADeadConsumerIsRepaired) {
   Publisher pub = bus.publisher("audit", config(Policy::Lossy, 16));
   Topic t = pub.topic();
   // What a consumer killed inside FUTEX_WAIT leaves behind.
-  auto& e = t.state()->consumers[0];
+  auto& e = detail::Internals::state(t)->consumers[0];
   e.state.store(detail::make_claim(detail::ClaimState::Active, kDeadIdentity));
   e.flags.store(detail::kConsumerSleeping);
-  t.state()->header->registry.consumer_hwm.store(1);
-  auto& w = t.state()->header->wait;
+  detail::Internals::state(t)->header->registry.consumer_hwm.store(1);
+  auto& w = detail::Internals::state(t)->header->wait;
   w.sleepers.store(1);
   for (std::uint64_t i = 1; i <= detail::RingWriter::kAuditAfterIdleWakes; ++i)
     ASSERT_EQ(publish_value(pub, i), PublishResult::Ok);
@@ -400,13 +401,13 @@ TEST(Ring, AuditNeverLowersTheCountBelowLiveSleepers) {
   Bus bus = sb.open();
   Publisher pub = bus.publisher("audit2", config(Policy::Lossy, 16));
   Subscriber sub = bus.subscriber("audit2");
-  auto& w = pub.topic().state()->header->wait;
+  auto& w = detail::Internals::state(pub.topic())->header->wait;
   std::atomic<bool> woke{false};
   std::thread waiter([&] { woke = sub.wait(60s); });
   ASSERT_TRUE(eventually([&] { return w.sleepers.load() == 1; }));
   w.sleepers.fetch_add(1);  // plus one left by a dead consumer (unmarked: its entry is gone)
   // The audit runs on the producer's wake path; call it directly.
-  detail::RingWriter probe(*pub.topic().state(), 1);
+  detail::RingWriter probe(detail::Internals::state(pub.topic())->ring, 1);
   probe.audit_sleepers();
   EXPECT_EQ(w.sleepers.load(), 1u) << "the live, marked sleeper stays counted";
   ASSERT_EQ(publish_value(pub, 1), PublishResult::Ok);
@@ -421,7 +422,7 @@ TEST(Ring, WaitTimesOutWhenNothingIsPublished) {
   Subscriber sub = bus.subscriber("quiet");
   EXPECT_FALSE(sub.wait(20ms));
   EXPECT_FALSE(sub.wait(0ms));
-  EXPECT_EQ(sub.topic().state()->header->wait.sleepers.load(), 0u);
+  EXPECT_EQ(detail::Internals::state(sub.topic())->header->wait.sleepers.load(), 0u);
 }
 
 }  // namespace

@@ -2,7 +2,7 @@
 //
 // The registry is process-wide, so tests that add schemas use namespaces of
 // their own ("test.<name>") and never assume a registry without them.
-#include "shmbus/schema.hpp"
+#include "shmbus/schema/json_codec.hpp"
 
 #include "shmbus/error.hpp"
 #include "shmbus/messages.hpp"

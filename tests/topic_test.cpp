@@ -8,8 +8,10 @@
 #include <fstream>
 #include <thread>
 
+#include "shmbus/core/internals.hpp"
 #include "shmbus/messages.hpp"
 #include "shmbus/detail/process.hpp"
+#include "shmbus/detail/segments.hpp"
 #include "test_util.hpp"
 
 namespace shmbus::test {
@@ -132,7 +134,7 @@ TEST(Topic, SameTypeNameWithAnotherSchemaIsSchemaMismatch) {
 TEST(Topic, ForeignTruncatedAndEmptySegmentsAreRefused) {
   ScopedBus sb;
   Bus bus = sb.open();
-  const std::string path = "/dev/shm/" + Bus::topic_segment_name(sb.name(), "foreign");
+  const std::string path = detail::shm_path(detail::topic_segment_name(sb.name(), "foreign"));
   write_file(path, std::string(4096, 'x'));
   Error e = expect_error([&] { (void)bus.open_topic("foreign"); }, Errc::ForeignSegment);
   EXPECT_TRUE(contains(e, path)) << e.what();
@@ -147,13 +149,13 @@ TEST(Topic, ForeignTruncatedAndEmptySegmentsAreRefused) {
 
   // A real topic segment cut short.
   Topic t = bus.topic("cut", config(Policy::Lossy, 1024, 256));
-  const std::string cut = "/dev/shm/" + Bus::topic_segment_name(sb.name(), "cut");
+  const std::string cut = detail::shm_path(detail::topic_segment_name(sb.name(), "cut"));
   ASSERT_EQ(::truncate(cut.c_str(), 2048), 0);
   (void)expect_error([&] { (void)bus.open_topic("cut"); }, Errc::TruncatedSegment);
 
   // A foreign directory.
   ScopedBus other;
-  write_file("/dev/shm/" + Bus::directory_segment_name(other.name()), std::string(8192, '\x7f'));
+  write_file(detail::shm_path(detail::directory_segment_name(other.name())), std::string(8192, '\x7f'));
   (void)expect_error([&] { (void)Bus::open(other.name()); }, Errc::ForeignSegment);
 }
 
@@ -162,13 +164,13 @@ TEST(Topic, LayoutVersionMismatchIsRefusedWithAWayOut) {
   {
     Bus bus = sb.open();
     Topic t = bus.topic("v", {});
-    t.state()->header->desc.layout_version.store(999);
+    detail::Internals::state(t)->header->desc.layout_version.store(999);
   }
   Bus bus = Bus::open(sb.name());
   const Error e = expect_error([&] { (void)bus.open_topic("v"); }, Errc::VersionMismatch);
   EXPECT_TRUE(contains(e, "999")) << e.what();
-  EXPECT_TRUE(contains(e, "rm /dev/shm/" + Bus::topic_segment_name(sb.name(), "v"))) << e.what();
-  bus.state()->header->desc.layout_version.store(0);
+  EXPECT_TRUE(contains(e, "rm " + detail::shm_path(detail::topic_segment_name(sb.name(), "v")))) << e.what();
+  detail::Internals::state(bus)->header->desc.layout_version.store(0);
   (void)expect_error([&] { (void)Bus::open(sb.name()); }, Errc::VersionMismatch);
 }
 
@@ -241,7 +243,7 @@ TEST(Topic, DeadProducerIsTakenOverAndTheSequenceGoesOn) {
     for (int i = 0; i < 5; ++i) ASSERT_EQ(p.try_publish(as_bytes("m", 1)), PublishResult::Ok);
   }
   // Make it look as if a process that has since died owned the topic.
-  t.state()->header->producer.owner.store(detail::make_claim(detail::ClaimState::Active, kDeadIdentity));
+  detail::Internals::state(t)->header->producer.owner.store(detail::make_claim(detail::ClaimState::Active, kDeadIdentity));
   Publisher heir(t);
   EXPECT_TRUE(heir.took_over());
   EXPECT_EQ(heir.next_sequence(), 6u);
@@ -311,8 +313,8 @@ TEST(Topic, ProducerThatDiedBetweenCommitAndHeadStoreLosesNothing) {
     Publisher p(t);
     for (int i = 0; i < 3; ++i) ASSERT_EQ(p.try_publish(as_bytes("m", 1)), PublishResult::Ok);
   }
-  t.state()->header->hot.head.store(2);  // message 3 committed, head not yet updated
-  t.state()->header->producer.owner.store(detail::make_claim(detail::ClaimState::Active, kDeadIdentity));
+  detail::Internals::state(t)->header->hot.head.store(2);  // message 3 committed, head not yet updated
+  detail::Internals::state(t)->header->producer.owner.store(detail::make_claim(detail::ClaimState::Active, kDeadIdentity));
   Publisher heir(t);
   EXPECT_EQ(heir.next_sequence(), 4u) << "message 3 is committed and must not be overwritten by a new 3";
 }
@@ -329,7 +331,7 @@ TEST(Topic, ConsumerTableFullIsNamedAndDeadEntriesAreReclaimed) {
   EXPECT_TRUE(contains(e, "keeper")) << e.what();
   EXPECT_TRUE(contains(e, "max_consumers")) << e.what();
   // An entry whose owner died is reclaimed by the next joiner.
-  t.state()->consumers[1].state.store(detail::make_claim(detail::ClaimState::Active, kDeadIdentity));
+  detail::Internals::state(t)->consumers[1].state.store(detail::make_claim(detail::ClaimState::Active, kDeadIdentity));
   EXPECT_NO_THROW({ Subscriber c(t); });
 }
 
@@ -352,13 +354,13 @@ TEST(Topic, DirectoryNeverWedgesOnADeadRegistrant) {
   o.capacity = 2;
   Bus bus = sb.open(o);
   // A registrant died holding directory entry 0 half-claimed...
-  bus.state()->entries[0].state.store(detail::make_claim(detail::ClaimState::Claiming, kDeadIdentity));
+  detail::Internals::state(bus)->entries[0].state.store(detail::make_claim(detail::ClaimState::Claiming, kDeadIdentity));
   Topic t = bus.topic("x", {});
   // ...and another died while registering topic "y" (segment created, not listed).
   Topic y = bus.topic("y", {});
-  auto& reg = y.state()->header->registry.directory_claim;
+  auto& reg = detail::Internals::state(y)->header->registry.directory_claim;
   for (std::uint32_t i = 0; i < 2; ++i) {
-    auto& e = bus.state()->entries[i];
+    auto& e = detail::Internals::state(bus)->entries[i];
     if (e.name.load() == "y") e.state.store(0);
   }
   reg.store(detail::make_claim(detail::ClaimState::Claiming, kDeadIdentity));

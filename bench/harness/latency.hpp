@@ -29,7 +29,7 @@
 #include <type_traits>
 #include <vector>
 
-#include <shmbus/histogram.hpp>
+#include <shmbus/admin/histogram.hpp>
 
 #include "util.hpp"
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include <shmbus/histogram.hpp>
+#include <shmbus/admin/histogram.hpp>
 
 #include "latency.hpp"
 #include "throughput.hpp"

@@ -52,13 +52,13 @@
 
 #include <CLI/CLI.hpp>
 
-#include <shmbus/bus.hpp>
+#include <shmbus/core/bus.hpp>
 #include <shmbus/error.hpp>
-#include <shmbus/inspect.hpp>
+#include <shmbus/admin/snapshot.hpp>
 #include <shmbus/msg/md_quote_generated.h>
 #include <shmbus/msg/md_trade_generated.h>
 #include <shmbus/detail/wait.hpp>
-#include <shmbus/publisher.hpp>
+#include <shmbus/core/publisher.hpp>
 
 #include "demo_common.hpp"
 

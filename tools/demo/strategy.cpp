@@ -54,14 +54,14 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
-#include <shmbus/bus.hpp>
-#include <shmbus/dispatcher.hpp>
+#include <shmbus/core/bus.hpp>
+#include <shmbus/patterns/dispatcher.hpp>
 #include <shmbus/error.hpp>
-#include <shmbus/histogram.hpp>
+#include <shmbus/admin/histogram.hpp>
 #include <shmbus/msg/md_quote_generated.h>
 #include <shmbus/msg/md_trade_generated.h>
 #include <shmbus/msg/strategy_signal_generated.h>
-#include <shmbus/publisher.hpp>
+#include <shmbus/core/publisher.hpp>
 
 #include "demo_common.hpp"
 

@@ -22,12 +22,18 @@
 
 #include <nlohmann/json.hpp>
 
-#include <shmbus/bus.hpp>
-#include <shmbus/inspect.hpp>
-#include <shmbus/topic.hpp>
+#include <shmbus/admin/bus_view.hpp>
+#include <shmbus/admin/encoding.hpp>
+#include <shmbus/admin/gc.hpp>
+#include <shmbus/admin/snapshot.hpp>
+#include <shmbus/core/bus.hpp>
+#include <shmbus/core/topic.hpp>
 
 namespace inspect {
 
+using shmbus::base64_decode;
+using shmbus::hex_decode;
+using shmbus::utc_iso;
 using Json = nlohmann::ordered_json;
 
 // A named error raised by the tool itself (exit code 1).
@@ -114,8 +120,6 @@ class Table {
 
 // "2025-06-01 14:03:07" in local time; "-" for 0.
 std::string local_time(std::int64_t ns);
-// "2025-06-01T12:03:07.123456789Z".
-std::string utc_iso(std::int64_t ns);
 // How long ago `then_ns` was, "850ms ago", "3.2s ago", "4m05s ago", "2h10m ago"; "never" for 0.
 std::string ago(std::int64_t then_ns, std::int64_t now_ns);
 // A duration in ns as "850ms", "3.2s", "4m05s", "2h10m", "3d04h".
@@ -125,71 +129,19 @@ std::string rate_text(double per_second);
 // 1536 -> "1.5 KiB".
 std::string bytes_text(std::uint64_t bytes);
 
-std::string base64_encode(const std::byte* data, std::size_t n);
-// nullopt if `text` is not base64 (standard alphabet, padding optional).
-std::optional<std::vector<std::byte>> base64_decode(std::string_view text);
-std::string hex_encode(const std::byte* data, std::size_t n);
-// nullopt unless `text` is pairs of hex digits (spaces and "0x" tolerated).
-std::optional<std::vector<std::byte>> hex_decode(std::string_view text);
+// ------------------------------------------------------------------ a live bus (render.cpp)
 
-// ------------------------------------------------------------------ a live bus (busview.cpp)
-
-struct TopicRow {
-  std::string name;
-  std::optional<shmbus::TopicSnapshot> snap;  // empty when the topic cannot be read
-  std::string problem;                        // why not
-};
-
-struct Frame {
-  std::string bus;
-  bool exists = false;  // false: no such bus (any more)
-  std::int64_t created_ns = 0;
-  std::uint32_t capacity = 0;
-  bool tsc_clock = false;
-  std::vector<TopicRow> topics;  // sorted by name
-  std::int64_t wall_ns = 0;      // when it was taken
-  std::chrono::steady_clock::time_point at;
-};
-
-// Per-topic and per-consumer rates between two frames (msgs/s).
-struct Rates {
-  bool valid = false;
-  std::map<std::string, double> topic;             // topic -> published/s
-  std::map<std::string, double> consumer;          // consumer_key -> delivered/s
-  std::map<std::string, std::uint64_t> new_drops;  // consumer_key -> drops since the previous frame
-};
-std::string consumer_key(const std::string& topic, const shmbus::ConsumerSnapshot& c);
-Rates rates_between(const Frame& before, const Frame& after);
-
-// A bus mapped read-only, its topics kept mapped between samples (a
-// topic segment that is replaced, e.g. removed and created again, is
-// mapped afresh). Never writes shared memory; never registers.
-class BusView {
- public:
-  // Throws shmbus::Error(NoSuchBus / InvalidName / ...) if the bus cannot be opened.
-  explicit BusView(std::string bus);
-  // A snapshot of every topic. With reopen, a bus that vanished or was
-  // created again is looked for again (watch) instead of reported gone.
-  Frame sample(bool reopen = false);
-
- private:
-  struct Cached {
-    shmbus::Topic topic;
-    ino_t inode;
-  };
-  void open_bus();
-  std::string name_;
-  std::optional<shmbus::Bus> bus_;
-  ino_t bus_inode_ = 0;
-  std::map<std::string, Cached> topics_;
-};
+// The live-bus model (frames, rates, their JSON) is the library's admin layer.
+using shmbus::BusView;
+using shmbus::consumer_key;
+using shmbus::Frame;
+using shmbus::frame_json;
+using shmbus::Rates;
+using shmbus::rates_between;
+using shmbus::TopicRow;
 
 // Human-readable report of a frame (list BUS and watch). With watch, the
 // consumer table also shows drops since the previous frame.
 std::vector<std::string> render_frame(const Frame& f, const Rates& r, bool watch);
-Json frame_json(const Frame& f, const Rates& r);
-
-// "/dev/shm/<segment>" inode, 0 if absent.
-ino_t segment_inode(const std::string& segment);
 
 }  // namespace inspect

@@ -118,7 +118,7 @@ int list_bus(const ListOptions& o) {
                         "bus '" + *o.bus + "' was removed while it was being read");
   }
   if (o.json) {
-    std::cout << frame_json(last, r).dump() << "\n";
+    std::cout << frame_json(last, r) << "\n";
     return 0;
   }
   for (const std::string& l : render_frame(last, r, false)) std::cout << l << "\n";

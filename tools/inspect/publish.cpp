@@ -16,8 +16,8 @@
 #include <string>
 
 #include <shmbus/error.hpp>
-#include <shmbus/publisher.hpp>
-#include <shmbus/schema.hpp>
+#include <shmbus/core/publisher.hpp>
+#include <shmbus/schema/json_codec.hpp>
 
 #include "cli.hpp"
 

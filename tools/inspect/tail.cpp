@@ -5,20 +5,17 @@
 // producer, and may itself be lapped, which it prints as a gap line:
 //
 //   {"topic":"md.quotes","seq":41,"ts":1732329601123456789,"time":"2024-11-23T02:40:01.123456789Z",
-//    "producer":4242,"type":"shmbus.md.Quote","data":{"symbol":"AAPL",...}}
+//    "producer":4242,"id":"demo/md.quotes/41","bus":"demo","type":"shmbus.md.Quote",
+//    "data":{"symbol":"AAPL",...}}
 //   {"gap":{"topic":"md.quotes","first":42,"count":977}}
 //
-// Raw topics print the payload as "base64" (or "hex" with --hex) instead
-// of "data"; a message that fails the FlatBuffers verifier prints "error"
-// and its bytes.
+// (the envelope of admin/envelope.hpp). Raw topics print the payload as
+// "base64" (or "hex" with --hex) instead of "data"; a message that fails the
+// FlatBuffers verifier prints "error" and its bytes.
 //
-// Waiting: poll() is called only when ready() says a message (or a gap) is
-// there, and the wait in between is a short sleep. Subscriber::wait() is not
-// used: it counts itself into the topic's wait block, a write, which a
-// read-only mapping turns into SIGSEGV. poll()'s idle path (nothing ready)
-// writes too, every 16384 empty polls: it re-anchors the bus clock when the
-// anchor is over a second old. Polling only when something is ready keeps
-// the tool off both paths.
+// Waiting: an observer's wait() polls with short sleeps and writes nothing
+// to shared memory (core/subscriber.hpp), and so does its poll(), so the tail
+// runs on a read-only mapping and never disturbs the producer.
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,8 +23,8 @@
 #include <thread>
 
 #include <shmbus/error.hpp>
-#include <shmbus/schema.hpp>
-#include <shmbus/subscriber.hpp>
+#include <shmbus/admin/envelope.hpp>
+#include <shmbus/core/subscriber.hpp>
 
 #include "cli.hpp"
 
@@ -35,75 +32,20 @@ namespace inspect {
 
 namespace {
 
-// The codec's JSON with the blanks outside strings taken out, so that a
-// line reads like the metadata around it ({"symbol":"AAPL",...}).
-std::string compact(const std::string& json) {
-  std::string out;
-  out.reserve(json.size());
-  bool in_string = false;
-  bool escaped = false;
-  for (const char c : json) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-      out += c;
-      continue;
-    }
-    if (c == ' ' || c == '\n' || c == '\t' || c == '\r') continue;
-    if (c == '"') in_string = true;
-    out += c;
-  }
-  return out;
-}
-
+// Lines on stdout: the library's JSON envelope (admin/envelope.hpp), one
+// implementation for this tool, the bridge and the recorder.
 class Printer {
  public:
-  Printer(const shmbus::Topic& topic, bool hex) : topic_(topic.name()), hex_(hex) {
-    if (!topic.type_name().empty()) codec_.emplace(topic.schema(), topic.type_name());
-  }
+  Printer(const shmbus::Topic& topic, bool hex)
+      : env_(topic, hex ? shmbus::RawEncoding::Hex : shmbus::RawEncoding::Base64) {}
 
-  void message(const shmbus::Message& m) {
-    std::string line =
-        "{\"topic\":" + Json(topic_).dump() + ",\"seq\":" + std::to_string(m.meta.seq);
-    const std::int64_t ts = m.meta.ts_ns();
-    line += ",\"ts\":" + std::to_string(ts) + ",\"time\":\"" + utc_iso(ts) + "\"";
-    line += ",\"producer\":" + std::to_string(m.meta.producer);
-    line += ",\"type\":" + Json(std::string(m.meta.type)).dump();
-    if (m.meta.correlation != 0) line += ",\"correlation\":" + std::to_string(m.meta.correlation);
-    if (codec_) {
-      try {
-        line += ",\"data\":" + compact(codec_->to_json(m.data));
-      } catch (const shmbus::Error& e) {
-        line += ",\"error\":" + Json(std::string(e.what())).dump() + ",\"base64\":\"" +
-                base64_encode(m.data.data(), m.data.size()) + "\"";
-      }
-    } else {
-      line += ",\"size\":" + std::to_string(m.data.size());
-      line += hex_ ? ",\"hex\":\"" + hex_encode(m.data.data(), m.data.size()) + "\""
-                   : ",\"base64\":\"" + base64_encode(m.data.data(), m.data.size()) + "\"";
-    }
-    line += "}\n";
-    write(line);
-  }
-
-  void gap(const shmbus::Gap& g) {
-    write("{\"gap\":{\"topic\":" + Json(topic_).dump() + ",\"first\":" + std::to_string(g.first) +
-          ",\"count\":" + std::to_string(g.count) + "}}\n");
-  }
-
+  void message(const shmbus::Message& m) { write(env_.message(m) + "\n"); }
+  void gap(const shmbus::Gap& g) { write(env_.gap(g) + "\n"); }
   static void flush() { std::fflush(stdout); }
 
  private:
   static void write(const std::string& s) { std::fwrite(s.data(), 1, s.size(), stdout); }
-
-  std::string topic_;
-  bool hex_;
-  std::optional<shmbus::JsonCodec> codec_;
+  shmbus::EnvelopeWriter env_;
 };
 
 }  // namespace
@@ -152,22 +94,15 @@ int run_tail(const TailOptions& o) {
   Printer::flush();
   if (!o.follow) return 0;
 
-  // New messages as they come. Sleeps grow from 0.1 ms to 5 ms while the
-  // topic is quiet, so an idle tail costs nothing noticeable.
-  auto nap = std::chrono::microseconds(100);
+  // New messages as they come.
   for (;;) {
+    if (!sub.wait(std::chrono::milliseconds(100))) continue;
     std::size_t n = 0;
     while (sub.ready()) {
       sub.poll(handler, 1);
       if (++n % 256 == 0) Printer::flush();
     }
-    if (n != 0) {
-      Printer::flush();
-      nap = std::chrono::microseconds(100);
-      continue;
-    }
-    std::this_thread::sleep_for(nap);
-    nap = std::min<std::chrono::microseconds>(nap * 2, std::chrono::microseconds(5000));
+    Printer::flush();
   }
 }
 

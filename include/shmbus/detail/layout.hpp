@@ -79,6 +79,7 @@ inline constexpr std::uint32_t kMaxSlotCount = 1u << 24;
 inline constexpr std::uint64_t kMaxRingBytes = std::uint64_t{4} << 30;
 inline constexpr std::uint32_t kMaxConsumers = 1024;
 inline constexpr std::uint32_t kMaxDirectoryCapacity = 1u << 16;
+inline constexpr std::uint32_t kMaxSchemaBytes = 16u << 20;
 
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);

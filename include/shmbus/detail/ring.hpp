@@ -1,5 +1,7 @@
-// The ring: single producer, many consumers, broadcast. The algorithm; the
-// bytes it works on are described in layout.hpp.
+// The ring: single producer, many consumers, broadcast. The algorithm only:
+// it works on a RingBlock, a description of memory laid out as layout.hpp
+// says (a mapped topic segment in production, plain heap memory in
+// tests/ring_block_test.cpp), and knows nothing of buses, topics or messages.
 //
 // Sequences n = 1, 2, 3, ... go to slot (n & mask). Each slot's `seq` word is
 // a seqlock for the message in it: 2n+1 while message n is being written,
@@ -60,16 +62,37 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <span>
 
 #include "shmbus/detail/fence.hpp"
 #include "shmbus/detail/layout.hpp"
 #include "shmbus/detail/wait.hpp"
 #include "shmbus/error.hpp"
-#include "shmbus/message.hpp"
-#include "shmbus/topic.hpp"
-
 
 namespace shmbus::detail {
+
+// The memory a ring works on: pointers into one mapping and the geometry,
+// all checked by whoever built the block (core: at open, from the checked
+// copy of the descriptor; never re-read from shared memory).
+struct RingBlock {
+  TopicHeader* header = nullptr;        // producer, hot, wait and registry lines
+  ConsumerEntry* consumers = nullptr;   // [max_consumers]
+  std::byte* slots = nullptr;           // [slot_count] of slot_size bytes
+  Doorbell* doorbell = nullptr;         // the bus's multi-topic doorbell; may be null
+  std::uint32_t max_consumers = 0;
+  std::uint32_t slot_size = 0;          // multiple of 64, >= 64
+  std::uint32_t slot_count = 0;         // power of two, >= 2
+  bool reliable = false;
+};
+
+// One message as a reader finds it in its slot.
+struct SlotRead {
+  std::uint64_t seq = 0;
+  std::uint64_t raw_ts = 0;
+  std::uint64_t correlation = 0;
+  std::uint32_t producer = 0;
+  std::span<const std::byte> data;
+};
 
 struct RingView {
   std::byte* slots = nullptr;
@@ -78,12 +101,12 @@ struct RingView {
   std::uint32_t capacity = 0;  // max payload bytes
   std::uint64_t count = 0;     // N
 
-  explicit RingView(const TopicState& t) noexcept
-      : slots(t.slots),
-        mask(t.slot_count - 1u),
-        slot_size(t.slot_size),
-        capacity(t.slot_size - static_cast<std::uint32_t>(kSlotHeaderBytes)),
-        count(t.slot_count) {}
+  explicit RingView(const RingBlock& b) noexcept
+      : slots(b.slots),
+        mask(b.slot_count - 1u),
+        slot_size(b.slot_size),
+        capacity(b.slot_size - static_cast<std::uint32_t>(kSlotHeaderBytes)),
+        count(b.slot_count) {}
   RingView() = default;
 
   [[nodiscard]] SlotHeader* slot(std::uint64_t seq) const noexcept {
@@ -147,17 +170,23 @@ inline void seqlock_copy(std::byte* dst, const std::byte* src, std::size_t n, st
 class RingWriter {
  public:
   RingWriter() = default;
-  RingWriter(TopicState& t, std::uint64_t next) noexcept
-      : view_(t),
-        hot_(&t.header->hot),
-        wait_(&t.header->wait),
-        doorbell_(t.doorbell),
-        topic_(&t),
+  RingWriter(const RingBlock& b, std::uint64_t next) noexcept
+      : view_(b),
+        hot_(&b.header->hot),
+        wait_(&b.header->wait),
+        block_(b),
         next_(next),
-        limit_(t.policy == Policy::Reliable ? 0 : ~std::uint64_t{0}),
+        limit_(b.reliable ? 0 : ~std::uint64_t{0}),
         pid_(0),
-        prefetch_slots_(t.policy == Policy::Reliable ? std::max<std::uint64_t>(1, kPrefetchBytes / t.slot_size) : 0),
-        prefetch_lines_(std::min<std::uint32_t>(kPrefetchMaxLines, t.slot_size / static_cast<std::uint32_t>(kCacheLine))) {}
+        prefetch_slots_(b.reliable ? std::max<std::uint64_t>(1, kPrefetchBytes / b.slot_size) : 0),
+        prefetch_lines_(std::min<std::uint32_t>(kPrefetchMaxLines, b.slot_size / static_cast<std::uint32_t>(kCacheLine))) {}
+
+  // The next sequence to publish after a predecessor on the same block (a
+  // producer that detached or died): head is stored after each commit, so a
+  // producer that died between its commit and its head store leaves one
+  // committed message past head; a slot left odd (claimed, never committed)
+  // has its sequence reused. Stores the recovered head.
+  [[nodiscard]] static std::uint64_t recover_next(const RingBlock& b) noexcept;
 
   void set_pid(std::uint32_t pid) noexcept { pid_ = pid; }
   // Messages committed at least `raw` clock units after the previous one
@@ -248,8 +277,7 @@ class RingWriter {
   RingView view_;
   ProducerHot* hot_ = nullptr;
   WaitBlock* wait_ = nullptr;
-  Doorbell* doorbell_ = nullptr;
-  TopicState* topic_ = nullptr;
+  RingBlock block_;
   std::uint64_t next_ = 1;   // sequence of the next message
   std::uint64_t limit_ = 0;  // highest sequence writable without a rescan
   std::uint32_t pid_ = 0;
@@ -280,17 +308,16 @@ class RingReader {
  public:
   RingReader() = default;
   // `entry` is null for observers (tools), which gate nothing.
-  RingReader(TopicState& t, ConsumerEntry* entry, std::uint64_t next, std::uint64_t in_place_from) noexcept
-      : view_(t),
-        hot_(&t.header->hot),
-        topic_(&t),
+  RingReader(const RingBlock& b, ConsumerEntry* entry, std::uint64_t next, std::uint64_t in_place_from) noexcept
+      : view_(b),
+        hot_(&b.header->hot),
         entry_(entry),
         next_(next),
         in_place_from_(in_place_from),
-        batch_(static_cast<std::uint32_t>(std::clamp<std::uint64_t>(t.slot_count / 8, 1, 1024))),
+        batch_(static_cast<std::uint32_t>(std::clamp<std::uint64_t>(b.slot_count / 8, 1, 1024))),
         copy_(static_cast<std::byte*>(::operator new(view_.capacity + 64, std::align_val_t{64}))) {}
 
-  // Reads message next_ if it is ready and hands it to `deliver`.
+  // Reads message next_ if it is ready and hands it to deliver(const SlotRead&).
   // Lapped: the gap is recorded (gap_first/gap_count) and next_ moved on;
   // call again to read the newest message.
   template <class Deliver>
@@ -307,14 +334,11 @@ class RingReader {
       }
       return ReadStatus::Empty;
     }
-    Message m;
-    m.meta.topic = topic_->name;
-    m.meta.type = topic_->type_name;
-    m.meta.clock = topic_->clock;
-    m.meta.seq = next_;
-    m.meta.raw_ts = s->ts.load(std::memory_order_relaxed);
-    m.meta.correlation = s->correlation.load(std::memory_order_relaxed);
-    m.meta.producer = s->producer.load(std::memory_order_relaxed);
+    SlotRead m;
+    m.seq = next_;
+    m.raw_ts = s->ts.load(std::memory_order_relaxed);
+    m.correlation = s->correlation.load(std::memory_order_relaxed);
+    m.producer = s->producer.load(std::memory_order_relaxed);
     const std::uint32_t size = s->size.load(std::memory_order_relaxed);
     if (next_ >= in_place_from_) {
       // In place (reliable, registered): the producer is gated on our cursor.
@@ -341,7 +365,7 @@ class RingReader {
     ++next_;
     ++pending_;
     ++delivered_;
-    deliver(static_cast<const Message&>(m));
+    deliver(static_cast<const SlotRead&>(m));
     if (pending_ >= batch_) flush();
     return ReadStatus::Delivered;
   }
@@ -395,7 +419,6 @@ class RingReader {
 
   RingView view_;
   const ProducerHot* hot_ = nullptr;
-  const TopicState* topic_ = nullptr;
   ConsumerEntry* entry_ = nullptr;
   std::uint64_t next_ = 1;
   std::uint64_t in_place_from_ = ~std::uint64_t{0};

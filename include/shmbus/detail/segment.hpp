@@ -12,11 +12,7 @@
 
 namespace shmbus::detail {
 
-// Where POSIX shared memory lives on Linux; Boost.Interprocess's
-// shared_memory_object maps "name" to "/dev/shm/name" through shm_open().
-inline constexpr const char* kShmDir = "/dev/shm";
-inline constexpr const char* kTempPrefix = "shmbus-tmp.";
-
+// Names and where segments live: detail/segments.hpp.
 enum class Access : std::uint8_t { ReadWrite, ReadOnly };
 
 class Segment {
@@ -45,7 +41,7 @@ class Segment {
   // shm_unlink. Returns false if it did not exist.
   static bool remove(const std::string& name) noexcept;
 
-  // Names in /dev/shm starting with `prefix`.
+  // Names of the shared-memory segments starting with `prefix`.
   static std::vector<std::string> list(const std::string& prefix);
 
   [[nodiscard]] void* data() const noexcept { return data_; }

@@ -1,0 +1,147 @@
+#include "shmbus/core/clock.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string_view>
+
+#include "shmbus/detail/process.hpp"
+
+namespace shmbus {
+namespace {
+
+using detail::ClaimState;
+
+// Re-anchor when the current anchor is this old (in ns of the previous
+// estimate). Long enough that the work is invisible, short enough that
+// wall-clock error stays in microseconds.
+constexpr std::int64_t kReanchorPeriodNs = 1'000'000'000;
+
+bool read_file(const char* path, char* buf, std::size_t cap) {
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  const ssize_t n = ::read(fd, buf, cap - 1);
+  ::close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  return true;
+}
+
+// The TSC is usable as a cross-process clock only where the kernel itself
+// uses it as its clocksource (it checked synchronisation across CPUs) and it
+// ticks at a constant rate through frequency changes and idle states.
+bool tsc_trusted() {
+#if defined(__x86_64__)
+  char src[64];
+  if (!read_file("/sys/devices/system/clocksource/clocksource0/current_clocksource", src, sizeof src))
+    return false;
+  if (std::string_view(src).substr(0, 3) != "tsc") return false;
+  static char cpuinfo[1 << 16];
+  if (!read_file("/proc/cpuinfo", cpuinfo, sizeof cpuinfo)) return false;
+  const std::string_view info(cpuinfo);
+  const auto flags = info.find("\nflags");
+  if (flags == std::string_view::npos) return false;
+  const std::string_view line = info.substr(flags, info.find('\n', flags + 1) - flags);
+  return line.find(" constant_tsc") != std::string_view::npos &&
+         line.find(" nonstop_tsc") != std::string_view::npos;
+#else
+  return false;
+#endif
+}
+
+struct Sample {
+  std::uint64_t tsc;
+  std::int64_t ns;
+};
+
+// A (tsc, wall ns) pair: the tightest of a few bracketed reads, with the
+// tick count taken as the midpoint of the bracket.
+Sample sample_pair() noexcept {
+  Sample best{};
+  std::uint64_t best_width = ~std::uint64_t{0};
+  for (int i = 0; i < 16; ++i) {
+    const std::uint64_t t0 = __rdtsc();
+    const std::int64_t ns = Clock::wall_ns();
+    const std::uint64_t t1 = __rdtsc();
+    if (t1 > t0 && t1 - t0 < best_width) {
+      best_width = t1 - t0;
+      best = {t0 + (t1 - t0) / 2, ns};
+    }
+  }
+  return best;
+}
+
+std::uint64_t ns_per_tick_q32(Sample a, Sample b) noexcept {
+  const auto dns = static_cast<detail::uint128>(b.ns - a.ns);
+  const auto dt = static_cast<detail::uint128>(b.tsc - a.tsc);
+  if (b.ns <= a.ns || dt == 0) return std::uint64_t{1} << 32;
+  return static_cast<std::uint64_t>((dns << 32) / dt);
+}
+
+void write_anchor(detail::ClockAnchor& a, Sample s, std::uint64_t mult) noexcept {
+  const std::uint64_t v = a.version.load(std::memory_order_relaxed);
+  // Seqlock write: odd, release fence, fields, then even with release.
+  a.version.store(v | 1u, std::memory_order_relaxed);
+  detail::fence_release();
+  a.tsc.store(s.tsc, std::memory_order_relaxed);
+  a.ns.store(s.ns, std::memory_order_relaxed);
+  a.ns_per_tick_q32.store(mult, std::memory_order_relaxed);
+  a.version.store((v | 1u) + 1, std::memory_order_release);
+}
+
+}  // namespace
+
+void Clock::initialise(detail::ClockBlock& block) noexcept {
+  block.mode = tsc_trusted() ? 1 : 0;
+  block.current.store(0, std::memory_order_relaxed);
+  block.updater.store(0, std::memory_order_relaxed);
+  if (block.mode == 0) return;
+  // Initial frequency over ~2 ms; maybe_reanchor() refines it over a
+  // baseline that grows with the bus's age.
+  const Sample a = sample_pair();
+  Sample b = a;
+  while (b.ns - a.ns < 2'000'000) b = sample_pair();
+  block.base_tsc = a.tsc;
+  block.base_ns = a.ns;
+  write_anchor(block.anchors[0], b, ns_per_tick_q32(a, b));
+  write_anchor(block.anchors[1], b, ns_per_tick_q32(a, b));
+}
+
+std::uint64_t Clock::raw_span(std::uint64_t ns) const noexcept {
+  if (!tsc_) return ns;
+  // relaxed: a threshold needs the rate, not an anchor consistent with it.
+  const auto& a = block_->anchors[block_->current.load(std::memory_order_relaxed) & 1u];
+  const std::uint64_t mult = a.ns_per_tick_q32.load(std::memory_order_relaxed);
+  if (mult == 0) return ns;
+  const detail::uint128 ticks = (static_cast<detail::uint128>(ns) << 32) / mult;
+  return ticks > ~std::uint64_t{0} ? ~std::uint64_t{0} : static_cast<std::uint64_t>(ticks);
+}
+
+void Clock::maybe_reanchor() const noexcept {
+  if (!tsc_) return;
+  const unsigned cur = block_->current.load(std::memory_order_acquire) & 1u;
+  const auto& a = block_->anchors[cur];
+  // Age of the anchor in ns of its own rate: ticks since it, times ns/tick.
+  const auto ticks = static_cast<detail::int128>(static_cast<std::int64_t>(__rdtsc() - a.tsc.load(std::memory_order_relaxed)));
+  const auto age = (ticks * static_cast<detail::int128>(a.ns_per_tick_q32.load(std::memory_order_relaxed))) >> 32;
+  if (age < kReanchorPeriodNs) return;
+
+  // One re-anchorer at a time; a holder that died is replaced.
+  const detail::Identity self = detail::self_identity();
+  const std::uint64_t mine = detail::make_claim(ClaimState::Active, self);
+  std::uint64_t expected = 0;
+  if (!block_->updater.compare_exchange_strong(expected, mine, std::memory_order_acq_rel)) {
+    if (detail::is_alive(detail::claim_owner(expected))) return;  // someone is on it
+    if (!block_->updater.compare_exchange_strong(expected, mine, std::memory_order_acq_rel)) return;
+  }
+  const unsigned cur2 = block_->current.load(std::memory_order_acquire) & 1u;
+  const Sample s = sample_pair();
+  const Sample base{block_->base_tsc, block_->base_ns};
+  write_anchor(block_->anchors[cur2 ^ 1u], s, ns_per_tick_q32(base, s));
+  // release: publishes the anchor just written to converters' acquire.
+  block_->current.store(cur2 ^ 1u, std::memory_order_release);
+  block_->updater.store(0, std::memory_order_release);
+}
+
+}  // namespace shmbus

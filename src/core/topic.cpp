@@ -1,0 +1,285 @@
+#include "shmbus/core/internals.hpp"
+#include "shmbus/core/topic.hpp"
+
+#include <sched.h>
+
+#include <bit>
+#include <chrono>
+#include <cstring>
+#include <new>
+#include <thread>
+
+#include "detail/internal.hpp"
+#include "shmbus/detail/segments.hpp"
+#include "shmbus/core/bus.hpp"
+#include "shmbus/error.hpp"
+
+namespace shmbus {
+
+using namespace detail;
+
+std::string_view to_string(Policy p) noexcept {
+  switch (p) {
+    case Policy::Lossy: return "lossy";
+    case Policy::Reliable: return "reliable";
+  }
+  return "unknown";
+}
+
+namespace {
+
+std::string where(std::string_view bus, std::string_view topic) {
+  return "topic '" + std::string(topic) + "' on bus '" + std::string(bus) + "'";
+}
+
+void validate_config(const TopicConfig& c, std::string_view bus, std::string_view topic) {
+  const auto bad = [&](const std::string& what) {
+    throw Error(Errc::InvalidArgument, where(bus, topic) + ": " + what);
+  };
+  if (c.slot_size < kMinSlotSize || c.slot_size > kMaxSlotSize || c.slot_size % kCacheLine != 0)
+    bad("slot_size " + std::to_string(c.slot_size) + " must be a multiple of 64 in [64, 1048576]");
+  if (c.slot_count < kMinSlotCount || c.slot_count > kMaxSlotCount || !std::has_single_bit(c.slot_count))
+    bad("slot_count " + std::to_string(c.slot_count) + " must be a power of two in [2, 16777216]");
+  if (std::uint64_t{c.slot_size} * c.slot_count > kMaxRingBytes)
+    bad("ring of " + std::to_string(c.slot_count) + " x " + std::to_string(c.slot_size) +
+        " bytes exceeds the 4 GiB limit");
+  if (c.max_consumers == 0 || c.max_consumers > kMaxConsumers)
+    bad("max_consumers " + std::to_string(c.max_consumers) + " must be in [1, 1024]");
+  if (c.policy != Policy::Lossy && c.policy != Policy::Reliable) bad("policy must be Lossy or Reliable");
+  if (c.type.name.size() > kMaxTypeName) bad("type name '" + c.type.name + "' is longer than 127 characters");
+  if (c.type.bfbs.size() > kMaxSchemaBytes) bad("binary schema is larger than 16 MiB");
+  if (c.type.file_identifier.size() > 4) bad("file_identifier '" + c.type.file_identifier + "' is longer than 4");
+}
+
+std::string describe(Policy p, std::uint32_t slot_size, std::uint32_t slot_count, std::uint32_t max_consumers) {
+  return "policy " + std::string(to_string(p)) + ", slot_size " + std::to_string(slot_size) + ", slot_count " +
+         std::to_string(slot_count) + ", max_consumers " + std::to_string(max_consumers);
+}
+
+std::string type_label(std::string_view name) { return name.empty() ? "raw bytes" : std::string(name); }
+
+// Checks a mapped topic segment before anything in it is trusted, and keeps
+// the checked copy of its descriptor (detail/segments.hpp).
+std::shared_ptr<TopicState> make_state(Segment seg, const std::shared_ptr<DirectoryState>& dir,
+                                       std::string_view topic) {
+  Checked<TopicFacts> checked = check_topic_segment(seg.data(), seg.size(), dir->bus, topic);
+  if (!checked) {
+    const std::string file = shm_path(seg.name());
+    const Defect& d = checked.defect;
+    // gc leaves segments it cannot parse alone (nothing says who uses them):
+    // the way out is to remove the file once its processes are stopped.
+    const bool foreign = d.reason.rfind("it is not", 0) == 0;
+    std::string what = foreign ? file + d.reason.substr(2)
+                               : where(dir->bus, topic) + ": segment " + file +
+                                     " cannot be used: " + d.reason;
+    if (d.code == Errc::VersionMismatch)
+      what += "; stop its processes and remove it (rm " + file +
+              "), or run programs built against the same shmbus";
+    else if (foreign)
+      what += "; something else created it — remove it or use another topic name";
+    else
+      what += "; once no process uses it, remove it: rm " + file;
+    throw Error(d.code, what);
+  }
+  const TopicFacts& f = *checked.facts;
+  auto st = std::make_shared<TopicState>();
+  auto* base = static_cast<std::byte*>(seg.data());
+  st->dir = dir;
+  st->header = std::launder(reinterpret_cast<TopicHeader*>(base));
+  st->consumers = std::launder(reinterpret_cast<ConsumerEntry*>(base + f.consumers_offset));
+  st->slots = base + f.slots_offset;
+  st->schema_bytes = {reinterpret_cast<const std::uint8_t*>(base + f.schema_offset), f.schema_bytes};
+  st->bus = dir->bus;
+  st->name = std::string(topic);
+  st->type_name = f.type_name;
+  st->file_identifier = f.file_identifier;
+  st->schema_hash = f.schema_hash;
+  st->policy = f.policy == PolicyCode::Reliable ? Policy::Reliable : Policy::Lossy;
+  st->slot_size = f.slot_size;
+  st->slot_count = f.slot_count;
+  st->max_consumers = f.max_consumers;
+  st->segment_bytes = f.segment_bytes;
+  st->created_ns = f.created_ns;
+  st->clock = dir->clock.get();
+  st->doorbell = &dir->header->doorbell;
+  st->ring.header = st->header;
+  st->ring.consumers = st->consumers;
+  st->ring.slots = st->slots;
+  st->ring.doorbell = st->doorbell;
+  st->ring.max_consumers = f.max_consumers;
+  st->ring.slot_size = f.slot_size;
+  st->ring.slot_count = f.slot_count;
+  st->ring.reliable = st->policy == Policy::Reliable;
+  st->segment = std::move(seg);
+  return st;
+}
+
+std::shared_ptr<TopicState> open_state(const std::shared_ptr<DirectoryState>& dir, std::string_view topic,
+                                       Access access) {
+  auto seg = Segment::open(topic_segment_name(dir->bus, topic), access);
+  if (!seg) return nullptr;
+  return make_state(std::move(*seg), dir, topic);
+}
+
+void initialise(void* p, const TopicConfig& c, const TopicGeometry& g, std::string_view bus, std::string_view topic) {
+  auto* base = static_cast<std::byte*>(p);
+  auto* h = new (p) TopicHeader();
+  for (std::uint32_t i = 0; i < c.max_consumers; ++i)
+    new (base + g.consumers_offset + i * sizeof(ConsumerEntry)) ConsumerEntry();
+  for (std::uint64_t i = 0; i < c.slot_count; ++i) new (base + g.slots_offset + i * c.slot_size) SlotHeader();
+  if (!c.type.bfbs.empty()) std::memcpy(base + g.schema_offset, c.type.bfbs.data(), c.type.bfbs.size());
+  auto& d = h->desc;
+  d.magic = kTopicMagic;
+  d.policy = static_cast<std::uint32_t>(c.policy == Policy::Reliable ? PolicyCode::Reliable : PolicyCode::Lossy);
+  d.segment_bytes = g.segment_bytes;
+  d.consumers_offset = g.consumers_offset;
+  d.schema_offset = g.schema_offset;
+  d.slots_offset = g.slots_offset;
+  d.schema_bytes = static_cast<std::uint32_t>(c.type.bfbs.size());
+  d.slot_size = c.slot_size;
+  d.slot_count = c.slot_count;
+  d.max_consumers = c.max_consumers;
+  d.schema_hash = c.type.hash;
+  d.created_ns = Clock::wall_ns();
+  d.creator = self_identity();
+  c.type.file_identifier.copy(d.file_identifier, 4);
+  bus.copy(d.bus, kMaxBusName);
+  topic.copy(d.topic, kMaxTopicName);
+  c.type.name.copy(d.type_name, kMaxTypeName);
+  // release: everything above happens-before an opener's acquire of the version.
+  d.layout_version.store(kLayoutVersion, std::memory_order_release);
+}
+
+void check_match(const TopicState& t, const TopicConfig& c, Match match) {
+  const std::string w = where(t.bus, t.name);
+  if (match == Match::Exact &&
+      (t.policy != c.policy || t.slot_size != c.slot_size || t.slot_count != c.slot_count ||
+       t.max_consumers != c.max_consumers)) {
+    throw Error(Errc::TopicMismatch,
+                w + " exists with " + describe(t.policy, t.slot_size, t.slot_count, t.max_consumers) +
+                    "; you asked for " + describe(c.policy, c.slot_size, c.slot_count, c.max_consumers) +
+                    " — use the same configuration as its creator, or open it with Match::TypeOnly to accept it");
+  }
+  if (match == Match::TypeOnly && c.type.is_raw()) return;  // raw access to any topic
+  if (t.type_name != c.type.name) {
+    throw Error(Errc::TypeMismatch, w + " carries " + type_label(t.type_name) + ", not " + type_label(c.type.name) +
+                                        " — use the topic's type (`bus-inspect schema " + t.bus + " " + t.name +
+                                        "` shows it) or another topic");
+  }
+  if (t.schema_hash != c.type.hash) {
+    throw Error(Errc::SchemaMismatch,
+                w + " carries " + t.type_name + " with schema hash " + hex64(t.schema_hash) + ", yours is " +
+                    hex64(c.type.hash) + ": the programs were built from different versions of the schema — "
+                    "rebuild them against the same schemas/");
+  }
+}
+
+// Lists the topic in the bus directory, exactly once per topic segment. The
+// topic's registry word elects the registrant; a registrant that died is
+// replaced, so the directory never misses a topic for good.
+void ensure_registered(TopicState& t) {
+  auto& word = t.header->registry.directory_claim;
+  // acquire: pairs with the registrant's release of Active.
+  if (claim_state(word.load(std::memory_order_acquire)) == ClaimState::Active) return;
+  const Identity self = self_identity();
+  std::uint64_t seen = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (!take_claim(word, make_claim(ClaimState::Claiming, self), seen)) {
+    if (claim_state(seen) == ClaimState::Active) return;
+    if (claim_owner(seen) == self || std::chrono::steady_clock::now() > deadline) return;  // listing only; not fatal
+    ::sched_yield();
+  }
+  DirectoryState& dir = *t.dir;
+  const std::uint32_t cap = dir.capacity;
+  bool listed = false;
+  for (std::uint32_t i = 0; i < cap && !listed; ++i) {
+    const DirectoryEntry& e = dir.entries[i];
+    listed = claim_state(e.state.load(std::memory_order_acquire)) == ClaimState::Active && e.name.load() == t.name;
+  }
+  for (std::uint32_t i = 0; i < cap && !listed; ++i) {
+    DirectoryEntry& e = dir.entries[i];
+    std::uint64_t prev = 0;
+    std::uint64_t w = e.state.load(std::memory_order_acquire);
+    // Free entries, and entries a dead registrant left half-claimed.
+    const bool usable = w == 0 || (claim_state(w) == ClaimState::Claiming && !is_alive(claim_owner(w)));
+    if (!usable) continue;
+    if (!take_claim(e.state, make_claim(ClaimState::Claiming, self), prev)) continue;
+    e.name.store(t.name);
+    e.registered_ns.store(Clock::wall_ns(), std::memory_order_relaxed);
+    // release: the name is complete for scanners that acquire Active.
+    e.state.store(make_claim(ClaimState::Active, self), std::memory_order_release);
+    listed = true;
+  }
+  if (!listed) {
+    word.store(0, std::memory_order_release);
+    throw Error(Errc::DirectoryFull, "bus '" + t.bus + "' directory is full (" + std::to_string(cap) +
+                                         " topics) and cannot list " + where(t.bus, t.name) +
+                                         "; remove unused topics (`bus-inspect gc " + t.bus +
+                                         "`) or create the bus with a larger BusOptions::capacity");
+  }
+  word.store(make_claim(ClaimState::Active, self), std::memory_order_release);
+}
+
+}  // namespace
+
+Topic Bus::topic(std::string_view name, const TopicConfig& config, Match match) {
+  validate_topic_name(name);
+  validate_config(config, d_->bus, name);
+  if (!d_->segment.writable()) {
+    // A read-only bus can only look at topics that exist.
+    Topic t = open_topic(name);
+    check_match(*detail::Internals::state(t), config, match);
+    return t;
+  }
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    if (auto st = open_state(d_, name, Access::ReadWrite)) {
+      check_match(*st, config, match);
+      ensure_registered(*st);
+      return Topic(std::move(st));
+    }
+    const std::uint32_t schema_bytes = static_cast<std::uint32_t>(config.type.bfbs.size());
+    const TopicGeometry g = topic_geometry(config.max_consumers, schema_bytes, config.slot_size, config.slot_count);
+    auto seg = Segment::create(topic_segment_name(d_->bus, name), g.segment_bytes,
+                               [&](void* p) { initialise(p, config, g, d_->bus, name); });
+    if (seg) {
+      auto st = make_state(std::move(*seg), d_, name);
+      ensure_registered(*st);
+      return Topic(std::move(st));
+    }
+  }
+  throw Error(Errc::SystemError, where(d_->bus, name) + " keeps appearing and disappearing while it is opened; "
+                                                        "is something removing its segment?");
+}
+
+Topic Bus::open_topic(std::string_view name) const {
+  validate_topic_name(name);
+  const Access access = d_->segment.writable() ? Access::ReadWrite : Access::ReadOnly;
+  auto st = open_state(d_, name, access);
+  if (!st) {
+    std::string known;
+    for (const std::string& n : topic_names()) known += (known.empty() ? "" : ", ") + n;
+    throw Error(Errc::NoSuchTopic, "no " + where(d_->bus, name) + "; its topics are: " +
+                                       (known.empty() ? std::string("(none)") : known));
+  }
+  if (access == Access::ReadWrite) ensure_registered(*st);
+  return Topic(std::move(st));
+}
+
+Topic Bus::wait_for_topic(std::string_view name, std::chrono::nanoseconds timeout) const {
+  validate_topic_name(name);
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto pause = std::chrono::microseconds(100);
+  while (!has_topic(name)) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      throw Error(Errc::Timeout, "no " + where(d_->bus, name) + " after waiting " +
+                                     std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()) +
+                                     " ms; start its producer, or check the bus and topic names (`bus-inspect list " +
+                                     d_->bus + "`)");
+    }
+    std::this_thread::sleep_for(pause);  // a setup step, not a hot path: poll, backing off to 20 ms
+    pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(20));
+  }
+  return open_topic(name);
+}
+
+}  // namespace shmbus

@@ -1,0 +1,91 @@
+// The ring's slow paths (detail/ring.hpp): gating rescans and reaping,
+// wake-ups, sleeper audits, producer recovery.
+#include "shmbus/detail/ring.hpp"
+
+#include <algorithm>
+
+#include "shmbus/detail/process.hpp"
+#include "shmbus/detail/wait.hpp"
+
+namespace shmbus::detail {
+
+std::uint64_t RingWriter::recover_next(const RingBlock& b) noexcept {
+  const RingView view(b);
+  // acquire: pairs with nothing stronger than relaxed, but is a cheap bound.
+  std::uint64_t n = b.header->hot.head.load(std::memory_order_acquire) + 1;
+  for (std::uint64_t i = 0; i < view.count; ++i, ++n) {
+    if (view.slot(n)->seq.load(std::memory_order_acquire) != 2 * n) break;
+  }
+  b.header->hot.head.store(n - 1, std::memory_order_relaxed);
+  return n;
+}
+
+bool RingWriter::refresh_limit(bool check_liveness) noexcept {
+  // seq_cst fence: orders our earlier head stores before the state loads
+  // below (the reliable-join argument in ring.hpp needs store->load order).
+  fence_seq_cst();
+  const std::uint64_t head = next_ - 1;
+  const std::uint64_t need = next_ > view_.count ? next_ - view_.count : 0;  // the slot's previous message
+  std::uint64_t min = head;
+  RegistryBlock& reg = block_.header->registry;
+  const std::uint32_t hwm = std::min(reg.consumer_hwm.load(std::memory_order_acquire), block_.max_consumers);
+  for (std::uint32_t i = 0; i < hwm; ++i) {
+    ConsumerEntry& e = block_.consumers[i];
+    std::uint64_t w = e.state.load(std::memory_order_acquire);
+    if (claim_state(w) != ClaimState::Active) continue;
+    // acquire: pairs with the consumer's release of its cursor; its reads of
+    // the slots up to the cursor happen before we overwrite them.
+    const std::uint64_t c = e.cursor.load(std::memory_order_acquire);
+    if (c < need && check_liveness && !is_alive(claim_owner(w))) {
+      // A dead consumer holds us up: reap it. CAS from exactly the dead
+      // owner's word, so a consumer that just re-used the entry is untouched.
+      if (e.state.compare_exchange_strong(w, 0, std::memory_order_acq_rel)) {
+        hot_->reaped_consumers.fetch_add(1, std::memory_order_relaxed);
+        reg.leaves.fetch_add(1, std::memory_order_relaxed);
+      }
+      continue;
+    }
+    min = std::min(min, c);
+  }
+  limit_ = min + view_.count;
+  return next_ <= limit_;
+}
+
+void RingWriter::wake() noexcept {
+  // fetch_add before FUTEX_WAKE: a sleeper that read the old value before
+  // sleeping returns from FUTEX_WAIT at once (EAGAIN) if it had not slept yet.
+  wait_->futex.fetch_add(1, std::memory_order_release);
+  int woken = futex_wake_all(wait_->futex);
+  if (block_.doorbell != nullptr) {
+    block_.doorbell->futex.fetch_add(1, std::memory_order_release);
+    woken += futex_wake_all(block_.doorbell->futex);
+  }
+  // Nobody woken is normal for a moment (a sleeper between counting in and
+  // FUTEX_WAIT); for hundreds of commits in a row it means a dead sleeper.
+  if (woken > 0) {
+    idle_wakes_ = 0;
+  } else if (++idle_wakes_ >= kAuditAfterIdleWakes) {
+    idle_wakes_ = 0;
+    audit_sleepers();
+  }
+}
+
+void RingWriter::audit_sleepers() noexcept {
+  std::uint32_t counted = wait_->sleepers.load(std::memory_order_acquire);
+  std::uint32_t live = 0;
+  const std::uint32_t hwm =
+      std::min(block_.header->registry.consumer_hwm.load(std::memory_order_acquire), block_.max_consumers);
+  for (std::uint32_t i = 0; i < hwm; ++i) {
+    const ConsumerEntry& e = block_.consumers[i];
+    const std::uint64_t w = e.state.load(std::memory_order_acquire);
+    if (claim_state(w) != ClaimState::Active) continue;
+    if ((e.flags.load(std::memory_order_acquire) & kConsumerSleeping) != 0 && is_alive(claim_owner(w))) ++live;
+  }
+  // Only ever lowered, and only from the value read before the scan: see
+  // detail/wait.hpp for why this cannot drop a live sleeper.
+  if (live < counted) {
+    (void)wait_->sleepers.compare_exchange_strong(counted, live, std::memory_order_acq_rel);
+  }
+}
+
+}  // namespace shmbus::detail

@@ -1,0 +1,445 @@
+// shmbus — JSON <-> FlatBuffer for one root type, by reflection.
+//
+// Design
+//
+//   A JsonCodec owns a copy of the binary schema and a flatbuffers::Parser
+//   rebuilt from it (Parser::Deserialize), with the root type set:
+//
+//     from_json:  text --Parser::ParseJson--> builder, finished with the
+//                 file_identifier (only when the type is the schema's
+//                 root_type: the identifier names the root type, so another
+//                 table of the file gets none)
+//     to_json:    bytes --checks + flatbuffers::Verify--> GenerateText
+//
+//   No byte of a message is read before it has passed the reflection
+//   verifier: the size and root-offset checks below exist because
+//   flatbuffers::Verify() itself reads the root offset before checking the
+//   length.
+//
+//   Output is strict JSON on one line, every scalar printed (defaults too),
+//   enums by name. Two limits of FlatBuffers 2.0.8's text generator, handled
+//   here:
+//     * NaN and infinities come out as bare nan/inf, which is not JSON. They
+//       are rewritten to the strings "NaN", "Infinity", "-Infinity" (as
+//       protobuf's JSON mapping does), which ParseJson reads back as numbers.
+//     * doubles are printed with 12 decimals (fixed notation): magnitudes
+//       below 5e-13 print as 0.0 and digits beyond the 12th decimal are
+//       rounded. Prices, quantities and P&L are far from either limit.
+//
+//   After a failed parse the Parser is rebuilt: its internal stacks are not
+//   guaranteed to be clean after an error, and the error path can afford the
+//   rebuild.
+//
+// Thread safety: from_json() and to_json() use the stateful Parser: one codec
+// per thread. verify() only reads the schema and may run concurrently.
+#include "shmbus/schema/json_codec.hpp"
+#include "shmbus/schema/verifier.hpp"
+
+#include "shmbus/error.hpp"
+
+#include <flatbuffers/idl.h>
+#include <flatbuffers/reflection.h>
+#include <flatbuffers/reflection_generated.h>
+
+#include <algorithm>
+#include <cassert>
+#include <charconv>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "schema_internal.hpp"
+
+namespace shmbus {
+namespace {
+
+std::string_view view(const flatbuffers::String* s) noexcept {
+  return s == nullptr ? std::string_view{} : std::string_view(s->c_str(), s->size());
+}
+
+std::unique_ptr<flatbuffers::Parser> make_parser(const std::vector<std::uint8_t>& bfbs,
+                                                 const std::string& type_name,
+                                                 const std::string& file_identifier) {
+  flatbuffers::IDLOptions opts;
+  opts.strict_json = true;                     // quoted keys, no trailing commas, in and out
+  opts.indent_step = -1;                       // one line
+  opts.output_default_scalars_in_json = true;  // a reader sees every scalar
+  opts.output_enum_identifiers = true;
+  auto parser = std::make_unique<flatbuffers::Parser>(opts);
+  // checked_schema() ran first, so these can only fail on a FlatBuffers bug.
+  if (!parser->Deserialize(bfbs.data(), bfbs.size()))
+    throw Error(Errc::InvalidMessage,
+                "JsonCodec: FlatBuffers could not load the binary schema of " + type_name + " (" +
+                    parser->error_ + ").");
+  if (!parser->SetRootType(type_name.c_str()))
+    throw Error(Errc::UnknownType, "JsonCodec: FlatBuffers cannot use " + type_name +
+                                       " as a root type (" + parser->error_ + ").");
+  parser->file_identifier_ = file_identifier;
+  return parser;
+}
+
+// GenerateText prints non-finite doubles as bare nan / -nan / inf / -inf.
+// Outside string literals (keys and string values are always quoted) the only
+// bare words it emits are true and false, so any other word is one of those.
+std::string strict_numbers(const std::string& text) {
+  if (text.find_first_of("ni") == std::string::npos) return text;
+  std::string out;
+  out.reserve(text.size() + 16);
+  bool in_string = false;
+  bool escaped = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      out += c;
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+      out += c;
+      continue;
+    }
+    const bool negative =
+        c == '-' && i + 1 < text.size() && (text[i + 1] == 'n' || text[i + 1] == 'i');
+    if (c != 'n' && c != 'i' && !negative) {
+      out += c;
+      continue;
+    }
+    const std::size_t begin = negative ? i + 1 : i;
+    std::size_t end = begin;
+    while (end < text.size() &&
+           ((text[end] >= 'a' && text[end] <= 'z') || (text[end] >= 'A' && text[end] <= 'Z')))
+      ++end;
+    const std::string_view word(text.data() + begin, end - begin);
+    if (word == "nan")
+      out += "\"NaN\"";
+    else if (word == "inf")
+      out += negative ? "\"-Infinity\"" : "\"Infinity\"";
+    else
+      out.append(text, i, end - i);
+    i = end - 1;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- error messages
+
+// Where the parser stopped, from its "line: column: error: reason" text.
+struct ParseFailure {
+  int line = 0;
+  int column = 0;
+  std::string reason;
+};
+
+ParseFailure parse_failure(const std::string& error) {
+  ParseFailure f;
+  const auto at = error.rfind("error: ");
+  if (at == std::string::npos) {
+    f.reason = error;
+    return f;
+  }
+  f.reason = error.substr(at + 7);
+  const auto line_start = error.rfind('\n', at);
+  std::string_view head(error.data() + (line_start == std::string::npos ? 0 : line_start + 1),
+                        at - (line_start == std::string::npos ? 0 : line_start + 1));
+  // head is "L: C: " (no file name: we never pass one).
+  const auto read_int = [&head](int& out) {
+    while (!head.empty() && (head.front() == ' ' || head.front() == ':')) head.remove_prefix(1);
+    const auto [ptr, ec] = std::from_chars(head.data(), head.data() + head.size(), out);
+    if (ec == std::errc()) head.remove_prefix(static_cast<std::size_t>(ptr - head.data()));
+  };
+  read_int(f.line);
+  read_int(f.column);
+  return f;
+}
+
+// One step of a JSON path: a key of an object or an index into an array.
+struct PathStep {
+  bool is_index = false;
+  std::string key;
+  std::size_t index = 0;
+};
+
+// The path of keys enclosing byte `offset` of `json` ("symbols[1].qty"):
+// a tolerant scan that only tracks brackets, strings, colons and commas, so it
+// works on the prefix of malformed text too.
+std::vector<PathStep> path_at(std::string_view json, std::size_t offset) {
+  struct Frame {
+    bool is_array = false;
+    std::string key;  // object: the key being parsed
+    std::size_t index = 0;
+  };
+  std::vector<Frame> frames;
+  std::string last_string;
+  bool in_string = false;
+  bool escaped = false;
+  for (std::size_t i = 0; i < std::min(offset, json.size()); ++i) {
+    const char c = json[i];
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"' || c == '\'')
+        in_string = false;
+      else
+        last_string += c;
+      continue;
+    }
+    switch (c) {
+      case '"':
+      case '\'':
+        in_string = true;
+        last_string.clear();
+        break;
+      case ':':
+        if (!frames.empty() && !frames.back().is_array) frames.back().key = last_string;
+        break;
+      case ',':
+        if (!frames.empty()) {
+          if (frames.back().is_array)
+            ++frames.back().index;
+          else
+            frames.back().key.clear();
+        }
+        break;
+      case '{':
+        frames.push_back(Frame{});
+        break;
+      case '[':
+        frames.push_back(Frame{true, {}, 0});
+        break;
+      case '}':
+      case ']':
+        if (!frames.empty()) frames.pop_back();
+        break;
+      default:
+        break;
+    }
+  }
+  std::vector<PathStep> path;
+  for (const Frame& f : frames) {
+    if (f.is_array)
+      path.push_back(PathStep{true, {}, f.index});
+    else if (!f.key.empty())
+      path.push_back(PathStep{false, f.key, 0});
+  }
+  return path;
+}
+
+std::string path_string(const std::vector<PathStep>& path) {
+  std::string out;
+  for (const PathStep& step : path) {
+    if (step.is_index) {
+      // Appended piecewise: g++ 12 -O3 reports a false -Wrestrict on "[" + s + "]".
+      out += '[';
+      out += std::to_string(step.index);
+      out += ']';
+    } else {
+      if (!out.empty()) out += ".";
+      out += step.key;
+    }
+  }
+  return out;
+}
+
+// The table whose keys are being parsed at the end of `path` (the last step
+// is the key itself), or nullptr if the path leaves the tables of the schema.
+const reflection::Object* table_at(const reflection::Schema& schema, const reflection::Object& root,
+                                   const std::vector<PathStep>& path) {
+  const reflection::Object* current = &root;
+  if (path.empty()) return nullptr;
+  for (std::size_t i = 0; i + 1 < path.size(); ++i) {
+    if (path[i].is_index) return nullptr;  // an index is consumed with its vector below
+    const reflection::Field* field = current->fields()->LookupByKey(path[i].key.c_str());
+    if (field == nullptr) return nullptr;
+    const reflection::Type& type = *field->type();
+    if (type.base_type() == reflection::Obj) {
+      current = schema.objects()->Get(static_cast<flatbuffers::uoffset_t>(type.index()));
+    } else if (type.base_type() == reflection::Vector && type.element() == reflection::Obj) {
+      if (i + 2 >= path.size() || !path[i + 1].is_index) return nullptr;
+      current = schema.objects()->Get(static_cast<flatbuffers::uoffset_t>(type.index()));
+      ++i;
+    } else {
+      return nullptr;
+    }
+  }
+  return path.back().is_index ? nullptr : current;
+}
+
+std::string field_list(const reflection::Object& object) {
+  std::vector<const reflection::Field*> fields(object.fields()->begin(), object.fields()->end());
+  std::sort(
+      fields.begin(), fields.end(),
+      [](const reflection::Field* a, const reflection::Field* b) { return a->id() < b->id(); });
+  std::string out;
+  for (const reflection::Field* f : fields) {
+    if (f->deprecated()) continue;
+    if (!out.empty()) out += ", ";
+    out += view(f->name());
+  }
+  return out;
+}
+
+// The parser checks a scalar's text only when it finishes the enclosing
+// table, so for "invalid number: "X"" it stops at the table's end. Find the
+// value itself: the last X before `offset` that stands as a value (after a
+// colon, optionally quoted). Returns `offset` if there is none.
+std::size_t value_offset(std::string_view text, std::size_t offset, std::string_view reason) {
+  constexpr std::string_view kPrefix = "invalid number: \"";
+  if (reason.rfind(kPrefix, 0) != 0) return offset;
+  const auto close = reason.find('"', kPrefix.size());
+  if (close == std::string_view::npos) return offset;
+  const std::string_view value = reason.substr(kPrefix.size(), close - kPrefix.size());
+  if (value.empty()) return offset;
+  const auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+  std::size_t end = std::min(offset, text.size());
+  while (end > 0) {
+    const auto at = text.rfind(value, end - 1);
+    if (at == std::string_view::npos) break;
+    std::size_t before = at;
+    if (before > 0 && (text[before - 1] == '"' || text[before - 1] == '\'')) --before;
+    while (before > 0 && is_space(text[before - 1])) --before;
+    std::size_t after = at + value.size();
+    if (after < text.size() && (text[after] == '"' || text[after] == '\'')) ++after;
+    while (after < text.size() && is_space(text[after])) ++after;
+    const bool ends =
+        after == text.size() || text[after] == ',' || text[after] == '}' || text[after] == ']';
+    if (before > 0 && text[before - 1] == ':' && ends) return at;
+    end = at;
+  }
+  return offset;
+}
+
+std::size_t offset_of(std::string_view text, int line, int column) {
+  std::size_t pos = 0;
+  for (int l = 1; l < line; ++l) {
+    const auto nl = text.find('\n', pos);
+    if (nl == std::string_view::npos) return text.size();
+    pos = nl + 1;
+  }
+  return std::min(text.size(), pos + static_cast<std::size_t>(std::max(column, 0)));
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- JsonCodec
+
+struct JsonCodec::Impl {
+  Verifier verifier;
+  std::unique_ptr<flatbuffers::Parser> parser;
+
+  explicit Impl(Verifier v) : verifier(std::move(v)) {}
+  [[nodiscard]] const std::string& type_name() const noexcept { return verifier.type_name(); }
+  [[nodiscard]] std::unique_ptr<flatbuffers::Parser> fresh_parser() const {
+    return make_parser(detail::VerifierAccess::bfbs(verifier), type_name(), verifier.file_identifier());
+  }
+};
+
+JsonCodec::JsonCodec(std::span<const std::uint8_t> bfbs, std::string_view type_name)
+    : impl_(std::make_unique<Impl>(Verifier(bfbs, type_name))) {
+  impl_->parser = impl_->fresh_parser();
+}
+
+JsonCodec::JsonCodec(const TypeInfo& type)
+    : impl_(std::make_unique<Impl>(Verifier(type))) {
+  impl_->parser = impl_->fresh_parser();
+}
+
+JsonCodec::JsonCodec(JsonCodec&&) noexcept = default;
+JsonCodec& JsonCodec::operator=(JsonCodec&&) noexcept = default;
+JsonCodec::~JsonCodec() = default;
+
+const std::string& JsonCodec::type_name() const noexcept {
+  assert(impl_ && "use of a moved-from JsonCodec");
+  return impl_->type_name();
+}
+
+bool JsonCodec::verify(std::span<const std::byte> message) const {
+  assert(impl_ && "use of a moved-from JsonCodec");
+  return impl_->verifier.verify(message);
+}
+
+const Verifier& JsonCodec::verifier() const noexcept {
+  assert(impl_ && "use of a moved-from JsonCodec");
+  return impl_->verifier;
+}
+
+std::string JsonCodec::to_json(std::span<const std::byte> message) const {
+  assert(impl_ && "use of a moved-from JsonCodec");
+  const Impl& d = *impl_;
+  if (const std::string why = d.verifier.check(message); !why.empty())
+    throw Error(Errc::InvalidMessage, "not a valid " + d.type_name() + " message: " + why + ".");
+  // GenerateText reads scalars in place: give it an aligned buffer.
+  const auto* data = reinterpret_cast<const std::uint8_t*>(message.data());
+  std::vector<std::uint8_t> copy;
+  if (reinterpret_cast<std::uintptr_t>(data) % 8 != 0) {
+    copy.assign(data, data + message.size());
+    data = copy.data();
+  }
+  std::string text;
+  // 2.0.8: true on success, false when a string is not valid UTF-8.
+  if (!flatbuffers::GenerateText(*d.parser, data, &text))
+    throw Error(Errc::InvalidMessage,
+                "cannot write the " + d.type_name() +
+                    " message as JSON: one of its strings is not valid UTF-8. Fix the "
+                    "producer to send UTF-8 text.");
+  return strict_numbers(text);
+}
+
+std::vector<std::byte> JsonCodec::from_json(std::string_view json) const {
+  assert(impl_ && "use of a moved-from JsonCodec");
+  Impl& d = *impl_;
+  if (const auto nul = json.find('\0'); nul != std::string_view::npos)
+    throw Error(Errc::InvalidJson, "invalid JSON for " + d.type_name() + ": a NUL byte at offset " +
+                                       std::to_string(nul) + "; JSON text cannot contain one.");
+  if (json.find_first_not_of(" \t\r\n") == std::string_view::npos)
+    throw Error(Errc::InvalidJson,
+                "invalid JSON for " + d.type_name() + ": the text is empty; expected a JSON object.");
+  const std::string text(json);  // the parser wants a terminated string
+  flatbuffers::Parser& parser = *d.parser;
+  parser.error_.clear();
+  parser.builder_.Clear();
+  if (!parser.ParseJson(text.c_str())) {
+    const ParseFailure f = parse_failure(parser.error_);
+    d.parser = d.fresh_parser();
+
+    std::string msg = "invalid JSON for " + d.type_name();
+    std::vector<PathStep> path;
+    if (f.line > 0) {
+      const std::size_t stop = offset_of(text, f.line, f.column);
+      const std::size_t at = value_offset(text, stop, f.reason);
+      int line = f.line;
+      int column = f.column;
+      if (at != stop) {  // point at the value, not at the end of its table
+        const std::string_view before(text.data(), at);
+        const auto newline = before.rfind('\n');
+        line = 1 + static_cast<int>(std::count(before.begin(), before.end(), '\n'));
+        column = static_cast<int>(at - (newline == std::string_view::npos ? 0 : newline + 1));
+      }
+      msg += " at " + std::to_string(line) + ":" + std::to_string(column);
+      path = path_at(text, at);
+      if (!path.empty()) msg += ", field \"" + path_string(path) + "\"";
+    }
+    msg += ": " + f.reason;
+    if (f.reason.rfind("unknown field", 0) == 0) {
+      if (const reflection::Object* table = table_at(detail::VerifierAccess::schema(d.verifier), detail::VerifierAccess::root(d.verifier), path))
+        msg += "; " + std::string(view(table->name())) + " has the fields " + field_list(*table);
+    }
+    throw Error(Errc::InvalidJson, msg + ".");
+  }
+  const auto* data = reinterpret_cast<const std::byte*>(parser.builder_.GetBufferPointer());
+  return std::vector<std::byte>(data, data + parser.builder_.GetSize());
+}
+
+}  // namespace shmbus
