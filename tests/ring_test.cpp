@@ -316,6 +316,51 @@ TEST(Ring, HandlesAreMoveOnlyAndHotPathIsNoexcept) {
   EXPECT_EQ(snapshot(b.topic()).consumers.size(), 1u);
 }
 
+// Two open claims would hand out the same slot and two commits would
+// corrupt the ring for every reader: the contract is checked in every build.
+TEST(RingDeathTest, ASecondClaimWhileOneIsOpenIsAContractViolation) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher("claims", config(Policy::Lossy, 8));
+  EXPECT_DEATH(
+      {
+        Claim a = pub.try_claim(8);
+        Claim b = pub.try_claim(8);
+      },
+      "contract violated: try_claim while another Claim");
+  EXPECT_DEATH(
+      {
+        Claim a = pub.try_claim(8);
+        (void)publish_value(pub, 1);
+      },
+      "contract violated: try_publish while a Claim");
+  EXPECT_DEATH(
+      {
+        Claim a = pub.try_claim(8);
+        Publisher moved = std::move(pub);
+      },
+      "contract violated: a Publisher moved while one of its Claims is open");
+}
+
+TEST(Ring, AClaimClosedByCommitOrAbortAllowsTheNext) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher("claims2", config(Policy::Lossy, 8));
+  {
+    Claim a = pub.try_claim(8);
+    ASSERT_TRUE(a);
+    a.abort();
+    Claim b = pub.try_claim(8);
+    ASSERT_TRUE(b);
+    EXPECT_EQ(b.sequence(), 1u) << "an aborted claim's sequence is reused";
+    b.commit(8);
+  }
+  { Claim dropped = pub.try_claim(8); }  // aborted by its destructor
+  EXPECT_EQ(publish_value(pub, 2), PublishResult::Ok);
+  EXPECT_EQ(pub.next_sequence(), 3u);
+}
+
 TEST(Ring, SubscriberLeavesTheConsumerTableWhenDestroyed) {
   ScopedBus sb;
   Bus bus = sb.open();

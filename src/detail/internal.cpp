@@ -4,8 +4,8 @@
 
 #include <cstdio>
 
-#include "shmbus/core/bus.hpp"
 #include "shmbus/detail/layout.hpp"
+#include "shmbus/detail/segments.hpp"
 
 namespace shmbus::detail {
 
