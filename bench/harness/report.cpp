@@ -468,7 +468,7 @@ std::string format_tables(const Report& r) {
   }
 
   if (!r.targets.empty()) {
-    o << "Targets (issue #4; ratios from the same run)\n\n";
+    o << "Targets (ratios from the same run)\n\n";
     for (const auto& t : r.targets) {
       o << (t.met ? "  [met]     " : "  [NOT MET] ") << pad(t.name, 52, false) << "  " << t.measured << '\n';
     }

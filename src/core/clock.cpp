@@ -12,6 +12,7 @@ namespace shmbus {
 namespace {
 
 using detail::ClaimState;
+using detail::ClockMode;
 
 // Re-anchor when the current anchor is this old (in ns of the previous
 // estimate). Long enough that the work is invisible, short enough that
@@ -93,10 +94,10 @@ void write_anchor(detail::ClockAnchor& a, Sample s, std::uint64_t mult) noexcept
 }  // namespace
 
 void Clock::initialise(detail::ClockBlock& block) noexcept {
-  block.mode = tsc_trusted() ? 1 : 0;
+  block.mode = static_cast<std::uint32_t>(tsc_trusted() ? ClockMode::Tsc : ClockMode::Wall);
   block.current.store(0, std::memory_order_relaxed);
   block.updater.store(0, std::memory_order_relaxed);
-  if (block.mode == 0) return;
+  if (block.mode == static_cast<std::uint32_t>(ClockMode::Wall)) return;
   // Initial frequency over ~2 ms; maybe_reanchor() refines it over a
   // baseline that grows with the bus's age.
   const Sample a = sample_pair();

@@ -46,7 +46,7 @@ class Clock {
   }
 
   explicit Clock(detail::ClockBlock* block) noexcept
-      : block_(block), tsc_(block != nullptr && block->mode == 1) {}
+      : block_(block), tsc_(block != nullptr && block->mode == static_cast<std::uint32_t>(detail::ClockMode::Tsc)) {}
 
   // What a producer stamps into a slot: raw ticks or ns, per the bus's mode.
   // Unordered (plain RDTSC): on the publish path the stamp may be taken a few

@@ -210,8 +210,11 @@ struct alignas(kFalseSharing) RegistryBlock {
   // W: consumers joining, fetch_max-like CAS loop. R: producer scans [0, hwm).
   std::atomic<std::uint32_t> consumer_hwm;
   std::uint32_t reserved0;
-  // W: consumers joining/leaving, relaxed. R: tools.
+  // W: consumers joining, relaxed. R: tools.
   std::atomic<std::uint64_t> joins;
+  // W: consumers leaving; a producer reaping a dead consumer that holds it
+  // up (RingWriter::refresh_limit); a subscriber freeing dead entries to make
+  // room (reap_dead_entries). All relaxed (a counter). R: tools.
   std::atomic<std::uint64_t> leaves;
 };
 static_assert(sizeof(RegistryBlock) == 128);
@@ -320,8 +323,11 @@ struct ClockAnchor {
 };
 static_assert(sizeof(ClockAnchor) == 32);
 
+// What a slot's `ts` holds on this bus.
+enum class ClockMode : std::uint32_t { Wall = 0, Tsc = 1 };
+
 struct alignas(kFalseSharing) ClockBlock {
-  std::uint32_t mode;            // 0 = wall clock ns in slots, 1 = TSC ticks in slots
+  std::uint32_t mode;            // ClockMode: Wall = ns since the epoch, Tsc = raw TSC ticks
   std::uint32_t reserved0;
   std::uint64_t base_tsc;        // the first calibration point (frequency baseline)
   std::int64_t base_ns;
@@ -337,12 +343,12 @@ struct alignas(kFalseSharing) ClockBlock {
 static_assert(sizeof(ClockBlock) == 128);
 
 struct alignas(kFalseSharing) Doorbell {
-  // W: producers that see multi-topic sleepers (fetch_add, then FUTEX_WAKE);
-  // stopping dispatchers. R: sleeping dispatchers (FUTEX_WAIT).
+  // W: producers that see sleepers (fetch_add, then FUTEX_WAKE); stopping
+  // dispatchers. R: sleeping dispatchers (FUTEX_WAIT).
   std::atomic<std::uint32_t> futex;
-  // Reserved (unused): dispatchers count themselves into each of their
-  // topics' WaitBlock::sleepers, which is what producers check.
-  std::atomic<std::uint32_t> sleepers;
+  // Unused, zero. Dispatchers sleeping on the doorbell count themselves into
+  // each of their topics' WaitBlock::sleepers, which is what producers check.
+  std::uint32_t reserved0;
 };
 static_assert(sizeof(Doorbell) == 128);
 
