@@ -1,4 +1,7 @@
 // Request/reply over topic pairs with correlation ids and timeouts.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <thread>
 
 #include "shmbus/messages.hpp"
@@ -79,9 +82,10 @@ TEST(Rpc, TimeoutAndALateReplyIsNeverMistakenForANewOne) {
   Bus bus = sb.open();
   Responder srv(bus, "slow");
   Requester cli(bus, "slow", {}, "c");
-  // Nobody polls the responder yet: the call times out.
+  // Nobody polls the responder yet, so it has not found this client: the call
+  // times out, and says that no responder serves its request topic.
   const Reply r1 = cli.call(bytes("first"), 20ms);
-  EXPECT_EQ(r1.status, RpcStatus::Timeout);
+  EXPECT_EQ(r1.status, RpcStatus::NoResponder);
   // Now it serves, and answers the old request too (it is in the backlog of
   // a client that appeared after the responder started).
   std::atomic<int> answered{0};
@@ -103,26 +107,136 @@ TEST(Rpc, TimeoutAndALateReplyIsNeverMistakenForANewOne) {
   EXPECT_EQ(cli.late_replies(), 1u);
 }
 
-TEST(Rpc, ClientsPresentWhenTheResponderStartsAreServedFromTheirNextRequest) {
+// Serves `srv` until `done()` or 20 s pass.
+template <class Handler, class Done>
+void serve(Responder& srv, Handler&& handler, Done&& done) {
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    srv.poll(handler);
+    (void)srv.wait(5ms);
+  }
+}
+
+TEST(Rpc, ARequestSentBeforeAnyResponderExistsIsAnswered) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Requester cli(bus, "late", {}, "c");
+  Reply r;
+  std::thread caller([&] { r = cli.call(bytes("early"), 20s); });
+  // The request is in the ring before the responder starts.
+  ASSERT_TRUE(eventually([&] { return bus.has_topic("late.req.c") && bus.open_topic("late.req.c").head_hint() == 1; }));
+  Responder srv(bus, "late");
+  std::vector<std::string> seen;
+  serve(srv, [&](const Message& req, ReplyWriter& out) {
+    seen.push_back(text(req.data));
+    EXPECT_EQ(out.reply(bytes("re:" + text(req.data))), PublishResult::Ok);
+  }, [&] { return !seen.empty(); });
+  caller.join();
+  ASSERT_EQ(r.status, RpcStatus::Ok) << to_string(r.status);
+  EXPECT_EQ(text(r.payload), "re:early");
+  EXPECT_EQ(seen, std::vector<std::string>({"early"}));
+}
+
+TEST(Rpc, ARestartedResponderServesWhatIsUnansweredAndNothingTwice) {
   ScopedBus sb;
   Bus bus = sb.open();
   Requester cli(bus, "restart", {}, "c");
-  EXPECT_EQ(cli.call(bytes("before"), 5ms).status, RpcStatus::Timeout);
-  Responder srv(bus, "restart");  // e.g. a restarted service: old requests are not replayed
+  {
+    Responder first(bus, "restart");
+    std::thread server([&] {
+      int n = 0;
+      serve(first, [&](const Message&, ReplyWriter& out) { n += out.reply(bytes("one")) == PublishResult::Ok; },
+            [&] { return n == 1; });
+    });
+    ASSERT_EQ(cli.call(bytes("answered"), 10s).status, RpcStatus::Ok);
+    server.join();
+  }
+  // The service is down: this request waits, unanswered.
+  EXPECT_EQ(cli.call(bytes("pending"), 5ms).status, RpcStatus::NoResponder);
+  Responder second(bus, "restart");  // a restarted service
   std::vector<std::string> seen;
-  std::thread server([&] {
-    const auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (seen.empty() && std::chrono::steady_clock::now() < deadline) {
-      srv.poll([&](const Message& req, ReplyWriter& out) {
-        seen.push_back(text(req.data));
-        (void)out.reply(bytes("ok"));
-      });
-      (void)srv.wait(5ms);
-    }
-  });
-  EXPECT_EQ(cli.call(bytes("after"), 10s).status, RpcStatus::Ok);
-  server.join();
-  EXPECT_EQ(seen, std::vector<std::string>({"after"}));
+  serve(second, [&](const Message& req, ReplyWriter& out) {
+    seen.push_back(text(req.data));
+    (void)out.reply(bytes("two"));
+  }, [&] { return !seen.empty(); });
+  EXPECT_EQ(seen, std::vector<std::string>({"pending"})) << "'answered' must not be served twice";
+  EXPECT_EQ(cli.call(bytes("after"), 50ms).status, RpcStatus::Timeout)
+      << "registered but not polled: a responder is there, it is slow";
+}
+
+TEST(Rpc, RequestsOlderThanTheTtlAreSkippedAndCounted) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  RpcConfig config;
+  config.request_ttl = 1ns;  // every request is stale by the time it is read
+  Requester cli(bus, "ttl", config, "c");
+  EXPECT_EQ(cli.call(bytes("stale"), 1ms).status, RpcStatus::NoResponder);
+  Responder srv(bus, "ttl", config);
+  int handled = 0;
+  serve(srv, [&](const Message&, ReplyWriter&) { ++handled; }, [&] { return srv.expired_requests() != 0; });
+  EXPECT_EQ(handled, 0);
+  EXPECT_EQ(srv.expired_requests(), 1u);
+}
+
+TEST(Rpc, AClientsTopicsAreRemovedWhenItGoesAndTheResponderDropsIt) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Responder srv(bus, "gone");
+  {
+    Requester cli(bus, "gone", {}, "c");
+    std::thread server([&] {
+      int n = 0;
+      serve(srv, [&](const Message&, ReplyWriter& out) { n += out.reply(bytes("x")) == PublishResult::Ok; },
+            [&] { return n == 1; });
+    });
+    ASSERT_EQ(cli.call(bytes("q"), 10s).status, RpcStatus::Ok);
+    server.join();
+    EXPECT_EQ(srv.clients(), 1u);
+  }
+  EXPECT_FALSE(bus.has_topic("gone.req.c"));
+  EXPECT_FALSE(bus.has_topic("gone.rep.c"));
+  (void)srv.wait(1ms);  // rescans the directory
+  EXPECT_EQ(srv.clients(), 0u);
+}
+
+TEST(Rpc, ACrashedClientIsDroppedAndItsTopicsRemoved) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Responder srv(bus, "crash");
+  const pid_t child = ::fork();
+  if (child == 0) {
+    Bus b = Bus::open(bus.name());
+    auto* cli = new Requester(b, "crash", {}, "c");  // never destroyed: the process dies
+    (void)cli->call(bytes("from the grave"), 1ms);
+    ::_exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  std::vector<std::string> seen;
+  serve(srv, [&](const Message& req, ReplyWriter& out) {
+    seen.push_back(text(req.data));
+    (void)out.reply(bytes("nobody listens"));
+  }, [&] { return !seen.empty(); });
+  EXPECT_EQ(seen, std::vector<std::string>({"from the grave"})) << "served while within its ttl";
+  ASSERT_TRUE(eventually([&] {
+    (void)srv.wait(1ms);
+    return srv.clients() == 0;
+  }));
+  EXPECT_FALSE(bus.has_topic("crash.req.c"));
+  EXPECT_FALSE(bus.has_topic("crash.rep.c"));
+}
+
+TEST(Rpc, TypedPairsRecordTheirTypesOnBothTopics) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Requester cli(bus, "px", RpcConfig::typed<md::Quote, risk::Exposure>(), "c");
+  EXPECT_EQ(bus.open_topic("px.req.c").type_name(), "shmbus.md.Quote");
+  EXPECT_EQ(bus.open_topic("px.rep.c").type_name(), "shmbus.risk.Exposure");
+  // A typed responder of other types does not take the client; an untyped one does.
+  Responder other(bus, "px", RpcConfig::typed<md::Trade, risk::Exposure>());
+  EXPECT_EQ(other.clients(), 0u);
+  Responder any(bus, "px");
+  EXPECT_EQ(any.clients(), 1u);
 }
 
 TEST(Rpc, RequestTooLargeIsSendFailed) {

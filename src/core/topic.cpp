@@ -3,6 +3,7 @@
 
 #include <sched.h>
 
+#include <algorithm>
 #include <bit>
 #include <chrono>
 #include <cstring>
@@ -249,6 +250,39 @@ Topic Bus::topic(std::string_view name, const TopicConfig& config, Match match) 
   }
   throw Error(Errc::SystemError, where(d_->bus, name) + " keeps appearing and disappearing while it is opened; "
                                                         "is something removing its segment?");
+}
+
+std::uint32_t Topic::live_consumers_hint() const {
+  std::uint32_t n = 0;
+  const std::uint32_t hwm =
+      std::min(s_->header->registry.consumer_hwm.load(std::memory_order_acquire), s_->max_consumers);
+  for (std::uint32_t i = 0; i < hwm; ++i) {
+    const std::uint64_t w = s_->consumers[i].state.load(std::memory_order_acquire);
+    if (claim_state(w) == ClaimState::Active && is_alive(claim_owner(w))) ++n;
+  }
+  return n;
+}
+
+bool Topic::producer_gone_hint() const {
+  const std::uint64_t w = s_->header->producer.owner.load(std::memory_order_acquire);
+  return w == 0 || !is_alive(claim_owner(w));
+}
+
+bool Bus::remove_topic(std::string_view name) {
+  validate_topic_name(name);
+  bool removed = false;
+  for (std::uint32_t i = 0; i < d_->capacity; ++i) {
+    DirectoryEntry& e = d_->entries[i];
+    std::uint64_t w = e.state.load(std::memory_order_acquire);
+    // CAS from exactly the word seen: a concurrent re-registration wins.
+    if (claim_state(w) == ClaimState::Active && e.name.load() == name &&
+        e.state.compare_exchange_strong(w, 0, std::memory_order_acq_rel))
+      removed = true;
+  }
+  // Entry first, then the segment (as gc does): a process that re-creates the
+  // topic after the unlink finds no stale entry and lists it again.
+  removed = Segment::remove(topic_segment_name(d_->bus, name)) || removed;
+  return removed;
 }
 
 Topic Bus::open_topic(std::string_view name) const {

@@ -3,8 +3,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <random>
-#include <set>
 
 #include "detail/internal.hpp"
 
@@ -15,6 +15,7 @@ std::string_view to_string(RpcStatus s) noexcept {
     case RpcStatus::Ok: return "ok";
     case RpcStatus::Timeout: return "timeout";
     case RpcStatus::SendFailed: return "send_failed";
+    case RpcStatus::NoResponder: return "no_responder";
   }
   return "unknown";
 }
@@ -47,11 +48,27 @@ std::span<const std::byte> bytes_of(const flatbuffers::FlatBufferBuilder& fbb) {
 // ------------------------------------------------------------------ Requester
 
 struct Requester::Impl {
+  Bus bus;
+  std::string service;
   std::string client;
   Publisher pub;
   Subscriber sub;
   std::uint64_t next_correlation;
   std::uint64_t late = 0;
+
+  ~Impl() {
+    // Give the roles back, then remove the pair: a Responder that maps them
+    // sees them gone from the directory and drops this client. A forked
+    // child shares no role and removes nothing.
+    if (owner_pid != ::getpid()) return;
+    const std::string req = pub.topic().name();
+    const std::string rep = sub.topic().name();
+    { Publisher gone = std::move(pub); }
+    { Subscriber gone = std::move(sub); }
+    (void)bus.remove_topic(req);
+    (void)bus.remove_topic(rep);
+  }
+  pid_t owner_pid = ::getpid();
 };
 
 Requester::Requester(Bus bus, std::string_view service, const RpcConfig& config, std::string client) {
@@ -67,7 +84,8 @@ Requester::Requester(Bus bus, std::string_view service, const RpcConfig& config,
   // a reply meant for its previous incarnation for one of its own.
   std::random_device rd;
   const std::uint64_t start = (std::uint64_t{rd()} << 32 | rd()) | 1u;
-  impl_ = std::make_unique<Impl>(Impl{std::move(client), std::move(pub), std::move(sub), start});
+  impl_ = std::unique_ptr<Impl>(new Impl{std::move(bus), std::string(service), std::move(client),
+                                         std::move(pub), std::move(sub), start});
 }
 
 Requester::~Requester() = default;
@@ -104,7 +122,8 @@ Reply Requester::call(std::span<const std::byte> request, std::chrono::nanosecon
     if (found) return reply;
     const auto remaining = deadline - clock::now();
     if (remaining <= clock::duration::zero()) {
-      reply.status = RpcStatus::Timeout;
+      reply.status = impl_->pub.topic().live_consumers_hint() == 0 ? RpcStatus::NoResponder
+                                                                   : RpcStatus::Timeout;
       return reply;
     }
     (void)impl_->sub.wait(remaining);
@@ -146,32 +165,99 @@ struct Responder::Impl {
   std::string name;
   RpcConfig config;
   std::vector<std::unique_ptr<Client>> clients;
-  std::set<std::string> known;
   std::uint32_t polls = 0;
   std::uint64_t failed = 0;
-  bool scanned_once = false;
+  std::uint64_t expired = 0;
 
-  // Finds request topics of clients we do not serve yet. Clients present at
-  // start-up are served from their next request on (their backlog was, or
-  // will be, answered by whoever served them before); clients that appear
-  // later are served from their first request.
+  // A raw config serves typed and raw clients alike (it handles bytes); a
+  // typed one serves only clients of its types.
+  [[nodiscard]] static bool accepts(const TopicConfig& c, const Topic& t) {
+    return c.type.is_raw() || (t.type_name() == c.type.name && t.schema_hash() == c.type.hash);
+  }
+
+  [[nodiscard]] bool serves(const std::string& client) const {
+    return std::any_of(clients.begin(), clients.end(), [&](const auto& c) { return c->name == client; });
+  }
+
+  // The first request of `req` that no reply on `rep` answers: the one after
+  // the request whose correlation the newest reply carries, else the oldest
+  // the ring holds. Read through observers: nothing is registered or written.
+  static std::uint64_t first_unanswered(const Topic& req, const Topic& rep) {
+    const std::uint64_t rep_head = rep.head_hint();
+    std::uint64_t answered = 0;
+    if (rep_head != 0) {
+      SubscriberOptions o;
+      o.register_consumer = false;
+      o.start = Start::Sequence;
+      o.sequence = rep_head;
+      Subscriber newest(rep, o);
+      (void)newest.poll([&](const Message& m) { answered = m.meta.correlation; });
+    }
+    SubscriberOptions o;
+    o.register_consumer = false;
+    o.start = Start::Oldest;
+    Subscriber backlog(req, o);
+    std::uint64_t first = 0;
+    std::uint64_t after_answered = 0;
+    const std::uint64_t head = req.head_hint();
+    while (backlog.next_sequence() <= head &&
+           backlog.poll(
+               [&](const Message& m) {
+                 if (first == 0) first = m.meta.seq;
+                 if (answered != 0 && m.meta.correlation == answered) after_answered = m.meta.seq + 1;
+               },
+               256) != 0) {
+    }
+    if (after_answered != 0) return after_answered;
+    return first != 0 ? first : head + 1;
+  }
+
+  // Drops clients whose topics are gone or whose process died (removing a
+  // dead client's topics: nobody else will), then takes on new clients.
   void scan() {
+    const std::vector<std::string> topics = bus.topic_names();
+    for (auto it = clients.begin(); it != clients.end();) {
+      Client& c = **it;
+      const std::string req = request_topic(service, c.name);
+      const bool listed = std::find(topics.begin(), topics.end(), req) != topics.end();
+      const bool dead = listed && c.sub.topic().producer_gone_hint() && !c.sub.ready();
+      if (listed && !dead) {
+        ++it;
+        continue;
+      }
+      const std::string rep = reply_topic(service, c.name);
+      it = clients.erase(it);
+      if (dead) {
+        (void)bus.remove_topic(req);
+        (void)bus.remove_topic(rep);
+      }
+    }
     const std::string prefix = service + ".req.";
-    for (const std::string& topic : bus.topic_names()) {
+    for (const std::string& topic : topics) {
       if (topic.rfind(prefix, 0) != 0) continue;
       const std::string client = topic.substr(prefix.size());
-      if (client.empty() || known.count(client) != 0) continue;
-      SubscriberOptions so;
-      so.name = name;
-      so.start = scanned_once ? Start::Oldest : Start::Live;
-      PublisherOptions po;
-      po.name = name;
-      Subscriber sub(bus.topic(topic, config.request), so);
-      Publisher pub(bus.topic(reply_topic(service, client), config.reply), po);
-      clients.push_back(std::make_unique<Client>(Client{client, std::move(sub), std::move(pub)}));
-      known.insert(client);
+      if (client.empty() || serves(client)) continue;
+      try {
+        // Opened, never created: a client that just left must not be re-created.
+        Topic req = bus.open_topic(topic);
+        if (req.producer_gone_hint() && req.head_hint() == 0) continue;  // not started, or gone
+        Topic rep = bus.open_topic(reply_topic(service, client));
+        if (!accepts(config.request, req) || !accepts(config.reply, rep)) continue;
+        SubscriberOptions so;
+        so.name = name;
+        so.start = Start::Sequence;
+        so.sequence = first_unanswered(req, rep);
+        PublisherOptions po;
+        po.name = name;
+        Subscriber sub(req, so);
+        Publisher pub(rep, po);
+        clients.push_back(std::make_unique<Client>(Client{client, std::move(sub), std::move(pub)}));
+      } catch (const Error& e) {
+        // A client removed between the listing and the open, or one whose
+        // reply topic another responder serves: not ours to serve now.
+        if (e.code() != Errc::NoSuchTopic && e.code() != Errc::ProducerExists) throw;
+      }
     }
-    scanned_once = true;
   }
 };
 
@@ -196,6 +282,10 @@ std::size_t Responder::poll_impl(const std::function<void(const Message&, ReplyW
     if (n >= max) break;
     n += c->sub.poll(
         [&](const Message& m) {
+          if (m.meta.age_ns() > impl_->config.request_ttl.count()) {
+            ++impl_->expired;  // its caller gave up long ago: do not act on it
+            return;
+          }
           ReplyWriter w(c->pub, m.meta.correlation, impl_->config.reply_timeout, impl_->failed);
           handler(m, w);
         },
@@ -221,5 +311,6 @@ bool Responder::wait(std::chrono::nanoseconds timeout) {
 
 std::size_t Responder::clients() const noexcept { return impl_->clients.size(); }
 std::uint64_t Responder::failed_replies() const noexcept { return impl_->failed; }
+std::uint64_t Responder::expired_requests() const noexcept { return impl_->expired; }
 
 }  // namespace shmbus

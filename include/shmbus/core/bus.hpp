@@ -98,6 +98,11 @@ class Bus {
   // geometry. Error(Timeout) naming the topic if it does not appear.
   [[nodiscard]] Topic wait_for_topic(std::string_view name, std::chrono::nanoseconds timeout) const;
   [[nodiscard]] bool has_topic(std::string_view name) const;
+  // Removes one topic: frees its directory entry and unlinks its segment.
+  // Processes that have it mapped keep working on the unlinked memory. For
+  // topics a program owns and is done with (a Requester's pair); `bus-inspect
+  // gc` is the tool for everything else. Returns whether anything was removed.
+  bool remove_topic(std::string_view name);
   // Topics listed in the directory, sorted.
   [[nodiscard]] std::vector<std::string> topic_names() const;
 

@@ -132,6 +132,14 @@ class Topic {
     return s_->header->hot.head.load(std::memory_order_relaxed);
   }
 
+  // Racy queries of who is attached, for patterns that must tell "nobody is
+  // there" from "slow" (request/reply). Slow: they read /proc to tell a live
+  // process from a dead one. Not for the hot path.
+  // Registered consumers whose process is alive.
+  [[nodiscard]] std::uint32_t live_consumers_hint() const;
+  // True when the topic has no producer or its producer's process died.
+  [[nodiscard]] bool producer_gone_hint() const;
+
  private:
   friend class Bus;
   friend struct detail::Internals;

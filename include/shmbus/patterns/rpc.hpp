@@ -13,6 +13,22 @@
 // a later call. Both topics are reliable by default: a request is not lost
 // while the responder is briefly busy.
 //
+// Lifecycle, whichever side starts first:
+//  * A Requester may call before any Responder exists: the request waits in
+//    its ring. A Responder serves, for each client it finds, every request
+//    that no reply answers yet (after the request the newest reply answers),
+//    including those sent before it started — unless the request is older
+//    than RpcConfig::request_ttl, which it skips and counts
+//    (expired_requests()): a restarted service does not act on stale calls.
+//  * A call that times out while no live Responder is registered on its
+//    request topic returns RpcStatus::NoResponder instead of Timeout.
+//  * A Requester removes its two topics when it is destroyed. A Responder
+//    drops a client whose topics are gone or whose process died (removing
+//    the topics of a dead one), so clients() counts live clients only.
+//  * Typed pairs: RpcConfig::typed<Request, Reply>() records the types on
+//    both topics, so `bus-inspect tail` shows requests and replies as JSON.
+//    A Responder with an untyped config serves typed and raw clients alike.
+//
 //   shmbus::Responder srv(bus, "risk.check");
 //   srv.poll([](const shmbus::Message& req, shmbus::ReplyWriter& out) {
 //     ... out.reply(fbb); });
@@ -56,12 +72,25 @@ struct RpcConfig {
   // How long a reply may block on a full reply ring before it is dropped
   // (and counted in Responder::failed_replies()).
   std::chrono::nanoseconds reply_timeout = std::chrono::milliseconds(100);
+  // Requests older than this when a Responder reads them are skipped and
+  // counted in Responder::expired_requests().
+  std::chrono::nanoseconds request_ttl = std::chrono::seconds(1);
+
+  // The default config with the request and reply types recorded.
+  template <class Request, class ReplyType>
+  [[nodiscard]] static RpcConfig typed() {
+    RpcConfig c;
+    c.request.type = type_of<Request>();
+    c.reply.type = type_of<ReplyType>();
+    return c;
+  }
 };
 
 enum class RpcStatus : std::uint8_t {
   Ok,
-  Timeout,      // no reply within the timeout
+  Timeout,      // no reply within the timeout (a responder is registered: it is slow or busy)
   SendFailed,   // the request could not be published (too large, or blocked past the timeout)
+  NoResponder,  // no reply within the timeout, and no live responder serves the service
 };
 [[nodiscard]] std::string_view to_string(RpcStatus s) noexcept;
 
@@ -83,6 +112,7 @@ class Requester {
  public:
   // `client` names this requester's topic pair; default "<command>-<pid>".
   Requester(Bus bus, std::string_view service, const RpcConfig& config = {}, std::string client = {});
+  // Removes the client's request and reply topics.
   ~Requester();
   Requester(Requester&&) noexcept;
   Requester& operator=(Requester&&) noexcept;
@@ -137,8 +167,10 @@ class Responder {
   // Blocks until a request is ready or `timeout` passes.
   bool wait(std::chrono::nanoseconds timeout);
 
+  // Live clients served now.
   [[nodiscard]] std::size_t clients() const noexcept;
   [[nodiscard]] std::uint64_t failed_replies() const noexcept;
+  [[nodiscard]] std::uint64_t expired_requests() const noexcept;
 
  private:
   std::size_t poll_impl(const std::function<void(const Message&, ReplyWriter&)>& handler, std::size_t max);
