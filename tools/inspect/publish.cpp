@@ -108,8 +108,11 @@ std::vector<std::vector<std::byte>> convert(const PublishOptions& o, const shmbu
 int run_publish(const PublishOptions& o) {
   shmbus::Bus bus = shmbus::Bus::open(o.bus, shmbus::Access::ReadWrite);
   const shmbus::Topic topic = bus.open_topic(o.topic);
-  // Refuse before reading anything if a live producer holds the topic (the
-  // Publisher below refuses too, for one that attaches meanwhile).
+  // The input first: a mistake in it is reported as such whoever else runs.
+  const std::vector<Input> inputs = read_inputs(o);
+  const std::vector<std::vector<std::byte>> messages = convert(o, topic, inputs);
+  // Then refuse if a live producer holds the topic (the Publisher below
+  // refuses too, for one that attaches meanwhile).
   const shmbus::TopicSnapshot before = shmbus::snapshot(topic);
   if (before.producer.attached && before.producer.alive) {
     throw shmbus::Error(
@@ -119,8 +122,6 @@ int run_publish(const PublishOptions& o) {
             "); a topic has one producer, so bus-inspect will not publish next to it — "
             "stop that program first, or publish on another topic");
   }
-  const std::vector<Input> inputs = read_inputs(o);
-  const std::vector<std::vector<std::byte>> messages = convert(o, topic, inputs);
 
   shmbus::PublisherOptions po;
   po.name = o.name;
