@@ -18,7 +18,7 @@ namespace {
 
 #define PIN(type, field, off) EXPECT_EQ(offsetof(type, field), std::size_t{off}) << #type "::" #field
 
-TEST(Layout, VersionThatTheseValuesDescribe) { EXPECT_EQ(kLayoutVersion, 1u) << "update this file with the bump"; }
+TEST(Layout, VersionThatTheseValuesDescribe) { EXPECT_EQ(kLayoutVersion, 2u) << "update this file with the bump"; }
 
 TEST(Layout, MagicNumbers) {
   EXPECT_EQ(kTopicMagic, 0x31504f5453424d53ULL);
@@ -48,10 +48,13 @@ TEST(Layout, TopicHeader) {
   PIN(TopicDescriptor, bus, 96);
   PIN(TopicDescriptor, topic, 136);
   PIN(TopicDescriptor, type_name, 208);
+  PIN(TopicDescriptor, flags, 336);
   PIN(TopicHeader, producer, 384);
   PIN(TopicHeader, hot, 512);
   PIN(TopicHeader, wait, 640);
   PIN(TopicHeader, registry, 768);
+  PIN(TopicHeader, supersede, 896);
+  PIN(SupersedeBlock, claim, 0);
   PIN(ProducerControl, owner, 0);
   PIN(ProducerControl, attached_ns, 8);
   PIN(ProducerControl, takeovers, 16);

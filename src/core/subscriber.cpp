@@ -69,8 +69,9 @@ ConsumerEntry* claim_entry(TopicState& t, std::uint64_t claiming, std::uint32_t&
 }  // namespace
 
 Subscriber::Subscriber(Topic topic, const SubscriberOptions& options)
-    : topic_(std::move(topic)), spin_before_sleep_(options.spin_before_sleep) {
+    : topic_(std::move(topic)), options_(options), spin_before_sleep_(options.spin_before_sleep) {
   TopicState& t = *detail::Internals::state(topic_);
+  provisional_ = t.provisional;
   name_ = t.name;
   type_ = t.type_name;
   clock_ = t.clock;
@@ -116,6 +117,61 @@ Subscriber::Subscriber(Topic topic, const SubscriberOptions& options)
   entry_ = e;
   const std::uint64_t in_place_from = t.policy == Policy::Reliable ? h2 + 1 : ~std::uint64_t{0};
   reader_ = RingReader(t.ring, e, next, in_place_from);
+  index_ = index;
+  // seq_cst, after the seq_cst store of our state: the joiner's half of the
+  // Dekker pair with a process defining this provisional topic (topic.cpp).
+  // A claim seen here may have been taken before our entry was visible to
+  // its copy: follow the definition now rather than wait on a topic that
+  // will never see a message.
+  if (provisional_ && t.header->supersede.claim.load(std::memory_order_seq_cst) != 0) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (!defined() && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    if (defined()) follow_definition();
+  }
+}
+
+bool Subscriber::defined() const noexcept {
+  const TopicState& t = *detail::Internals::state(topic_);
+  // acquire: pairs with the definer's release after its rename: the new
+  // segment is under the topic's name once Active is seen.
+  return claim_state(t.header->supersede.claim.load(std::memory_order_acquire)) == ClaimState::Active;
+}
+
+void Subscriber::follow_definition() {
+  const std::shared_ptr<TopicState> old = detail::Internals::state(topic_);
+  Topic fresh = detail::Internals::bus_of(topic_).open_topic(old->name);
+  TopicState& t = *detail::Internals::state(fresh);
+  ConsumerEntry* adopted = nullptr;
+  if (entry_ != nullptr) {
+    if (index_ < t.max_consumers &&
+        t.consumers[index_].state.load(std::memory_order_acquire) == claim_word_)
+      adopted = &t.consumers[index_];
+    // Leave the provisional topic's table (our entry there gates nothing).
+    std::uint64_t expected = claim_word_;
+    if (entry_->state.compare_exchange_strong(expected, 0, std::memory_order_release, std::memory_order_relaxed))
+      old->header->registry.leaves.fetch_add(1, std::memory_order_relaxed);
+    entry_ = nullptr;
+  }
+  if (adopted != nullptr) {
+    // Copied by the definer with cursor 0: due message 1, gated from it.
+    topic_ = std::move(fresh);
+    name_ = t.name;
+    type_ = t.type_name;
+    clock_ = t.clock;
+    provisional_ = t.provisional;
+    entry_ = adopted;
+    reader_ = RingReader(t.ring, adopted, 1, t.policy == Policy::Reliable ? 1 : ~std::uint64_t{0});
+    return;
+  }
+  // Not copied (an observer, or a join that raced the definition): join the
+  // defined topic afresh from the oldest message it holds.
+  SubscriberOptions o = options_;
+  o.start = Start::Oldest;
+  auto on_gap = std::move(on_gap_);
+  auto on_invalid = std::move(on_invalid_);
+  *this = Subscriber(std::move(fresh), o);
+  on_gap_ = std::move(on_gap);
+  on_invalid_ = std::move(on_invalid);
 }
 
 Subscriber::Subscriber(Subscriber&& o) noexcept
@@ -125,6 +181,9 @@ Subscriber::Subscriber(Subscriber&& o) noexcept
       clock_(o.clock_),
       entry_(std::exchange(o.entry_, nullptr)),
       claim_word_(std::exchange(o.claim_word_, 0)),
+      index_(o.index_),
+      provisional_(o.provisional_),
+      options_(o.options_),
       reader_(std::move(o.reader_)),
       on_gap_(std::move(o.on_gap_)),
       on_invalid_(std::move(o.on_invalid_)),
@@ -142,6 +201,9 @@ Subscriber& Subscriber::operator=(Subscriber&& o) noexcept {
     clock_ = o.clock_;
     entry_ = std::exchange(o.entry_, nullptr);
     claim_word_ = std::exchange(o.claim_word_, 0);
+    index_ = o.index_;
+    provisional_ = o.provisional_;
+    options_ = o.options_;
     reader_ = std::move(o.reader_);
     on_gap_ = std::move(o.on_gap_);
     on_invalid_ = std::move(o.on_invalid_);

@@ -11,6 +11,8 @@
 #include <thread>
 
 #include "detail/internal.hpp"
+#include "shmbus/detail/fence.hpp"
+#include "shmbus/detail/wait.hpp"
 #include "shmbus/detail/segments.hpp"
 #include "shmbus/core/bus.hpp"
 #include "shmbus/error.hpp"
@@ -101,6 +103,7 @@ std::shared_ptr<TopicState> make_state(Segment seg, const std::shared_ptr<Direct
   st->max_consumers = f.max_consumers;
   st->segment_bytes = f.segment_bytes;
   st->created_ns = f.created_ns;
+  st->provisional = (f.flags & kTopicProvisional) != 0;
   st->clock = dir->clock.get();
   st->doorbell = &dir->header->doorbell;
   st->ring.header = st->header;
@@ -122,7 +125,8 @@ std::shared_ptr<TopicState> open_state(const std::shared_ptr<DirectoryState>& di
   return make_state(std::move(*seg), dir, topic);
 }
 
-void initialise(void* p, const TopicConfig& c, const TopicGeometry& g, std::string_view bus, std::string_view topic) {
+void initialise(void* p, const TopicConfig& c, const TopicGeometry& g, std::string_view bus, std::string_view topic,
+                bool provisional) {
   auto* base = static_cast<std::byte*>(p);
   auto* h = new (p) TopicHeader();
   for (std::uint32_t i = 0; i < c.max_consumers; ++i)
@@ -147,6 +151,7 @@ void initialise(void* p, const TopicConfig& c, const TopicGeometry& g, std::stri
   bus.copy(d.bus, kMaxBusName);
   topic.copy(d.topic, kMaxTopicName);
   c.type.name.copy(d.type_name, kMaxTypeName);
+  d.flags = provisional ? kTopicProvisional : 0;
   // release: everything above happens-before an opener's acquire of the version.
   d.layout_version.store(kLayoutVersion, std::memory_order_release);
 }
@@ -223,6 +228,111 @@ void ensure_registered(TopicState& t) {
 
 }  // namespace
 
+// ------------------------------------------------------------------ provisional topics
+//
+// A subscriber that gives no configuration must not fix a topic's geometry:
+// start order between processes must not decide whether a system works. So
+// a topic created by such a subscriber is provisional (kTopicProvisional),
+// and the first participant that gives a configuration defines it:
+//
+//   definer                                  subscriber of the provisional topic
+//   CAS supersede.claim Free -> Claiming     (registered: state Active, seq_cst)
+//   seq_cst fence; copy every live Active    load supersede.claim (seq_cst)
+//     consumer entry (cursor 0, joined 1)      != 0 while joining: rejoin by name
+//     into a new segment built with its      when idle, claim == Active:
+//     configuration                            reopen the topic by name, adopt
+//   rename(2) it over the topic's name         the entry with its own claim word
+//   claim = Active (release); wake sleepers    (or join afresh), free the old one
+//
+// The Dekker pair (entry store / claim load against claim CAS / entry loads,
+// all seq_cst) means a joining subscriber is either copied, or sees the
+// claim and joins the new topic itself. Copied consumers gate a reliable
+// producer from message 1, so nothing is lost whichever side starts first.
+// Only a topic nobody ever produced on is defined this way (no producer has
+// attached, head is 0); after that a configuration that differs is
+// TopicMismatch as for any topic.
+namespace {
+
+bool definable(const TopicState& t, const TopicConfig& c) {
+  if (!t.provisional) return false;
+  const bool same = t.policy == c.policy && t.slot_size == c.slot_size && t.slot_count == c.slot_count &&
+                    t.max_consumers == c.max_consumers;
+  return !same && t.header->producer.owner.load(std::memory_order_acquire) == 0 &&
+         t.header->producer.takeovers.load(std::memory_order_relaxed) == 0 &&
+         t.header->hot.head.load(std::memory_order_acquire) == 0;
+}
+
+void wake_all(TopicState& t) noexcept {
+  t.header->wait.futex.fetch_add(1, std::memory_order_release);
+  (void)futex_wake_all(t.header->wait.futex);
+  t.doorbell->futex.fetch_add(1, std::memory_order_release);
+  (void)futex_wake_all(t.doorbell->futex);
+}
+
+// Defines provisional topic `old` with `config`; returns the new topic's
+// state, or nullptr when another process is defining it (open it again).
+std::shared_ptr<TopicState> define(const std::shared_ptr<DirectoryState>& dir, TopicState& old,
+                                   const TopicConfig& config, std::string_view name) {
+  auto& claim = old.header->supersede.claim;
+  const Identity self = self_identity();
+  std::uint64_t seen = 0;
+  if (!take_claim(claim, make_claim(ClaimState::Claiming, self), seen)) return nullptr;
+  // seq_cst: our claim is ordered before the entry loads below (the Dekker
+  // pair with joining subscribers described above).
+  fence_seq_cst();
+  if (!definable(old, config)) {
+    claim.store(0, std::memory_order_release);
+    return nullptr;  // a producer attached meanwhile: open it again and compare
+  }
+  try {
+    const std::uint32_t schema_bytes = static_cast<std::uint32_t>(config.type.bfbs.size());
+    const TopicGeometry g = topic_geometry(config.max_consumers, schema_bytes, config.slot_size, config.slot_count);
+    auto seg = Segment::create(
+        topic_segment_name(dir->bus, name), g.segment_bytes,
+        [&](void* p) {
+          initialise(p, config, g, dir->bus, name, false);
+          auto* base = static_cast<std::byte*>(p);
+          auto* h = std::launder(reinterpret_cast<TopicHeader*>(base));
+          auto* entries = std::launder(reinterpret_cast<ConsumerEntry*>(base + g.consumers_offset));
+          std::uint32_t hwm = 0;
+          for (std::uint32_t i = 0; i < old.max_consumers; ++i) {
+            const ConsumerEntry& from = old.consumers[i];
+            const std::uint64_t w = from.state.load(std::memory_order_seq_cst);
+            if (claim_state(w) != ClaimState::Active || !is_alive(claim_owner(w))) continue;
+            if (i >= config.max_consumers) {
+              throw Error(Errc::ConsumerTableFull,
+                          where(dir->bus, name) + " has a waiting subscriber in consumer entry " + std::to_string(i) +
+                              " but you define it with max_consumers " + std::to_string(config.max_consumers) +
+                              "; define it with more consumer entries");
+            }
+            ConsumerEntry& to = entries[i];
+            to.pid.store(from.pid.load(std::memory_order_relaxed), std::memory_order_relaxed);
+            to.name.store(from.name.load());
+            to.heartbeat_ns.store(from.heartbeat_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
+            to.cursor.store(0, std::memory_order_relaxed);     // due message 1
+            to.joined_seq.store(1, std::memory_order_relaxed);
+            to.state.store(w, std::memory_order_relaxed);      // published by the version store
+            hwm = i + 1;
+          }
+          h->registry.consumer_hwm.store(hwm, std::memory_order_relaxed);
+          // initialise() released the version already; re-release so the
+          // entries above happen-before any opener's acquire of it.
+          h->desc.layout_version.store(kLayoutVersion, std::memory_order_release);
+        },
+        Segment::Publish::Replace);
+    auto st = make_state(std::move(*seg), dir, name);
+    // release: the replacement is under the name before anyone acts on Active.
+    claim.store(make_claim(ClaimState::Active, self), std::memory_order_release);
+    wake_all(old);
+    return st;
+  } catch (...) {
+    claim.store(0, std::memory_order_release);
+    throw;
+  }
+}
+
+}  // namespace
+
 Topic Bus::topic(std::string_view name, const TopicConfig& config, Match match) {
   validate_topic_name(name);
   validate_config(config, d_->bus, name);
@@ -232,16 +342,30 @@ Topic Bus::topic(std::string_view name, const TopicConfig& config, Match match) 
     check_match(*detail::Internals::state(t), config, match);
     return t;
   }
-  for (int attempt = 0; attempt < 8; ++attempt) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  for (int attempt = 0; attempt < 8 || std::chrono::steady_clock::now() < deadline; ++attempt) {
     if (auto st = open_state(d_, name, Access::ReadWrite)) {
+      if (match == Match::Exact && definable(*st, config)) {
+        // The type is the waiting subscribers' contract: check it first.
+        check_match(*st, config, Match::TypeOnly);
+        if (auto defined = define(d_, *st, config, name)) {
+          ensure_registered(*defined);
+          return Topic(std::move(defined));
+        }
+        ::sched_yield();  // someone else is defining it: open it again
+        continue;
+      }
       check_match(*st, config, match);
       ensure_registered(*st);
       return Topic(std::move(st));
     }
+    // Created without a configuration (Match::TypeOnly: a subscriber that
+    // accepts any geometry): provisional.
+    const bool provisional = match == Match::TypeOnly;
     const std::uint32_t schema_bytes = static_cast<std::uint32_t>(config.type.bfbs.size());
     const TopicGeometry g = topic_geometry(config.max_consumers, schema_bytes, config.slot_size, config.slot_count);
     auto seg = Segment::create(topic_segment_name(d_->bus, name), g.segment_bytes,
-                               [&](void* p) { initialise(p, config, g, d_->bus, name); });
+                               [&](void* p) { initialise(p, config, g, d_->bus, name, provisional); });
     if (seg) {
       auto st = make_state(std::move(*seg), d_, name);
       ensure_registered(*st);

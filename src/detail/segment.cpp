@@ -65,7 +65,7 @@ Segment& Segment::operator=(Segment&&) noexcept = default;
 Segment::~Segment() = default;
 
 std::optional<Segment> Segment::create(const std::string& name, std::uint64_t bytes,
-                                       const std::function<void(void*)>& init) {
+                                       const std::function<void(void*)>& init, Publish publish) {
   const std::string tmp = temp_name();
   Segment seg;
   seg.impl_ = std::make_unique<Impl>();
@@ -89,6 +89,16 @@ std::optional<Segment> Segment::create(const std::string& name, std::uint64_t by
   } catch (...) {
     bip::shared_memory_object::remove(tmp.c_str());
     throw;
+  }
+  if (publish == Publish::Replace) {
+    // rename(2) swaps the name over atomically: an opener finds the old
+    // segment or the new one, never none and never a half-built one.
+    if (::rename(shm_path(tmp).c_str(), shm_path(name).c_str()) != 0) {
+      const int err = errno;
+      bip::shared_memory_object::remove(tmp.c_str());
+      throw_system("cannot publish shared-memory segment '" + name + "'", err);
+    }
+    return seg;
   }
   // Publish: link(2) is atomic and fails if the name exists, so exactly one
   // creator wins and nobody ever opens a segment that is still being built.

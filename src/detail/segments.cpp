@@ -117,13 +117,15 @@ Checked<TopicFacts> check_topic_segment(const void* base, std::uint64_t mapped_b
   f.bus = field(d.bus);
   f.topic = field(d.topic);
   f.type_name = field(d.type_name);
+  f.flags = d.flags;
   const bool sane = f.slot_size >= kMinSlotSize && f.slot_size <= kMaxSlotSize &&
                     f.slot_size % kCacheLine == 0 && f.slot_count >= kMinSlotCount &&
                     f.slot_count <= kMaxSlotCount && std::has_single_bit(f.slot_count) &&
                     std::uint64_t{f.slot_size} * f.slot_count <= kMaxRingBytes &&
                     f.max_consumers >= 1 && f.max_consumers <= kMaxConsumers &&
                     f.schema_bytes <= kMaxSchemaBytes &&
-                    (f.policy == PolicyCode::Lossy || f.policy == PolicyCode::Reliable);
+                    (f.policy == PolicyCode::Lossy || f.policy == PolicyCode::Reliable) &&
+                    (f.flags & ~kTopicProvisional) == 0;
   const TopicGeometry g =
       sane ? topic_geometry(f.max_consumers, f.schema_bytes, f.slot_size, f.slot_count)
            : TopicGeometry{};

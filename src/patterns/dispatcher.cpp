@@ -14,12 +14,12 @@ Dispatcher::Dispatcher(Bus bus, DispatcherOptions options) : bus_(std::move(bus)
 
 Dispatcher::~Dispatcher() { stop(); }
 
-void Dispatcher::add(std::string_view topic, const TopicConfig& config,
+void Dispatcher::add(std::string_view topic, const TopicConfig& config, bool exact,
                      std::function<void(const Message&)> handler) {
   SubscriberOptions so;
   so.name = options_.name;
   so.start = options_.start;
-  auto s = std::make_unique<Sub>(Sub{Subscriber(bus_.topic(topic, config, Match::TypeOnly), so), std::move(handler)});
+  auto s = std::make_unique<Sub>(Sub{Subscriber(bus_.topic(topic, config, exact ? Match::Exact : Match::TypeOnly), so), std::move(handler)});
   s->sub.on_gap([this](const Gap& g) {
     drops_.fetch_add(g.count, std::memory_order_relaxed);
     if (on_gap_) on_gap_(g);

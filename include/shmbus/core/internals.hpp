@@ -20,6 +20,8 @@ struct Internals {
   [[nodiscard]] static WaitBlock& wait_block(const Subscriber& s) noexcept {
     return s.topic_.s_->header->wait;
   }
+  // The bus a topic belongs to.
+  [[nodiscard]] static Bus bus_of(const Topic& t) { return Bus(t.s_->dir); }
   [[nodiscard]] static std::atomic<std::uint32_t>& doorbell(const Bus& b) noexcept {
     return b.d_->header->doorbell.futex;
   }

@@ -13,6 +13,12 @@
 // (register_consumer = false) reads without registering: it gates nothing and
 // may be lapped even on a reliable topic (bus-inspect tail does this).
 //
+// A subscriber without a configuration never fixes a topic's geometry: if
+// the topic does not exist yet, it is created provisional, and the first
+// producer defines it with its own configuration; the subscriber follows to
+// the defined topic by itself (when idle) and receives from message 1, so
+// whichever process starts first, nothing is lost (core/topic.cpp).
+//
 // Delivery: every message in sequence order, each exactly once, or a Gap
 // saying exactly which sequences were lost (lossy topics only, for a
 // registered consumer). poll() never blocks; wait() blocks until something
@@ -99,8 +105,9 @@ class Subscriber {
   // Returns whether something is ready. Safe with a timeout of zero.
   bool wait(std::chrono::nanoseconds timeout);
 
-  // True if poll() would deliver something now (a snapshot).
-  [[nodiscard]] bool ready() const noexcept { return reader_.ready(); }
+  // True if poll() would deliver something now (a snapshot), or has work to
+  // do (the provisional topic it waits on was defined: see below).
+  [[nodiscard]] bool ready() const noexcept { return reader_.ready() || (provisional_ && defined()); }
 
   // Called from poll() with every gap (setup-time registration).
   void on_gap(std::function<void(const Gap&)> handler) { on_gap_ = std::move(handler); }
@@ -122,10 +129,16 @@ class Subscriber {
   friend struct detail::Internals;
   friend bool detail::wait_any(const std::vector<Subscriber*>&, std::atomic<std::uint32_t>&,
                                std::chrono::nanoseconds, const std::atomic<bool>*);
-  void idle() noexcept {
+  void idle() {
     if (reader_.dirty()) reader_.flush();
     if ((++idle_polls_ & 0x3fffu) == 0) [[unlikely]] heartbeat();
+    if (provisional_ && defined()) [[unlikely]] follow_definition();
   }
+  // A provisional topic (created by a subscriber without a configuration)
+  // was defined by its first producer: the topic now lives in a new segment
+  // under the same name, with this subscriber's entry copied into it.
+  [[nodiscard]] bool defined() const noexcept;
+  void follow_definition();
   void heartbeat() noexcept;
   void report_gap();
   bool verify(const Message& m);
@@ -138,6 +151,9 @@ class Subscriber {
   const Clock* clock_ = nullptr;
   detail::ConsumerEntry* entry_ = nullptr;
   std::uint64_t claim_word_ = 0;
+  std::uint32_t index_ = 0;      // of entry_ in the consumer table
+  bool provisional_ = false;     // the topic may still be defined afresh
+  SubscriberOptions options_;
   detail::RingReader reader_;
   std::function<void(const Gap&)> on_gap_;
   std::function<void(const MessageMeta&)> on_invalid_;

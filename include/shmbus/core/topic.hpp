@@ -96,6 +96,9 @@ struct TopicState {
   std::uint32_t max_consumers = 0;
   std::uint64_t segment_bytes = 0;
   std::int64_t created_ns = 0;
+  // Created by a subscriber without a configuration: the first participant
+  // that gives one may define the topic afresh (core/topic.cpp).
+  bool provisional = false;
   const Clock* clock = nullptr;
   Doorbell* doorbell = nullptr;
 

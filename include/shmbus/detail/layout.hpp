@@ -30,7 +30,8 @@
 //   384   | ProducerControl      128 B    |  owner word, name: on attach/takeover
 //   512   | ProducerHot          128 B    |  head + counters: every publish
 //   640   | WaitBlock            128 B    |  futex + sleepers
-//   768   | RegistryBlock        256 B    |  directory registration, consumer hwm
+//   768   | RegistryBlock        128 B    |  directory registration, consumer hwm
+//   896   | SupersedeBlock       128 B    |  a provisional topic being defined
 //   1024  +-------------------------------+
 //         | ConsumerEntry[max_consumers]  |  128 B each, one per subscriber
 //         +-------------------------------+  schema_offset (128-aligned)
@@ -65,7 +66,7 @@ inline constexpr std::size_t kPageSize = 4096;
 
 inline constexpr std::uint64_t kTopicMagic = 0x3150'4f54'5342'4d53ULL;      // "SMBSTOP1" little-endian
 inline constexpr std::uint64_t kDirectoryMagic = 0x3152'4944'5342'4d53ULL;  // "SMBSDIR1"
-inline constexpr std::uint32_t kLayoutVersion = 1;
+inline constexpr std::uint32_t kLayoutVersion = 2;
 
 inline constexpr std::size_t kMaxBusName = 32;
 inline constexpr std::size_t kMaxTopicName = 64;
@@ -147,7 +148,8 @@ struct TopicDescriptor {
   char bus[kMaxBusName + 8];                  // NUL-terminated
   char topic[kMaxTopicName + 8];              // NUL-terminated
   char type_name[kMaxTypeName + 1];           // "" for raw topics
-  std::uint8_t reserved[48];
+  std::uint32_t flags;                        // kTopicProvisional
+  std::uint8_t reserved[44];
 };
 static_assert(sizeof(TopicDescriptor) == 384);
 static_assert(offsetof(TopicDescriptor, magic) == 0);
@@ -157,6 +159,14 @@ static_assert(offsetof(TopicDescriptor, schema_hash) == 64);
 static_assert(offsetof(TopicDescriptor, bus) == 96);
 static_assert(offsetof(TopicDescriptor, topic) == 136);
 static_assert(offsetof(TopicDescriptor, type_name) == 208);
+static_assert(offsetof(TopicDescriptor, flags) == 336);
+
+// TopicDescriptor::flags. Provisional: created by a subscriber that gave no
+// configuration, so the first producer (or subscriber) that gives one may
+// define the topic afresh: it builds the topic with its configuration, with
+// the provisional topic's consumers already registered in it, and replaces
+// the provisional segment (core/topic.cpp, "Provisional topics").
+inline constexpr std::uint32_t kTopicProvisional = 1;
 
 // Who produces. Written on attach, release and takeover (rare); read by
 // would-be producers and tools.
@@ -219,19 +229,32 @@ struct alignas(kFalseSharing) RegistryBlock {
 };
 static_assert(sizeof(RegistryBlock) == 128);
 
+// Written only when a provisional topic is defined (replaced): rare.
+struct alignas(kFalseSharing) SupersedeBlock {
+  // W: the process that defines a provisional topic, by CAS (Free ->
+  // Claiming(self); a dead claimant is taken over), then Active(self),
+  // release, once the replacement is published under the topic's name.
+  // R: subscribers of the provisional topic (acquire, when idle: Active
+  // means "reopen the topic by name and adopt your entry there"), and
+  // subscribers joining it (seq_cst, after registering: see topic.cpp).
+  std::atomic<std::uint64_t> claim;
+};
+static_assert(sizeof(SupersedeBlock) == 128);
+
 struct TopicHeader {
   TopicDescriptor desc;
   ProducerControl producer;
   ProducerHot hot;
   WaitBlock wait;
   RegistryBlock registry;
-  std::uint8_t reserved[128];
+  SupersedeBlock supersede;
 };
 static_assert(sizeof(TopicHeader) == 1024);
 static_assert(offsetof(TopicHeader, producer) == 384);
 static_assert(offsetof(TopicHeader, hot) == 512);
 static_assert(offsetof(TopicHeader, wait) == 640);
 static_assert(offsetof(TopicHeader, registry) == 768);
+static_assert(offsetof(TopicHeader, supersede) == 896);
 static_assert(offsetof(TopicHeader, hot) - offsetof(TopicHeader, producer) >= kFalseSharing,
               "attach/takeover writes must not disturb the publish line");
 static_assert(offsetof(TopicHeader, wait) - offsetof(TopicHeader, hot) >= kFalseSharing,

@@ -28,8 +28,12 @@ class Segment {
   // already exists (someone else won the race: open it instead). Throws
   // Error(SystemError) on OS failures; a temporary left by a crash is
   // removed by gc.
+  // With Publish::Replace the new segment takes the name over from an
+  // existing one (rename(2)); it never returns nullopt.
+  enum class Publish : std::uint8_t { Exclusive, Replace };
   static std::optional<Segment> create(const std::string& name, std::uint64_t bytes,
-                                       const std::function<void(void*)>& init);
+                                       const std::function<void(void*)>& init,
+                                       Publish publish = Publish::Exclusive);
 
   // Maps an existing segment; nullopt if there is none by that name.
   // Pre-faults the mapping (touching a page first costs ~2 us otherwise).

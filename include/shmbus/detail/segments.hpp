@@ -77,6 +77,7 @@ struct TopicFacts {
   std::uint64_t schema_hash = 0;
   std::int64_t created_ns = 0;
   std::uint64_t creator = 0;
+  std::uint32_t flags = 0;  // kTopicProvisional
   std::string file_identifier;
   std::string bus;
   std::string topic;

@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -53,15 +54,21 @@ class Dispatcher {
   Dispatcher& operator=(const Dispatcher&) = delete;
 
   // handler(const T&, const MessageMeta&) for every message on `topic`.
+  // Without a config the subscription takes the topic as its producer
+  // defines it (and, if the topic does not exist yet, waits for it without
+  // fixing its geometry: see core/subscriber.hpp); with one, the topic must
+  // match it exactly (or is defined by it, if only subscribers wait on it).
   template <class T, class F>
-  void on(std::string_view topic, F&& handler, TopicConfig config = {}) {
-    config.type = type_of<T>();
-    add(topic, config, typed<T>(std::forward<F>(handler)));
+  void on(std::string_view topic, F&& handler, std::optional<TopicConfig> config = std::nullopt) {
+    TopicConfig c = config.value_or(TopicConfig{});
+    c.type = type_of<T>();
+    add(topic, c, config.has_value(), typed<T>(std::forward<F>(handler)));
   }
   // handler(const Message&) for every message on `topic` (any type).
   template <class F>
-  void on_message(std::string_view topic, F&& handler, const TopicConfig& config = {}) {
-    add(topic, config, std::function<void(const Message&)>(std::forward<F>(handler)));
+  void on_message(std::string_view topic, F&& handler, std::optional<TopicConfig> config = std::nullopt) {
+    add(topic, config.value_or(TopicConfig{}), config.has_value(),
+        std::function<void(const Message&)>(std::forward<F>(handler)));
   }
   void on_gap(std::function<void(const Gap&)> handler) { on_gap_ = std::move(handler); }
 
@@ -88,7 +95,8 @@ class Dispatcher {
     Subscriber sub;
     std::function<void(const Message&)> handler;
   };
-  void add(std::string_view topic, const TopicConfig& config, std::function<void(const Message&)> handler);
+  void add(std::string_view topic, const TopicConfig& config, bool exact,
+           std::function<void(const Message&)> handler);
 
   Bus bus_;
   DispatcherOptions options_;
