@@ -162,7 +162,13 @@ std::size_t RedisPublisher::poll(std::chrono::milliseconds timeout,
       report_lost(out);
       break;
     }
-    if (in_flight_.empty() || Clock::now() >= deadline) break;
+    if (in_flight_.empty()) {
+      // Idle: one look at the socket (no wait) so that a server that went away shows
+      // as Disconnected now, not at the next submit.
+      if (!link_.wait_io(Clock::now())) report_lost(out);
+      break;
+    }
+    if (Clock::now() >= deadline) break;
     if (!link_.wait_io(deadline)) {
       report_lost(out);
       break;
