@@ -20,6 +20,8 @@
 #   SHMBUS_TEST_REDIS_USER, _REDIS_PASSWORD     an ACL user with a password (AUTH tests)
 #   SHMBUS_TEST_AMQP_PORT                       rabbitmq-server, AMQP 0-9-1 listener
 #   SHMBUS_TEST_AMQP_USER, _AMQP_PASSWORD, _AMQP_VHOST   a user with a password and its vhost
+#   SHMBUS_TEST_AMQP_ISOLATED_VHOST   a second vhost (same user) for the test that closes
+#                                     all connections of its vhost
 #   SHMBUS_TEST_AMQP_NODE, SHMBUS_TEST_RABBITMQCTL       for tests that drive rabbitmqctl
 #   SHMBUS_TEST_RABBITMQ_ENV                    a file to source for rabbitmqctl's environment
 #
@@ -81,6 +83,15 @@ _svc_rabbit_start_bg() {
   cat >"$d/rabbitmq.conf" <<EOF
 listeners.tcp.1 = 127.0.0.1:$SHMBUS_TEST_AMQP_PORT
 loopback_users = none
+# The test user, its password and vhost are created at first boot: no rabbitmqctl
+# call (each one boots an Erlang VM: 1 s idle, 10-30 s on a loaded 2-core machine).
+default_vhost = $SHMBUS_TEST_AMQP_VHOST
+default_user = $SHMBUS_TEST_AMQP_USER
+default_pass = $SHMBUS_TEST_AMQP_PASSWORD
+default_permissions.configure = .*
+default_permissions.read = .*
+default_permissions.write = .*
+default_user_tags.administrator = true
 log.console = false
 log.file.level = info
 EOF
@@ -98,7 +109,7 @@ _svc_rabbitmqctl() {
   (
     # shellcheck source=/dev/null
     source "$SHMBUS_TEST_RABBITMQ_ENV"
-    /usr/lib/rabbitmq/bin/rabbitmqctl -n "$SHMBUS_TEST_AMQP_NODE" "$@"
+    timeout "$SHMBUS_SERVICES_TIMEOUT" /usr/lib/rabbitmq/bin/rabbitmqctl -n "$SHMBUS_TEST_AMQP_NODE" "$@"
   ) </dev/null
 }
 
@@ -113,12 +124,11 @@ _svc_rabbit_finish() {
     tail -30 "$d/start.log" "$d/wait.log" "$d"/log/*.log 2>/dev/null >&2 || true
     return 1
   fi
-  _svc_rabbitmqctl add_vhost "$SHMBUS_TEST_AMQP_VHOST" >/dev/null &&
-    _svc_rabbitmqctl add_user "$SHMBUS_TEST_AMQP_USER" "$SHMBUS_TEST_AMQP_PASSWORD" >/dev/null &&
-    _svc_rabbitmqctl set_permissions -p "$SHMBUS_TEST_AMQP_VHOST" "$SHMBUS_TEST_AMQP_USER" \
-      '.*' '.*' '.*' >/dev/null &&
-    _svc_rabbitmqctl set_user_tags "$SHMBUS_TEST_AMQP_USER" administrator >/dev/null || {
-    _svc_log "rabbitmq-server started but the test user/vhost could not be created"
+  # A second vhost for the one test that closes every connection of its vhost.
+  _svc_rabbitmqctl add_vhost "$SHMBUS_TEST_AMQP_ISOLATED_VHOST" >/dev/null &&
+    _svc_rabbitmqctl set_permissions -p "$SHMBUS_TEST_AMQP_ISOLATED_VHOST" \
+      "$SHMBUS_TEST_AMQP_USER" '.*' '.*' '.*' >/dev/null || {
+    _svc_log "rabbitmq-server started but vhost $SHMBUS_TEST_AMQP_ISOLATED_VHOST could not be set up"
     return 1
   }
   _svc_log "rabbitmq-server up on 127.0.0.1:$SHMBUS_TEST_AMQP_PORT (node $SHMBUS_TEST_AMQP_NODE)"
@@ -157,12 +167,13 @@ services_start() {
   SHMBUS_TEST_AMQP_USER=shmbus-test
   SHMBUS_TEST_AMQP_PASSWORD="amqp-${RANDOM}${RANDOM}-secret"
   SHMBUS_TEST_AMQP_VHOST=shmbus-test
+  SHMBUS_TEST_AMQP_ISOLATED_VHOST=shmbus-test-isolated
   SHMBUS_TEST_REDIS_USER=shmbus-test
   SHMBUS_TEST_REDIS_PASSWORD="redis-${RANDOM}${RANDOM}-secret"
   SHMBUS_TEST_RABBITMQCTL=/usr/lib/rabbitmq/bin/rabbitmqctl
   export SHMBUS_TEST_REDIS_PORT SHMBUS_TEST_REDIS_USER SHMBUS_TEST_REDIS_PASSWORD \
     SHMBUS_TEST_AMQP_PORT SHMBUS_TEST_AMQP_USER SHMBUS_TEST_AMQP_PASSWORD SHMBUS_TEST_AMQP_VHOST \
-    SHMBUS_TEST_AMQP_NODE SHMBUS_TEST_RABBITMQCTL
+    SHMBUS_TEST_AMQP_ISOLATED_VHOST SHMBUS_TEST_AMQP_NODE SHMBUS_TEST_RABBITMQCTL
 
   _svc_log "starting in $SHMBUS_SERVICES_DIR"
   _svc_rabbit_start_bg   # returns at once; the VM boots while Redis starts

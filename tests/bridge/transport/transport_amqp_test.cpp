@@ -33,19 +33,9 @@ int rabbitmqctl(const std::string& args, std::string& out) {
   return shmbus::test::run({"bash", "-c", cmd}, out, 60s);
 }
 
-// A vhost of the test's own, so that closing "all connections" of it touches no other
-// test running in parallel.
-std::string own_vhost() {
-  const std::string v = unique_name("vh");
-  std::string out;
-  EXPECT_EQ(rabbitmqctl("add_vhost " + v, out), 0) << out;
-  EXPECT_EQ(rabbitmqctl("set_permissions -p " + v + " '" + service_env("SHMBUS_TEST_AMQP_USER") +
-                            "' '.*' '.*' '.*'",
-                        out),
-            0)
-      << out;
-  return v;
-}
+// services.sh's second vhost: closing "all connections" of it touches no other test
+// running in parallel (only this test uses it).
+std::string own_vhost() { return service_env("SHMBUS_TEST_AMQP_ISOLATED_VHOST"); }
 
 // The pika side, as users' consumers are written: BlockingConnection, basic_consume.
 const char* kPikaConsumer = R"(
@@ -255,7 +245,6 @@ TEST(AmqpPublisher, ConnectionClosedByTheBrokerReconnectsAndReportsUnconfirmed) 
   EXPECT_EQ(received.count(5), 0u);   // acked before the close: not redelivered
   EXPECT_EQ(received.count(10), 1u);  // held: redelivered
   EXPECT_EQ(received.count(149), 1u);
-  (void)rabbitmqctl("delete_vhost " + vhost, out);
 }
 
 TEST(AmqpConsumer, PoisonMessagesAreRejectedAndNotRedelivered) {
