@@ -1,0 +1,106 @@
+#pragma once
+// AmqpPublisher: publishes to a durable topic exchange with publisher confirms and a
+// window of unconfirmed messages, on the caller's thread.
+//
+//   publish() -> basic.publish (tag n)     in_flight_: [tag first_tag_ .. next_tag_-1]
+//   poll()    <- basic.ack(tag, multiple)  -> Confirmed (every tag <= tag if multiple)
+//             <- basic.nack(tag, multiple) -> Nacked    (the broker lost it: resend)
+//             <- basic.return + content    -> Returned  (mandatory and unroutable; the
+//                                             broker acks it right after the return)
+//   connection lost                        -> Unconfirmed for everything in flight
+//
+// A message counts as forwarded only when Confirmed. Up to `window` messages are
+// unconfirmed at once (never one confirm at a time: with persistent messages each
+// confirm waits for an fsync); publish() says Full beyond that. Delivery tags restart
+// at 1 on each connection (confirm.select on a fresh channel), so a reconnect turns
+// everything in flight into Unconfirmed for the caller to re-publish: at-least-once.
+//
+// A returned message is matched to its delivery tag by (routing key, body): the broker
+// returns in publish order, before the ack covering it, and the first in-flight message
+// with that key and body not yet returned is the one.
+//
+// Blocking: poll(t) returns within t once connected; a reconnect attempt inside poll()
+// blocks up to endpoint.connect_timeout (rabbitmq-c is synchronous). publish() writes
+// to the socket and can block while the broker throttles the connection (flow control);
+// a broker silent for two heartbeats ends that. Not thread-safe: one thread owns it.
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "transport/amqp_link.hpp"
+#include "transport/redis_publisher.hpp"  // Fields, SubmitStatus
+
+namespace shmbus::bridge::transport {
+
+struct AmqpMessage {
+  std::string routing_key;
+  std::string body;
+  Fields headers;  // sent as string-valued AMQP headers
+  std::string content_type;
+  bool persistent = true;  // delivery_mode 2
+  bool mandatory = true;   // unroutable -> Returned
+  std::uint64_t token = 0;  // the caller's (e.g. the bus sequence), returned as is
+};
+
+enum class AmqpOutcome : std::uint8_t { Confirmed, Returned, Nacked, Unconfirmed };
+[[nodiscard]] const char* to_string(AmqpOutcome o) noexcept;
+
+struct AmqpCompletion {
+  AmqpOutcome outcome;
+  AmqpMessage message;
+  std::string reason;  // Returned: "312 NO_ROUTE"; Unconfirmed: the connection error
+};
+
+struct AmqpPublisherOptions {
+  AmqpEndpoint endpoint;
+  std::string exchange = "shmbus";
+  std::string exchange_type = "topic";
+  bool durable = true;
+  std::size_t window = 256;  // unconfirmed messages in flight
+};
+
+class AmqpPublisher {
+ public:
+  explicit AmqpPublisher(AmqpPublisherOptions options, Backoff::Random random = {});
+
+  // Sends basic.publish. NotConnected while the link is down, Full when `window`
+  // messages are unconfirmed. On a socket error the message is kept in flight and comes
+  // back as Unconfirmed from the next poll().
+  [[nodiscard]] SubmitStatus publish(AmqpMessage message);
+
+  // Reconnects if due; appends completions for the confirms, returns and nacks that
+  // arrived, waiting up to `timeout` while messages are unconfirmed. Returns how many.
+  std::size_t poll(std::chrono::milliseconds timeout, std::vector<AmqpCompletion>& out);
+  // poll() until nothing is unconfirmed or `timeout` passes; true if all were settled.
+  [[nodiscard]] bool flush(std::chrono::milliseconds timeout, std::vector<AmqpCompletion>& out);
+  // Connects (retrying with backoff) until `timeout`; true when connected.
+  [[nodiscard]] bool connect(std::chrono::milliseconds timeout);
+
+  [[nodiscard]] std::size_t in_flight() const noexcept { return unsettled_; }
+  [[nodiscard]] LinkState state() const noexcept { return link_.state(); }
+  [[nodiscard]] const std::string& last_error() const noexcept { return link_.last_error(); }
+  [[nodiscard]] std::uint64_t reconnects() const noexcept { return link_.reconnects(); }
+
+ private:
+  struct Entry {
+    AmqpMessage message;
+    bool settled = false;
+    bool returned = false;
+    std::string reason;
+  };
+  std::string setup(AmqpLink& link);
+  void settle(std::uint64_t tag, bool multiple, bool ack, std::vector<AmqpCompletion>& out);
+  void settle_one(Entry& e, bool ack, std::vector<AmqpCompletion>& out);
+  void on_return(const amqp_basic_return_t& r, std::vector<AmqpCompletion>& out);
+  void report_lost(std::vector<AmqpCompletion>& out);
+
+  AmqpPublisherOptions options_;
+  AmqpLink link_;
+  std::deque<Entry> in_flight_;  // in_flight_[i] has delivery tag first_tag_ + i
+  std::uint64_t first_tag_ = 1;
+  std::uint64_t next_tag_ = 1;
+  std::uint64_t tags_generation_ = 0;
+  std::size_t unsettled_ = 0;
+};
+
+}  // namespace shmbus::bridge::transport

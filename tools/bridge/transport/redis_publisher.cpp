@@ -1,0 +1,189 @@
+#include "transport/redis_publisher.hpp"
+
+#include <algorithm>
+#include <thread>
+
+namespace shmbus::bridge::transport {
+
+RedisMessage RedisMessage::publish(std::string channel, std::string payload, std::uint64_t token) {
+  RedisMessage m;
+  m.op = RedisOp::Publish;
+  m.key = std::move(channel);
+  m.payload = std::move(payload);
+  m.token = token;
+  return m;
+}
+
+RedisMessage RedisMessage::xadd(std::string stream, StreamId id, Fields fields,
+                                std::uint64_t maxlen_approx, std::uint64_t token) {
+  RedisMessage m;
+  m.op = RedisOp::XAdd;
+  m.key = std::move(stream);
+  m.id = id;
+  m.fields = std::move(fields);
+  m.maxlen = maxlen_approx;
+  m.token = token;
+  return m;
+}
+
+std::size_t RedisMessage::wire_size() const noexcept {
+  std::size_t n = key.size() + payload.size() + 16;
+  for (const auto& [f, v] : fields) n += f.size() + v.size();
+  return n;
+}
+
+const char* to_string(RedisOutcome o) noexcept {
+  switch (o) {
+    case RedisOutcome::Confirmed: return "confirmed";
+    case RedisOutcome::Duplicate: return "duplicate";
+    case RedisOutcome::Failed: return "failed";
+    case RedisOutcome::Unconfirmed: return "unconfirmed";
+  }
+  return "?";
+}
+
+RedisPublisher::RedisPublisher(RedisPublisherOptions options, Backoff::Random random)
+    : options_(std::move(options)), link_(options_.endpoint, std::move(random)) {
+  if (options_.batch_messages == 0) options_.batch_messages = 1;
+  if (options_.window_messages == 0) options_.window_messages = 1;
+}
+
+bool RedisPublisher::connect(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (!link_.step(deadline)) {
+    if (Clock::now() >= deadline) return false;
+    if (link_.state() == LinkState::Disconnected) {
+      // Waiting out the backoff delay, bounded by our deadline.
+      std::this_thread::sleep_until(std::min(deadline, link_.next_attempt()));
+    }
+  }
+  return true;
+}
+
+SubmitStatus RedisPublisher::submit(RedisMessage message) {
+  if (link_.state() != LinkState::Ready) return SubmitStatus::NotConnected;
+  const std::size_t size = message.wire_size();
+  if (in_flight_.size() >= options_.window_messages ||
+      (!in_flight_.empty() && in_flight_bytes_ + size > options_.window_bytes)) {
+    return SubmitStatus::Full;
+  }
+  append(message);
+  in_flight_bytes_ += size;
+  in_flight_.push_back(std::move(message));
+  ++unwritten_messages_;
+  unwritten_bytes_ += size;
+  if (unwritten_messages_ >= options_.batch_messages || unwritten_bytes_ >= options_.batch_bytes) {
+    unwritten_messages_ = 0;
+    unwritten_bytes_ = 0;
+    // A failed write shows on the next poll(), which reports the unanswered commands.
+    (void)link_.flush_output();
+  }
+  return SubmitStatus::Queued;
+}
+
+void RedisPublisher::append(const RedisMessage& m) {
+  argv_.clear();
+  lens_.clear();
+  auto arg = [this](std::string_view s) {
+    argv_.push_back(s.data());
+    lens_.push_back(s.size());
+  };
+  if (m.op == RedisOp::Publish) {
+    arg("PUBLISH");
+    arg(m.key);
+    arg(m.payload);
+  } else {
+    arg("XADD");
+    arg(m.key);
+    if (m.maxlen > 0) {
+      maxlen_text_ = std::to_string(m.maxlen);
+      arg("MAXLEN");
+      arg("~");
+      arg(maxlen_text_);
+    }
+    id_text_ = m.id.str();
+    arg(id_text_);
+    for (const auto& [f, v] : m.fields) {
+      arg(f);
+      arg(v);
+    }
+  }
+  redisAppendCommandArgv(link_.context(), static_cast<int>(argv_.size()), argv_.data(),
+                         lens_.data());
+}
+
+void RedisPublisher::handle(ReplyPtr reply, std::vector<RedisCompletion>& out) {
+  if (in_flight_.empty()) return;  // cannot happen: one reply per command
+  RedisCompletion c{RedisOutcome::Confirmed, std::move(in_flight_.front()), 0, {}};
+  in_flight_.pop_front();
+  in_flight_bytes_ -= std::min(in_flight_bytes_, c.message.wire_size());
+  if (reply->type == REDIS_REPLY_ERROR) {
+    c.error = scrub(reply_text(reply.get()), options_.endpoint.password);
+    // "ERR The ID specified in XADD is equal or smaller than the target stream top item"
+    const bool duplicate = c.message.op == RedisOp::XAdd &&
+                           c.error.find("equal or smaller") != std::string::npos;
+    c.outcome = duplicate ? RedisOutcome::Duplicate : RedisOutcome::Failed;
+  } else if (reply->type == REDIS_REPLY_INTEGER) {
+    c.receivers = reply->integer;
+  }
+  out.push_back(std::move(c));
+}
+
+std::size_t RedisPublisher::report_lost(std::vector<RedisCompletion>& out) {
+  const std::size_t n = in_flight_.size();
+  for (auto& m : in_flight_) {
+    out.push_back({RedisOutcome::Unconfirmed, std::move(m), 0, link_.last_error()});
+  }
+  in_flight_.clear();
+  in_flight_bytes_ = 0;
+  unwritten_messages_ = 0;
+  unwritten_bytes_ = 0;
+  return n;
+}
+
+std::size_t RedisPublisher::poll(std::chrono::milliseconds timeout,
+                                 std::vector<RedisCompletion>& out) {
+  const auto deadline = Clock::now() + timeout;
+  const std::size_t before = out.size();
+  if (link_.state() != LinkState::Ready) {
+    if (!in_flight_.empty()) report_lost(out);
+    if (!link_.step(deadline)) return out.size() - before;
+  }
+  unwritten_messages_ = 0;
+  unwritten_bytes_ = 0;
+  while (true) {
+    bool error = !link_.flush_output();
+    while (!error) {
+      ReplyPtr r = link_.next_reply(error);
+      if (!r) break;
+      handle(std::move(r), out);
+    }
+    if (error || link_.state() != LinkState::Ready) {
+      report_lost(out);
+      break;
+    }
+    if (in_flight_.empty()) {
+      // Idle: one look at the socket (no wait) so that a server that went away shows
+      // as Disconnected now, not at the next submit.
+      if (!link_.wait_io(Clock::now())) report_lost(out);
+      break;
+    }
+    if (Clock::now() >= deadline) break;
+    if (!link_.wait_io(deadline)) {
+      report_lost(out);
+      break;
+    }
+  }
+  return out.size() - before;
+}
+
+bool RedisPublisher::flush(std::chrono::milliseconds timeout, std::vector<RedisCompletion>& out) {
+  const auto deadline = Clock::now() + timeout;
+  do {
+    (void)poll(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()), out);
+    if (in_flight_.empty()) return true;
+  } while (Clock::now() < deadline);
+  return in_flight_.empty();
+}
+
+}  // namespace shmbus::bridge::transport
