@@ -1,0 +1,72 @@
+#pragma once
+// WsConnection: one accepted WebSocket, as seen by the handler that accepted it.
+//
+// Design
+//   The session reads one message at a time and hands it to its WsHandler; outgoing messages
+//   go through a bounded FIFO (WsOptions::max_queue messages) written one after the other.
+//   A message is a shared_ptr<const std::string> so that one encoded event can be queued on
+//   many connections without a copy per connection (broadcast).
+//   Overflow policy: send() refuses (QueueFull) and the caller decides (count, tell, drop the
+//   client); nothing is dropped silently here.
+//   Close: close() lets queued messages go out, then sends a close frame; abort() drops the
+//   TCP connection at once. Either way the handler gets on_ws_close exactly once, after which
+//   the connection holds no reference to the handler (breaking any handler <-> connection
+//   cycle).
+//
+// Threading: every member is called, and every callback runs, on the server's io thread.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace shmbus::bridge::net {
+
+struct WsOptions {
+  std::size_t max_message = 1024 * 1024;  // incoming message; larger -> close 1009
+  std::size_t max_queue = 8192;           // outgoing messages waiting to be written
+  std::chrono::milliseconds handshake_timeout{10'000};
+  // No data from the peer for this long closes the connection. Protocols with their own
+  // heartbeat (Engine.IO) keep it above their ping interval + timeout.
+  std::chrono::milliseconds idle_timeout{120'000};
+};
+
+enum class SendResult : std::uint8_t { Ok, QueueFull, Closed };
+
+enum class WsCloseCause : std::uint8_t {
+  Remote,    // the peer closed (close frame or TCP end)
+  Local,     // close() or abort() on this side
+  TooLarge,  // a message above max_message
+  Timeout,   // handshake or idle timeout
+  Error,     // any other transport error
+};
+[[nodiscard]] std::string_view to_string(WsCloseCause cause) noexcept;
+
+using Message = std::shared_ptr<const std::string>;
+
+class WsConnection;
+
+class WsHandler {
+ public:
+  virtual ~WsHandler() = default;
+  // `data` is valid only during the call.
+  virtual void on_ws_message(WsConnection& connection, std::string_view data, bool binary) = 0;
+  virtual void on_ws_close(WsConnection& connection, WsCloseCause cause) = 0;
+};
+
+class WsConnection {
+ public:
+  virtual ~WsConnection() = default;
+  [[nodiscard]] virtual SendResult send(Message message, bool binary) = 0;
+  // Messages that can still be queued before send() answers QueueFull.
+  [[nodiscard]] virtual std::size_t queue_room() const noexcept = 0;
+  [[nodiscard]] virtual std::size_t queued() const noexcept = 0;
+  // Flushes the queue, then closes with `code` (RFC 6455 close code).
+  virtual void close(std::uint16_t code = 1000) = 0;
+  virtual void abort() = 0;
+  [[nodiscard]] virtual bool is_open() const noexcept = 0;
+};
+
+}  // namespace shmbus::bridge::net
