@@ -1,6 +1,5 @@
 // Producers and consumers as separate processes through real shared memory,
 // including processes killed with SIGKILL mid-stream.
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -8,6 +7,7 @@
 #include <map>
 #include <sstream>
 
+#include "proc.hpp"
 #include "shmbus/core/internals.hpp"
 #include "test_util.hpp"
 
@@ -16,62 +16,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A shmbus-testproc child with its stdout on a pipe.
-class Child {
+// A shmbus-testproc child (support/testproc.cpp) with its stdout on a pipe.
+class Child : public Proc {
  public:
-  explicit Child(const std::vector<std::string>& args) {
-    const char* exe = std::getenv("SHMBUS_TESTPROC");
-    if (exe == nullptr) throw std::runtime_error("SHMBUS_TESTPROC is not set (run through ctest)");
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
-    pid_ = ::fork();
-    if (pid_ < 0) throw std::runtime_error("fork");
-    if (pid_ == 0) {
-      ::dup2(fds[1], STDOUT_FILENO);
-      std::vector<char*> argv;
-      argv.push_back(const_cast<char*>(exe));
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      ::execv(exe, argv.data());
-      ::_exit(127);
-    }
-    ::close(fds[1]);
-    fd_ = fds[0];
-    reader_ = LineReader(fd_);
-  }
-  ~Child() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-
-  [[nodiscard]] pid_t pid() const { return pid_; }
-
-  // Next line of output, or "" on EOF or timeout.
-  std::string line(std::chrono::milliseconds timeout = 60s) { return reader_.next(timeout).value_or(""); }
-  // Reads lines until one starts with `prefix`.
-  std::string line_starting(const std::string& prefix, std::chrono::milliseconds timeout = 60s) {
-    for (;;) {
-      std::string l = line(timeout);
-      if (l.empty() || l.rfind(prefix, 0) == 0) return l;
-    }
-  }
-  int wait_exit() {
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-  void kill9() { ::kill(pid_, SIGKILL); }
-
- private:
-  pid_t pid_ = -1;
-  int fd_ = -1;
-  LineReader reader_{-1};
+  explicit Child(const std::vector<std::string>& args) : Proc(testproc_argv(args)) {}
 };
 
 std::map<std::string, std::uint64_t> parse(const std::string& l) {
@@ -125,7 +73,7 @@ TEST(MultiProcess, KilledProducerIsTakenOverAndNothingIsLostOrTorn) {
       const auto s = snapshot(t);
       return !s.consumers.empty() && s.consumers[0].delivered >= 5000;
     }));
-    doomed.kill9();
+    doomed.signal(SIGKILL);
     EXPECT_EQ(doomed.wait_exit(), 128 + SIGKILL);
   }
   const auto dead = snapshot(t);
@@ -161,7 +109,7 @@ TEST(MultiProcess, KilledConsumerOnReliableTopicIsReapedSoTheProducerResumes) {
   }
   EXPECT_EQ(pub.try_publish(buf), PublishResult::WouldBlock) << "a live consumer that reads nothing holds it up";
   EXPECT_EQ(pub.publish(buf, 20ms), PublishResult::Timeout) << "and a live one is never reaped";
-  staller.kill9();
+  staller.signal(SIGKILL);
   // Not waited for yet: a zombie is dead too.
   EXPECT_EQ(pub.publish(buf, 30s), PublishResult::Ok);
   const auto s = snapshot(pub.topic());
@@ -178,7 +126,7 @@ TEST(MultiProcess, ConsumerKilledWhileAsleepDoesNotCostTheProducerWakeUpsForever
   ASSERT_EQ(c.line(), "ready");
   auto& w = detail::Internals::state(pub.topic())->header->wait;
   ASSERT_TRUE(eventually([&] { return w.sleepers.load() == 1; })) << "the consumer sleeps in FUTEX_WAIT";
-  c.kill9();
+  c.signal(SIGKILL);
   EXPECT_EQ(c.wait_exit(), 128 + SIGKILL);
   EXPECT_EQ(w.sleepers.load(), 1u) << "killed asleep: nobody counted it out";
   std::vector<std::byte> buf(64);

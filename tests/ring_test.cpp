@@ -407,7 +407,8 @@ TEST(Ring, ObserverOnAReadOnlyBusWaitsAndPollsWithoutWriting) {
   Subscriber obs(ro.open_topic("ro.obs"), o);
   // Any write to the read-only mapping would kill the test with SIGSEGV.
   EXPECT_FALSE(obs.wait(5ms));
-  // Age the clock's anchor so that an idle heartbeat would re-anchor (a write).
+  // Age the clock's anchor so that a registered consumer's idle path would
+  // re-anchor it (a write): an observer must not.
   auto& a = detail::Internals::state(bus)->header->clock.anchors[detail::Internals::state(bus)->header->clock.current.load()];
   a.ns.fetch_sub(5'000'000'000);
   for (int i = 0; i < 70000; ++i) ASSERT_EQ(obs.poll([](const Message&) {}), 0u);

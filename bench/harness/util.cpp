@@ -87,28 +87,11 @@ void TickClock::init(int calibration_ms) {
 void pin_to_cpu(int cpu) { pin_to_cpus({cpu}); }
 
 void pin_to_cpus(const std::vector<int>& cpus) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  for (const int c : cpus) CPU_SET(static_cast<unsigned>(c), &set);
-  if (::sched_setaffinity(0, sizeof set, &set) != 0) {
-    std::string list;
-    for (const int c : cpus) {
-      if (!list.empty()) list += ',';
-      list += std::to_string(c);
-    }
-    throw std::runtime_error("cannot pin to CPU(s) " + list + ": " + std::strerror(errno) +
+  if (const int err = shmbus::tools::pin_to_cpus(cpus); err != 0) {
+    throw std::runtime_error("cannot pin to CPU(s) " + shmbus::tools::cpu_list(cpus) + ": " +
+                             std::strerror(err) +
                              " (see --cpus; `nproc` and `taskset -p $$` show what this process may use)");
   }
-}
-
-std::vector<int> allowed_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  std::vector<int> out;
-  if (::sched_getaffinity(0, sizeof set, &set) != 0) return out;
-  for (int c = 0; c < CPU_SETSIZE; ++c)
-    if (CPU_ISSET(static_cast<unsigned>(c), &set)) out.push_back(c);
-  return out;
 }
 
 void prefault(void* p, std::size_t n) noexcept {

@@ -24,6 +24,9 @@
 
 #include <shmbus/msg/md_quote_generated.h>
 
+#include "common/affinity.hpp"
+#include "common/pause.hpp"
+
 namespace busbench {
 
 // ------------------------------------------------------------------ time
@@ -63,20 +66,16 @@ class TickClock {
 };
 
 // A spin-wait hint (PAUSE): for retry loops that wait on another process.
-inline void cpu_pause() noexcept {
-#if defined(__x86_64__)
-  _mm_pause();
-#endif
-}
+using shmbus::tools::cpu_pause;
 
 // ------------------------------------------------------------------ CPUs
 
-// Pins the calling process to one CPU. Throws std::runtime_error.
+// Pins the calling process to one CPU. Throws std::runtime_error naming --cpus.
 void pin_to_cpu(int cpu);
-// Restricts the calling process to a set of CPUs. Throws std::runtime_error.
+// Restricts the calling process to a set of CPUs. Throws std::runtime_error naming --cpus.
 void pin_to_cpus(const std::vector<int>& cpus);
 // CPUs this process may run on, ascending.
-[[nodiscard]] std::vector<int> allowed_cpus();
+using shmbus::tools::allowed_cpus;
 
 // ------------------------------------------------------------------ shared memory
 

@@ -12,8 +12,8 @@
 #   3. starts the strategy, then the feed, on a bus of its own (demo-<pid>),
 #      runs for DURATION seconds and stops both,
 #   4. prints both final summaries and what they mean,
-# and removes the bus's shared memory on the way out, also on Ctrl-C or
-# failure. Every wait is bounded.
+# and removes the bus's shared memory on the way out with `bus-inspect gc`
+# once both have exited, also on Ctrl-C or failure. Every wait is bounded.
 #
 # Environment:
 #   DURATION   seconds of feed (default 10; the first argument wins)
@@ -66,6 +66,8 @@ say() { printf 'demo: %s\n' "$*"; }
 STRAT_PID=""
 FEED_PID=""
 TAIL_PID=""
+BUS_USED=0 # set once a program may have created the bus
+GC_DONE=0
 
 alive() { [[ -n $1 ]] && kill -0 "$1" 2>/dev/null; }
 
@@ -81,10 +83,23 @@ wait_for_exit() {
   return 0
 }
 
-# Stops what is still running (TERM, then KILL after 5 s) and removes the
-# bus: its directory segment /dev/shm/shmbus.<bus> and topic segments
-# /dev/shm/shmbus.<bus>.<topic> (not shmbus.<bus>* : demo-12 must not take
-# demo-123's segments with it).
+# Removes the bus with `bus-inspect gc BUS`, which knows the segments' names
+# and removes only what no live process uses, and prints what it says. Run
+# it once the programs have exited: while one runs, gc keeps its segments.
+remove_bus() {
+  GC_DONE=1
+  local inspect=$BUILD/tools/inspect/bus-inspect
+  echo "---- bus-inspect gc $BUS (both programs have exited: their segments are dead)"
+  if [[ ! -x $inspect ]]; then
+    echo "demo: $inspect is missing, so bus $BUS stays in shared memory;" \
+      "build bus-inspect and run: bus-inspect gc $BUS" >&2
+    return
+  fi
+  timeout 10 "$inspect" gc "$BUS" 2>&1 || true
+}
+
+# Stops what is still running (TERM, then KILL after 5 s), waits until it has
+# exited, and removes the bus.
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -96,9 +111,9 @@ cleanup() {
     if alive "$pid" && ! wait_for_exit "$pid" 5; then
       echo "demo: pid $pid did not stop on SIGTERM within 5 s; killing it" >&2
       kill -KILL "$pid" 2>/dev/null || true
+      wait_for_exit "$pid" 5 || true
     fi
   done
-  rm -f "/dev/shm/shmbus.$BUS" "/dev/shm/shmbus.$BUS."*
   if ((rc == 130)); then
     # Interrupted: the programs stopped on the signal and wrote what they saw.
     local log
@@ -106,6 +121,7 @@ cleanup() {
       [[ -f $log ]] && sed -n '/: done after/,$p' "$log"
     done
   fi
+  if ((BUS_USED == 1 && GC_DONE == 0)); then remove_bus; fi
   exit "$rc"
 }
 trap cleanup EXIT
@@ -154,6 +170,7 @@ rate_text=$([[ $RATE == 0 ]] && echo "as fast as it can" || echo "$RATE msg/s")
 load_before=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?")
 say "[3/4] run: bus $BUS; strategy first (idle $IDLE), then the feed at $rate_text for $DURATION s ($pin_text)"
 
+BUS_USED=1
 "$BIN/shmbus-strategy" --bus "$BUS" --idle "$IDLE" "${strat_cpu[@]}" --wait 30 --json "$OUT/strategy.json" \
   >"$OUT/strategy.log" 2>&1 &
 STRAT_PID=$!
@@ -233,8 +250,7 @@ if [[ -s $OUT/inspect.log ]]; then
   echo "---- the bus halfway through, as bus-inspect showed it"
   cat "$OUT/inspect.log"
 fi
-echo "---- bus-inspect gc $BUS (both programs have exited: their segments are dead)"
-timeout 10 "$BIN/inspect/bus-inspect" gc "$BUS" 2>&1 || true
+remove_bus
 echo "----"
 
 # The strategy's figures, read from its JSON with CMake's JSON support (cmake
