@@ -130,10 +130,11 @@ void Clock::maybe_reanchor() const noexcept {
 
   // One re-anchorer at a time; a holder that died is replaced.
   const detail::Identity self = detail::self_identity();
+  if (self == 0) return;  // /proc unreadable now (EMFILE): re-anchor another time
   const std::uint64_t mine = detail::make_claim(ClaimState::Active, self);
   std::uint64_t expected = 0;
   if (!block_->updater.compare_exchange_strong(expected, mine, std::memory_order_acq_rel)) {
-    if (detail::is_alive(detail::claim_owner(expected))) return;  // someone is on it
+    if (!detail::is_dead(detail::claim_owner(expected))) return;  // someone is (or may be) on it
     if (!block_->updater.compare_exchange_strong(expected, mine, std::memory_order_acq_rel)) return;
   }
   const unsigned cur2 = block_->current.load(std::memory_order_acquire) & 1u;

@@ -181,7 +181,7 @@ void ensure_registered(TopicState& t) {
   auto& word = t.header->registry.directory_claim;
   // acquire: pairs with the registrant's release of Active.
   if (claim_state(word.load(std::memory_order_acquire)) == ClaimState::Active) return;
-  const Identity self = self_identity();
+  const Identity self = require_self_identity();
   std::uint64_t seen = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   while (!take_claim(word, make_claim(ClaimState::Claiming, self), seen)) {
@@ -201,7 +201,7 @@ void ensure_registered(TopicState& t) {
     std::uint64_t prev = 0;
     std::uint64_t w = e.state.load(std::memory_order_acquire);
     // Free entries, and entries a dead registrant left half-claimed.
-    const bool usable = w == 0 || (claim_state(w) == ClaimState::Claiming && !is_alive(claim_owner(w)));
+    const bool usable = w == 0 || (claim_state(w) == ClaimState::Claiming && is_dead(claim_owner(w)));
     if (!usable) continue;
     if (!take_claim(e.state, make_claim(ClaimState::Claiming, self), prev)) continue;
     e.name.store(t.name);

@@ -2,6 +2,8 @@
 // wake-ups, sleeper audits, producer recovery.
 #include "shmbus/detail/ring.hpp"
 
+#include <time.h>
+
 #include <algorithm>
 
 #include "shmbus/detail/process.hpp"
@@ -36,7 +38,7 @@ bool RingWriter::refresh_limit(bool check_liveness) noexcept {
     // acquire: pairs with the consumer's release of its cursor; its reads of
     // the slots up to the cursor happen before we overwrite them.
     const std::uint64_t c = e.cursor.load(std::memory_order_acquire);
-    if (c < need && check_liveness && !is_alive(claim_owner(w))) {
+    if (c < need && check_liveness && is_dead(claim_owner(w))) {
       // A dead consumer holds us up: reap it. CAS from exactly the dead
       // owner's word, so a consumer that just re-used the entry is untouched.
       if (e.state.compare_exchange_strong(w, 0, std::memory_order_acq_rel)) {
@@ -49,6 +51,23 @@ bool RingWriter::refresh_limit(bool check_liveness) noexcept {
   }
   limit_ = min + view_.count;
   return next_ <= limit_;
+}
+
+namespace {
+std::int64_t coarse_now_ns() noexcept {
+  timespec ts{};
+  // COARSE: a vDSO read of the tick-time clock (~5 ns); a 5 ms period needs no better.
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+}  // namespace
+
+bool RingWriter::unblock() noexcept {
+  if (refresh_limit(false)) return true;
+  const std::int64_t now = coarse_now_ns();
+  if (now < next_liveness_ns_) return false;
+  next_liveness_ns_ = now + kLivenessPeriodNs;
+  return refresh_limit(true);
 }
 
 void RingWriter::wake() noexcept {
@@ -79,7 +98,7 @@ void RingWriter::audit_sleepers() noexcept {
     const ConsumerEntry& e = block_.consumers[i];
     const std::uint64_t w = e.state.load(std::memory_order_acquire);
     if (claim_state(w) != ClaimState::Active) continue;
-    if ((e.flags.load(std::memory_order_acquire) & kConsumerSleeping) != 0 && is_alive(claim_owner(w))) ++live;
+    if ((e.flags.load(std::memory_order_acquire) & kConsumerSleeping) != 0 && !is_dead(claim_owner(w))) ++live;
   }
   // Only ever lowered, and only from the value read before the scan: see
   // detail/wait.hpp for why this cannot drop a live sleeper.

@@ -202,7 +202,7 @@ class RingWriter {
       return nullptr;
     }
     if (next_ > limit_) [[unlikely]] {
-      if (!refresh_limit(false)) {
+      if (!unblock()) {
         r = PublishResult::WouldBlock;
         return nullptr;
       }
@@ -253,9 +253,16 @@ class RingWriter {
   void abort(SlotHeader*) noexcept {}
 
   // Rescans the consumer table (reliable topics). With check_liveness, reaps
-  // consumers whose process died while holding the producer up. Returns
-  // whether message next_ may now be written. Slow path; out of line.
+  // consumers whose process is dead (not merely unknown: process.hpp) while
+  // holding the producer up. Returns whether message next_ may now be
+  // written. Slow path; out of line.
   bool refresh_limit(bool check_liveness) noexcept;
+  // claim()'s slow path when the ring looks full: rescans, and at most once
+  // every kLivenessPeriodNs also checks the liveness of whoever holds us up,
+  // so a producer that only ever try_publish()es still gets past a consumer
+  // that died (the waiting publish() does the same on its own schedule).
+  bool unblock() noexcept;
+  static constexpr std::int64_t kLivenessPeriodNs = 5'000'000;
   // Wakes sleepers; after kAuditAfterIdleWakes wake-ups in a row that woke
   // nobody, recounts them (detail/wait.hpp). Slow path; out of line.
   void wake() noexcept;
@@ -287,6 +294,7 @@ class RingWriter {
   std::uint64_t last_ts_ = 0;                  // stamp of the previous commit
   std::uint64_t demote_idle_ = ~std::uint64_t{0};
   std::uint64_t demoted_ = 0;
+  std::int64_t next_liveness_ns_ = 0;  // CLOCK_MONOTONIC_COARSE; 0: check at the first block
 
   void demote(const SlotHeader* s, std::size_t size) noexcept {
     const auto* p = reinterpret_cast<const char*>(s);
