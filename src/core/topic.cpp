@@ -58,6 +58,35 @@ std::string describe(Policy p, std::uint32_t slot_size, std::uint32_t slot_count
 
 std::string type_label(std::string_view name) { return name.empty() ? "raw bytes" : std::string(name); }
 
+// The topic's schema, fixed at open (TopicState::schema_copy). The stored
+// bytes are a value from shared memory like any other: a flipped bit must
+// never reach the FlatBuffers parser, so they are used only if their
+// structural hash is the descriptor's, and the process's own registry
+// bytes are preferred when it knows the type with that hash.
+std::shared_ptr<const std::vector<std::uint8_t>> fixed_schema(const TopicFacts& f, const std::byte* base,
+                                                              std::string_view bus, std::string_view topic) {
+  if (f.type_name.empty()) return std::make_shared<const std::vector<std::uint8_t>>();
+  SchemaRegistry& reg = SchemaRegistry::instance();
+  if (reg.contains(f.type_name)) {
+    const TypeInfo& known = reg.find(f.type_name);
+    if (known.hash == f.schema_hash) return std::make_shared<const std::vector<std::uint8_t>>(known.bfbs);
+  }
+  const auto* p = reinterpret_cast<const std::uint8_t*>(base + f.schema_offset);
+  auto copy = std::make_shared<std::vector<std::uint8_t>>(p, p + f.schema_bytes);
+  std::string why;
+  try {
+    const std::uint64_t h = schema_hash(*copy, f.type_name);
+    if (h == f.schema_hash) return copy;
+    why = "its structural hash is " + hex64(h) + ", the topic says " + hex64(f.schema_hash);
+  } catch (const Error& e) {
+    why = e.what();
+  }
+  throw Error(Errc::ForeignSegment,
+              where(bus, topic) + ": the binary schema stored in its segment is damaged (" + why +
+                  "); register the type's schema in this process (SchemaRegistry::add) to use it, "
+                  "or recreate the topic");
+}
+
 // Checks a mapped topic segment before anything in it is trusted, and keeps
 // the checked copy of its descriptor (detail/segments.hpp).
 std::shared_ptr<TopicState> make_state(Segment seg, const std::shared_ptr<DirectoryState>& dir,
@@ -88,7 +117,8 @@ std::shared_ptr<TopicState> make_state(Segment seg, const std::shared_ptr<Direct
   st->header = std::launder(reinterpret_cast<TopicHeader*>(base));
   st->consumers = std::launder(reinterpret_cast<ConsumerEntry*>(base + f.consumers_offset));
   st->slots = base + f.slots_offset;
-  st->schema_bytes = {reinterpret_cast<const std::uint8_t*>(base + f.schema_offset), f.schema_bytes};
+  st->schema_copy = fixed_schema(f, base, dir->bus, topic);
+  st->schema_bytes = {st->schema_copy->data(), st->schema_copy->size()};
   st->bus = dir->bus;
   st->name = std::string(topic);
   st->type_name = f.type_name;

@@ -21,6 +21,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "shmbus/core/clock.hpp"
@@ -80,8 +81,11 @@ struct TopicState {
   TopicHeader* header = nullptr;
   ConsumerEntry* consumers = nullptr;
   std::byte* slots = nullptr;
-  // The stored binary schema, located by the checked copy of the descriptor
-  // taken at open (never by re-reading the descriptor).
+  // The topic's binary schema, fixed at open: this process's registry's
+  // bytes when it knows the type with the topic's hash, else a copy of the
+  // stored bytes whose structural hash was checked against the descriptor's
+  // (a later write to the segment changes nothing here).
+  std::shared_ptr<const std::vector<std::uint8_t>> schema_copy;
   std::span<const std::uint8_t> schema_bytes;
   // What the ring algorithm works on (detail/ring.hpp).
   RingBlock ring;
