@@ -183,7 +183,7 @@ Directory open_directory(const std::string& segment) {
       dir.seg = Segment::open(segment, Access::ReadWrite);
       dir.writable = true;
     } catch (const Error& e) {
-      if (e.code() != Errc::SystemError) throw;
+      if (e.code() != Errc::SystemError && e.code() != Errc::PermissionDenied) throw;
       // Someone else's bus: look, but we will not be able to change it.
       dir.seg = Segment::open(segment, Access::ReadOnly);
     }

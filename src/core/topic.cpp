@@ -2,6 +2,7 @@
 #include "shmbus/core/topic.hpp"
 
 #include <sched.h>
+#include <unistd.h>
 
 #include <bit>
 #include <chrono>
@@ -109,6 +110,17 @@ std::shared_ptr<TopicState> make_state(Segment seg, const std::shared_ptr<Direct
     else
       what += "; once no process uses it, remove it: rm " + file;
     throw Error(d.code, what);
+  }
+  // A topic segment of a bus is created by the bus's user (or, on a
+  // group-shared bus, by a member): one owned by anyone else was planted.
+  const auto me = static_cast<std::uint32_t>(::geteuid());
+  if (seg.writable() && seg.owner_uid() != me && seg.owner_uid() != dir->segment.owner_uid() &&
+      !dir->allow_other_owner) {
+    throw Error(Errc::PermissionDenied,
+                where(dir->bus, topic) + ": segment " + shm_path(seg.name()) + " is owned by uid " +
+                    std::to_string(seg.owner_uid()) + ", neither this process's user (uid " + std::to_string(me) +
+                    ") nor the bus's (uid " + std::to_string(dir->segment.owner_uid()) +
+                    "): refusing to use it; remove it, or set BusOptions::allow_other_owner for a shared bus");
   }
   const TopicFacts& f = *checked.facts;
   auto st = std::make_shared<TopicState>();
@@ -270,7 +282,7 @@ Topic Bus::topic(std::string_view name, const TopicConfig& config, Match match) 
     const std::uint32_t schema_bytes = static_cast<std::uint32_t>(config.type.bfbs.size());
     const TopicGeometry g = topic_geometry(config.max_consumers, schema_bytes, config.slot_size, config.slot_count);
     auto seg = Segment::create(topic_segment_name(d_->bus, name), g.segment_bytes,
-                               [&](void* p) { initialise(p, config, g, d_->bus, name); });
+                               [&](void* p) { initialise(p, config, g, d_->bus, name); }, d_->perms);
     if (seg) {
       auto st = make_state(std::move(*seg), d_, name);
       ensure_registered(*st);
