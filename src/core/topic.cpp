@@ -285,7 +285,14 @@ Topic Bus::topic(std::string_view name, const TopicConfig& config, Match match) 
                                [&](void* p) { initialise(p, config, g, d_->bus, name); }, d_->perms);
     if (seg) {
       auto st = make_state(std::move(*seg), d_, name);
-      ensure_registered(*st);
+      try {
+        ensure_registered(*st);
+      } catch (const Error& e) {
+        // We created it and the directory cannot list it: nobody can find
+        // it, so it must not stay behind (2,000 refusals left 976 orphans).
+        if (e.code() == Errc::DirectoryFull) (void)Segment::remove(topic_segment_name(d_->bus, name));
+        throw;
+      }
       return Topic(std::move(st));
     }
   }

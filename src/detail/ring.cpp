@@ -74,16 +74,32 @@ void RingWriter::wake() noexcept {
   // fetch_add before FUTEX_WAKE: a sleeper that read the old value before
   // sleeping returns from FUTEX_WAIT at once (EAGAIN) if it had not slept yet.
   wait_->futex.fetch_add(1, std::memory_order_release);
-  int woken = futex_wake_all(wait_->futex);
-  if (block_.doorbell != nullptr) {
-    block_.doorbell->futex.fetch_add(1, std::memory_order_release);
-    woken += futex_wake_all(block_.doorbell->futex);
+  if (block_.doorbell != nullptr) block_.doorbell->futex.fetch_add(1, std::memory_order_release);
+  std::int64_t now = 0;
+  if (idle_run_ >= kRateLimitAfterIdleWakes) {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+    if (now - last_wake_ns_ < kIdleWakePeriodNs) {
+      // Nobody took the last ones. Still count towards the audit, so a
+      // count left raised by a dead sleeper is repaired as soon as before.
+      if (++idle_wakes_ >= kAuditAfterIdleWakes) {
+        idle_wakes_ = 0;
+        audit_sleepers();
+      }
+      return;
+    }
   }
+  last_wake_ns_ = now;
+  ++wakes_;
+  int woken = futex_wake_all(wait_->futex);
+  if (block_.doorbell != nullptr) woken += futex_wake_all(block_.doorbell->futex);
   // Nobody woken is normal for a moment (a sleeper between counting in and
   // FUTEX_WAIT); for hundreds of commits in a row it means a dead sleeper.
   if (woken > 0) {
     idle_wakes_ = 0;
-  } else if (++idle_wakes_ >= kAuditAfterIdleWakes) {
+    idle_run_ = 0;
+  } else if (++idle_run_ != 0 && ++idle_wakes_ >= kAuditAfterIdleWakes) {
     idle_wakes_ = 0;
     audit_sleepers();
   }
