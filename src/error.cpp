@@ -25,6 +25,8 @@ std::string_view to_string(Errc code) noexcept {
     case Errc::InvalidArgument: return "invalid_argument";
     case Errc::Timeout: return "timeout";
     case Errc::SystemError: return "system_error";
+    case Errc::PermissionDenied: return "permission_denied";
+    case Errc::NoSpace: return "no_space";
   }
   return "unknown_error";
 }

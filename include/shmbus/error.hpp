@@ -41,6 +41,8 @@ enum class Errc : std::uint8_t {
   InvalidArgument,      // a configuration value out of range
   Timeout,              // a blocking setup step (or RPC call) ran out of time
   SystemError,          // an OS call failed (errno in the message)
+  PermissionDenied,     // a segment this user may not open, or a bus owned by another user
+  NoSpace,              // /dev/shm is full: the segment could not be reserved
 };
 
 // Stable lower-case name of a code ("producer_exists").

@@ -23,6 +23,7 @@
 //
 // Writes to shared memory: only the directory entries' state words, by CAS
 // from the exact value judged dead, so a concurrent registrant wins.
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -84,7 +85,7 @@ std::string_view field(const char (&chars)[N]) {
 
 // "" if the identity's process runs, else nothing; otherwise who it is.
 std::string live_owner(std::uint64_t claim_word, std::string_view role, const std::string& name) {
-  if (claim_word == 0 || !is_alive(claim_owner(claim_word))) return {};
+  if (claim_word == 0 || is_dead(claim_owner(claim_word))) return {};
   std::string who = std::string(role);
   if (!name.empty()) who += " " + name;
   return who + " (" + pid_text(identity_pid(claim_owner(claim_word))) + ") is running";
@@ -140,11 +141,11 @@ TopicVerdict judge_topic(const std::string& segment, std::string_view bus, std::
     if (w != 0) gone_consumers.push_back(exited(w, consumers[i].name.load()));
   }
   const std::uint64_t reg = h->registry.directory_claim.load(std::memory_order_acquire);
-  if (claim_state(reg) == ClaimState::Claiming && is_alive(claim_owner(reg))) {
+  if (claim_state(reg) == ClaimState::Claiming && !is_dead(claim_owner(reg))) {
     v.live = pid_text(identity_pid(claim_owner(reg))) + " is registering it in the bus directory";
     return v;
   }
-  if (is_alive(d.creator)) {
+  if (!is_dead(d.creator)) {
     v.live = "its creator (" + pid_text(identity_pid(d.creator)) + ") is still running";
     return v;
   }
@@ -182,7 +183,7 @@ Directory open_directory(const std::string& segment) {
       dir.seg = Segment::open(segment, Access::ReadWrite);
       dir.writable = true;
     } catch (const Error& e) {
-      if (e.code() != Errc::SystemError) throw;
+      if (e.code() != Errc::SystemError && e.code() != Errc::PermissionDenied) throw;
       // Someone else's bus: look, but we will not be able to change it.
       dir.seg = Segment::open(segment, Access::ReadOnly);
     }
@@ -207,17 +208,17 @@ Directory open_directory(const std::string& segment) {
 
 // Why the directory itself is in use, or "".
 std::string directory_in_use(const Directory& dir) {
-  if (is_alive(dir.creator))
+  if (!is_dead(dir.creator))
     return "its creator (" + pid_text(identity_pid(dir.creator)) + ") is still running";
   // The doorbell's sleeper count is no sign of life: a dispatcher killed in
   // its sleep never takes its count back. One that still sleeps there
   // subscribes to topics of this bus, whose segments would still be here.
   const std::uint64_t upd = dir.header->clock.updater.load(std::memory_order_acquire);
-  if (upd != 0 && is_alive(claim_owner(upd)))
+  if (upd != 0 && !is_dead(claim_owner(upd)))
     return pid_text(identity_pid(claim_owner(upd))) + " is recalibrating its clock";
   for (std::uint32_t i = 0; i < dir.capacity; ++i) {
     const std::uint64_t w = dir.entries[i].state.load(std::memory_order_acquire);
-    if (claim_state(w) == ClaimState::Claiming && is_alive(claim_owner(w)))
+    if (claim_state(w) == ClaimState::Claiming && !is_dead(claim_owner(w)))
       return pid_text(identity_pid(claim_owner(w))) + " is registering a topic in it";
   }
   return {};
@@ -349,7 +350,7 @@ class Collector {
     }
     // Without the creator's start time a reused pid looks alive: that only
     // keeps a temporary longer, never removes one in use.
-    if (identity_of(pid) != 0) {
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) {  // alive, or not provably dead
       item.reason = "its creator (" + pid_text(pid) + ") is running and may still be building it";
       report_.kept.push_back(std::move(item));
       return;
@@ -447,7 +448,7 @@ class Collector {
       const std::string topic = e.name.load();
       std::string why;
       if (claim_state(w) == ClaimState::Claiming) {
-        if (is_alive(claim_owner(w))) continue;
+        if (!is_dead(claim_owner(w))) continue;
         why = "half-registered by " + pid_text(identity_pid(claim_owner(w))) + ", which died";
       } else if (claim_state(w) == ClaimState::Active) {
         if (already_reported(bus, topic)) continue;

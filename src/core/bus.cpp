@@ -1,6 +1,11 @@
 #include "shmbus/core/bus.hpp"
 
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <charconv>
 #include <new>
 #include <set>
 
@@ -17,9 +22,31 @@ using namespace detail;
 
 namespace {
 
+// "uid 1000 (alice)".
+std::string user_text(std::uint32_t uid) {
+  passwd pw{};
+  passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  std::string out = "uid " + std::to_string(uid);
+  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr)
+    out += std::string(" (") + found->pw_name + ")";
+  return out;
+}
+
 // Checks a mapped directory segment before anything in it is trusted, and
 // keeps the checked copy of its descriptor (detail/segments.hpp).
-std::shared_ptr<DirectoryState> make_state(Segment seg, std::string_view bus) {
+std::shared_ptr<DirectoryState> make_state(Segment seg, std::string_view bus, const BusOptions& options) {
+  // No squatting: a bus another user created is not ours to publish into
+  // unless the caller expects a shared bus. (Read-only looks are harmless.)
+  const auto me = static_cast<std::uint32_t>(::geteuid());
+  if (seg.writable() && seg.owner_uid() != me && !options.allow_other_owner) {
+    throw Error(Errc::PermissionDenied,
+                "bus '" + std::string(bus) + "' (" + shm_path(seg.name()) + ") is owned by " +
+                    user_text(seg.owner_uid()) + ", not by this process's user " + user_text(me) +
+                    ": refusing to use another user's bus (it may have been created to intercept your "
+                    "messages); remove it if it is stale, pick another bus name, or set "
+                    "BusOptions::allow_other_owner for a bus shared on purpose");
+  }
   Checked<DirectoryFacts> checked = check_directory_segment(seg.data(), seg.size(), bus);
   if (!checked) {
     const std::string file = shm_path(seg.name());
@@ -44,15 +71,39 @@ std::shared_ptr<DirectoryState> make_state(Segment seg, std::string_view bus) {
   st->capacity = checked.facts->capacity;
   st->created_ns = checked.facts->created_ns;
   st->bus = std::string(bus);
+  st->perms = seg.permissions();
+  st->perms.mode &= 0660;  // never more than user and group read-write
+  st->allow_other_owner = options.allow_other_owner;
   st->clock = std::make_unique<Clock>(&st->header->clock);
   st->segment = std::move(seg);
   return st;
 }
 
-std::shared_ptr<DirectoryState> open_directory(std::string_view bus, Access access) {
+std::shared_ptr<DirectoryState> open_directory(std::string_view bus, Access access, const BusOptions& options) {
   auto seg = Segment::open(directory_segment_name(bus), access);
   if (!seg) return nullptr;
-  return make_state(std::move(*seg), bus);
+  return make_state(std::move(*seg), bus, options);
+}
+
+// BusOptions::group as a gid: a group name or a number.
+Permissions bus_permissions(const BusOptions& o) {
+  Permissions p;
+  if (o.group.empty()) return p;
+  p.mode = 0660;
+  std::int64_t gid = -1;
+  const auto r = std::from_chars(o.group.data(), o.group.data() + o.group.size(), gid);
+  if (r.ec == std::errc{} && r.ptr == o.group.data() + o.group.size() && gid >= 0) {
+    p.gid = gid;
+    return p;
+  }
+  group g{};
+  group* found = nullptr;
+  std::vector<char> buf(16384);
+  if (::getgrnam_r(o.group.c_str(), &g, buf.data(), buf.size(), &found) != 0 || found == nullptr)
+    throw Error(Errc::InvalidArgument, "BusOptions::group '" + o.group +
+                                           "' is not a group on this host (getent group " + o.group + ")");
+  p.gid = found->gr_gid;
+  return p;
 }
 
 }  // namespace
@@ -63,9 +114,10 @@ Bus Bus::open_or_create(std::string_view name, const BusOptions& options) {
     throw Error(Errc::InvalidArgument, "bus capacity " + std::to_string(options.capacity) +
                                            " is out of range; use 1.." + std::to_string(kMaxDirectoryCapacity));
   }
+  const Permissions perms = bus_permissions(options);
   // open, else create; a lost creation race means someone else created it: open again.
   for (int attempt = 0; attempt < 8; ++attempt) {
-    if (auto st = open_directory(name, Access::ReadWrite)) return Bus(std::move(st));
+    if (auto st = open_directory(name, Access::ReadWrite, options)) return Bus(std::move(st));
     const std::uint64_t bytes = directory_bytes(options.capacity);
     auto seg = Segment::create(directory_segment_name(name), bytes, [&](void* p) {
       auto* h = new (p) DirectoryHeader();
@@ -81,16 +133,18 @@ Bus Bus::open_or_create(std::string_view name, const BusOptions& options) {
       Clock::initialise(h->clock);
       // release: everything above happens-before an opener's acquire of the version.
       h->desc.layout_version.store(kLayoutVersion, std::memory_order_release);
-    });
-    if (seg) return Bus(make_state(std::move(*seg), name));
+    }, perms);
+    if (seg) return Bus(make_state(std::move(*seg), name, options));
   }
   throw Error(Errc::SystemError, "bus '" + std::string(name) + "' keeps appearing and disappearing while it is "
                                      "opened; is something removing " + shm_path(directory_segment_name(name)) + "?");
 }
 
-Bus Bus::open(std::string_view name, Access access) {
+Bus Bus::open(std::string_view name, Access access) { return open(name, access, BusOptions{}); }
+
+Bus Bus::open(std::string_view name, Access access, const BusOptions& options) {
   validate_bus_name(name);
-  auto st = open_directory(name, access);
+  auto st = open_directory(name, access, options);
   if (!st) {
     throw Error(Errc::NoSuchBus, "no bus named '" + std::string(name) + "' on this host (no " +
                                      shm_path(directory_segment_name(name)) + "); start its producer first, or see "

@@ -24,7 +24,7 @@ Publisher::Publisher(Topic topic, const PublisherOptions& options) : topic_(std:
                                            "': it was opened read-only; open the bus with Access::ReadWrite");
   }
   const std::string name = participant_name(options.name);
-  const Identity self = self_identity();
+  const Identity self = require_self_identity();
   const std::uint64_t mine = make_claim(ClaimState::Active, self);
   ProducerControl& pc = t.header->producer;
   std::uint64_t seen = 0;

@@ -35,7 +35,7 @@ void reap_dead_entries(TopicState& t) {
   for (std::uint32_t i = 0; i < t.max_consumers; ++i) {
     ConsumerEntry& e = t.consumers[i];
     std::uint64_t w = e.state.load(std::memory_order_acquire);
-    if (w != 0 && !is_alive(claim_owner(w)) && e.state.compare_exchange_strong(w, 0, std::memory_order_acq_rel)) {
+    if (w != 0 && is_dead(claim_owner(w)) && e.state.compare_exchange_strong(w, 0, std::memory_order_acq_rel)) {
       t.header->registry.leaves.fetch_add(1, std::memory_order_relaxed);
     }
   }
@@ -90,7 +90,7 @@ Subscriber::Subscriber(Topic topic, const SubscriberOptions& options)
                                            "(register_consumer = false)");
   }
   const std::string name = participant_name(options.name);
-  const Identity self = self_identity();
+  const Identity self = require_self_identity();
   std::uint32_t index = 0;
   ConsumerEntry* e = claim_entry(t, make_claim(ClaimState::Claiming, self), index);
   e->pid.store(static_cast<std::uint32_t>(::getpid()), std::memory_order_relaxed);

@@ -2,6 +2,7 @@
 #include "shmbus/core/topic.hpp"
 
 #include <sched.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
@@ -61,6 +62,35 @@ std::string describe(Policy p, std::uint32_t slot_size, std::uint32_t slot_count
 
 std::string type_label(std::string_view name) { return name.empty() ? "raw bytes" : std::string(name); }
 
+// The topic's schema, fixed at open (TopicState::schema_copy). The stored
+// bytes are a value from shared memory like any other: a flipped bit must
+// never reach the FlatBuffers parser, so they are used only if their
+// structural hash is the descriptor's, and the process's own registry
+// bytes are preferred when it knows the type with that hash.
+std::shared_ptr<const std::vector<std::uint8_t>> fixed_schema(const TopicFacts& f, const std::byte* base,
+                                                              std::string_view bus, std::string_view topic) {
+  if (f.type_name.empty()) return std::make_shared<const std::vector<std::uint8_t>>();
+  SchemaRegistry& reg = SchemaRegistry::instance();
+  if (reg.contains(f.type_name)) {
+    const TypeInfo& known = reg.find(f.type_name);
+    if (known.hash == f.schema_hash) return std::make_shared<const std::vector<std::uint8_t>>(known.bfbs);
+  }
+  const auto* p = reinterpret_cast<const std::uint8_t*>(base + f.schema_offset);
+  auto copy = std::make_shared<std::vector<std::uint8_t>>(p, p + f.schema_bytes);
+  std::string why;
+  try {
+    const std::uint64_t h = schema_hash(*copy, f.type_name);
+    if (h == f.schema_hash) return copy;
+    why = "its structural hash is " + hex64(h) + ", the topic says " + hex64(f.schema_hash);
+  } catch (const Error& e) {
+    why = e.what();
+  }
+  throw Error(Errc::ForeignSegment,
+              where(bus, topic) + ": the binary schema stored in its segment is damaged (" + why +
+                  "); register the type's schema in this process (SchemaRegistry::add) to use it, "
+                  "or recreate the topic");
+}
+
 // Checks a mapped topic segment before anything in it is trusted, and keeps
 // the checked copy of its descriptor (detail/segments.hpp).
 std::shared_ptr<TopicState> make_state(Segment seg, const std::shared_ptr<DirectoryState>& dir,
@@ -84,6 +114,17 @@ std::shared_ptr<TopicState> make_state(Segment seg, const std::shared_ptr<Direct
       what += "; once no process uses it, remove it: rm " + file;
     throw Error(d.code, what);
   }
+  // A topic segment of a bus is created by the bus's user (or, on a
+  // group-shared bus, by a member): one owned by anyone else was planted.
+  const auto me = static_cast<std::uint32_t>(::geteuid());
+  if (seg.writable() && seg.owner_uid() != me && seg.owner_uid() != dir->segment.owner_uid() &&
+      !dir->allow_other_owner) {
+    throw Error(Errc::PermissionDenied,
+                where(dir->bus, topic) + ": segment " + shm_path(seg.name()) + " is owned by uid " +
+                    std::to_string(seg.owner_uid()) + ", neither this process's user (uid " + std::to_string(me) +
+                    ") nor the bus's (uid " + std::to_string(dir->segment.owner_uid()) +
+                    "): refusing to use it; remove it, or set BusOptions::allow_other_owner for a shared bus");
+  }
   const TopicFacts& f = *checked.facts;
   auto st = std::make_shared<TopicState>();
   auto* base = static_cast<std::byte*>(seg.data());
@@ -91,7 +132,8 @@ std::shared_ptr<TopicState> make_state(Segment seg, const std::shared_ptr<Direct
   st->header = std::launder(reinterpret_cast<TopicHeader*>(base));
   st->consumers = std::launder(reinterpret_cast<ConsumerEntry*>(base + f.consumers_offset));
   st->slots = base + f.slots_offset;
-  st->schema_bytes = {reinterpret_cast<const std::uint8_t*>(base + f.schema_offset), f.schema_bytes};
+  st->schema_copy = fixed_schema(f, base, dir->bus, topic);
+  st->schema_bytes = {st->schema_copy->data(), st->schema_copy->size()};
   st->bus = dir->bus;
   st->name = std::string(topic);
   st->type_name = f.type_name;
@@ -187,7 +229,7 @@ void ensure_registered(TopicState& t) {
   auto& word = t.header->registry.directory_claim;
   // acquire: pairs with the registrant's release of Active.
   if (claim_state(word.load(std::memory_order_acquire)) == ClaimState::Active) return;
-  const Identity self = self_identity();
+  const Identity self = require_self_identity();
   std::uint64_t seen = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   while (!take_claim(word, make_claim(ClaimState::Claiming, self), seen)) {
@@ -207,7 +249,7 @@ void ensure_registered(TopicState& t) {
     std::uint64_t prev = 0;
     std::uint64_t w = e.state.load(std::memory_order_acquire);
     // Free entries, and entries a dead registrant left half-claimed.
-    const bool usable = w == 0 || (claim_state(w) == ClaimState::Claiming && !is_alive(claim_owner(w)));
+    const bool usable = w == 0 || (claim_state(w) == ClaimState::Claiming && is_dead(claim_owner(w)));
     if (!usable) continue;
     if (!take_claim(e.state, make_claim(ClaimState::Claiming, self), prev)) continue;
     e.name.store(t.name);
@@ -298,7 +340,7 @@ std::shared_ptr<TopicState> define(const std::shared_ptr<DirectoryState>& dir, T
           for (std::uint32_t i = 0; i < old.max_consumers; ++i) {
             const ConsumerEntry& from = old.consumers[i];
             const std::uint64_t w = from.state.load(std::memory_order_seq_cst);
-            if (claim_state(w) != ClaimState::Active || !is_alive(claim_owner(w))) continue;
+            if (claim_state(w) != ClaimState::Active || is_dead(claim_owner(w))) continue;
             if (i >= config.max_consumers) {
               throw Error(Errc::ConsumerTableFull,
                           where(dir->bus, name) + " has a waiting subscriber in consumer entry " + std::to_string(i) +
@@ -319,7 +361,7 @@ std::shared_ptr<TopicState> define(const std::shared_ptr<DirectoryState>& dir, T
           // entries above happen-before any opener's acquire of it.
           h->desc.layout_version.store(kLayoutVersion, std::memory_order_release);
         },
-        Segment::Publish::Replace);
+        dir->perms, Segment::Publish::Replace);
     auto st = make_state(std::move(*seg), dir, name);
     // release: the replacement is under the name before anyone acts on Active.
     claim.store(make_claim(ClaimState::Active, self), std::memory_order_release);
@@ -365,10 +407,18 @@ Topic Bus::topic(std::string_view name, const TopicConfig& config, Match match) 
     const std::uint32_t schema_bytes = static_cast<std::uint32_t>(config.type.bfbs.size());
     const TopicGeometry g = topic_geometry(config.max_consumers, schema_bytes, config.slot_size, config.slot_count);
     auto seg = Segment::create(topic_segment_name(d_->bus, name), g.segment_bytes,
-                               [&](void* p) { initialise(p, config, g, d_->bus, name, provisional); });
+                               [&](void* p) { initialise(p, config, g, d_->bus, name, provisional); },
+                               d_->perms);
     if (seg) {
       auto st = make_state(std::move(*seg), d_, name);
-      ensure_registered(*st);
+      try {
+        ensure_registered(*st);
+      } catch (const Error& e) {
+        // We created it and the directory cannot list it: nobody can find
+        // it, so it must not stay behind (2,000 refusals left 976 orphans).
+        if (e.code() == Errc::DirectoryFull) (void)Segment::remove(topic_segment_name(d_->bus, name));
+        throw;
+      }
       return Topic(std::move(st));
     }
   }
@@ -382,14 +432,14 @@ std::uint32_t Topic::live_consumers_hint() const {
       std::min(s_->header->registry.consumer_hwm.load(std::memory_order_acquire), s_->max_consumers);
   for (std::uint32_t i = 0; i < hwm; ++i) {
     const std::uint64_t w = s_->consumers[i].state.load(std::memory_order_acquire);
-    if (claim_state(w) == ClaimState::Active && is_alive(claim_owner(w))) ++n;
+    if (claim_state(w) == ClaimState::Active && !is_dead(claim_owner(w))) ++n;
   }
   return n;
 }
 
 bool Topic::producer_gone_hint() const {
   const std::uint64_t w = s_->header->producer.owner.load(std::memory_order_acquire);
-  return w == 0 || !is_alive(claim_owner(w));
+  return w == 0 || is_dead(claim_owner(w));
 }
 
 bool Bus::remove_topic(std::string_view name) {

@@ -18,7 +18,7 @@ bool take_claim(std::atomic<std::uint64_t>& word, std::uint64_t mine, std::uint6
       if (word.compare_exchange_weak(seen, mine, std::memory_order_acq_rel, std::memory_order_acquire)) return true;
       continue;
     }
-    if (claim_owner(seen) == claim_owner(mine) || is_alive(claim_owner(seen))) return false;
+    if (claim_owner(seen) == claim_owner(mine) || !is_dead(claim_owner(seen))) return false;
     // The owner died: take the word over from exactly that dead owner. If
     // someone else got there first, the CAS fails and we look again.
     if (word.compare_exchange_strong(seen, mine, std::memory_order_acq_rel, std::memory_order_acquire)) return true;

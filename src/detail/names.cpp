@@ -46,7 +46,7 @@ bool is_word_char(char c) {
 }  // namespace
 
 void validate_bus_name(std::string_view name) {
-  constexpr std::string_view rule = "1-32 characters from [A-Za-z0-9_-]";
+  constexpr std::string_view rule = "1-32 characters from [A-Za-z0-9_-], not starting with '-'";
   if (name.empty()) invalid("bus", name, "it is empty", rule);
   if (name.size() > kMaxBusName)
     invalid("bus", name, "it is " + std::to_string(name.size()) + " characters long", rule);
@@ -54,11 +54,13 @@ void validate_bus_name(std::string_view name) {
     if (!is_word_char(name[i]))
       invalid("bus", name, describe_char(name[i]) + " at position " + std::to_string(i) + " is not allowed", rule);
   }
+  // "--help", "-rf": a name that a command line would take for an option.
+  if (name.front() == '-') invalid("bus", name, "it starts with '-' (it would read as a command-line option)", rule);
 }
 
 void validate_topic_name(std::string_view name) {
   constexpr std::string_view rule =
-      "1-64 characters from [A-Za-z0-9_.-], with '.' only between words (\"md.quotes.AAPL\")";
+      "1-64 characters from [A-Za-z0-9_.-], not starting with '-', with '.' only between words (\"md.quotes.AAPL\")";
   if (name.empty()) invalid("topic", name, "it is empty", rule);
   if (name.size() > kMaxTopicName)
     invalid("topic", name, "it is " + std::to_string(name.size()) + " characters long", rule);
@@ -68,6 +70,7 @@ void validate_topic_name(std::string_view name) {
   }
   if (name.front() == '.' || name.back() == '.')
     invalid("topic", name, "it starts or ends with '.'", rule);
+  if (name.front() == '-') invalid("topic", name, "it starts with '-' (it would read as a command-line option)", rule);
   if (name.find("..") != std::string_view::npos) invalid("topic", name, "it contains \"..\"", rule);
 }
 

@@ -2,6 +2,8 @@
 // wake-ups, sleeper audits, producer recovery.
 #include "shmbus/detail/ring.hpp"
 
+#include <time.h>
+
 #include <algorithm>
 
 #include "shmbus/detail/process.hpp"
@@ -36,7 +38,7 @@ bool RingWriter::refresh_limit(bool check_liveness) noexcept {
     // acquire: pairs with the consumer's release of its cursor; its reads of
     // the slots up to the cursor happen before we overwrite them.
     const std::uint64_t c = e.cursor.load(std::memory_order_acquire);
-    if (c < need && check_liveness && !is_alive(claim_owner(w))) {
+    if (c < need && check_liveness && is_dead(claim_owner(w))) {
       // A dead consumer holds us up: reap it. CAS from exactly the dead
       // owner's word, so a consumer that just re-used the entry is untouched.
       if (e.state.compare_exchange_strong(w, 0, std::memory_order_acq_rel)) {
@@ -51,20 +53,53 @@ bool RingWriter::refresh_limit(bool check_liveness) noexcept {
   return next_ <= limit_;
 }
 
+namespace {
+std::int64_t coarse_now_ns() noexcept {
+  timespec ts{};
+  // COARSE: a vDSO read of the tick-time clock (~5 ns); a 5 ms period needs no better.
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+}  // namespace
+
+bool RingWriter::unblock() noexcept {
+  if (refresh_limit(false)) return true;
+  const std::int64_t now = coarse_now_ns();
+  if (now < next_liveness_ns_) return false;
+  next_liveness_ns_ = now + kLivenessPeriodNs;
+  return refresh_limit(true);
+}
+
 void RingWriter::wake() noexcept {
   // fetch_add before FUTEX_WAKE: a sleeper that read the old value before
   // sleeping returns from FUTEX_WAIT at once (EAGAIN) if it had not slept yet.
   wait_->futex.fetch_add(1, std::memory_order_release);
-  int woken = futex_wake_all(wait_->futex);
-  if (block_.doorbell != nullptr) {
-    block_.doorbell->futex.fetch_add(1, std::memory_order_release);
-    woken += futex_wake_all(block_.doorbell->futex);
+  if (block_.doorbell != nullptr) block_.doorbell->futex.fetch_add(1, std::memory_order_release);
+  std::int64_t now = 0;
+  if (idle_run_ >= kRateLimitAfterIdleWakes) {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+    if (now - last_wake_ns_ < kIdleWakePeriodNs) {
+      // Nobody took the last ones. Still count towards the audit, so a
+      // count left raised by a dead sleeper is repaired as soon as before.
+      if (++idle_wakes_ >= kAuditAfterIdleWakes) {
+        idle_wakes_ = 0;
+        audit_sleepers();
+      }
+      return;
+    }
   }
+  last_wake_ns_ = now;
+  ++wakes_;
+  int woken = futex_wake_all(wait_->futex);
+  if (block_.doorbell != nullptr) woken += futex_wake_all(block_.doorbell->futex);
   // Nobody woken is normal for a moment (a sleeper between counting in and
   // FUTEX_WAIT); for hundreds of commits in a row it means a dead sleeper.
   if (woken > 0) {
     idle_wakes_ = 0;
-  } else if (++idle_wakes_ >= kAuditAfterIdleWakes) {
+    idle_run_ = 0;
+  } else if (++idle_run_ != 0 && ++idle_wakes_ >= kAuditAfterIdleWakes) {
     idle_wakes_ = 0;
     audit_sleepers();
   }
@@ -79,7 +114,7 @@ void RingWriter::audit_sleepers() noexcept {
     const ConsumerEntry& e = block_.consumers[i];
     const std::uint64_t w = e.state.load(std::memory_order_acquire);
     if (claim_state(w) != ClaimState::Active) continue;
-    if ((e.flags.load(std::memory_order_acquire) & kConsumerSleeping) != 0 && is_alive(claim_owner(w))) ++live;
+    if ((e.flags.load(std::memory_order_acquire) & kConsumerSleeping) != 0 && !is_dead(claim_owner(w))) ++live;
   }
   // Only ever lowered, and only from the value read before the scan: see
   // detail/wait.hpp for why this cannot drop a live sleeper.

@@ -6,7 +6,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <atomic>
+#include <cstdio>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -51,6 +54,12 @@ void prefault(void* addr, std::uint64_t bytes, bool writable) noexcept {
   asm volatile("" : : "r"(sink));
 }
 
+std::string mode_text(std::uint32_t mode) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", mode & 07777u);
+  return buf;
+}
+
 std::string temp_name() {
   static std::atomic<unsigned> counter{0};
   return temporary_segment_name(static_cast<std::uint32_t>(::getpid()),
@@ -65,13 +74,38 @@ Segment& Segment::operator=(Segment&&) noexcept = default;
 Segment::~Segment() = default;
 
 std::optional<Segment> Segment::create(const std::string& name, std::uint64_t bytes,
-                                       const std::function<void(void*)>& init, Publish publish) {
+                                       const std::function<void(void*)>& init,
+                                       const Permissions& perms, Publish publish) {
   const std::string tmp = temp_name();
   Segment seg;
   seg.impl_ = std::make_unique<Impl>();
   try {
     seg.impl_->shm = bip::shared_memory_object(bip::create_only, tmp.c_str(), bip::read_write);
+    const int fd = seg.impl_->shm.get_mapping_handle().handle;
+    // The mode first, whatever the umask: nobody else may open the
+    // temporary (or, once linked, the segment) unless asked for.
+    if ((perms.gid >= 0 && ::fchown(fd, static_cast<uid_t>(-1), static_cast<gid_t>(perms.gid)) != 0) ||
+        ::fchmod(fd, static_cast<mode_t>(perms.mode)) != 0) {
+      const int err = errno;
+      bip::shared_memory_object::remove(tmp.c_str());
+      throw Error(err == EPERM ? Errc::PermissionDenied : Errc::SystemError,
+                  "cannot set the permissions of shared memory for '" + name + "' (mode " +
+                      mode_text(perms.mode) + (perms.gid >= 0 ? ", group " + std::to_string(perms.gid) : "") +
+                      "): " + std::strerror(err) + " — a group must be one this user belongs to");
+    }
     seg.impl_->shm.truncate(static_cast<bip::offset_t>(bytes));
+    // Reserve every page now: a tmpfs file is sparse, and touching a page
+    // that /dev/shm has no room for is SIGBUS, not an error.
+    if (const int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(bytes)); rc != 0) {
+      bip::shared_memory_object::remove(tmp.c_str());
+      if (rc == ENOSPC)
+        throw Error(Errc::NoSpace, std::string(kShmDir) + " is full: cannot reserve " + std::to_string(bytes) +
+                                       " bytes for shared-memory segment '" + name +
+                                       "' — free space there (df -h " + std::string(kShmDir) +
+                                       "; `bus-inspect gc` removes dead segments), or make the topic smaller "
+                                       "(slot_count x slot_size)");
+      throw_system("cannot reserve " + std::to_string(bytes) + " bytes of shared memory for '" + name + "'", rc);
+    }
     seg.impl_->region = bip::mapped_region(seg.impl_->shm, bip::read_write);
   } catch (const bip::interprocess_exception& e) {
     bip::shared_memory_object::remove(tmp.c_str());
@@ -83,6 +117,8 @@ std::optional<Segment> Segment::create(const std::string& name, std::uint64_t by
   seg.size_ = bytes;
   seg.name_ = name;
   seg.access_ = Access::ReadWrite;
+  seg.uid_ = static_cast<std::uint32_t>(::geteuid());
+  seg.perms_ = perms;
   prefault(seg.data_, bytes, true);
   try {
     init(seg.data_);
@@ -120,7 +156,28 @@ std::optional<Segment> Segment::open(const std::string& name, Access access) {
     seg.impl_->shm = bip::shared_memory_object(bip::open_only, name.c_str(), mode);
   } catch (const bip::interprocess_exception& e) {
     if (e.get_error_code() == bip::not_found_error) return std::nullopt;
+    const int err = static_cast<int>(e.get_native_error());
+    if (err == EACCES || err == EPERM) {
+      struct stat st{};
+      const bool known = ::stat(shm_path(name).c_str(), &st) == 0;
+      throw Error(Errc::PermissionDenied,
+                  "permission denied opening shared-memory segment " + shm_path(name) +
+                      (access == Access::ReadWrite ? " for writing" : " for reading") +
+                      (known ? " (owner uid " + std::to_string(st.st_uid) + ", group " + std::to_string(st.st_gid) +
+                                   ", mode " + mode_text(st.st_mode & 07777) + ")"
+                             : std::string()) +
+                      ": segments are private to their creating user unless the bus was created with "
+                      "BusOptions::group; run as that user, or ask for the group to be set");
+    }
     throw Error(Errc::SystemError, "cannot open shared-memory segment '" + name + "': " + e.what());
+  }
+  {
+    struct stat st{};
+    if (::fstat(seg.impl_->shm.get_mapping_handle().handle, &st) == 0) {
+      seg.uid_ = st.st_uid;
+      seg.perms_.mode = st.st_mode & 07777;
+      seg.perms_.gid = st.st_gid;
+    }
   }
   bip::offset_t size = 0;
   if (!seg.impl_->shm.get_size(size) || size <= 0) {

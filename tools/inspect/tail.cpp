@@ -16,15 +16,19 @@
 // Waiting: an observer's wait() polls with short sleeps and writes nothing
 // to shared memory (core/subscriber.hpp), and so does its poll(), so the tail
 // runs on a read-only mapping and never disturbs the producer.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <memory>
+#include <optional>
 #include <thread>
 
 #include <shmbus/error.hpp>
 #include <shmbus/admin/envelope.hpp>
 #include <shmbus/core/subscriber.hpp>
+#include <shmbus/detail/segments.hpp>
 
 #include "cli.hpp"
 
@@ -52,6 +56,13 @@ class Printer {
 
 int run_tail(const TailOptions& o) {
   const shmbus::Bus bus = shmbus::Bus::open(o.bus, shmbus::Access::ReadOnly);
+  // The file we follow, taken before it is opened (see --follow below).
+  const std::string path = shmbus::detail::shm_path(shmbus::detail::topic_segment_name(o.bus, o.topic));
+  const auto inode_of = [&]() -> ino_t {
+    struct stat st{};
+    return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+  };
+  ino_t followed = inode_of();
   const shmbus::Topic topic = bus.open_topic(o.topic);
   Printer printer(topic, o.hex);
 
@@ -94,12 +105,55 @@ int run_tail(const TailOptions& o) {
   Printer::flush();
   if (!o.follow) return 0;
 
-  // New messages as they come.
+  // New messages as they come. While idle, check about once a second that
+  // the name still leads to the segment we follow: `bus-inspect gc` may
+  // have removed the topic and a producer re-created it, and following the
+  // old, unlinked ring would silently show nothing. Say so, and follow the
+  // new one from its oldest message.
+  std::optional<shmbus::Topic> cur_topic;
+  std::unique_ptr<Printer> cur_printer;
+  std::unique_ptr<shmbus::Subscriber> cur_sub;
+  shmbus::Subscriber* live = &sub;
+  bool said_gone = false;
+  auto next_check = std::chrono::steady_clock::now() + std::chrono::seconds(1);
   for (;;) {
-    if (!sub.wait(std::chrono::milliseconds(100))) continue;
+    if (!live->wait(std::chrono::milliseconds(100))) {
+      if (std::chrono::steady_clock::now() < next_check) continue;
+      next_check = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+      const ino_t now = inode_of();
+      if (now == followed) continue;
+      if (now == 0) {
+        if (!said_gone)
+          std::fprintf(stderr, "bus-inspect: topic '%s' was removed; waiting for it to be created again\n",
+                       o.topic.c_str());
+        said_gone = true;
+        continue;
+      }
+      try {
+        cur_topic.emplace(bus.open_topic(o.topic));
+      } catch (const shmbus::Error&) {
+        continue;  // half re-created: try again in a second
+      }
+      std::fprintf(stderr, "bus-inspect: topic '%s' was re-created; following the new one from its oldest message\n",
+                   o.topic.c_str());
+      said_gone = false;
+      followed = now;
+      cur_printer = std::make_unique<Printer>(*cur_topic, o.hex);
+      shmbus::SubscriberOptions again = so;
+      again.start = shmbus::Start::Oldest;
+      cur_sub = std::make_unique<shmbus::Subscriber>(*cur_topic, again);
+      Printer* pr = cur_printer.get();
+      cur_sub->on_gap([pr](const shmbus::Gap& g) { pr->gap(g); });
+      live = cur_sub.get();
+      continue;
+    }
     std::size_t n = 0;
-    while (sub.ready()) {
-      sub.poll(handler, 1);
+    while (live->ready()) {
+      if (cur_printer) {
+        live->poll([&](const shmbus::Message& m) { cur_printer->message(m); }, 1);
+      } else {
+        live->poll(handler, 1);
+      }
       if (++n % 256 == 0) Printer::flush();
     }
     Printer::flush();

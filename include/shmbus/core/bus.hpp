@@ -43,9 +43,22 @@ class Subscriber;
 
 using detail::Access;
 
+// Who may use a bus. Its segments are created mode 0600 (the creating user
+// only) whatever the umask; with `group` they are 0660 and owned by that
+// group, so its members can publish and subscribe. Topic segments take the
+// directory's mode and group, whoever creates them.
+//
+// Opening a bus read-write checks who owns it: a bus (or a topic of it)
+// owned by another user is refused with PermissionDenied, so nobody can
+// pre-create ("squat") a bus name that another user's programs then publish
+// into, unless `allow_other_owner` says the caller expects a shared bus.
 struct BusOptions {
   // Topics the directory can list, in [1, 65536].
   std::uint32_t capacity = 1024;
+  // A group name or numeric gid to share the bus with; "" (default): private.
+  std::string group;
+  // Accept a bus whose segments another user owns (a group-shared bus).
+  bool allow_other_owner = false;
 };
 
 // Throw Error(InvalidName), saying what is wrong and what is allowed (the
@@ -61,6 +74,8 @@ struct DirectoryState {
   DirectoryEntry* entries = nullptr;
   std::uint32_t capacity = 0;   // checked at open; the descriptor is never re-read
   std::int64_t created_ns = 0;
+  Permissions perms;            // topic segments are created with the directory's
+  bool allow_other_owner = false;
   std::string bus;
   std::unique_ptr<Clock> clock;
 };
@@ -72,7 +87,9 @@ class Bus {
   static Bus open_or_create(std::string_view name, const BusOptions& options = {});
   // Opens an existing bus; Error(NoSuchBus) if there is none.
   // Access::ReadOnly maps everything read-only (tools that only look).
+  // Read-write opens refuse a bus owned by another user (BusOptions).
   static Bus open(std::string_view name, Access access = Access::ReadWrite);
+  static Bus open(std::string_view name, Access access, const BusOptions& options);
   [[nodiscard]] static bool exists(std::string_view name);
   // Names of every bus on this host, sorted.
   [[nodiscard]] static std::vector<std::string> list();

@@ -19,6 +19,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <climits>
+#include <cstdint>
 #include <ctime>
 
 #if defined(__x86_64__)
@@ -45,8 +47,9 @@ class Clock {
     return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
   }
 
-  explicit Clock(detail::ClockBlock* block) noexcept
-      : block_(block), tsc_(block != nullptr && block->mode == static_cast<std::uint32_t>(detail::ClockMode::Tsc)) {}
+  // Copies, at open, what to_ns() falls back on: the bus's rate from a
+  // consistent anchor (or measured against the immutable base point).
+  explicit Clock(detail::ClockBlock* block) noexcept;
 
   // What a producer stamps into a slot: raw ticks or ns, per the bus's mode.
   // Unordered (plain RDTSC): on the publish path the stamp may be taken a few
@@ -58,10 +61,15 @@ class Clock {
     return static_cast<std::uint64_t>(wall_ns());
   }
 
-  // Nanoseconds since the epoch for a raw stamp of this bus.
+  // Nanoseconds since the epoch for a raw stamp of this bus. Bounded: the
+  // anchor's seqlock is retried kAnchorRetries times; an anchor that stays
+  // odd (its writer was killed mid-update, or a stray write) or holds an
+  // absurd rate is not waited on but replaced by the calibration this
+  // process copied at open, and counted (fallbacks()). Saturates instead of
+  // overflowing on hostile anchors.
   [[nodiscard]] std::int64_t to_ns(std::uint64_t raw) const noexcept {
     if (!tsc_) return static_cast<std::int64_t>(raw);
-    for (;;) {
+    for (std::uint32_t i = 0; i < kAnchorRetries; ++i) {
       // acquire: pairs with the re-anchorer's release of `current`, after
       // which the anchor it names is complete.
       const auto& a = block_->anchors[block_->current.load(std::memory_order_acquire) & 1u];
@@ -73,11 +81,33 @@ class Clock {
       // preempted across two re-anchors (two seconds) sees v1 != v2 and retries.
       detail::fence_acquire();
       if ((v1 & 1u) == 0 && a.version.load(std::memory_order_relaxed) == v1) {
-        const auto delta = static_cast<detail::int128>(static_cast<std::int64_t>(raw - tsc));
-        return ns + static_cast<std::int64_t>((delta * static_cast<detail::int128>(mult)) >> 32);
+        if (!sane_rate(mult)) break;
+        return convert(raw, tsc, ns, mult);
       }
     }
+    return to_ns_fallback(raw);
   }
+
+  // Conversions that could not use the bus's anchor (see to_ns), in this
+  // process. Diagnostics and tests.
+  [[nodiscard]] static std::uint64_t fallbacks() noexcept;
+
+  // ns per tick in 32.32 fixed point between 1/16 and 16 (a 62.5 MHz to
+  // 16 GHz counter): anything else in an anchor is damage.
+  [[nodiscard]] static constexpr bool sane_rate(std::uint64_t q32) noexcept {
+    return q32 >= (std::uint64_t{1} << 28) && q32 <= (std::uint64_t{1} << 36);
+  }
+  // ns + (raw - tsc) * q32 / 2^32, with the tick difference taken as signed
+  // and the result saturated to int64 (q32 is sane: no 128-bit overflow).
+  [[nodiscard]] static std::int64_t convert(std::uint64_t raw, std::uint64_t tsc, std::int64_t ns,
+                                            std::uint64_t q32) noexcept {
+    const auto delta = static_cast<detail::int128>(static_cast<std::int64_t>(raw - tsc));
+    const detail::int128 r = static_cast<detail::int128>(ns) + ((delta * static_cast<detail::int128>(q32)) >> 32);
+    constexpr auto lo = static_cast<detail::int128>(INT64_MIN);
+    constexpr auto hi = static_cast<detail::int128>(INT64_MAX);
+    return static_cast<std::int64_t>(r < lo ? lo : r > hi ? hi : r);
+  }
+  static constexpr std::uint32_t kAnchorRetries = 256;
 
   // As raw_now(), but read only after every earlier load has completed
   // (LFENCE; RDTSC): a consumer measuring latency must not read the clock
@@ -112,8 +142,11 @@ class Clock {
   static void initialise(detail::ClockBlock& block) noexcept;
 
  private:
+  [[nodiscard]] std::int64_t to_ns_fallback(std::uint64_t raw) const noexcept;
+
   detail::ClockBlock* block_;
   bool tsc_;
+  std::uint64_t fallback_q32_ = std::uint64_t{1} << 32;  // fixed at open
 };
 
 }  // namespace shmbus

@@ -145,6 +145,10 @@ class Publisher {
   [[nodiscard]] const Topic& topic() const noexcept { return topic_; }
   // True if this Publisher took the topic over from a dead producer.
   [[nodiscard]] bool took_over() const noexcept { return took_over_; }
+  // FUTEX_WAKE calls this publisher has made (diagnostics, tests): at most
+  // one per commit, and rate-limited while a counted sleeper takes none
+  // (a consumer stopped in its sleep: detail/ring.hpp, RingWriter::wake).
+  [[nodiscard]] std::uint64_t wakes() const noexcept { return ring_.wakes(); }
   // Messages whose cache lines were pushed to the shared cache after an idle
   // spell (PublisherOptions::demote_after_idle_ns).
   [[nodiscard]] std::uint64_t demoted() const noexcept { return ring_.demoted(); }

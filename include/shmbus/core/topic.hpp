@@ -21,6 +21,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 #include <string_view>
 
 #include "shmbus/core/clock.hpp"
@@ -80,8 +81,11 @@ struct TopicState {
   TopicHeader* header = nullptr;
   ConsumerEntry* consumers = nullptr;
   std::byte* slots = nullptr;
-  // The stored binary schema, located by the checked copy of the descriptor
-  // taken at open (never by re-reading the descriptor).
+  // The topic's binary schema, fixed at open: this process's registry's
+  // bytes when it knows the type with the topic's hash, else a copy of the
+  // stored bytes whose structural hash was checked against the descriptor's
+  // (a later write to the segment changes nothing here).
+  std::shared_ptr<const std::vector<std::uint8_t>> schema_copy;
   std::span<const std::uint8_t> schema_bytes;
   // What the ring algorithm works on (detail/ring.hpp).
   RingBlock ring;
@@ -138,9 +142,10 @@ class Topic {
   // Racy queries of who is attached, for patterns that must tell "nobody is
   // there" from "slow" (request/reply). Slow: they read /proc to tell a live
   // process from a dead one. Not for the hot path.
-  // Registered consumers whose process is alive.
+  // Registered consumers whose process is not known to be dead.
   [[nodiscard]] std::uint32_t live_consumers_hint() const;
-  // True when the topic has no producer or its producer's process died.
+  // True when the topic has no producer or its producer's process is known
+  // to be dead (an unknown liveness is not gone).
   [[nodiscard]] bool producer_gone_hint() const;
 
  private:

@@ -23,6 +23,29 @@
 //  * tests/layout_test.cpp pins every size and offset: if it fails, bump
 //    kLayoutVersion.
 //
+// Values from shared memory. Any process that maps a segment read-write
+// can write any byte of it (a bug, a crash mid-update, a hostile user of
+// the same uid), so a value read from shared memory is one of:
+//  * fixed at open: checked once (detail/segments.hpp: check_topic_segment,
+//    check_directory_segment) and copied into the process (TopicFacts,
+//    DirectoryFacts, TopicState, DirectoryState, the ring's RingBlock, the
+//    topic's schema, the clock's fallback rate), and never re-read. Every
+//    bound and offset comes from that copy;
+//  * or bounds-checked at every use: consumer_hwm is min'ed with the
+//    max_consumers copied at open; a slot's `size` with the slot's
+//    capacity; a clock anchor's rate must be sane (Clock::sane_rate) and
+//    its conversion saturates; the anchor index is masked to 0/1.
+// Loops on shared words are bounded: a seqlock that stays odd (its writer
+// was killed mid-update) is retried a fixed number of times, then the
+// reader falls back and counts it (Clock::fallbacks()); ownership CAS loops
+// end on a deadline or when the word is seen owned. An inconsistency is a
+// named error (Error: ForeignSegment, TruncatedSegment, ...) or a counted
+// drop (a Gap, an invalid message), never a crash, a hang, or a read
+// outside the mapping. The stored binary schema is such a value: it is used
+// only if its structural hash equals the descriptor's schema_hash, and the
+// process's own registry bytes are preferred when it knows the type with
+// that hash.
+//
 // Topic segment:
 //
 //   0     +-------------------------------+

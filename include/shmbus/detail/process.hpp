@@ -15,6 +15,15 @@
 // The two state bits let the same word say "being set up by X" (Claiming)
 // or "owned by X" (Active); 0 means free.
 //
+// Liveness is tri-state. A process is Dead only on proof: kill(pid, 0) says
+// there is no such pid, or /proc shows the pid with another start time or
+// as a zombie. When /proc cannot be read (EMFILE/ENFILE: descriptors
+// exhausted; EACCES/EPERM; /proc mounted with hidepid, which hides other
+// users' processes as if they did not exist while kill() still sees them;
+// no /proc at all) the answer is Unknown, and Unknown never takes over a
+// producer, reaps a consumer, frees a directory entry, takes over the clock
+// updater or lets gc remove anything: callers act on Dead only.
+//
 // Limits: processes sharing a bus must share a pid namespace (one host, one
 // container); a process in another pid namespace would be judged dead.
 #pragma once
@@ -49,15 +58,28 @@ enum class ClaimState : std::uint64_t { Free = 0, Claiming = 1, Active = 2 };
 }
 
 // This process's identity. Recomputed after fork(). Not for the hot path
-// (it costs a getpid() system call).
+// (it costs a getpid() system call). 0 if /proc/self/stat cannot be read
+// (descriptors exhausted): callers that take ownership use
+// require_self_identity().
 [[nodiscard]] Identity self_identity();
+// self_identity(), or Error(SystemError) saying why it is unknown.
+[[nodiscard]] Identity require_self_identity();
 
 // The identity of process `pid` now, or 0 if there is no such live process.
 [[nodiscard]] Identity identity_of(std::uint32_t pid);
 
-// True if the process named by `id` still runs: same pid, same start time,
-// and not a zombie. Costs a /proc read (a few microseconds): slow path only.
-[[nodiscard]] bool is_alive(Identity id);
+enum class Liveness : std::uint8_t { Alive, Dead, Unknown };
+
+// Whether the process named by `id` still runs: same pid, same start time,
+// and not a zombie. Costs a kill(2) and a /proc read (a few microseconds):
+// slow path only. Identity 0 (nobody) is Dead.
+[[nodiscard]] Liveness liveness(Identity id);
+// liveness(id) == Alive: for display and for "someone is on it" checks.
+[[nodiscard]] inline bool is_alive(Identity id) { return liveness(id) == Liveness::Alive; }
+// liveness(id) == Dead: the only answer that allows reaping or a takeover.
+[[nodiscard]] inline bool is_dead(Identity id) { return liveness(id) == Liveness::Dead; }
+// How often liveness() answered Unknown in this process (tests, diagnostics).
+[[nodiscard]] std::uint64_t liveness_unknown_count() noexcept;
 
 // The command name of a live pid ("feed-handler"), or "" if unknown.
 [[nodiscard]] std::string process_name(std::uint32_t pid);

@@ -202,7 +202,7 @@ class RingWriter {
       return nullptr;
     }
     if (next_ > limit_) [[unlikely]] {
-      if (!refresh_limit(false)) {
+      if (!unblock()) {
         r = PublishResult::WouldBlock;
         return nullptr;
       }
@@ -253,14 +253,35 @@ class RingWriter {
   void abort(SlotHeader*) noexcept {}
 
   // Rescans the consumer table (reliable topics). With check_liveness, reaps
-  // consumers whose process died while holding the producer up. Returns
-  // whether message next_ may now be written. Slow path; out of line.
+  // consumers whose process is dead (not merely unknown: process.hpp) while
+  // holding the producer up. Returns whether message next_ may now be
+  // written. Slow path; out of line.
   bool refresh_limit(bool check_liveness) noexcept;
+  // claim()'s slow path when the ring looks full: rescans, and at most once
+  // every kLivenessPeriodNs also checks the liveness of whoever holds us up,
+  // so a producer that only ever try_publish()es still gets past a consumer
+  // that died (the waiting publish() does the same on its own schedule).
+  bool unblock() noexcept;
+  static constexpr std::int64_t kLivenessPeriodNs = 5'000'000;
   // Wakes sleepers; after kAuditAfterIdleWakes wake-ups in a row that woke
   // nobody, recounts them (detail/wait.hpp). Slow path; out of line.
+  //
+  // A consumer stopped (SIGSTOP, a debugger) in its sleep stays counted as
+  // a sleeper and alive, so every commit would pay a FUTEX_WAKE (~1 us)
+  // that wakes nobody. After kRateLimitAfterIdleWakes such wake-ups in a
+  // row, the system call is made at most once per kIdleWakePeriodNs until
+  // one wakes somebody; the futex words are still bumped on every commit,
+  // so a consumer about to sleep returns from FUTEX_WAIT at once. The cost:
+  // while the topic has such a sleeper, a consumer that falls asleep may be
+  // woken up to kIdleWakePeriodNs late (or, if the producer then goes quiet,
+  // at the end of its sleep slice, kMaxSleepSlice).
   void wake() noexcept;
   void audit_sleepers() noexcept;
   static constexpr std::uint32_t kAuditAfterIdleWakes = 256;
+  static constexpr std::uint32_t kRateLimitAfterIdleWakes = 8;
+  static constexpr std::int64_t kIdleWakePeriodNs = 25'000;
+  // FUTEX_WAKE system calls made (tests, diagnostics).
+  [[nodiscard]] std::uint64_t wakes() const noexcept { return wakes_; }
   // The reliable producer's write-prefetch: how far ahead, and how many of
   // the slot's lines (measured on this machine kind: 8 KiB and 4 lines gave
   // 32 B 1->1 37 -> ~60 M msg/s and 1 KiB 10 -> 15 M msg/s).
@@ -281,12 +302,16 @@ class RingWriter {
   std::uint64_t next_ = 1;   // sequence of the next message
   std::uint64_t limit_ = 0;  // highest sequence writable without a rescan
   std::uint32_t pid_ = 0;
-  std::uint32_t idle_wakes_ = 0;  // wake-ups in a row that woke nobody
+  std::uint32_t idle_wakes_ = 0;  // wake-ups in a row that woke nobody (reset by audits)
+  std::uint32_t idle_run_ = 0;    // the same, not reset by audits (rate limit)
+  std::uint64_t wakes_ = 0;
+  std::int64_t last_wake_ns_ = 0;
   std::uint64_t prefetch_slots_ = 0;  // 0: no write-prefetch (lossy topics)
   std::uint32_t prefetch_lines_ = 1;
   std::uint64_t last_ts_ = 0;                  // stamp of the previous commit
   std::uint64_t demote_idle_ = ~std::uint64_t{0};
   std::uint64_t demoted_ = 0;
+  std::int64_t next_liveness_ns_ = 0;  // CLOCK_MONOTONIC_COARSE; 0: check at the first block
 
   void demote(const SlotHeader* s, std::size_t size) noexcept {
     const auto* p = reinterpret_cast<const char*>(s);

@@ -15,6 +15,13 @@ namespace shmbus::detail {
 // Names and where segments live: detail/segments.hpp.
 enum class Access : std::uint8_t { ReadWrite, ReadOnly };
 
+// Who may open a segment: the file mode and group it is created with
+// (fchmod/fchown right after creation, so the umask does not matter).
+struct Permissions {
+  std::uint32_t mode = 0600;  // 0600: the creating user only; 0660 with a group
+  std::int64_t gid = -1;      // -1: the creator's group
+};
+
 class Segment {
  public:
   Segment() noexcept;  // an empty handle (maps nothing)
@@ -25,17 +32,21 @@ class Segment {
   // Builds a segment of `bytes` under a temporary name, pre-faults it, runs
   // `init` on the zeroed memory (which must publish its version word last),
   // then publishes it under `name` with link(2). Returns nullopt if `name`
-  // already exists (someone else won the race: open it instead). Throws
-  // Error(SystemError) on OS failures; a temporary left by a crash is
-  // removed by gc.
-  // With Publish::Replace the new segment takes the name over from an
-  // existing one (rename(2)); it never returns nullopt.
+  // already exists (someone else won the race: open it instead). The file
+  // gets `perms` whatever the umask. The memory is reserved
+  // (posix_fallocate) before it is mapped, so a full /dev/shm is
+  // Error(NoSpace) saying so, with the temporary removed, never a SIGBUS.
+  // Throws Error(SystemError) on other OS failures; a temporary left by a
+  // crash is removed by gc. With Publish::Replace the new segment takes the
+  // name over from an existing one (rename(2)); it never returns nullopt.
   enum class Publish : std::uint8_t { Exclusive, Replace };
   static std::optional<Segment> create(const std::string& name, std::uint64_t bytes,
                                        const std::function<void(void*)>& init,
+                                       const Permissions& perms = {},
                                        Publish publish = Publish::Exclusive);
 
-  // Maps an existing segment; nullopt if there is none by that name.
+  // Maps an existing segment; nullopt if there is none by that name;
+  // Error(PermissionDenied) if this user may not open it that way.
   // Pre-faults the mapping (touching a page first costs ~2 us otherwise).
   static std::optional<Segment> open(const std::string& name, Access access);
 
@@ -52,6 +63,9 @@ class Segment {
   [[nodiscard]] std::uint64_t size() const noexcept { return size_; }
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
   [[nodiscard]] bool writable() const noexcept { return access_ == Access::ReadWrite; }
+  // The file's owner, mode bits and group (fstat at open/create).
+  [[nodiscard]] std::uint32_t owner_uid() const noexcept { return uid_; }
+  [[nodiscard]] Permissions permissions() const noexcept { return perms_; }
 
  private:
   struct Impl;
@@ -60,6 +74,8 @@ class Segment {
   std::uint64_t size_ = 0;
   std::string name_;
   Access access_ = Access::ReadOnly;
+  std::uint32_t uid_ = 0;
+  Permissions perms_;
 };
 
 }  // namespace shmbus::detail

@@ -31,7 +31,7 @@ inline constexpr std::string_view kTempPrefix = "shmbus-tmp.";
 
 // Throw Error(InvalidName), saying what is wrong and what is allowed. A bus
 // name is 1-32 characters of [A-Za-z0-9_-]; a topic name 1-64 characters of
-// [A-Za-z0-9_.-] with '.' only between words; a participant name 1-31
+// [A-Za-z0-9_.-] with '.' only between words; neither starts with '-'; a participant name 1-31
 // printable characters without spaces.
 void validate_bus_name(std::string_view name);
 void validate_topic_name(std::string_view name);

@@ -19,7 +19,7 @@
 
 #include <gtest/gtest.h>
 
-#include "../../test_util.hpp"
+#include "test_util.hpp"
 
 namespace shmbus::test {
 
