@@ -790,7 +790,9 @@ PYBIND11_MODULE(_shmbus, m) {
       .def(
           "subscriber",
           [](PyBus& b, const std::string& topic, const std::string& name, const py::object& start,
-             std::optional<std::string> type, std::optional<double> wait, bool verify, bool register_consumer) {
+             std::optional<std::string> type, std::optional<double> wait, bool verify, bool register_consumer,
+             std::optional<std::string> policy, std::uint32_t slot_size, std::uint32_t slot_count,
+             std::uint32_t max_consumers) {
             Bus& bus = b.get();
             SubscriberOptions so;
             so.name = name;
@@ -814,9 +816,15 @@ PYBIND11_MODULE(_shmbus, m) {
                 if (PyErr_CheckSignals() != 0) throw py::error_already_set();
               }
             }
-            TopicConfig c;
-            if (type && !type->empty()) c.type = SchemaRegistry::instance().find(*type);
-            t.emplace(bus.topic(topic, c, Match::TypeOnly));
+            if (policy) {
+              // A full config: create the topic or check it exactly, as a publisher would.
+              t.emplace(bus.topic(topic, make_config(type, *policy, slot_size, slot_count, max_consumers),
+                                  Match::Exact));
+            } else {
+              TopicConfig c;
+              if (type && !type->empty()) c.type = SchemaRegistry::instance().find(*type);
+              t.emplace(bus.topic(topic, c, Match::TypeOnly));
+            }
             ps->sub.emplace(*t, so);
             ps->ctx = std::make_shared<TopicContext>();
             ps->ctx->topic = *t;
@@ -828,10 +836,12 @@ PYBIND11_MODULE(_shmbus, m) {
           },
           py::arg("topic"), py::kw_only(), py::arg("name") = "", py::arg("start") = "live",
           py::arg("type") = py::none(), py::arg("wait") = py::none(), py::arg("verify") = false,
-          py::arg("register") = true,
+          py::arg("register") = true, py::arg("policy") = py::none(), py::arg("slot_size") = 256,
+          py::arg("slot_count") = 4096, py::arg("max_consumers") = 32,
           "Subscribes to a topic. start: 'live', 'oldest' or a sequence number. type: check the topic carries "
           "it (TypeMismatch). wait: seconds to wait for the producer to create the topic (else a missing "
-          "topic is created with the defaults).")
+          "topic is created with the defaults). policy (with slot_size, slot_count, max_consumers): create "
+          "the topic with this config, or check it exactly (TopicMismatch), as a publisher does.")
       .def("close", [](PyBus& b) { b.bus.reset(); }, "Releases this handle (topics opened from it stay mapped).")
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](PyBus& b, py::args) { b.bus.reset(); })
