@@ -488,7 +488,7 @@ struct PyDispatcher {
           stopping.store(true);
           throw;
         }
-        if (error_hook) error_hook(e.value(), msg);
+        if (error_hook) error_hook(e.value(), e.trace(), msg);
       }
     }, c);
     // The Dispatcher has subscribed (creating the topic if it was missing);
@@ -620,7 +620,7 @@ struct PyResponder {
           } catch (py::error_already_set& e) {
             ++errors;
             if (e.matches(PyExc_KeyboardInterrupt) || e.matches(PyExc_SystemExit)) throw;
-            if (error_hook) error_hook(e.value(), msg);
+            if (error_hook) error_hook(e.value(), e.trace(), msg);
             return;  // no reply: the caller times out
           }
           if (result.is_none()) return;

@@ -115,6 +115,6 @@ class Dispatcher:
         self.stop()
 
     @staticmethod
-    def _log_error(exc, msg):
+    def _log_error(exc, tb, msg):
         log.error("shmbus: handler raised on %r:\n%s", msg,
-                  "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+                  "".join(traceback.format_exception(type(exc), exc, tb)))

@@ -7,9 +7,9 @@ from . import _shmbus
 log = logging.getLogger("shmbus")
 
 
-def _log_error(exc, msg):
+def _log_error(exc, tb, msg):
     log.error("shmbus: responder handler raised on %r (no reply sent):\n%s", msg,
-              "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+              "".join(traceback.format_exception(type(exc), exc, tb)))
 
 
 _init = _shmbus.Responder.__init__
