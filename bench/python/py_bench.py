@@ -115,6 +115,11 @@ def shm_peer(bus_name, case, role, n, cpu):
             publish = pub.publish_bytes
             wb = shmbus.PublishResult.WouldBlock
             i = 0
+            if os.environ.get("PYBENCH_BATCH", "64") != "1":
+                batch = [PAYLOAD] * int(os.environ.get("PYBENCH_BATCH", "64"))
+                many = pub.publish_many
+                while i < n:
+                    i += many(batch if n - i >= len(batch) else batch[: n - i])
             while i < n:
                 if publish(PAYLOAD, 0) != wb:
                     i += 1

@@ -858,6 +858,25 @@ PYBIND11_MODULE(_shmbus, m) {
            }, py::arg("msg"), py::arg("correlation") = 0, "As publish, but never waits (WouldBlock).")
       .def("publish_bytes", &PyPublisher::send_bytes, py::arg("data"), py::arg("timeout") = 1.0,
            py::arg("correlation") = 0, "Publishes bytes (or any buffer) as they are: the fastest path.")
+      .def(
+          "publish_many",
+          [](PyPublisher& pp, const py::list& items) {
+            // One Python call for a batch: the per-call binding overhead
+            // (~0.3 us) is paid once, not per message. Stops at the first
+            // message that is not published (WouldBlock on a full reliable
+            // ring, TooLarge): returns how many were.
+            Publisher& p = pp.get();
+            const Py_ssize_t n = PyList_GET_SIZE(items.ptr());
+            for (Py_ssize_t i = 0; i < n; ++i) {
+              PyObject* o = PyList_GET_ITEM(items.ptr(), i);
+              if (!PyBytes_Check(o)) throw_error(Errc::InvalidArgument, "publish_many takes a list of bytes");
+              const std::span<const std::byte> payload{reinterpret_cast<const std::byte*>(PyBytes_AS_STRING(o)),
+                                                       static_cast<std::size_t>(PyBytes_GET_SIZE(o))};
+              if (p.try_publish(payload) != PublishResult::Ok) return static_cast<std::size_t>(i);
+            }
+            return static_cast<std::size_t>(n);
+          },
+          py::arg("items"), "Publishes a list of bytes in order, never waiting; returns how many were published.")
       .def_property_readonly("topic", [](PyPublisher& p) { return p.get().topic().name(); })
       .def_property_readonly("type", [](PyPublisher& p) { return p.get().topic().type_name(); })
       .def_property_readonly("policy", [](PyPublisher& p) { return std::string(to_string(p.get().topic().policy())); })
