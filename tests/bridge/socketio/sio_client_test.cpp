@@ -87,7 +87,10 @@ class ClientTest : public ::testing::Test {
           std::lock_guard lock(mutex_);
           return !disconnect_reasons_.empty();
         },
-        5000ms));
+        5000ms))
+        << "sessions open " << h_.server().engine_stats().sessions_open.load()
+        << ", websocket " << h_.server().engine_stats().websocket_open.load()
+        << ", sockets " << h_.server().stats().sockets_open.load();
   }
 
   static std::string node_dir() { return SIO_NODE_DIR; }
@@ -121,6 +124,7 @@ TEST_F(ClientTest, PythonSocketioDefaultOptionsPollingThenUpgrade) {
   const auto r = run_command("/usr/bin/python3 " SIO_TEST_DIR "/py_client.py " + h_.url() +
                              " secret " + std::to_string(kTicks));
   ASSERT_EQ(r.status, 0) << r.output;
+  SCOPED_TRACE("client output:\n" + r.output);
   expect_full_session(result_of(r.output));
   EXPECT_GE(h_.server().engine_stats().upgrades.load(), 1u) << "the client never upgraded";
   EXPECT_EQ(connected_.load(), 1);
@@ -143,6 +147,7 @@ TEST_F(ClientTest, NodeSocketioClientDefaultOptionsPollingThenUpgrade) {
   ensure_node_modules();
   const auto r = run_command(node_client("secret", "default"));
   ASSERT_EQ(r.status, 0) << r.output;
+  SCOPED_TRACE("client output:\n" + r.output);
   const auto j = result_of(r.output);
   expect_full_session(j);
   EXPECT_TRUE(j.value("upgraded", false));
@@ -153,6 +158,7 @@ TEST_F(ClientTest, NodeSocketioClientWebsocketOnly) {
   ensure_node_modules();
   const auto r = run_command(node_client("secret", "websocket"));
   ASSERT_EQ(r.status, 0) << r.output;
+  SCOPED_TRACE("client output:\n" + r.output);
   expect_full_session(result_of(r.output));
   EXPECT_EQ(h_.server().engine_stats().upgrades.load(), 0u);
 }
