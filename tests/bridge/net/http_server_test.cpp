@@ -68,7 +68,10 @@ class TestPrefix final : public PrefixHandler, public WsHandler {
   void on_ws_message(WsConnection& c, std::string_view data, bool binary) override {
     (void)c.send(std::make_shared<const std::string>(data), binary);
   }
-  void on_ws_close(WsConnection&, WsCloseCause cause) override { last_close_ = cause; }
+  void on_ws_close(WsConnection&, WsCloseCause cause) override {
+    last_close_ = cause;
+    conn_.reset();
+  }
   ~TestPrefix() override {
     for (auto& t : workers_) t.join();
   }

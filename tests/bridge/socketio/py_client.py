@@ -13,7 +13,7 @@ import socketio
 
 url, token, ticks_wanted = sys.argv[1], sys.argv[2], int(sys.argv[3])
 out = {}
-sio = socketio.Client()
+sio = socketio.Client(engineio_logger=bool(os.environ.get("SIO_CLIENT_LOG")))
 ticks = []
 ticks_done = threading.Event()
 answered = threading.Event()

@@ -113,7 +113,16 @@ class ClientTest : public ::testing::Test {
            "/node_client.js " + h_.url() + " " + token + " " + std::to_string(kTicks) + " " + mode;
   }
 
-  ServerHarness h_;
+  // Real clients under load (500 events handled in Python threads, sanitizer builds) may
+  // answer a ping late: a generous pingTimeout here; the timeout itself is tested in
+  // sio_protocol_test.
+  static sio::SocketIoOptions client_options() {
+    auto o = ServerHarness::default_options();
+    o.engine.ping_interval = 1000ms;
+    o.engine.ping_timeout = 5000ms;
+    return o;
+  }
+  ServerHarness h_{client_options()};
   std::atomic<int> connected_{0};
   std::mutex mutex_;
   std::vector<std::string> disconnect_reasons_;
