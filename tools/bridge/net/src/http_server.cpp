@@ -529,6 +529,10 @@ HttpServer::HttpServer(asio::io_context& io, ServerOptions options)
     : io_(io), state_(std::make_shared<State>(io, std::move(options))) {}
 
 HttpServer::~HttpServer() {
+  // Sessions still queued on the io_context share the state: drop the handlers now so that a
+  // handler holding a connection (which holds the state) forms no cycle.
+  state_->routes.clear();
+  state_->prefixes.clear();
   state_->stopped = true;
   beast::error_code ignored;
   if (state_->acceptor) state_->acceptor->close(ignored);
