@@ -57,7 +57,7 @@ ErrorClasses& error_classes() {
   return e;
 }
 
-constexpr std::array<std::pair<Errc, const char*>, 18> kErrcNames{{
+constexpr std::array<std::pair<Errc, const char*>, 20> kErrcNames{{
     {Errc::InvalidName, "InvalidName"},
     {Errc::NoSuchBus, "NoSuchBus"},
     {Errc::NoSuchTopic, "NoSuchTopic"},
@@ -76,6 +76,8 @@ constexpr std::array<std::pair<Errc, const char*>, 18> kErrcNames{{
     {Errc::InvalidArgument, "InvalidArgument"},
     {Errc::Timeout, "Timeout"},
     {Errc::SystemError, "SystemError"},
+    {Errc::PermissionDenied, "PermissionDenied"},
+    {Errc::NoSpace, "NoSpace"},
 }};
 
 void register_errors(py::module_& m) {
@@ -247,7 +249,7 @@ struct PyMeta {
 
 // What a subscriber's messages share: topic name, type, codec, clock.
 struct TopicContext {
-  Topic topic{nullptr};
+  std::optional<Topic> topic;
   std::shared_ptr<JsonCodec> codec;
   std::string type;
   py::str topic_name;
@@ -263,7 +265,7 @@ struct PyMessage {
   std::int64_t received_ns = 0;
   py::object data;  // decoded on first access
 
-  [[nodiscard]] std::int64_t ts_ns() const { return ctx->topic.clock().to_ns(raw_ts); }
+  [[nodiscard]] std::int64_t ts_ns() const { return ctx->topic->clock().to_ns(raw_ts); }
 
   py::object get_data() {
     if (!data) {
@@ -494,8 +496,8 @@ struct PyDispatcher {
     // The Dispatcher has subscribed (creating the topic if it was missing);
     // the context needs a handle of its own for the clock and the schema.
     ctx->topic = bus->open_topic(topic);
-    ctx->codec = codec_for(ctx->topic);
-    ctx->type = ctx->topic.type_name();
+    ctx->codec = codec_for(*ctx->topic);
+    ctx->type = ctx->topic->type_name();
     ctx->topic_name = py::str(topic);
   }
 
@@ -696,7 +698,7 @@ PYBIND11_MODULE(_shmbus, m) {
             meta.type = x.ctx->type;
             meta.seq = x.seq;
             meta.ts_ns = x.ts_ns();
-            meta.age_ns = x.ctx->topic.clock().now_ns() - meta.ts_ns;
+            meta.age_ns = x.ctx->topic->clock().now_ns() - meta.ts_ns;
             meta.correlation = x.correlation;
             meta.producer = x.producer;
             return meta;

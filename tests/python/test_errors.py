@@ -8,7 +8,7 @@ import shmbus
 ERRC = ["invalid_name", "no_such_bus", "no_such_topic", "foreign_segment", "version_mismatch",
         "truncated_segment", "topic_mismatch", "type_mismatch", "schema_mismatch", "producer_exists",
         "consumer_table_full", "directory_full", "unknown_type", "invalid_json", "invalid_message",
-        "invalid_argument", "timeout", "system_error"]
+        "invalid_argument", "timeout", "system_error", "permission_denied", "no_space"]
 
 
 def camel(code):

@@ -38,7 +38,7 @@ packages=(
 # tools/scripts/check-format.sh.
 if ((test_pkgs)); then
   packages+=(redis-server redis-tools rabbitmq-server amqp-tools
-             python3-redis python3-pika python3-socketio python3-engineio python3-websocket python3-aiohttp
+             python3-redis python3-pika python3-requests python3-socketio python3-engineio python3-websocket python3-aiohttp
              prometheus clang libclang-rt-14-dev clang-format)
 fi
 if ((bench_pkgs)); then

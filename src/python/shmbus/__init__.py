@@ -44,6 +44,8 @@ from ._shmbus import (  # noqa: F401  one class per Errc
     NoSuchTopic,
     ProducerExists,
     SchemaMismatch,
+    NoSpace,
+    PermissionDenied,
     SystemError,
     Timeout,
     TopicMismatch,
@@ -68,5 +70,5 @@ __all__ = [
     "InvalidName", "NoSuchBus", "NoSuchTopic", "ForeignSegment", "VersionMismatch",
     "TruncatedSegment", "TopicMismatch", "TypeMismatch", "SchemaMismatch", "ProducerExists",
     "ConsumerTableFull", "DirectoryFull", "UnknownType", "InvalidJson", "InvalidMessage",
-    "InvalidArgument", "Timeout", "SystemError",
+    "InvalidArgument", "Timeout", "SystemError", "PermissionDenied", "NoSpace",
 ]
