@@ -66,6 +66,7 @@ TEST(Layout, TopicHeader) {
   PIN(ProducerHot, reaped_consumers, 24);
   PIN(WaitBlock, futex, 0);
   PIN(WaitBlock, sleepers, 4);
+  PIN(WaitBlock, arrivals, 8);
   PIN(RegistryBlock, directory_claim, 0);
   PIN(RegistryBlock, consumer_hwm, 8);
   PIN(RegistryBlock, joins, 16);

@@ -296,6 +296,7 @@ bool wait_any(const std::vector<Subscriber*>& subs, std::atomic<std::uint32_t>& 
     for (Subscriber* s : subs) {
       s->entry_->flags.fetch_or(kConsumerSleeping, std::memory_order_seq_cst);
       Internals::wait_block(*s).sleepers.fetch_add(1, std::memory_order_seq_cst);
+      Internals::wait_block(*s).arrivals.fetch_add(1, std::memory_order_seq_cst);
     }
     const bool fenced = heavy_barrier();
     bool ready = stopping() || any_ready();

@@ -80,7 +80,13 @@ void RingWriter::wake() noexcept {
     timespec ts{};
     ::clock_gettime(CLOCK_MONOTONIC, &ts);
     now = std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-    if (now - last_wake_ns_ < kIdleWakePeriodNs) {
+    // A sleeper that arrived since the limit began is not the stuck one:
+    // wake it now (its count-in is ordered before this load by its heavy
+    // barrier, as for `sleepers`), and stop limiting.
+    const std::uint32_t arrivals = wait_->arrivals.load(std::memory_order_relaxed);
+    if (arrivals != limit_arrivals_) {
+      idle_run_ = 0;
+    } else if (now - last_wake_ns_ < kIdleWakePeriodNs) {
       // Nobody took the last ones. Still count towards the audit, so a
       // count left raised by a dead sleeper is repaired as soon as before.
       if (++idle_wakes_ >= kAuditAfterIdleWakes) {
@@ -99,7 +105,14 @@ void RingWriter::wake() noexcept {
   if (woken > 0) {
     idle_wakes_ = 0;
     idle_run_ = 0;
-  } else if (++idle_run_ != 0 && ++idle_wakes_ >= kAuditAfterIdleWakes) {
+  } else if (++idle_run_ == kRateLimitAfterIdleWakes) {
+    // Entering the limit: remember who had arrived so far.
+    limit_arrivals_ = wait_->arrivals.load(std::memory_order_relaxed);
+    if (++idle_wakes_ >= kAuditAfterIdleWakes) {
+      idle_wakes_ = 0;
+      audit_sleepers();
+    }
+  } else if (++idle_wakes_ >= kAuditAfterIdleWakes) {
     idle_wakes_ = 0;
     audit_sleepers();
   }

@@ -476,11 +476,10 @@ struct PyDispatcher {
 
   void add(const std::string& topic, py::object fn, const std::optional<std::string>& type) {
     if (running.load()) throw_error(Errc::InvalidArgument, "register handlers before run()/start()");
-    TopicConfig c;
-    if (type && !type->empty()) c.type = SchemaRegistry::instance().find(*type);
+    const TypeInfo info = type && !type->empty() ? SchemaRegistry::instance().find(*type) : TypeInfo::raw();
     auto ctx = std::make_shared<TopicContext>();
     contexts.push_back(ctx);
-    d->on_message(topic, [this, ctx, fn = std::move(fn)](const Message& m) {
+    d->on_message(topic, info, [this, ctx, fn = std::move(fn)](const Message& m) {
       py::object msg = py::cast(make_message(ctx, m));
       try {
         fn(msg);
@@ -492,7 +491,7 @@ struct PyDispatcher {
         }
         if (error_hook) error_hook(e.value(), e.trace(), msg);
       }
-    }, c);
+    });
     // The Dispatcher has subscribed (creating the topic if it was missing);
     // the context needs a handle of its own for the clock and the schema.
     ctx->topic = bus->open_topic(topic);
@@ -1002,7 +1001,11 @@ PYBIND11_MODULE(_shmbus, m) {
             }
             if (rep.status == RpcStatus::Timeout)
               throw_error(Errc::Timeout, "no reply from service \"" + r.service + "\" within " +
-                                             std::to_string(timeout * 1e3) + " ms: is a Responder serving it?");
+                                             std::to_string(timeout * 1e3) + " ms: its Responder is slow or busy");
+            if (rep.status == RpcStatus::NoResponder)
+              throw_error(Errc::Timeout, "no reply from service \"" + r.service + "\" within " +
+                                             std::to_string(timeout * 1e3) +
+                                             " ms, and no Responder serves it: start one (the request waits for it)");
             if (rep.status == RpcStatus::SendFailed)
               throw_error(rep.send_result == PublishResult::TooLarge ? Errc::InvalidArgument : Errc::Timeout,
                           "request to service \"" + r.service + "\" not sent: " +

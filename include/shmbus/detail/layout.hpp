@@ -232,6 +232,12 @@ struct alignas(kFalseSharing) WaitBlock {
   // R: producer after every commit, relaxed (paired with a heavy barrier on
   // the sleeper's side: detail/wait.hpp).
   std::atomic<std::uint32_t> sleepers;
+  // Times a consumer counted itself in (fetch_add, seq_cst, before its heavy
+  // barrier: the same Dekker pair as `sleepers`). W: consumers about to
+  // sleep. R: a producer whose wake-ups woke nobody for a while (it rate-
+  // limits them, detail/ring.cpp) and must stop doing so the moment a new
+  // sleeper arrives.
+  std::atomic<std::uint32_t> arrivals;
 };
 static_assert(sizeof(WaitBlock) == 128);
 

@@ -271,10 +271,10 @@ class RingWriter {
   // that wakes nobody. After kRateLimitAfterIdleWakes such wake-ups in a
   // row, the system call is made at most once per kIdleWakePeriodNs until
   // one wakes somebody; the futex words are still bumped on every commit,
-  // so a consumer about to sleep returns from FUTEX_WAIT at once. The cost:
-  // while the topic has such a sleeper, a consumer that falls asleep may be
-  // woken up to kIdleWakePeriodNs late (or, if the producer then goes quiet,
-  // at the end of its sleep slice, kMaxSleepSlice).
+  // so a consumer about to sleep returns from FUTEX_WAIT at once, and a
+  // consumer that counts itself in as a sleeper after the limit began
+  // (WaitBlock::arrivals moved) ends it: the next commit wakes it at once.
+  // Only the stuck sleepers go without wake-ups they cannot take anyway.
   void wake() noexcept;
   void audit_sleepers() noexcept;
   static constexpr std::uint32_t kAuditAfterIdleWakes = 256;
@@ -306,6 +306,7 @@ class RingWriter {
   std::uint32_t idle_run_ = 0;    // the same, not reset by audits (rate limit)
   std::uint64_t wakes_ = 0;
   std::int64_t last_wake_ns_ = 0;
+  std::uint32_t limit_arrivals_ = 0;  // WaitBlock::arrivals when the limit began
   std::uint64_t prefetch_slots_ = 0;  // 0: no write-prefetch (lossy topics)
   std::uint32_t prefetch_lines_ = 1;
   std::uint64_t last_ts_ = 0;                  // stamp of the previous commit

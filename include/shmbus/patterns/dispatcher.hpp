@@ -70,6 +70,15 @@ class Dispatcher {
     add(topic, config.value_or(TopicConfig{}), config.has_value(),
         std::function<void(const Message&)>(std::forward<F>(handler)));
   }
+  // handler(const Message&) for every message on `topic`, which must carry
+  // `type` (a type known only at run time: bindings, tools); the geometry is
+  // the producer's, as for on<T> without a config.
+  template <class F>
+  void on_message(std::string_view topic, const TypeInfo& type, F&& handler) {
+    TopicConfig c;
+    c.type = type;
+    add(topic, c, false, std::function<void(const Message&)>(std::forward<F>(handler)));
+  }
   void on_gap(std::function<void(const Gap&)> handler) { on_gap_ = std::move(handler); }
 
   // One pass over every subscription; returns messages delivered. For
