@@ -9,7 +9,9 @@
 #   1. installs the build dependencies (tools/scripts/install-deps.sh),
 #   2. builds shmbus-feed and shmbus-strategy into build/ (Release; a no-op
 #      when they are up to date),
-#   3. starts the strategy, then the feed, on a bus of its own (demo-<pid>),
+#   3. puts bus-inspect on the PATH (a link in /usr/local/bin when it may
+#      write there), waits (at most 30 s) for the machine to be quiet after
+#      the build, starts the strategy, then the feed, on bus `demo` (BUS),
 #      runs for DURATION seconds and stops both,
 #   4. prints both final summaries and what they mean,
 # and removes the bus's shared memory on the way out with `bus-inspect gc`
@@ -27,6 +29,9 @@
 #              own producer sees nothing while it runs and is lapped while the
 #              producer does: pinning rules that out.
 #   BUILD_DIR  build tree (default <repo>/build)
+#   BUS        the bus (default demo: the README's `bus-inspect ... demo`
+#              commands work while the demo runs). If another demo is using
+#              it, this one runs on demo-<pid> and says so.
 # Logs and the strategy's JSON figures stay in <build>/demo/ after the run.
 #
 # Exit status: 0 if both processes succeeded and the strategy received
@@ -40,7 +45,7 @@ CPUS=$(nproc 2>/dev/null || echo 1)
 if ((CPUS >= 2)); then IDLE=${IDLE:-spin}; PIN=${PIN:-1}; else IDLE=${IDLE:-block}; PIN=0; fi
 BUILD=${BUILD_DIR:-$ROOT/build}
 OUT=$BUILD/demo
-BUS=demo-$$
+BUS=${BUS:-demo}
 
 if ! [[ $DURATION =~ ^[0-9]+([.][0-9]+)?$ ]] || [[ $DURATION =~ ^0+([.]0+)?$ ]]; then
   echo "demo: DURATION must be a positive number of seconds (got '$DURATION')" >&2
@@ -137,9 +142,11 @@ say "[1/4] dependencies: tools/scripts/install-deps.sh"
 # targets Debian 12's g++ 12, like every other build of the project.
 mkdir -p "$OUT"
 say "[2/4] build: $BUILD (Release; shmbus-feed and shmbus-strategy; logs in $OUT)"
+# The tree is configured with the project's defaults (tests and benchmarks
+# on): only the demo's targets are built now, and a later build of build/
+# gets everything, as the README says.
 if [[ ! -f $BUILD/CMakeCache.txt ]]; then
-  if ! cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSHMBUS_BUILD_TESTS=OFF \
-    -DSHMBUS_BUILD_BENCHMARKS=OFF >"$OUT/configure.log" 2>&1; then
+  if ! cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >"$OUT/configure.log" 2>&1; then
     tail -n 40 "$OUT/configure.log" >&2
     echo "demo: cmake configure failed (full log: $OUT/configure.log)" >&2
     exit 1
@@ -153,6 +160,52 @@ if ! cmake --build "$BUILD" -j2 --target shmbus-feed shmbus-strategy bus-inspect
 fi
 say "      built in $((SECONDS - build_start)) s"
 BIN=$BUILD/tools
+
+# bus-inspect on the PATH, as the README's commands use it.
+inspect_bin=$BIN/inspect/bus-inspect
+if [[ $(command -v bus-inspect 2>/dev/null) != /usr/local/bin/bus-inspect || ! -e /usr/local/bin/bus-inspect ]] &&
+  [[ -w /usr/local/bin ]]; then
+  ln -sf "$inspect_bin" /usr/local/bin/bus-inspect
+fi
+if [[ $(readlink -f "$(command -v bus-inspect 2>/dev/null || true)") == "$(readlink -f "$inspect_bin")" ]]; then
+  say "      bus-inspect is on your PATH ($(command -v bus-inspect) -> $inspect_bin)"
+else
+  say "      bus-inspect: add it to your PATH with: export PATH=\"$BIN/inspect:\$PATH\""
+fi
+
+# What an earlier run left behind (a crash, a kill -9) goes first.
+"$inspect_bin" gc "$BUS" >/dev/null 2>&1 || true
+# One demo per bus: if another one is running on it, use a bus of our own.
+if "$inspect_bin" list "$BUS" --json 2>/dev/null | grep -q '"alive":true'; then
+  say "      bus $BUS is in use by another running demo; this one runs on bus $BUS-$$"
+  BUS=$BUS-$$
+fi
+
+# The first figures a newcomer sees should be the bus's, not the compiler's:
+# wait until the CPUs have been mostly idle for two seconds in a row (at most
+# 30 s), and say so.
+cpu_idle_pct() {  # share of CPU time idle over the next second, in percent
+  local a b
+  read -r -a a < <(head -1 /proc/stat)
+  sleep 1
+  read -r -a b < <(head -1 /proc/stat)
+  local total=0 i
+  for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+  local idle=$((b[4] - a[4] + b[5] - a[5]))
+  ((total > 0)) && echo $((100 * idle / total)) || echo 100
+}
+quiet=0
+waited=0
+while ((quiet < 2 && waited < 30)); do
+  pct=$(cpu_idle_pct)
+  waited=$((waited + 1))
+  if ((pct >= 80)); then quiet=$((quiet + 1)); else quiet=0; fi
+done
+if ((quiet >= 2)); then
+  ((waited > 2)) && say "      waited ${waited} s for the machine to settle after the build (CPUs now ${pct}% idle)"
+else
+  say "      the machine is still busy after 30 s (CPUs ${pct}% idle): the latency figures below include that load"
+fi
 
 # ------------------------------------------------------------------ 3. run
 strat_cpu=()
