@@ -112,9 +112,22 @@ std::string_view view(const flatbuffers::String* s) noexcept {
                   "). Pass the .bfbs written by `flatc --binary --schema`, unchanged.");
 }
 
+// The raw base_type / element bytes, range-checked before the generated
+// accessors convert them to reflection::BaseType (a value outside the enum
+// is undefined behaviour there: found by tests/fuzz/segment_fuzz on a
+// stored schema with a flipped bit).
+bool valid_base_type(const reflection::Type& type, flatbuffers::voffset_t field) noexcept {
+  // Private base in the generated class; every table is a flatbuffers::Table.
+  const auto raw = reinterpret_cast<const flatbuffers::Table*>(&type)->GetField<std::int8_t>(field, 0);
+  return raw >= static_cast<std::int8_t>(reflection::None) && raw < static_cast<std::int8_t>(reflection::MaxBaseType);
+}
+
 void check_type(const reflection::Schema& schema, const reflection::Type* type,
                 std::string_view where, std::string_view what) {
   if (type == nullptr) throw_bad_schema(what, std::string(where) + " has no type");
+  if (!valid_base_type(*type, reflection::Type::VT_BASE_TYPE) ||
+      !valid_base_type(*type, reflection::Type::VT_ELEMENT))
+    throw_bad_schema(what, std::string(where) + " has a base type outside FlatBuffers' types");
   const auto kind = index_kind(*type);
   const auto index = static_cast<std::size_t>(type->index());
   if (kind == IndexKind::Object && index >= schema.objects()->size())
