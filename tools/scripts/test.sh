@@ -98,6 +98,26 @@ if [[ "$mode" != quick ]]; then
   fi
 fi
 
+# The library's layering: no file includes a higher layer, no include cycle.
+step "layers"
+if "$root/tools/scripts/check-layers.sh"; then
+  total_passed=$((total_passed + 1))
+else
+  total_failed=$((total_failed + 1))
+  failures+=("layers")
+fi
+
+# Fuzzers (clang, ASan+UBSan), a bounded run each on the committed corpora.
+if [[ "$mode" != quick ]]; then
+  step "fuzz (${FUZZ_SECONDS:-30} s per target)"
+  if FUZZ_BUILD_DIR="$out/fuzz" JOBS=$jobs "$root/tools/scripts/fuzz.sh" "${FUZZ_SECONDS:-30}"; then
+    total_passed=$((total_passed + 1))
+  else
+    total_failed=$((total_failed + 1))
+    failures+=("fuzz")
+  fi
+fi
+
 step "summary"
 ((${#failures[@]} == 0)) || printf 'FAILED: %s\n' "${failures[@]}"
 # Every test of every stage (the out-of-tree build counts as one).
