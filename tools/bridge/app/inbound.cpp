@@ -187,8 +187,7 @@ class InboundRoute final : public RouteBase {
                             "Messages published on the bus", l);
     rejected_ = &m.counter("shmbus_bridge_route_rejected_total",
                            "Messages refused (invalid, wrong type, too large): dead-lettered", l);
-    echo_ = &m.counter("shmbus_bridge_route_echo_dropped_total",
-                       "Messages dropped because they came from this bridge's own bus", l);
+    echo_ = &m.counter("shmbus_bridge_route_echo_dropped_total", kEchoHelp, l);
     held_gauge_ = &m.gauge("shmbus_bridge_route_held",
                            "1 while a full reliable topic holds the route (back-pressure)", l);
 

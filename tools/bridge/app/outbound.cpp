@@ -167,8 +167,7 @@ class OutboundRoute final : public RouteBase {
     dropped_ = &m.counter("shmbus_bridge_route_dropped_total",
                           "Messages lost to lapping on lossy topics (the route fell a ring behind)",
                           l);
-    echo_ = &m.counter("shmbus_bridge_route_echo_dropped_total",
-                       "Messages not forwarded because this bridge published them (no echo)", l);
+    echo_ = &m.counter("shmbus_bridge_route_echo_dropped_total", kEchoHelp, l);
     lag_gauge_ = &m.gauge("shmbus_bridge_route_lag",
                           "Messages published on the route's topics and not yet read by it", l);
     topics_gauge_ = &m.gauge("shmbus_bridge_route_topics", "Bus topics the route reads", l);

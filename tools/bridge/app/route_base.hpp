@@ -19,6 +19,10 @@
 
 namespace shmbus::bridge {
 
+// One help text for the series both directions register.
+inline constexpr const char* kEchoHelp =
+    "Messages dropped because they came from this bridge or its bus (no echo)";
+
 class RouteBase : public Component {
  public:
   RouteBase(const Config& config, const RouteConfig& route);
