@@ -426,14 +426,14 @@ Config load_config(const std::string& path) {
 namespace {
 
 void split_host_port(const std::string& flag, const std::string& v, std::string& host,
-                     std::uint16_t& port) {
+                     std::uint16_t& port, bool allow_zero = false) {
   const auto colon = v.rfind(':');
   Origin at{"command line", 0, flag};
   if (colon == std::string::npos || colon == 0) config_fail(at, "expected HOST:PORT, got '" + v + "'");
   host = v.substr(0, colon);
   try {
     const int p = std::stoi(v.substr(colon + 1));
-    if (p < 1 || p > 65535) throw std::out_of_range("port");
+    if (p < (allow_zero ? 0 : 1) || p > 65535) throw std::out_of_range("port");
     port = static_cast<std::uint16_t>(p);
   } catch (const std::exception&) {
     config_fail(at, "bad port in '" + v + "'");
@@ -474,9 +474,8 @@ Config config_from_flags(const FlagOptions& f) {
     c.amqp.origin = Origin{"command line", 0, "--amqp"};
   }
   std::string host;
-  split_host_port("--http", f.http, host, c.http_port);
+  split_host_port("--http", f.http, host, c.http_port, /*allow_zero=*/true);
   c.http_address = host;
-  if (f.http.size() > 2 && f.http.substr(f.http.size() - 2) == ":0") c.http_port = 0;
   std::string to = f.to;
   if (to.empty()) to = !f.redis.empty() ? "redis-publish" : "amqp";
   if (to != "redis-publish" && to != "redis-stream" && to != "amqp") {

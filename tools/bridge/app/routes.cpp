@@ -2,8 +2,9 @@
 
 namespace shmbus::bridge {
 
-std::unique_ptr<Component> make_route(const Config&, const RouteConfig& route) {
-  config_fail(route.origin, "routes are not implemented yet");
+std::unique_ptr<Component> make_route(const Config& config, const RouteConfig& route) {
+  return route.direction == Direction::Out ? make_outbound_route(config, route)
+                                           : make_inbound_route(config, route);
 }
 
 }  // namespace shmbus::bridge

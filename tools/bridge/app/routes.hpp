@@ -11,5 +11,9 @@
 namespace shmbus::bridge {
 
 [[nodiscard]] std::unique_ptr<Component> make_route(const Config& config, const RouteConfig& route);
+[[nodiscard]] std::unique_ptr<Component> make_outbound_route(const Config& config,
+                                                             const RouteConfig& route);
+[[nodiscard]] std::unique_ptr<Component> make_inbound_route(const Config& config,
+                                                            const RouteConfig& route);
 
 }  // namespace shmbus::bridge

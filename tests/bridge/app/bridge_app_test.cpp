@@ -1,0 +1,693 @@
+// bus-bridge end to end: the bridge as a child process against the redis-server and
+// rabbitmq-server of tools/scripts/services.sh, with Python clients (redis-py, pika) on the
+// far side, written the way users' code is.
+#include <fmt/format.h>
+
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <shmbus/admin/encoding.hpp>
+#include <shmbus/admin/snapshot.hpp>
+#include <shmbus/msg/sys_dead_letter_generated.h>
+
+#include "bridge_app_support.hpp"
+
+namespace shmbus::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Servers {
+  std::uint16_t redis = service_port("SHMBUS_TEST_REDIS_PORT");
+  std::uint16_t amqp = service_port("SHMBUS_TEST_AMQP_PORT");
+  std::string amqp_user = service_env("SHMBUS_TEST_AMQP_USER");
+  std::string amqp_password = service_env("SHMBUS_TEST_AMQP_PASSWORD");
+  std::string amqp_vhost = service_env("SHMBUS_TEST_AMQP_VHOST");
+  std::string redis_user = service_env("SHMBUS_TEST_REDIS_USER");
+  std::string redis_password = service_env("SHMBUS_TEST_REDIS_PASSWORD");
+
+  [[nodiscard]] std::string yaml_amqp() const {
+    return fmt::format("amqp: {{port: {}, user: {}, password_env: SHMBUS_TEST_AMQP_PASSWORD, "
+                       "vhost: {}}}\n",
+                       amqp, amqp_user, amqp_vhost);
+  }
+  [[nodiscard]] std::vector<std::string> pika_args() const {
+    return {std::to_string(amqp), amqp_vhost, amqp_user, amqp_password};
+  }
+};
+
+// ---- Python clients, as users write them
+
+// Prints "subscribed", then one line per message: topic seq symbol quote.seq bid_px.
+const char* kRedisSubscriber = R"(
+import json, sys, redis
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]))
+p = r.pubsub()
+p.subscribe(sys.argv[2])
+want, got = int(sys.argv[3]), 0
+for m in p.listen():
+    if m["type"] == "subscribe":
+        print("subscribed", flush=True)
+        continue
+    e = json.loads(m["data"])
+    d = e["data"]
+    print("%s %d %s %d %.2f" % (e["topic"], e["seq"], d["symbol"], d["seq"], d["bid_px"]), flush=True)
+    got += 1
+    if got == want:
+        break
+)";
+
+// Reads a stream from the start; one line per entry: id topic seq type base64(payload).
+const char* kStreamReader = R"(
+import base64, sys, redis
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]))
+key, want, got, last = sys.argv[2], int(sys.argv[3]), 0, "0"
+while got < want:
+    res = r.xread({key: last}, count=500, block=15000)
+    if not res:
+        print("timeout", flush=True)
+        break
+    for entry_id, f in res[0][1]:
+        last = entry_id
+        print(entry_id.decode(), f[b"topic"].decode(), f[b"seq"].decode(), f[b"type"].decode(),
+              base64.b64encode(f[b"payload"]).decode(), flush=True)
+        got += 1
+)";
+
+// Binds a durable queue to the topic exchange, prints "ready", then one line per message:
+// topic seq symbol quote.seq bid_px delivery_mode header-seq.
+const char* kAmqpConsumer = R"(
+import json, sys, pika
+port, vhost, user, pw, exchange, queue, key, want = sys.argv[1:9]
+conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", int(port), vhost, pika.PlainCredentials(user, pw)))
+ch = conn.channel()
+ch.exchange_declare(exchange, "topic", durable=True)
+ch.queue_declare(queue, durable=True)
+ch.queue_bind(queue, exchange, key)
+print("ready", flush=True)
+got = 0
+for method, props, body in ch.consume(queue, inactivity_timeout=30):
+    if method is None:
+        print("timeout", flush=True)
+        break
+    e = json.loads(body)
+    d = e["data"]
+    print("%s %d %s %d %.2f %d %s" % (e["topic"], e["seq"], d["symbol"], d["seq"], d["bid_px"],
+          props.delivery_mode, props.headers["shmbus-seq"]), flush=True)
+    ch.basic_ack(method.delivery_tag)
+    got += 1
+    if got == int(want):
+        break
+ch.queue_delete(queue)
+conn.close()
+)";
+
+bool wait_for_line(Child& c, const std::string& want, std::chrono::milliseconds t = 20s) {
+  std::string seen;
+  const bool ok = c.expect_line(want, t, seen);
+  if (!ok) ADD_FAILURE() << "no line '" << want << "'; got:\n" << seen;
+  return ok;
+}
+
+std::vector<std::string> lines(Child& c, std::size_t n, std::chrono::milliseconds t = 30s) {
+  std::vector<std::string> out;
+  const auto deadline = std::chrono::steady_clock::now() + t;
+  while (out.size() < n && std::chrono::steady_clock::now() < deadline) {
+    auto l = c.line(std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now()));
+    if (!l) break;
+    out.push_back(*l);
+  }
+  return out;
+}
+
+TopicConfig reliable_quotes(std::uint32_t slots = 1024) {
+  TopicConfig c;
+  c.policy = Policy::Reliable;
+  c.slot_count = slots;
+  return c;
+}
+
+void publish_quotes(Publisher& pub, std::uint64_t from, std::uint64_t to) {
+  for (std::uint64_t i = from; i <= to; ++i) {
+    auto fbb = quote(i);
+    ASSERT_EQ(pub.publish(fbb, 30s), PublishResult::Ok) << "message " << i;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+
+// A bus producer's messages reach a Redis subscriber (JSON envelope), a Redis stream reader
+// (raw FlatBuffers, decoded here) and an AMQP consumer (JSON, persistent: reliable topic): in
+// order, complete, equal to what was published. SIGTERM: exit 0, the consumers leave the ring.
+TEST(BusBridge, OutboundToRedisPublishStreamAndAmqp) {
+  Servers s;
+  ScopedBus sb("out");
+  Bus bus = sb.open();
+  const std::string exchange = unique_name("bx");
+  const std::string stream_prefix = unique_name("st") + ".";
+  const std::string topic = "md.quotes";
+  Publisher pub = bus.publisher<md::Quote>(topic, reliable_quotes());
+
+  BridgeProc bridge(fmt::format(R"(bridge: {{name: out, bus: {}, http: {{port: 0}}}}
+redis: {{port: {}}}
+{}routes:
+  - {{name: to-redis, direction: out, to: redis-publish, topics: "md.*"}}
+  - {{name: to-stream, direction: out, to: redis-stream, topics: "md.>", prefix: "{}", format: raw, maxlen: 100000}}
+  - {{name: to-amqp, direction: out, to: amqp, topics: "md.quotes", exchange: {}}}
+)",
+                                sb.name(), s.redis, s.yaml_amqp(), stream_prefix, exchange));
+  ASSERT_TRUE(bridge.wait_ready()) << bridge.output();
+
+  constexpr std::uint64_t n = 300;
+  auto sub = python(kRedisSubscriber, {std::to_string(s.redis), topic, std::to_string(n)});
+  ASSERT_TRUE(wait_for_line(*sub, "subscribed"));
+  auto args = s.pika_args();
+  for (auto a : {exchange, unique_name("q"), std::string("md.#"), std::to_string(n)}) args.push_back(a);
+  auto amqp = python(kAmqpConsumer, args);
+  ASSERT_TRUE(wait_for_line(*amqp, "ready"));
+
+  publish_quotes(pub, 1, n);
+
+  const auto got = lines(*sub, n);
+  ASSERT_EQ(got.size(), n);
+  for (std::uint64_t i = 1; i <= n; ++i) EXPECT_EQ(got[i - 1], quote_line(topic, i, i));
+
+  const auto amqp_got = lines(*amqp, n);
+  ASSERT_EQ(amqp_got.size(), n);
+  for (std::uint64_t i = 1; i <= n; ++i) {
+    EXPECT_EQ(amqp_got[i - 1], quote_line(topic, i, i) + " 2 " + std::to_string(i));
+  }
+
+  auto reader = python(kStreamReader, {std::to_string(s.redis), stream_prefix + topic, std::to_string(n)});
+  const auto entries = lines(*reader, n);
+  ASSERT_EQ(entries.size(), n);
+  for (std::uint64_t i = 1; i <= n; ++i) {
+    std::istringstream in(entries[i - 1]);
+    std::string id, t, seq, type, b64;
+    in >> id >> t >> seq >> type >> b64;
+    EXPECT_EQ(id.substr(id.find('-') + 1), std::to_string(i)) << "entry id derives from the seq";
+    EXPECT_EQ(t, topic);
+    EXPECT_EQ(seq, std::to_string(i));
+    EXPECT_EQ(type, "shmbus.md.Quote");
+    const auto bytes = base64_decode(b64);
+    ASSERT_TRUE(bytes.has_value());
+    flatbuffers::Verifier v(reinterpret_cast<const std::uint8_t*>(bytes->data()), bytes->size());
+    ASSERT_TRUE(md::VerifyQuoteBuffer(v)) << "raw payload of entry " << i;
+    const auto* q = md::GetQuote(bytes->data());
+    EXPECT_EQ(q->symbol()->str(), "S" + std::to_string(i));
+    EXPECT_EQ(q->seq(), i);
+    EXPECT_DOUBLE_EQ(q->bid_px(), static_cast<double>(i) + 0.5);
+  }
+
+  // Each route read the topic as its own registered consumer.
+  std::set<std::string> names;
+  for (const auto& c : snapshot(bus.open_topic(topic)).consumers) names.insert(c.name);
+  EXPECT_EQ(names, (std::set<std::string>{"bridge:to-redis", "bridge:to-stream", "bridge:to-amqp"}));
+
+  const HttpReply health = http_get(bridge.port(), "/health");
+  EXPECT_EQ(health.status, 200) << health.body;
+  const HttpReply metrics = http_get(bridge.port(), "/metrics");
+  EXPECT_NE(metrics.body.find("shmbus_bridge_route_confirmed_total{direction=\"out\",route=\"to-amqp\"} 300"),
+            std::string::npos)
+      << metrics.body;
+
+  EXPECT_EQ(bridge.terminate(), 0) << bridge.output();
+  EXPECT_TRUE(snapshot(bus.open_topic(topic)).consumers.empty()) << "deregistered at shutdown";
+}
+
+}  // namespace
+}  // namespace shmbus::test
+
+namespace shmbus::test {
+namespace {
+
+// Sends what the inbound test expects, the way a user's Python service would.
+const char* kInboundSender = R"(
+import base64, json, sys, pika, redis
+rport, chan, stream, late, exchange, own_bus = sys.argv[1:7]
+aport, vhost, user, pw = sys.argv[7:11]
+raw = [base64.b64decode(b) for b in sys.argv[11:]]
+r = redis.Redis(host="127.0.0.1", port=int(rport))
+def q(i):
+    return {"symbol": "S%d" % i, "seq": i, "bid_px": i + 0.5, "bid_qty": 100.0, "instrument_id": i, "venue": "XNAS"}
+for i in (1, 2):
+    r.publish(chan, json.dumps(q(i)))
+r.publish(chan, "this is not json")
+r.publish(chan, json.dumps({"topic": "md.trades", "type": "shmbus.md.Trade", "data": {"symbol": "T"}}))
+r.publish(chan, json.dumps({"topic": "md.quotes", "type": "shmbus.md.Quote", "bus": own_bus, "data": q(99)}))
+r.publish(chan, json.dumps(q(3)))
+for i in (1, 2, 3):
+    r.xadd(stream, {"json": json.dumps({"topic": "md.quotes", "type": "shmbus.md.Quote", "bus": "elsewhere", "data": q(i)})})
+r.xadd(stream, {"json": json.dumps({"symbol": "X", "no_such_field": 1})})
+r.publish(late, json.dumps({"topic": "md.late", "data": q(7)}))
+conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", int(aport), vhost, pika.PlainCredentials(user, pw)))
+ch = conn.channel()
+ch.confirm_delivery()
+for body in raw[:2] + [b"\x01\x02 not a flatbuffer at all"] + raw[2:]:
+    ch.basic_publish(exchange, "in.quotes", body, pika.BasicProperties(delivery_mode=2, content_type="application/x-flatbuffers"))
+conn.close()
+print("sent", flush=True)
+)";
+
+const char* kPending = R"(
+import sys, redis
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]))
+print("pending %d" % r.xpending(sys.argv[2], sys.argv[3])["pending"], flush=True)
+)";
+
+// Collects the messages of a topic as "symbol seq bid_px" lines.
+std::vector<std::string> collect(Subscriber& sub, std::size_t n, std::chrono::milliseconds t = 20s) {
+  std::vector<std::string> out;
+  eventually(
+      [&] {
+        sub.poll(typed<md::Quote>([&](const md::Quote& q, const MessageMeta&) {
+                   out.push_back(fmt::format("{} {} {:.2f}", q.symbol()->str(), q.seq(), q.bid_px()));
+                 }),
+                 64);
+        return out.size() >= n;
+      },
+      t);
+  return out;
+}
+
+struct Letter {
+  std::string source, topic, reason;
+  sys::DeadLetterReason code;
+};
+
+std::vector<Letter> dead_letters(Bus& bus, const std::string& topic, std::size_t n) {
+  std::vector<Letter> out;
+  SubscriberOptions so;
+  so.start = Start::Oldest;
+  so.register_consumer = false;
+  Subscriber sub(bus.wait_for_topic(topic, 10s), so);
+  eventually(
+      [&] {
+        sub.poll(typed<sys::DeadLetter>([&](const sys::DeadLetter& d, const MessageMeta&) {
+                   out.push_back({d.source()->str(), d.original_topic()->str(),
+                                  d.reason() ? d.reason()->str() : "", d.reason_code()});
+                 }),
+                 64);
+        return out.size() >= n;
+      },
+      20s);
+  return out;
+}
+
+std::vector<std::string> expected_quotes(std::initializer_list<int> ids) {
+  std::vector<std::string> v;
+  for (int i : ids) v.push_back(fmt::format("S{} {} {:.2f}", i, i, i + 0.5));
+  return v;
+}
+
+// Inbound from a Redis channel (JSON), a Redis stream (JSON envelopes, consumer group) and an
+// AMQP queue (raw FlatBuffers) onto typed bus topics; invalid JSON, a wrong type, an unknown
+// field and bytes that fail the verifier are dead letters with their reasons, nothing of
+// them is published; a message from our own bus is dropped (no echo); stream entries are all
+// acknowledged. Then redrive: a message for a topic that did not exist is re-injected once
+// the topic exists, and arrives.
+TEST(BusBridge, InboundDeadLettersAndRedrive) {
+  Servers s;
+  ScopedBus sb("in");
+  Bus bus = sb.open();
+  const std::string chan = unique_name("chan"), stream = unique_name("stream"),
+                    late = unique_name("late"), exchange = unique_name("ix"),
+                    queue = unique_name("iq");
+  BridgeProc bridge(fmt::format(R"(bridge: {{name: inb, bus: {}, http: {{port: 0}}}}
+redis: {{port: {}}}
+{}routes:
+  - {{name: chan-in, direction: in, from: redis-channel, channel: {}, topic: md.in.chan, type: shmbus.md.Quote}}
+  - {{name: stream-in, direction: in, from: redis-stream, stream: {}, start: "0", topic: md.in.stream, type: shmbus.md.Quote, policy: reliable}}
+  - {{name: amqp-in, direction: in, from: amqp, queue: {}, exchange: {}, bindings: ["in.#"], format: raw, topic: md.in.amqp, type: shmbus.md.Quote, policy: reliable}}
+  - {{name: late-in, direction: in, from: redis-channel, channel: {}, accept: "md.>"}}
+)",
+                                sb.name(), s.redis, s.yaml_amqp(), chan, stream, queue, exchange, late));
+  ASSERT_TRUE(bridge.wait_ready()) << bridge.output();
+
+  SubscriberOptions so;
+  so.start = Start::Oldest;
+  Subscriber from_chan(bus.open_topic("md.in.chan"), so);
+  Subscriber from_stream(bus.open_topic("md.in.stream"), so);
+  Subscriber from_amqp(bus.open_topic("md.in.amqp"), so);
+
+  std::vector<std::string> args{std::to_string(s.redis), chan, stream, late, exchange, sb.name()};
+  for (const auto& a : s.pika_args()) args.push_back(a);
+  for (int i = 1; i <= 3; ++i) {
+    auto fbb = quote(static_cast<std::uint64_t>(i));
+    args.push_back(base64_encode(std::span(reinterpret_cast<const std::byte*>(fbb.GetBufferPointer()),
+                                           fbb.GetSize())));
+  }
+  auto sender = python(kInboundSender, args);
+  ASSERT_TRUE(wait_for_line(*sender, "sent"));
+
+  EXPECT_EQ(collect(from_chan, 3), expected_quotes({1, 2, 3}));
+  EXPECT_EQ(collect(from_stream, 3), expected_quotes({1, 2, 3}));
+  EXPECT_EQ(collect(from_amqp, 3), expected_quotes({1, 2, 3}));
+
+  auto letters = dead_letters(bus, "sys.deadletter.inb", 5);
+  ASSERT_EQ(letters.size(), 5u) << bridge.drain();
+  std::map<std::string, std::vector<sys::DeadLetterReason>> by_route;
+  for (const auto& l : letters) {
+    by_route[l.source].push_back(l.code);
+    EXPECT_FALSE(l.reason.empty());
+  }
+  using R = sys::DeadLetterReason;
+  EXPECT_EQ(by_route["inb/chan-in"], (std::vector<R>{R::InvalidJson, R::SchemaMismatch}));
+  EXPECT_EQ(by_route["inb/stream-in"], (std::vector<R>{R::InvalidJson}));
+  EXPECT_EQ(by_route["inb/amqp-in"], (std::vector<R>{R::VerifyFailed}));
+  EXPECT_EQ(by_route["inb/late-in"], (std::vector<R>{R::UnknownType}));
+  for (const auto& l : letters) {
+    if (l.source == "inb/stream-in") {
+      EXPECT_NE(l.reason.find("no_such_field"), std::string::npos) << l.reason;
+    }
+  }
+  // Nothing else was published: the three good ones only (the echo was dropped, counted).
+  std::this_thread::sleep_for(200ms);  // a late extra message would have arrived by now
+  EXPECT_EQ(from_chan.topic().head_hint(), 3u);
+  EXPECT_EQ(from_amqp.topic().head_hint(), 3u);
+  const HttpReply metrics = http_get(bridge.port(), "/metrics");
+  EXPECT_NE(metrics.body.find("shmbus_bridge_route_echo_dropped_total{direction=\"in\",route=\"chan-in\"} 1"),
+            std::string::npos) << metrics.body;
+  EXPECT_NE(metrics.body.find("shmbus_bridge_dead_lettered_total{route=\"chan-in\"} 2"), std::string::npos);
+  auto pending = python(kPending, {std::to_string(s.redis), stream, "bus-bridge"});
+  EXPECT_TRUE(wait_for_line(*pending, "pending 0")) << "every stream entry acknowledged";
+
+  // The cause is fixed: the topic of the late message now exists. Redrive re-injects it.
+  TopicConfig tc;
+  (void)bus.topic<md::Quote>("md.late", tc);
+  std::string out;
+  const int rc = run({bridge_exe(), "redrive", "--config", bridge.config_file(), "--route", "late-in"}, out);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("1 of 1 re-injected"), std::string::npos) << out;
+  Subscriber late_sub(bus.open_topic("md.late"), so);
+  EXPECT_EQ(collect(late_sub, 1), expected_quotes({7})) << bridge.drain();
+  EXPECT_EQ(bridge.terminate(), 0) << bridge.output();
+}
+
+}  // namespace
+}  // namespace shmbus::test
+
+namespace shmbus::test {
+namespace {
+
+// A redis-server of the test's own (so it can be killed), with an append-only file synced on
+// every write: what it confirmed survives a SIGKILL.
+class PrivateRedis {
+ public:
+  PrivateRedis() : port_(free_port()) {
+    dir_ = std::filesystem::temp_directory_path() / unique_name("redis");
+    std::filesystem::create_directories(dir_);
+    start();
+  }
+  ~PrivateRedis() {
+    kill();
+    std::filesystem::remove_all(dir_);
+  }
+  void start() {
+    std::string out;
+    ASSERT_EQ(run({"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
+                   "--daemonize", "yes", "--save", "", "--appendonly", "yes", "--appendfsync",
+                   "always", "--dir", dir_.string(), "--pidfile", (dir_ / "redis.pid").string(),
+                   "--logfile", (dir_ / "redis.log").string()},
+                  out),
+              0)
+        << out;
+    ASSERT_TRUE(eventually([&] {
+      std::string o;
+      return run({"redis-cli", "-p", std::to_string(port_), "PING"}, o, 2s) == 0 &&
+             o.find("PONG") != std::string::npos;
+    }, 10s));
+  }
+  void kill() {
+    std::ifstream f(dir_ / "redis.pid");
+    pid_t pid = 0;
+    if (f >> pid && pid > 0) {
+      ::kill(pid, SIGKILL);
+      eventually([&] { return ::kill(pid, 0) != 0; }, 5s);
+    }
+    std::filesystem::remove(dir_ / "redis.pid");
+  }
+  [[nodiscard]] std::uint16_t port() const { return port_; }
+
+ private:
+  std::uint16_t port_;
+  std::filesystem::path dir_;
+};
+
+const char* kStreamCheck = R"(
+import json, sys, redis
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]))
+seqs = [json.loads(f[b"json"])["seq"] for _, f in r.xrange(sys.argv[2])]
+print("count %d exact %s" % (len(seqs), seqs == list(range(1, int(sys.argv[3]) + 1))), flush=True)
+)";
+
+double metric(const std::string& text, const std::string& series) {
+  const auto p = text.find(series + " ");
+  return p == std::string::npos ? -1.0 : std::stod(text.substr(p + series.size() + 1));
+}
+
+// The Redis server is SIGKILLed mid-stream on a reliable topic and restarted: /health goes
+// 503 and back to 200, the producer is held back by the ring meanwhile, the reconnect is
+// counted, and the stream holds every message exactly once, in order.
+TEST(BusBridge, RemoteKilledAndRestartedMidStream) {
+  PrivateRedis redis;
+  ScopedBus sb("kill");
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher<md::Quote>("orders.q", reliable_quotes(256));
+  const std::string stream = unique_name("ks");
+  BridgeProc bridge(fmt::format(R"(bridge: {{name: kill, bus: {}, http: {{port: 0}}, backoff: {{initial_ms: 50, max_ms: 300}}}}
+redis: {{port: {}, connect_timeout_ms: 500}}
+routes:
+  - {{name: st, direction: out, to: redis-stream, topics: "orders.>", prefix: "{}."}}
+)",
+                                sb.name(), redis.port(), stream));
+  ASSERT_TRUE(bridge.wait_ready()) << bridge.output();
+  EXPECT_EQ(http_get(bridge.port(), "/health").status, 200);
+
+  constexpr std::uint64_t n = 3000;
+  std::atomic<std::uint64_t> published{0};
+  std::thread producer([&] {
+    for (std::uint64_t i = 1; i <= n; ++i) {
+      auto fbb = quote(i);
+      if (pub.publish(fbb, 60s) != PublishResult::Ok) return;
+      published.store(i);
+      if (i % 10 == 0) std::this_thread::sleep_for(1ms);
+    }
+  });
+  ASSERT_TRUE(eventually([&] { return published.load() >= 800; }, 20s));
+  redis.kill();
+  EXPECT_TRUE(eventually([&] { return http_get(bridge.port(), "/health").status == 503; }, 10s));
+  // The ring (256 slots) holds the producer back while the remote is down.
+  const std::uint64_t stalled = published.load();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_LE(published.load(), stalled + 300) << "the producer is held back, not dropping";
+  redis.start();
+  EXPECT_TRUE(eventually([&] { return http_get(bridge.port(), "/health").status == 200; }, 15s))
+      << bridge.drain();
+  producer.join();
+  ASSERT_EQ(published.load(), n);
+
+  // Every message, exactly once, in order.
+  EXPECT_TRUE(eventually([&] {
+    auto check = python(kStreamCheck, {std::to_string(redis.port()), stream + ".orders.q", std::to_string(n)});
+    auto l = check->line(10s);
+    return l && *l == "count 3000 exact True";
+  }, 20s)) << bridge.drain();
+  const std::string m = http_get(bridge.port(), "/metrics").body;
+  EXPECT_GE(metric(m, "shmbus_bridge_route_reconnects_total{direction=\"out\",route=\"st\"}"), 1.0) << m;
+  EXPECT_EQ(metric(m, "shmbus_bridge_route_dropped_total{direction=\"out\",route=\"st\"}"), 0.0);
+  EXPECT_EQ(bridge.terminate(), 0);
+  // Logged once per state change, not per attempt.
+  const std::string& log = bridge.output();
+  std::size_t downs = 0;
+  for (auto p = log.find("disconnected"); p != std::string::npos; p = log.find("disconnected", p + 1)) ++downs;
+  EXPECT_EQ(downs, 1u) << log;
+}
+
+// Federation: bus A -> RabbitMQ -> bus B and bus B -> RabbitMQ -> bus A through one topic
+// exchange, both ways at once: every message arrives, in order, typed; nothing echoes back
+// (each bridge drops what came from its own bus, and does not forward what it published).
+TEST(BusBridge, FederationThroughAmqpBothWaysWithoutEcho) {
+  Servers s;
+  ScopedBus sa("fa"), sbb("fb");
+  Bus a = sa.open(), b = sbb.open();
+  Publisher pa = a.publisher<md::Quote>("x.from-a", reliable_quotes());
+  Publisher pb = b.publisher<md::Quote>("x.from-b", reliable_quotes());
+  const std::string exchange = unique_name("fed");
+  const auto cfg = [&](const std::string& name, const std::string& bus) {
+    return fmt::format(R"(bridge: {{name: {0}, bus: {1}, http: {{port: 0}}}}
+{2}routes:
+  - {{name: out, direction: out, to: amqp, topics: "x.>", exchange: {3}}}
+  - {{name: in, direction: in, from: amqp, queue: {3}-{0}, exchange: {3}, bindings: ["x.#"], accept: "x.>", policy: reliable}}
+)",
+                       name, bus, s.yaml_amqp(), exchange);
+  };
+  BridgeProc ba(cfg("fa", sa.name()), "fa"), bb(cfg("fb", sbb.name()), "fb");
+  ASSERT_TRUE(ba.wait_ready()) << ba.output();
+  ASSERT_TRUE(bb.wait_ready()) << bb.output();
+
+  constexpr std::uint64_t n = 500;
+  publish_quotes(pa, 1, n);
+  publish_quotes(pb, 1001, 1000 + n);
+
+  SubscriberOptions so;
+  so.start = Start::Oldest;
+  Subscriber at_b(b.wait_for_topic("x.from-a", 20s), so);
+  Subscriber at_a(a.wait_for_topic("x.from-b", 20s), so);
+  std::vector<std::string> want_b, want_a;
+  for (std::uint64_t i = 1; i <= n; ++i) {
+    want_b.push_back(fmt::format("S{} {} {:.2f}", i, i, static_cast<double>(i) + 0.5));
+    want_a.push_back(fmt::format("S{} {} {:.2f}", i + 1000, i + 1000, static_cast<double>(i + 1000) + 0.5));
+  }
+  EXPECT_EQ(collect(at_b, n), want_b);
+  EXPECT_EQ(collect(at_a, n), want_a);
+  EXPECT_EQ(at_b.topic().type_name(), "shmbus.md.Quote");
+
+  // No echo: each bus's own topic still holds exactly its own n messages, and each bridge
+  // counted the copies of its own messages that came back to it.
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(pa.topic().head_hint(), n);
+  EXPECT_EQ(pb.topic().head_hint(), n);
+  for (BridgeProc* br : {&ba, &bb}) {
+    const std::string m = http_get(br->port(), "/metrics").body;
+    EXPECT_EQ(metric(m, "shmbus_bridge_route_echo_dropped_total{direction=\"in\",route=\"in\"}"),
+              static_cast<double>(n)) << m;
+    EXPECT_EQ(metric(m, "shmbus_bridge_route_echo_dropped_total{direction=\"out\",route=\"out\"}"),
+              static_cast<double>(n)) << m;
+  }
+  EXPECT_EQ(ba.terminate(), 0);
+  EXPECT_EQ(bb.terminate(), 0);
+}
+
+// Federation bus A -> Redis stream -> bus B: every message, in order, typed.
+TEST(BusBridge, FederationThroughRedisStream) {
+  Servers s;
+  ScopedBus sa("sa"), sbb("sb");
+  Bus a = sa.open(), b = sbb.open();
+  Publisher pa = a.publisher<md::Quote>("md.fed", reliable_quotes());
+  const std::string prefix = unique_name("fs") + ".";
+  BridgeProc ba(fmt::format(R"(bridge: {{name: sa, bus: {}, http: {{port: 0}}}}
+redis: {{port: {}}}
+routes: [{{name: out, direction: out, to: redis-stream, topics: "md.>", prefix: "{}"}}]
+)", sa.name(), s.redis, prefix), "sa");
+  BridgeProc bb(fmt::format(R"(bridge: {{name: sb, bus: {}, http: {{port: 0}}}}
+redis: {{port: {}}}
+routes: [{{name: in, direction: in, from: redis-stream, stream: {}md.fed, start: "0", accept: "md.>", policy: reliable}}]
+)", sbb.name(), s.redis, prefix), "sb");
+  ASSERT_TRUE(ba.wait_ready()) << ba.output();
+  ASSERT_TRUE(bb.wait_ready()) << bb.output();
+  constexpr std::uint64_t n = 1000;
+  publish_quotes(pa, 1, n);
+  SubscriberOptions so;
+  so.start = Start::Oldest;
+  Subscriber at_b(b.wait_for_topic("md.fed", 20s), so);
+  std::vector<std::string> want;
+  for (std::uint64_t i = 1; i <= n; ++i) want.push_back(fmt::format("S{} {} {:.2f}", i, i, static_cast<double>(i) + 0.5));
+  EXPECT_EQ(collect(at_b, n), want);
+  EXPECT_EQ(ba.terminate(), 0);
+  EXPECT_EQ(bb.terminate(), 0);
+}
+
+// /metrics passes promtool; the Redis and AMQP passwords appear nowhere: not in the log,
+// /health, /metrics, nor in the error of a login that fails.
+TEST(BusBridge, MetricsPassPromtoolAndSecretsNeverShow) {
+  Servers s;
+  ScopedBus sb("sec");
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher<md::Quote>("md.s", reliable_quotes());
+  ::setenv("SHMBUS_TEST_REDIS_PASSWORD", s.redis_password.c_str(), 1);
+  BridgeProc bridge(fmt::format(R"(bridge: {{name: sec, bus: {}, http: {{port: 0}}}}
+redis: {{port: {}, user: {}, password_env: SHMBUS_TEST_REDIS_PASSWORD}}
+amqp: {{port: {}, user: {}, password: "{}", vhost: {}}}
+routes:
+  - {{name: r, direction: out, to: redis-publish, topics: "md.>"}}
+  - {{name: a, direction: out, to: amqp, topics: "md.>", exchange: {}}}
+)",
+                                sb.name(), s.redis, s.redis_user, s.amqp, s.amqp_user,
+                                s.amqp_password, s.amqp_vhost, unique_name("sx")));
+  ASSERT_TRUE(bridge.wait_ready()) << bridge.output();
+  publish_quotes(pub, 1, 20);  // unroutable at AMQP: dead letters, logged reasons
+  const HttpReply health = http_get(bridge.port(), "/health");
+  EXPECT_EQ(health.status, 200) << health.body;
+  ASSERT_TRUE(eventually([&] {
+    return metric(http_get(bridge.port(), "/metrics").body,
+                  "shmbus_bridge_dead_lettered_total{route=\"a\"}") == 20.0;
+  }, 10s));
+  const HttpReply metrics = http_get(bridge.port(), "/metrics");
+  TempFile file("metrics.txt", metrics.body);
+  std::string out;
+  EXPECT_EQ(run({"sh", "-c", "promtool check metrics < '" + file.str() + "'"}, out), 0)
+      << out << "\n" << metrics.body;
+  EXPECT_EQ(bridge.terminate(), 0);
+
+  // Wrong passwords: the start fails (exit 2), naming the server, never the password.
+  const std::string wrong = "wrong-" + unique_name("pw") + "-secret";
+  std::string err_redis, err_amqp;
+  TempFile bad_redis("bad-redis.yaml", fmt::format(R"(bridge: {{name: sec2, bus: {}}}
+redis: {{port: {}, user: {}, password: "{}", connect_timeout_ms: 1000}}
+routes: [{{name: r, direction: out, to: redis-publish, topics: "md.>"}}]
+)", sb.name(), s.redis, s.redis_user, wrong));
+  EXPECT_EQ(run({bridge_exe(), "--config", bad_redis.str()}, err_redis), 2) << err_redis;
+  TempFile bad_amqp("bad-amqp.yaml", fmt::format(R"(bridge: {{name: sec3, bus: {}}}
+amqp: {{port: {}, user: {}, password: "{}", vhost: {}, connect_timeout_ms: 2000}}
+routes: [{{name: a, direction: out, to: amqp, topics: "md.>"}}]
+)", sb.name(), s.amqp, s.amqp_user, wrong, s.amqp_vhost));
+  EXPECT_EQ(run({bridge_exe(), "--config", bad_amqp.str()}, err_amqp), 2) << err_amqp;
+  EXPECT_NE(err_redis.find("bad-redis.yaml:2: redis"), std::string::npos) << err_redis;
+  EXPECT_NE(err_amqp.find("bad-amqp.yaml:2: amqp"), std::string::npos) << err_amqp;
+
+  for (const std::string* text : std::initializer_list<const std::string*>{
+           &bridge.output(), &health.body, &metrics.body, &err_redis, &err_amqp}) {
+    for (const std::string& secret : {s.redis_password, s.amqp_password, wrong}) {
+      EXPECT_EQ(text->find(secret), std::string::npos) << "secret in:\n" << *text;
+    }
+  }
+}
+
+// Bad configuration: exit 2 and "<file>:<line>: <key>: <what>", nothing started.
+TEST(BusBridge, BadConfigurationExitsTwoNamingFileLineAndKey) {
+  Servers s;
+  ScopedBus sb("cfg");
+  Bus bus = sb.open();
+  (void)bus.topic<md::Quote>("md.typed", TopicConfig{});
+  struct Case {
+    std::string yaml, want;
+  };
+  const std::string head = fmt::format("bridge: {{name: cfg, bus: {}}}\nredis: {{port: {}}}\n", sb.name(), s.redis);
+  const std::vector<Case> cases = {
+      {head + "routes:\n  - name: r\n    direction: out\n    to: redis-publish\n    topics: md.>\n    colour: blue\n",
+       ":8: routes[0].colour: unknown key"},
+      {head + "routes:\n  - name: r\n    direction: out\n    to: redis-publish\n    topics: \"md.q*\"\n",
+       ":7: routes[0].topics: bad topic pattern"},
+      {head + "routes:\n  - {name: r, direction: out, to: redis-publish, topics: md.>, window: many}\n",
+       ":4: routes[0].window: expected an integer"},
+      {head + "routes:\n  - name: r\n    direction: in\n    from: redis-channel\n    channel: c\n    topic: md.typed\n    type: shmbus.md.Trade\n",
+       ":9: routes[0].type: route 'r' cannot publish on topic 'md.typed'"},
+      {fmt::format("bridge: {{name: cfg, bus: {}}}\nredis: {{port: {}, connect_timeout_ms: 300}}\n"
+                   "routes: [{{name: r, direction: out, to: redis-publish, topics: md.>}}]\n",
+                   sb.name(), free_port()),
+       ":2: redis: route 'r' cannot reach redis"},
+  };
+  int i = 0;
+  for (const auto& c : cases) {
+    TempFile f("case" + std::to_string(i++) + ".yaml", c.yaml);
+    std::string out;
+    EXPECT_EQ(run({bridge_exe(), "--config", f.str()}, out), 2) << c.yaml << out;
+    EXPECT_NE(out.find(f.str() + c.want), std::string::npos) << "want " << c.want << "\ngot " << out;
+  }
+  // The flags path names the flag.
+  std::string out;
+  EXPECT_EQ(run({bridge_exe(), "--bus", sb.name(), "--redis", "127.0.0.1:1", "--out", "md.>.x"}, out), 2);
+  EXPECT_NE(out.find("command line: --out md.>.x: bad topic pattern"), std::string::npos) << out;
+  // The example configuration parses (it fails only at connecting: exit 2 naming redis).
+  out.clear();
+  EXPECT_EQ(run({bridge_exe(), "--help"}, out), 0);
+  EXPECT_NE(out.find("md.> matches"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace shmbus::test

@@ -1,0 +1,495 @@
+// OutboundRoute: bus topics matching a pattern -> Redis PUBLISH, Redis XADD or an AMQP
+// topic exchange.
+//
+//   bus topics ──Subscriber "bridge:<route>" per topic (registered: bus-inspect shows lag)──┐
+//        │ (scan every topic_scan_ms: topics that appear later are picked up, from the      │
+//        │  oldest message still in their ring)                                             v
+//        │                                       convert (JSON envelope | raw + metadata)
+//        │                                                       │
+//        │                     pending_ (read, not yet accepted) │ sink.submit()
+//        │                                                       v
+//        │                     in flight in the sink (pipelined / confirm window)
+//        │                                                       │ sink.poll()
+//        │     Confirmed, Duplicate ──> counted     Failed, Returned ──> dead letter
+//        └──── Unconfirmed, Nacked (connection lost) ──> back to the front of pending_, in order
+//
+// Flow control is reading: while the remote is down or the window is full, the route reads
+// nothing, so a reliable topic's ring holds its producer back (the route is a registered
+// consumer like any slow one) and a lossy topic laps the route, which counts the gap as
+// drops. Nothing read is ever discarded: what the sink did not confirm is re-sent after the
+// reconnect. Delivery: PUBLISH at-least-once to whoever is subscribed (Redis pub/sub itself
+// is at-most-once for subscribers that are not connected); XADD exactly-once into the
+// stream, because the entry id <ms>-<seq> is fixed when the message is read (ms from its
+// publish time, never decreasing per topic; seq the bus sequence) and a re-sent id is a
+// Duplicate; AMQP at-least-once (confirms, re-publish of the unconfirmed).
+//
+// Echo: a message whose producer is this process (an inbound route of this bridge put it
+// on the bus) is not sent back out when skip_own is set (the default), and is counted.
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <deque>
+#include <map>
+#include <variant>
+
+#include <shmbus/admin/envelope.hpp>
+#include <shmbus/core/subscriber.hpp>
+#include <shmbus/error.hpp>
+
+#include "route_base.hpp"
+#include "routes.hpp"
+#include "transport/amqp_publisher.hpp"
+#include "transport/redis_publisher.hpp"
+
+namespace shmbus::bridge {
+namespace {
+
+using transport::AmqpMessage;
+using transport::RedisMessage;
+using OutMessage = std::variant<RedisMessage, AmqpMessage>;
+
+enum class Outcome : std::uint8_t { Confirmed, Failed, Resend };
+struct Done {
+  Outcome outcome;
+  OutMessage message;
+  std::string reason;
+};
+
+// The remote end of an outbound route, as the route sees it.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  [[nodiscard]] virtual transport::SubmitStatus submit(const OutMessage& m) = 0;
+  virtual void poll(std::chrono::milliseconds timeout, std::vector<Done>& out) = 0;
+  [[nodiscard]] virtual bool connect(std::chrono::milliseconds timeout) = 0;
+  [[nodiscard]] virtual transport::LinkState state() const = 0;
+  [[nodiscard]] virtual const std::string& last_error() const = 0;
+  [[nodiscard]] virtual std::uint64_t reconnects() const = 0;
+  [[nodiscard]] virtual std::size_t in_flight() const = 0;
+};
+
+class RedisSink final : public Sink {
+ public:
+  explicit RedisSink(transport::RedisPublisherOptions o) : pub_(std::move(o)) {}
+  transport::SubmitStatus submit(const OutMessage& m) override {
+    return pub_.submit(std::get<RedisMessage>(m));
+  }
+  void poll(std::chrono::milliseconds timeout, std::vector<Done>& out) override {
+    completions_.clear();
+    pub_.poll(timeout, completions_);
+    for (auto& c : completions_) {
+      switch (c.outcome) {
+        case transport::RedisOutcome::Confirmed:
+        case transport::RedisOutcome::Duplicate:
+          out.push_back({Outcome::Confirmed, std::move(c.message), {}});
+          break;
+        case transport::RedisOutcome::Failed:
+          out.push_back({Outcome::Failed, std::move(c.message), std::move(c.error)});
+          break;
+        case transport::RedisOutcome::Unconfirmed:
+          out.push_back({Outcome::Resend, std::move(c.message), std::move(c.error)});
+          break;
+      }
+    }
+  }
+  bool connect(std::chrono::milliseconds timeout) override { return pub_.connect(timeout); }
+  transport::LinkState state() const override { return pub_.state(); }
+  const std::string& last_error() const override { return pub_.last_error(); }
+  std::uint64_t reconnects() const override { return pub_.reconnects(); }
+  std::size_t in_flight() const override { return pub_.in_flight(); }
+
+ private:
+  transport::RedisPublisher pub_;
+  std::vector<transport::RedisCompletion> completions_;
+};
+
+class AmqpSink final : public Sink {
+ public:
+  explicit AmqpSink(transport::AmqpPublisherOptions o) : pub_(std::move(o)) {}
+  transport::SubmitStatus submit(const OutMessage& m) override {
+    return pub_.publish(std::get<AmqpMessage>(m));
+  }
+  void poll(std::chrono::milliseconds timeout, std::vector<Done>& out) override {
+    completions_.clear();
+    pub_.poll(timeout, completions_);
+    for (auto& c : completions_) {
+      switch (c.outcome) {
+        case transport::AmqpOutcome::Confirmed:
+          out.push_back({Outcome::Confirmed, std::move(c.message), {}});
+          break;
+        case transport::AmqpOutcome::Returned:
+          out.push_back({Outcome::Failed, std::move(c.message),
+                         "returned by the broker as unroutable (" + c.reason +
+                             "): no queue is bound for this routing key"});
+          break;
+        case transport::AmqpOutcome::Nacked:
+        case transport::AmqpOutcome::Unconfirmed:
+          out.push_back({Outcome::Resend, std::move(c.message), std::move(c.reason)});
+          break;
+      }
+    }
+  }
+  bool connect(std::chrono::milliseconds timeout) override { return pub_.connect(timeout); }
+  transport::LinkState state() const override { return pub_.state(); }
+  const std::string& last_error() const override { return pub_.last_error(); }
+  std::uint64_t reconnects() const override { return pub_.reconnects(); }
+  std::size_t in_flight() const override { return pub_.in_flight(); }
+
+ private:
+  transport::AmqpPublisher pub_;
+  std::vector<transport::AmqpCompletion> completions_;
+};
+
+// Bounded by the participant-name limit of the consumer table (31 characters).
+std::string consumer_name(const std::string& route) {
+  std::string n = "bridge:" + route;
+  if (n.size() > 31) n.resize(31);
+  return n;
+}
+
+class OutboundRoute final : public RouteBase {
+ public:
+  using RouteBase::RouteBase;
+
+  void start(Bridge& bridge) override {
+    init_metrics(bridge);
+    auto& m = bridge.metrics();
+    const auto l = labels();
+    forwarded_ = &m.counter("shmbus_bridge_route_forwarded_total",
+                            "Messages read from the bus and sent to the remote", l);
+    confirmed_ = &m.counter("shmbus_bridge_route_confirmed_total",
+                            "Messages the remote confirmed (Redis reply, AMQP publisher confirm)",
+                            l);
+    failed_ = &m.counter("shmbus_bridge_route_failed_total",
+                         "Messages the remote refused (error reply, returned as unroutable)", l);
+    resent_ = &m.counter("shmbus_bridge_route_resent_total",
+                         "Messages sent again after a lost connection or a nack", l);
+    dropped_ = &m.counter("shmbus_bridge_route_dropped_total",
+                          "Messages lost to lapping on lossy topics (the route fell a ring behind)",
+                          l);
+    echo_ = &m.counter("shmbus_bridge_route_echo_dropped_total", kEchoHelp, l);
+    lag_gauge_ = &m.gauge("shmbus_bridge_route_lag",
+                          "Messages published on the route's topics and not yet read by it", l);
+    topics_gauge_ = &m.gauge("shmbus_bridge_route_topics", "Bus topics the route reads", l);
+    in_flight_gauge_ = &m.gauge("shmbus_bridge_route_in_flight",
+                                "Messages sent and not yet confirmed by the remote", l);
+
+    if (route_.kind == RouteKind::Amqp) {
+      transport::AmqpPublisherOptions o;
+      o.endpoint.host = config_.amqp.host;
+      o.endpoint.port = config_.amqp.port;
+      o.endpoint.user = config_.amqp.user;
+      o.endpoint.password = config_.amqp.password;
+      o.endpoint.vhost = config_.amqp.vhost;
+      o.endpoint.connect_timeout = config_.amqp.connect_timeout;
+      o.endpoint.heartbeat = config_.amqp.heartbeat;
+      o.endpoint.backoff = config_.backoff;
+      o.exchange = route_.exchange;
+      o.window = route_.window;
+      target_ = fmt::format("amqp {}:{}", config_.amqp.host, config_.amqp.port);
+      sink_ = std::make_unique<AmqpSink>(std::move(o));
+    } else {
+      transport::RedisPublisherOptions o;
+      o.endpoint.host = config_.redis.host;
+      o.endpoint.port = config_.redis.port;
+      o.endpoint.user = config_.redis.user;
+      o.endpoint.password = config_.redis.password;
+      o.endpoint.connect_timeout = config_.redis.connect_timeout;
+      o.endpoint.backoff = config_.backoff;
+      o.window_messages = route_.window;
+      target_ = fmt::format("redis {}:{}", config_.redis.host, config_.redis.port);
+      sink_ = std::make_unique<RedisSink>(std::move(o));
+    }
+    const auto timeout = route_.kind == RouteKind::Amqp ? config_.amqp.connect_timeout
+                                                        : config_.redis.connect_timeout;
+    if (!sink_->connect(timeout + std::chrono::milliseconds(500))) {
+      unreachable(target_, sink_->last_error());
+    }
+    observe(sink_->state(), sink_->last_error(), sink_->reconnects());
+    scan(/*at_start=*/true);
+    launch();
+  }
+
+ private:
+  struct Source {
+    Subscriber sub;
+    EnvelopeWriter env;
+    bool reliable;
+    bool persistent;
+    std::uint64_t last_ms = 0;
+    std::uint64_t gap_drops = 0;
+  };
+
+  void health_extra(nlohmann::json& out) const override {
+    out["target"] = target_;
+    out["topics"] = topics_.load(std::memory_order_relaxed);
+    out["lag"] = lag_.load(std::memory_order_relaxed);
+    out["in_flight"] = in_flight_.load(std::memory_order_relaxed);
+    out["pending"] = pending_count_.load(std::memory_order_relaxed);
+    out["forwarded"] = forwarded_->value();
+    out["confirmed"] = confirmed_->value();
+    out["failed"] = failed_->value();
+    out["dropped"] = dropped_->value();
+  }
+
+  void scan(bool at_start) {
+    Bus& bus = bridge_->bus();
+    std::uint64_t lag = 0;
+    for (const auto& name : bus.topic_names()) {
+      if (sources_.count(name) != 0 || failed_topics_.count(name) != 0) continue;
+      if (name == config_.dead_letter.topic || !route_.topics->matches(name)) continue;
+      bool excluded = false;
+      for (const auto& e : route_.exclude) excluded = excluded || e.matches(name);
+      if (excluded) continue;
+      try {
+        Topic t = bus.open_topic(name);
+        SubscriberOptions so;
+        so.name = consumer_name(route_.name);
+        // A topic that exists at start: from now on (not a replay of its whole ring). One
+        // that appears later: from its oldest message, so its first messages are not missed.
+        so.start = at_start ? Start::Live : Start::Oldest;
+        const bool reliable = t.policy() == Policy::Reliable;
+        const bool persistent = route_.persistent == Persistence::Always ||
+                                (route_.persistent == Persistence::Auto && reliable);
+        auto src = std::make_unique<Source>(
+            Source{Subscriber(t, so), EnvelopeWriter(t), reliable, persistent});
+        Source* raw = src.get();
+        src->sub.on_gap([this, raw](const Gap& g) {
+          raw->gap_drops += g.count;
+          dropped_->inc(g.count);
+        });
+        sources_.emplace(name, std::move(src));
+        bridge_->log(fmt::format("route {}: reading topic {} ({})", route_.name, name,
+                                 reliable ? "reliable" : "lossy"));
+      } catch (const Error& e) {
+        failed_topics_.insert(name);
+        bridge_->log(fmt::format("route {}: cannot read topic {}: {}", route_.name, name,
+                                 e.what()));
+      }
+    }
+    for (auto& [name, src] : sources_) {
+      const std::uint64_t head = src->sub.topic().head_hint();
+      const std::uint64_t next = src->sub.next_sequence();
+      lag += head + 1 > next ? head + 1 - next : 0;
+    }
+    lag_.store(lag, std::memory_order_relaxed);
+    lag_gauge_->set(static_cast<double>(lag));
+    topics_.store(sources_.size(), std::memory_order_relaxed);
+    topics_gauge_->set(static_cast<double>(sources_.size()));
+  }
+
+  OutMessage convert(const std::string& topic, Source& src, const Message& m) {
+    const std::string key = route_.prefix + topic;
+    const std::uint64_t seq = m.meta.seq;
+    if (route_.kind == RouteKind::RedisPublish) {
+      std::string body = route_.format == Format::Json
+                             ? src.env.message(m)
+                             : std::string(reinterpret_cast<const char*>(m.data.data()),
+                                           m.data.size());
+      return RedisMessage::publish(key, std::move(body), seq);
+    }
+    transport::Fields fields;
+    if (route_.format == Format::Json) {
+      fields.emplace_back("json", src.env.message(m));
+    } else {
+      metadata(fields, topic, m, "");
+      fields.emplace_back("payload", std::string(reinterpret_cast<const char*>(m.data.data()),
+                                                 m.data.size()));
+    }
+    if (route_.kind == RouteKind::RedisStream) {
+      const auto ms = static_cast<std::uint64_t>(m.meta.ts_ns() / 1'000'000);
+      src.last_ms = std::max(src.last_ms, ms);
+      return RedisMessage::xadd(key, transport::StreamId{src.last_ms, seq}, std::move(fields),
+                                route_.maxlen, seq);
+    }
+    AmqpMessage a;
+    a.routing_key = key;
+    a.persistent = src.persistent;
+    a.mandatory = true;
+    a.token = seq;
+    if (route_.format == Format::Json) {
+      a.body = std::move(fields.front().second);
+      a.content_type = "application/json";
+      fields.clear();
+    } else {
+      a.body = std::move(fields.back().second);
+      fields.pop_back();
+      a.content_type = "application/x-flatbuffers";
+    }
+    a.headers.clear();
+    metadata(a.headers, topic, m, "shmbus-");
+    return a;
+  }
+
+  void metadata(transport::Fields& f, const std::string& topic, const Message& m,
+                const char* prefix) const {
+    const std::string p = prefix;
+    f.emplace_back(p + "topic", topic);
+    f.emplace_back(p + "seq", std::to_string(m.meta.seq));
+    f.emplace_back(p + "ts", std::to_string(m.meta.ts_ns()));
+    f.emplace_back(p + "producer", std::to_string(m.meta.producer));
+    f.emplace_back(p + "id", message_id(config_.bus, topic, m.meta.seq));
+    f.emplace_back(p + "bus", config_.bus);
+    f.emplace_back(p + "type", std::string(m.meta.type));
+  }
+
+  void handle(std::vector<Done>& done) {
+    std::vector<OutMessage> resend;
+    for (auto& d : done) {
+      switch (d.outcome) {
+        case Outcome::Confirmed: confirmed_->inc(); break;
+        case Outcome::Failed: {
+          failed_->inc();
+          DeadLetterInfo dl;
+          dl.route = route_.name;
+          dl.code = route_.kind == RouteKind::Amqp ? sys::DeadLetterReason::NoRoute
+                                                   : sys::DeadLetterReason::RemoteRejected;
+          dl.reason = bridge_->scrub(d.reason);
+          std::string body;
+          if (auto* r = std::get_if<RedisMessage>(&d.message)) {
+            dl.original_topic = r->key;
+            dl.original_seq = r->token;
+            body = r->op == transport::RedisOp::Publish ? r->payload
+                   : r->fields.empty()                  ? std::string()
+                                                        : r->fields.back().second;
+          } else {
+            auto& a = std::get<AmqpMessage>(d.message);
+            dl.original_topic = a.routing_key;
+            dl.original_seq = a.token;
+            body = a.body;
+          }
+          dl.payload = std::span(reinterpret_cast<const std::byte*>(body.data()), body.size());
+          bridge_->dead_letter(dl);
+          break;
+        }
+        case Outcome::Resend: resend.push_back(std::move(d.message)); break;
+      }
+    }
+    if (!resend.empty()) {
+      resent_->inc(resend.size());
+      // Unconfirmed messages were sent before everything still pending: they go first, in
+      // the order they were sent.
+      pending_.insert(pending_.begin(), std::make_move_iterator(resend.begin()),
+                      std::make_move_iterator(resend.end()));
+    }
+    done.clear();
+  }
+
+  // Submits pending messages in order; false when the sink takes no more now.
+  bool drain_pending() {
+    while (!pending_.empty()) {
+      if (sink_->submit(pending_.front()) != transport::SubmitStatus::Queued) return false;
+      pending_.pop_front();
+    }
+    return true;
+  }
+
+  // Reads up to `budget` messages from the bus into the sink; returns how many were read.
+  std::size_t read_bus(std::size_t budget) {
+    std::size_t read = 0;
+    const auto self = static_cast<std::uint32_t>(::getpid());
+    for (auto& [name, src] : sources_) {
+      const std::string& topic = name;
+      Source& s = *src;
+      while (read < budget && pending_.empty()) {
+        const std::size_t n = s.sub.poll(
+            [&](const Message& m) {
+              if (route_.skip_own && m.meta.producer == self) {
+                echo_->inc();
+                return;
+              }
+              OutMessage out = convert(topic, s, m);
+              forwarded_->inc();
+              if (sink_->submit(out) != transport::SubmitStatus::Queued) {
+                pending_.push_back(std::move(out));
+              }
+            },
+            1);
+        if (n == 0) break;
+        ++read;
+      }
+      if (!pending_.empty()) break;
+    }
+    return read;
+  }
+
+  void loop() override {
+    std::vector<Done> done;
+    auto next_scan = std::chrono::steady_clock::now() + config_.topic_scan;
+    while (!stop_requested()) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= next_scan) {
+        scan(false);
+        next_scan = now + config_.topic_scan;
+      }
+      sink_->poll(std::chrono::milliseconds(0), done);
+      handle(done);
+      observe(sink_->state(), sink_->last_error(), sink_->reconnects());
+      std::size_t read = 0;
+      if (sink_->state() == transport::LinkState::Ready && drain_pending()) read = read_bus(256);
+      publish_state();
+      if (read == 0) {
+        // Nothing to read: wait for replies (which also drives a reconnect), or for the bus.
+        if (sink_->in_flight() > 0 || sink_->state() != transport::LinkState::Ready ||
+            !pending_.empty()) {
+          sink_->poll(std::chrono::milliseconds(2), done);
+          handle(done);
+        } else if (sources_.size() == 1) {
+          (void)sources_.begin()->second->sub.wait(std::chrono::milliseconds(2));
+        } else {
+          std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+      }
+    }
+    // Shutdown: nothing more is read; what was read is sent and its confirms awaited, until
+    // the bridge's deadline.
+    const auto deadline = bridge_->stop_deadline();
+    while (std::chrono::steady_clock::now() < deadline &&
+           (!pending_.empty() || sink_->in_flight() > 0)) {
+      if (sink_->state() == transport::LinkState::Ready) (void)drain_pending();
+      sink_->poll(std::chrono::milliseconds(5), done);
+      handle(done);
+    }
+    if (!pending_.empty() || sink_->in_flight() > 0) {
+      bridge_->log(fmt::format("route {}: shutdown deadline reached with {} message(s) unsent "
+                               "and {} unconfirmed",
+                               route_.name, pending_.size(), sink_->in_flight()));
+    }
+    publish_state();
+    sources_.clear();  // leaves the consumer tables
+  }
+
+  void publish_state() {
+    in_flight_.store(sink_->in_flight(), std::memory_order_relaxed);
+    in_flight_gauge_->set(static_cast<double>(sink_->in_flight()));
+    pending_count_.store(pending_.size(), std::memory_order_relaxed);
+  }
+
+  std::unique_ptr<Sink> sink_;
+  std::string target_;
+  std::map<std::string, std::unique_ptr<Source>> sources_;
+  std::set<std::string> failed_topics_;
+  std::deque<OutMessage> pending_;
+
+  transport::Counter* forwarded_ = nullptr;
+  transport::Counter* confirmed_ = nullptr;
+  transport::Counter* failed_ = nullptr;
+  transport::Counter* resent_ = nullptr;
+  transport::Counter* dropped_ = nullptr;
+  transport::Counter* echo_ = nullptr;
+  transport::Gauge* lag_gauge_ = nullptr;
+  transport::Gauge* topics_gauge_ = nullptr;
+  transport::Gauge* in_flight_gauge_ = nullptr;
+  std::atomic<std::uint64_t> lag_{0};
+  std::atomic<std::size_t> topics_{0};
+  std::atomic<std::size_t> in_flight_{0};
+  std::atomic<std::size_t> pending_count_{0};
+};
+
+}  // namespace
+
+std::unique_ptr<Component> make_outbound_route(const Config& config, const RouteConfig& route) {
+  return std::make_unique<OutboundRoute>(config, route);
+}
+
+}  // namespace shmbus::bridge
