@@ -104,7 +104,8 @@ BENCHMARK(BM_Publish_Raw32_Copy);
 
 // Build a Quote with FlatBuffers, then try_publish(builder) (copy into the slot).
 void BM_Publish_Quote_BuildAndPublish(benchmark::State& state) {
-  shmbus::Publisher pub(bench_bus().topic(unique_topic("pubq"), shmbus::Policy::Lossy, 256, 4096, true));
+  shmbus::Publisher pub(
+      bench_bus().topic(unique_topic("pubq"), shmbus::Policy::Lossy, 256, 4096, true));
   QuotePayload q;
   std::uint64_t i = 0;
   for (auto _ : state) {
@@ -120,7 +121,8 @@ BENCHMARK(BM_Publish_Quote_BuildAndPublish);
 
 // The publish part alone: a Quote built once, published again and again.
 void BM_Publish_Quote_PublishOnly(benchmark::State& state) {
-  shmbus::Publisher pub(bench_bus().topic(unique_topic("pubq1"), shmbus::Policy::Lossy, 256, 4096, true));
+  shmbus::Publisher pub(
+      bench_bus().topic(unique_topic("pubq1"), shmbus::Policy::Lossy, 256, 4096, true));
   QuotePayload q;
   q.prepare(1, false);
   for (auto _ : state) {
@@ -213,8 +215,12 @@ void poll_ready(benchmark::State& state, shmbus::Policy policy) {
   if (bad != 0) state.SkipWithError("wrong payload delivered");
   state.SetItemsProcessed(state.iterations());
 }
-void BM_Poll_Ready_Lossy32(benchmark::State& state) { poll_ready(state, shmbus::Policy::Lossy); }
-void BM_Poll_Ready_Reliable32(benchmark::State& state) { poll_ready(state, shmbus::Policy::Reliable); }
+void BM_Poll_Ready_Lossy32(benchmark::State& state) {
+  poll_ready(state, shmbus::Policy::Lossy);
+}
+void BM_Poll_Ready_Reliable32(benchmark::State& state) {
+  poll_ready(state, shmbus::Policy::Reliable);
+}
 BENCHMARK(BM_Poll_Ready_Lossy32);
 BENCHMARK(BM_Poll_Ready_Reliable32);
 
@@ -246,7 +252,8 @@ void BM_FlatBuffer_To_Json_Quote(benchmark::State& state) {
   const std::vector<std::byte> buf = codec.from_json(quote_json());
   for (auto _ : state) {
     const std::string json = codec.to_json(buf);
-    if (json.find("\"seq\":42") == std::string::npos && json.find("\"seq\": 42") == std::string::npos) {
+    if (json.find("\"seq\":42") == std::string::npos &&
+        json.find("\"seq\": 42") == std::string::npos) {
       state.SkipWithError("FlatBuffer -> JSON lost a field");
       break;
     }

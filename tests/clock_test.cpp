@@ -49,7 +49,8 @@ TEST(Clock, RawSpanIsADurationInStampUnits) {
   const Clock& c = bus.clock();
   const std::uint64_t raw = c.raw_now();
   const std::uint64_t span = c.raw_span(1'000'000'000);
-  EXPECT_NEAR(static_cast<double>(c.to_ns(raw + span) - c.to_ns(raw)), 1e9, 1e6) << "1 s there and back";
+  EXPECT_NEAR(static_cast<double>(c.to_ns(raw + span) - c.to_ns(raw)), 1e9, 1e6)
+      << "1 s there and back";
   EXPECT_EQ(c.raw_span(0), 0u);
   // Saturates instead of wrapping (a TSC of >= 1 GHz has more ticks than ns).
   EXPECT_EQ(c.raw_span(~std::uint64_t{0}), ~std::uint64_t{0});
@@ -59,7 +60,8 @@ TEST(Clock, ReanchoringKeepsConversionContinuous) {
   ScopedBus sb;
   Bus bus = sb.open();
   const Clock& c = bus.clock();
-  if (!c.uses_tsc()) GTEST_SKIP() << "this host's clocksource is not a trusted TSC: stamps are wall-clock ns";
+  if (!c.uses_tsc())
+    GTEST_SKIP() << "this host's clocksource is not a trusted TSC: stamps are wall-clock ns";
   auto& block = detail::Internals::state(bus)->header->clock;
   const std::uint64_t raw = c.raw_now();
   const std::int64_t before = c.to_ns(raw);
@@ -68,17 +70,21 @@ TEST(Clock, ReanchoringKeepsConversionContinuous) {
   const unsigned cur = block.current.load();
   auto& a = block.anchors[cur];
   const std::uint64_t mult = a.ns_per_tick_q32.load();
-  const auto ticks = static_cast<std::uint64_t>((static_cast<detail::uint128>(3'000'000'000ULL) << 32) / mult);
+  const auto ticks =
+      static_cast<std::uint64_t>((static_cast<detail::uint128>(3'000'000'000ULL) << 32) / mult);
   a.version.fetch_add(1);
   a.tsc.fetch_sub(ticks);
   a.ns.fetch_sub(static_cast<std::int64_t>((static_cast<detail::uint128>(ticks) * mult) >> 32));
   a.version.fetch_add(1);
-  EXPECT_LT(std::llabs(c.to_ns(raw) - before), 1000) << "aging the anchor along its line keeps the mapping";
+  EXPECT_LT(std::llabs(c.to_ns(raw) - before), 1000)
+      << "aging the anchor along its line keeps the mapping";
   c.maybe_reanchor();
   EXPECT_NE(block.current.load(), cur) << "re-anchored into the other anchor";
   const std::int64_t after = c.to_ns(raw);
-  EXPECT_LT(std::llabs(after - before), 100'000) << "an old stamp maps to (nearly) the same time after re-anchoring";
-  EXPECT_LT(std::llabs(c.now_ns() - Clock::wall_ns()), 1'000'000) << "back on the wall clock after re-anchoring";
+  EXPECT_LT(std::llabs(after - before), 100'000)
+      << "an old stamp maps to (nearly) the same time after re-anchoring";
+  EXPECT_LT(std::llabs(c.now_ns() - Clock::wall_ns()), 1'000'000)
+      << "back on the wall clock after re-anchoring";
 }
 
 }  // namespace

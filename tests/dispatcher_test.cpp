@@ -70,9 +70,12 @@ TEST_P(DispatcherTest, RoutesEachTopicToItsTypedHandlerOnItsOwnThread) {
   EXPECT_EQ(d.drops(), 0u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Idle, DispatcherTest, ::testing::Values(Idle::Spin, Idle::Yield, Idle::Block),
+INSTANTIATE_TEST_SUITE_P(Idle, DispatcherTest,
+                         ::testing::Values(Idle::Spin, Idle::Yield, Idle::Block),
                          [](const ::testing::TestParamInfo<Idle>& i) {
-                           return i.param == Idle::Spin ? "Spin" : i.param == Idle::Yield ? "Yield" : "Block";
+                           return i.param == Idle::Spin    ? "Spin"
+                                  : i.param == Idle::Yield ? "Yield"
+                                                           : "Block";
                          });
 
 TEST(Dispatcher, OwnLoopCanBlockInWaitAndIsWokenByAPublish) {

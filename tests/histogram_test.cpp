@@ -19,8 +19,8 @@ namespace {
 
 using shmbus::Histogram;
 
-constexpr double kPercentiles[] = {0.0, 0.1, 1.0, 5.0, 10.0, 25.0, 50.0, 75.0,
-                                   90.0, 99.0, 99.5, 99.9, 99.99, 100.0};
+constexpr double kPercentiles[] = {0.0,  0.1,  1.0,  5.0,  10.0, 25.0,  50.0,
+                                   75.0, 90.0, 99.0, 99.5, 99.9, 99.99, 100.0};
 
 // The nearest-rank order statistic of sorted `v`: rank ceil(p/100 * n), at
 // least 1. Computed in integers (p in hundredths of a percent) so the test
@@ -49,7 +49,9 @@ void check_against_exact(const Histogram& h, std::vector<std::uint64_t> values) 
 }
 
 // 36 KiB: keep them off the test's stack.
-std::unique_ptr<Histogram> make() { return std::make_unique<Histogram>(); }
+std::unique_ptr<Histogram> make() {
+  return std::make_unique<Histogram>();
+}
 
 TEST(HistogramProperties, FixedSizeNoexceptHotPath) {
   static_assert(noexcept(std::declval<Histogram&>().record(1)));
@@ -67,7 +69,8 @@ TEST(HistogramBuckets, ContiguousAndWithinRelativeWidth) {
   for (std::size_t i = 0; i < Histogram::kBucketCount; ++i) {
     const std::uint64_t lo = Histogram::bucket_lower(i);
     const std::uint64_t w = Histogram::bucket_width(i);
-    ASSERT_EQ(lo, expected_lower) << "bucket " << i << " does not start where the previous one ended";
+    ASSERT_EQ(lo, expected_lower) << "bucket " << i
+                                  << " does not start where the previous one ended";
     ASSERT_EQ(Histogram::bucket_index(lo), i);
     ASSERT_EQ(Histogram::bucket_index(lo + w - 1), i);
     if (w > 1) {
@@ -128,8 +131,10 @@ TEST(HistogramDistributions, UniformOneToMillion) {
   check_against_exact(*h, values);
   EXPECT_DOUBLE_EQ(h->mean(), 500'000.5);
   // Spot values, stated plainly: p50 of 1..1e6 is 500000.
-  EXPECT_NEAR(static_cast<double>(h->percentile(50)), 500'000.0, 500'000.0 * Histogram::kRelativeError);
-  EXPECT_NEAR(static_cast<double>(h->percentile(99)), 990'000.0, 990'000.0 * Histogram::kRelativeError);
+  EXPECT_NEAR(static_cast<double>(h->percentile(50)), 500'000.0,
+              500'000.0 * Histogram::kRelativeError);
+  EXPECT_NEAR(static_cast<double>(h->percentile(99)), 990'000.0,
+              990'000.0 * Histogram::kRelativeError);
 }
 
 TEST(HistogramDistributions, RandomUniformShuffled) {
@@ -186,7 +191,7 @@ TEST(HistogramDistributions, TwoPoint) {
   }
   check_against_exact(*h, values);
   expect_within_bound(h->percentile(50), 300, 50);
-  expect_within_bound(h->percentile(99), 300, 99);        // rank 990
+  expect_within_bound(h->percentile(99), 300, 99);            // rank 990
   expect_within_bound(h->percentile(99.1), 5'000'000, 99.1);  // rank 991
   EXPECT_EQ(h->percentile(100), 5'000'000u);
   EXPECT_DOUBLE_EQ(h->mean(), (990.0 * 300 + 10.0 * 5'000'000) / 1000.0);
@@ -232,7 +237,8 @@ TEST(HistogramMerge, EqualsRecordingBoth) {
   EXPECT_EQ(a->max(), both->max());
   EXPECT_EQ(a->overflow(), both->overflow());
   EXPECT_DOUBLE_EQ(a->mean(), both->mean());
-  for (std::size_t i = 0; i < Histogram::kBucketCount; ++i) ASSERT_EQ(a->bucket_count(i), both->bucket_count(i));
+  for (std::size_t i = 0; i < Histogram::kBucketCount; ++i)
+    ASSERT_EQ(a->bucket_count(i), both->bucket_count(i));
   for (double p : kPercentiles) EXPECT_EQ(a->percentile(p), both->percentile(p)) << "p" << p;
 }
 
@@ -287,7 +293,8 @@ TEST(HistogramExtremes, HugeValuesClampToTheTopBucketAndAreCounted) {
   EXPECT_GE(top, Histogram::bucket_lower(Histogram::kBucketCount - 1));
   EXPECT_LE(top, Histogram::kMaxTrackable);
   // The mean is exact even though the sum exceeds 64 bits.
-  const double expected_mean = (100.0 + static_cast<double>(kTwoHours) + 2.0 * static_cast<double>(kHuge)) / 4.0;
+  const double expected_mean =
+      (100.0 + static_cast<double>(kTwoHours) + 2.0 * static_cast<double>(kHuge)) / 4.0;
   EXPECT_DOUBLE_EQ(h->mean(), expected_mean);
 }
 

@@ -16,9 +16,12 @@
 namespace shmbus::detail {
 namespace {
 
-#define PIN(type, field, off) EXPECT_EQ(offsetof(type, field), std::size_t{off}) << #type "::" #field
+#define PIN(type, field, off) \
+  EXPECT_EQ(offsetof(type, field), std::size_t{off}) << #type "::" #field
 
-TEST(Layout, VersionThatTheseValuesDescribe) { EXPECT_EQ(kLayoutVersion, 2u) << "update this file with the bump"; }
+TEST(Layout, VersionThatTheseValuesDescribe) {
+  EXPECT_EQ(kLayoutVersion, 2u) << "update this file with the bump";
+}
 
 TEST(Layout, MagicNumbers) {
   EXPECT_EQ(kTopicMagic, 0x31504f5453424d53ULL);

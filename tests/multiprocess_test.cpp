@@ -28,13 +28,15 @@ std::map<std::string, std::uint64_t> parse(const std::string& l) {
   std::string tok;
   while (in >> tok) {
     const auto eq = tok.find('=');
-    if (eq != std::string::npos) kv[tok.substr(0, eq)] = std::strtoull(tok.c_str() + eq + 1, nullptr, 10);
+    if (eq != std::string::npos)
+      kv[tok.substr(0, eq)] = std::strtoull(tok.c_str() + eq + 1, nullptr, 10);
   }
   return kv;
 }
 
 std::uint64_t count(std::uint64_t n) {
-  return std::max<std::uint64_t>(2000, static_cast<std::uint64_t>(static_cast<double>(n) * stress_scale()));
+  return std::max<std::uint64_t>(
+      2000, static_cast<std::uint64_t>(static_cast<double>(n) * stress_scale()));
 }
 
 TEST(MultiProcess, ProducerAndTwoConsumersInSeparateProcesses) {
@@ -45,7 +47,8 @@ TEST(MultiProcess, ProducerAndTwoConsumersInSeparateProcesses) {
   ASSERT_EQ(c1.line(), "ready");
   ASSERT_EQ(c2.line(), "ready");
   Child p({"produce", sb.name(), "orders", std::to_string(n), "reliable", "256"});
-  EXPECT_EQ(p.line_starting("published"), "published=" + std::to_string(n) + " last=" + std::to_string(n));
+  EXPECT_EQ(p.line_starting("published"),
+            "published=" + std::to_string(n) + " last=" + std::to_string(n));
   EXPECT_EQ(p.wait_exit(), 0);
   for (Child* c : {&c1, &c2}) {
     const auto r = parse(c->line_starting("received"));
@@ -82,7 +85,8 @@ TEST(MultiProcess, KilledProducerIsTakenOverAndNothingIsLostOrTorn) {
   Child heir({"produce", sb.name(), "exec", "20000", "reliable", "128"});
   const auto start = parse(heir.line_starting("took_over"));
   EXPECT_EQ(start.at("took_over"), 1u);
-  EXPECT_GE(start.at("first"), dead.head + 1) << "the sequence goes on from the last committed message";
+  EXPECT_GE(start.at("first"), dead.head + 1)
+      << "the sequence goes on from the last committed message";
   EXPECT_LE(start.at("first"), dead.head + 2);
   const auto done = parse(heir.line_starting("published"));
   EXPECT_EQ(heir.wait_exit(), 0);
@@ -107,7 +111,8 @@ TEST(MultiProcess, KilledConsumerOnReliableTopicIsReapedSoTheProducerResumes) {
     fill_payload(buf.data(), buf.size(), i);
     ASSERT_EQ(pub.try_publish(buf), PublishResult::Ok);
   }
-  EXPECT_EQ(pub.try_publish(buf), PublishResult::WouldBlock) << "a live consumer that reads nothing holds it up";
+  EXPECT_EQ(pub.try_publish(buf), PublishResult::WouldBlock)
+      << "a live consumer that reads nothing holds it up";
   EXPECT_EQ(pub.publish(buf, 20ms), PublishResult::Timeout) << "and a live one is never reaped";
   staller.signal(SIGKILL);
   // Not waited for yet: a zombie is dead too.
@@ -125,7 +130,8 @@ TEST(MultiProcess, ConsumerKilledWhileAsleepDoesNotCostTheProducerWakeUpsForever
   Child c({"consume", sb.name(), "sleepy", "lossy", "64"});
   ASSERT_EQ(c.line(), "ready");
   auto& w = detail::Internals::state(pub.topic())->header->wait;
-  ASSERT_TRUE(eventually([&] { return w.sleepers.load() == 1; })) << "the consumer sleeps in FUTEX_WAIT";
+  ASSERT_TRUE(eventually([&] { return w.sleepers.load() == 1; }))
+      << "the consumer sleeps in FUTEX_WAIT";
   c.signal(SIGKILL);
   EXPECT_EQ(c.wait_exit(), 128 + SIGKILL);
   EXPECT_EQ(w.sleepers.load(), 1u) << "killed asleep: nobody counted it out";

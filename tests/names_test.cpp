@@ -29,7 +29,8 @@ void expect_invalid(const std::function<void()>& f, const std::string& needle) {
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::InvalidName) << e.what();
     EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("use "), std::string::npos) << "says what to do: " << e.what();
+    EXPECT_NE(std::string(e.what()).find("use "), std::string::npos)
+        << "says what to do: " << e.what();
   }
 }
 
@@ -42,7 +43,8 @@ TEST(Names, BadBusNamesAreRefusedAndCreateNothing) {
   expect_invalid([] { (void)Bus::open_or_create("a b"); }, "' ' at position 1");
   expect_invalid([] { (void)Bus::open_or_create(std::string("a\0b", 3)); }, "byte 0x00");
   expect_invalid([] { (void)Bus::open("x/../../etc"); }, "'/'");
-  for (const char* made : {"shmbus..", "shmbus.a.b", "shmbus.a b", "shmbus.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"})
+  for (const char* made :
+       {"shmbus..", "shmbus.a.b", "shmbus.a b", "shmbus.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"})
     EXPECT_TRUE(shm_entries(made).empty()) << made;
   EXPECT_NO_THROW(validate_bus_name(std::string(32, 'a')));
   EXPECT_NO_THROW(validate_bus_name("Prod_2-a"));

@@ -26,7 +26,7 @@ class HeapRing {
            std::uint32_t consumers = 4) {
     const TopicGeometry g = topic_geometry(consumers, 0, slot_size, slot_count);
     bytes_ = g.segment_bytes;
-    mem_ = static_cast<std::byte*>(::operator new(bytes_, std::align_val_t{kPageSize}));
+    mem_ = static_cast<std::byte*>(::operator new (bytes_, std::align_val_t{kPageSize}));
     std::memset(mem_, 0, bytes_);
     auto* h = new (mem_) TopicHeader();
     for (std::uint32_t i = 0; i < consumers; ++i)
@@ -41,7 +41,7 @@ class HeapRing {
     block_.slot_count = slot_count;
     block_.reliable = reliable;
   }
-  ~HeapRing() { ::operator delete(mem_, std::align_val_t{kPageSize}); }
+  ~HeapRing() { ::operator delete (mem_, std::align_val_t{kPageSize}); }
   HeapRing(const HeapRing&) = delete;
   HeapRing& operator=(const HeapRing&) = delete;
 

@@ -52,7 +52,8 @@ TEST(Ring, PublishedMessageArrivesWithItsMetadata) {
     EXPECT_GE(m.meta.ts_ns(), before);
     EXPECT_LE(m.meta.ts_ns(), after);
     EXPECT_EQ(m.meta.correlation, 0u);
-  }), 1u);
+  }),
+            1u);
   EXPECT_EQ(n, 1);
   EXPECT_EQ(sub.poll([](const Message&) { FAIL() << "nothing more was published"; }), 0u);
 }
@@ -70,7 +71,8 @@ TEST(Ring, WrapsAroundInOrder) {
       ASSERT_TRUE(check_payload(m.data, v));
       EXPECT_EQ(v, m.meta.seq);
       got.push_back(m.meta.seq);
-    }), 1u);
+    }),
+              1u);
   }
   ASSERT_EQ(got.size(), 37u);
   for (std::size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], i + 1);
@@ -102,7 +104,8 @@ TEST(Ring, UncommittedClaimIsNeverDeliveredAndItsSequenceIsReused) {
   ASSERT_EQ(sub.poll([&](const Message& m) {
     EXPECT_EQ(m.meta.seq, 1u);
     EXPECT_TRUE(check_payload(m.data, value));
-  }), 1u);
+  }),
+            1u);
   EXPECT_EQ(value, 8u);
 }
 
@@ -231,7 +234,8 @@ TEST(Ring, ReliableConsumerReadsInPlaceLossyConsumerReadsACopy) {
     return q >= base && q < base + detail::Internals::state(t)->segment.size();
   };
   ASSERT_EQ(rs.poll([&](const Message& m) { EXPECT_TRUE(inside(rs.topic(), m.data.data())); }), 1u);
-  ASSERT_EQ(ls.poll([&](const Message& m) { EXPECT_FALSE(inside(ls.topic(), m.data.data())); }), 1u);
+  ASSERT_EQ(ls.poll([&](const Message& m) { EXPECT_FALSE(inside(ls.topic(), m.data.data())); }),
+            1u);
 }
 
 TEST(Ring, StartOldestReplaysWhatIsStillInTheRing) {
@@ -264,7 +268,8 @@ TEST(Ring, StartAtASequenceIsClampedToWhatTheRingHolds) {
     return drain(s);
   };
   EXPECT_EQ(from(18), std::vector<std::uint64_t>({18, 19, 20}));
-  EXPECT_EQ(from(1), std::vector<std::uint64_t>({13, 14, 15, 16, 17, 18, 19, 20})) << "clamped to the oldest";
+  EXPECT_EQ(from(1), std::vector<std::uint64_t>({13, 14, 15, 16, 17, 18, 19, 20}))
+      << "clamped to the oldest";
   EXPECT_TRUE(from(500).empty()) << "clamped to the next message";
 }
 
@@ -283,7 +288,8 @@ TEST(Ring, TypedPublishRefusesABufferOfAnotherType) {
   ASSERT_EQ(sub.poll(typed<md::Quote>([&](const md::Quote& q, const MessageMeta& m) {
     sym = q.symbol()->str();
     EXPECT_EQ(m.type, "shmbus.md.Quote");
-  })), 1u);
+  })),
+            1u);
   EXPECT_EQ(sym, "AAPL");
 }
 
@@ -409,7 +415,9 @@ TEST(Ring, ObserverOnAReadOnlyBusWaitsAndPollsWithoutWriting) {
   EXPECT_FALSE(obs.wait(5ms));
   // Age the clock's anchor so that a registered consumer's idle path would
   // re-anchor it (a write): an observer must not.
-  auto& a = detail::Internals::state(bus)->header->clock.anchors[detail::Internals::state(bus)->header->clock.current.load()];
+  auto& a =
+      detail::Internals::state(bus)
+          ->header->clock.anchors[detail::Internals::state(bus)->header->clock.current.load()];
   a.ns.fetch_sub(5'000'000'000);
   for (int i = 0; i < 70000; ++i) ASSERT_EQ(obs.poll([](const Message&) {}), 0u);
   std::thread producer([&] {
@@ -419,7 +427,8 @@ TEST(Ring, ObserverOnAReadOnlyBusWaitsAndPollsWithoutWriting) {
   EXPECT_TRUE(obs.wait(30s));
   producer.join();
   EXPECT_EQ(drain(obs), std::vector<std::uint64_t>({1}));
-  EXPECT_EQ(detail::Internals::state(pub.topic())->header->wait.sleepers.load(), 0u) << "observers never count in";
+  EXPECT_EQ(detail::Internals::state(pub.topic())->header->wait.sleepers.load(), 0u)
+      << "observers never count in";
 }
 
 TEST(Ring, ASleeperCountLeftRaisedByADeadConsumerIsRepaired) {

@@ -17,7 +17,9 @@ std::vector<std::byte> bytes(const std::string& s) {
   std::memcpy(v.data(), s.data(), s.size());
   return v;
 }
-std::string text(std::span<const std::byte> d) { return {reinterpret_cast<const char*>(d.data()), d.size()}; }
+std::string text(std::span<const std::byte> d) {
+  return {reinterpret_cast<const char*>(d.data()), d.size()};
+}
 
 TEST(Rpc, CallGetsTheReplyToItsOwnRequest) {
   ScopedBus sb;
@@ -102,7 +104,8 @@ TEST(Rpc, TimeoutAndALateReplyIsNeverMistakenForANewOne) {
   server.join();
   EXPECT_EQ(answered.load(), 2);
   ASSERT_EQ(r2.status, RpcStatus::Ok);
-  EXPECT_EQ(text(r2.payload), "re:second") << "the reply to 'first' must not be taken for this call's";
+  EXPECT_EQ(text(r2.payload), "re:second")
+      << "the reply to 'first' must not be taken for this call's";
   EXPECT_NE(r2.correlation, r1.correlation);
   EXPECT_EQ(cli.late_replies(), 1u);
 }
@@ -124,13 +127,18 @@ TEST(Rpc, ARequestSentBeforeAnyResponderExistsIsAnswered) {
   Reply r;
   std::thread caller([&] { r = cli.call(bytes("early"), 20s); });
   // The request is in the ring before the responder starts.
-  ASSERT_TRUE(eventually([&] { return bus.has_topic("late.req.c") && bus.open_topic("late.req.c").head_hint() == 1; }));
+  ASSERT_TRUE(eventually([&] {
+    return bus.has_topic("late.req.c") && bus.open_topic("late.req.c").head_hint() == 1;
+  }));
   Responder srv(bus, "late");
   std::vector<std::string> seen;
-  serve(srv, [&](const Message& req, ReplyWriter& out) {
-    seen.push_back(text(req.data));
-    EXPECT_EQ(out.reply(bytes("re:" + text(req.data))), PublishResult::Ok);
-  }, [&] { return !seen.empty(); });
+  serve(
+      srv,
+      [&](const Message& req, ReplyWriter& out) {
+        seen.push_back(text(req.data));
+        EXPECT_EQ(out.reply(bytes("re:" + text(req.data))), PublishResult::Ok);
+      },
+      [&] { return !seen.empty(); });
   caller.join();
   ASSERT_EQ(r.status, RpcStatus::Ok) << to_string(r.status);
   EXPECT_EQ(text(r.payload), "re:early");
@@ -145,8 +153,12 @@ TEST(Rpc, ARestartedResponderServesWhatIsUnansweredAndNothingTwice) {
     Responder first(bus, "restart");
     std::thread server([&] {
       int n = 0;
-      serve(first, [&](const Message&, ReplyWriter& out) { n += out.reply(bytes("one")) == PublishResult::Ok; },
-            [&] { return n == 1; });
+      serve(
+          first,
+          [&](const Message&, ReplyWriter& out) {
+            n += out.reply(bytes("one")) == PublishResult::Ok;
+          },
+          [&] { return n == 1; });
     });
     ASSERT_EQ(cli.call(bytes("answered"), 10s).status, RpcStatus::Ok);
     server.join();
@@ -155,10 +167,13 @@ TEST(Rpc, ARestartedResponderServesWhatIsUnansweredAndNothingTwice) {
   EXPECT_EQ(cli.call(bytes("pending"), 5ms).status, RpcStatus::NoResponder);
   Responder second(bus, "restart");  // a restarted service
   std::vector<std::string> seen;
-  serve(second, [&](const Message& req, ReplyWriter& out) {
-    seen.push_back(text(req.data));
-    (void)out.reply(bytes("two"));
-  }, [&] { return !seen.empty(); });
+  serve(
+      second,
+      [&](const Message& req, ReplyWriter& out) {
+        seen.push_back(text(req.data));
+        (void)out.reply(bytes("two"));
+      },
+      [&] { return !seen.empty(); });
   EXPECT_EQ(seen, std::vector<std::string>({"pending"})) << "'answered' must not be served twice";
   EXPECT_EQ(cli.call(bytes("after"), 50ms).status, RpcStatus::Timeout)
       << "registered but not polled: a responder is there, it is slow";
@@ -173,7 +188,9 @@ TEST(Rpc, RequestsOlderThanTheTtlAreSkippedAndCounted) {
   EXPECT_EQ(cli.call(bytes("stale"), 1ms).status, RpcStatus::NoResponder);
   Responder srv(bus, "ttl", config);
   int handled = 0;
-  serve(srv, [&](const Message&, ReplyWriter&) { ++handled; }, [&] { return srv.expired_requests() != 0; });
+  serve(
+      srv, [&](const Message&, ReplyWriter&) { ++handled; },
+      [&] { return srv.expired_requests() != 0; });
   EXPECT_EQ(handled, 0);
   EXPECT_EQ(srv.expired_requests(), 1u);
 }
@@ -186,8 +203,12 @@ TEST(Rpc, AClientsTopicsAreRemovedWhenItGoesAndTheResponderDropsIt) {
     Requester cli(bus, "gone", {}, "c");
     std::thread server([&] {
       int n = 0;
-      serve(srv, [&](const Message&, ReplyWriter& out) { n += out.reply(bytes("x")) == PublishResult::Ok; },
-            [&] { return n == 1; });
+      serve(
+          srv,
+          [&](const Message&, ReplyWriter& out) {
+            n += out.reply(bytes("x")) == PublishResult::Ok;
+          },
+          [&] { return n == 1; });
     });
     ASSERT_EQ(cli.call(bytes("q"), 10s).status, RpcStatus::Ok);
     server.join();
@@ -213,10 +234,13 @@ TEST(Rpc, ACrashedClientIsDroppedAndItsTopicsRemoved) {
   int status = 0;
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   std::vector<std::string> seen;
-  serve(srv, [&](const Message& req, ReplyWriter& out) {
-    seen.push_back(text(req.data));
-    (void)out.reply(bytes("nobody listens"));
-  }, [&] { return !seen.empty(); });
+  serve(
+      srv,
+      [&](const Message& req, ReplyWriter& out) {
+        seen.push_back(text(req.data));
+        (void)out.reply(bytes("nobody listens"));
+      },
+      [&] { return !seen.empty(); });
   EXPECT_EQ(seen, std::vector<std::string>({"from the grave"})) << "served while within its ttl";
   ASSERT_TRUE(eventually([&] {
     (void)srv.wait(1ms);

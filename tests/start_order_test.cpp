@@ -72,7 +72,8 @@ TEST(StartOrder, ASubscriberWithoutConfigDoesNotFixTheGeometry) {
   // The subscriber follows to the defined topic when idle (it checks every
   // few hundred empty polls; ready() says at once that there is work).
   EXPECT_TRUE(sub.ready());
-  for (int i = 0; i < 1000 && sub.topic().policy() != Policy::Reliable; ++i) (void)sub.poll([](const Message&) {});
+  for (int i = 0; i < 1000 && sub.topic().policy() != Policy::Reliable; ++i)
+    (void)sub.poll([](const Message&) {});
   EXPECT_EQ(sub.topic().policy(), Policy::Reliable);
   EXPECT_EQ(sub.topic().slot_count(), 16u);
   EXPECT_TRUE(sub.registered());
@@ -132,7 +133,8 @@ TEST(StartOrder, DispatcherInAnotherProcessStartedFirstGetsEveryOrder) {
     (void)!::write(ready[1], "r", 1);
     d.start();
     const auto deadline = std::chrono::steady_clock::now() + 30s;
-    while (next <= kMessages && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(1ms);
+    while (next <= kMessages && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(1ms);
     d.stop();
     const char verdict = ok && next == kMessages + 1 && d.drops() == 0 ? 'y' : 'n';
     (void)!::write(result[1], &verdict, 1);

@@ -13,7 +13,8 @@ namespace {
 using namespace std::chrono_literals;
 
 std::uint64_t scaled(std::uint64_t n) {
-  return std::max<std::uint64_t>(1000, static_cast<std::uint64_t>(static_cast<double>(n) * stress_scale()));
+  return std::max<std::uint64_t>(
+      1000, static_cast<std::uint64_t>(static_cast<double>(n) * stress_scale()));
 }
 
 TEST(Stress, ReliableDeliversEveryMessageInOrderToEveryConsumer) {
@@ -162,7 +163,8 @@ TEST(Stress, ConsumersJoiningAndLeavingNeverMissTheirDueMessages) {
           s.poll(
               [&](const Message& m) {
                 std::uint64_t v = 0;
-                if (m.meta.seq != expect || !check_payload(m.data, v) || v != m.meta.seq) failures.fetch_add(1);
+                if (m.meta.seq != expect || !check_payload(m.data, v) || v != m.meta.seq)
+                  failures.fetch_add(1);
                 expect = m.meta.seq + 1;
               },
               32);

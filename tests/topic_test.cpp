@@ -9,9 +9,9 @@
 #include <thread>
 
 #include "shmbus/core/internals.hpp"
-#include "shmbus/messages.hpp"
 #include "shmbus/detail/process.hpp"
 #include "shmbus/detail/segments.hpp"
+#include "shmbus/messages.hpp"
 #include "test_util.hpp"
 
 namespace shmbus::test {
@@ -31,7 +31,9 @@ Error expect_error(F&& f, Errc code) {
   return Error(Errc::SystemError, "no error thrown");
 }
 
-bool contains(const Error& e, const std::string& s) { return std::string(e.what()).find(s) != std::string::npos; }
+bool contains(const Error& e, const std::string& s) {
+  return std::string(e.what()).find(s) != std::string::npos;
+}
 
 void write_file(const std::string& path, const std::string& bytes) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
@@ -53,7 +55,10 @@ TEST(Topic, CreateThenOpenSharesOneRing) {
   Subscriber sub(t2);
   ASSERT_EQ(pub.try_publish(as_bytes("hello", 5)), PublishResult::Ok);
   std::string got;
-  ASSERT_EQ(sub.poll([&](const Message& m) { got.assign(reinterpret_cast<const char*>(m.data.data()), m.data.size()); }), 1u);
+  ASSERT_EQ(sub.poll([&](const Message& m) {
+    got.assign(reinterpret_cast<const char*>(m.data.data()), m.data.size());
+  }),
+            1u);
   EXPECT_EQ(got, "hello");
   EXPECT_EQ(a.topic_names(), std::vector<std::string>({"shared"}));
   EXPECT_TRUE(a.has_topic("shared"));
@@ -92,10 +97,12 @@ TEST(Topic, ConfigMismatchSaysWhatDiffers) {
   ScopedBus sb;
   Bus bus = sb.open();
   (void)bus.topic("orders", config(Policy::Reliable, 256));
-  const Error e = expect_error([&] { (void)bus.topic("orders", config(Policy::Lossy, 256)); }, Errc::TopicMismatch);
+  const Error e = expect_error([&] { (void)bus.topic("orders", config(Policy::Lossy, 256)); },
+                               Errc::TopicMismatch);
   EXPECT_TRUE(contains(e, "policy reliable")) << e.what();
   EXPECT_TRUE(contains(e, "policy lossy")) << e.what();
-  (void)expect_error([&] { (void)bus.topic("orders", config(Policy::Reliable, 512)); }, Errc::TopicMismatch);
+  (void)expect_error([&] { (void)bus.topic("orders", config(Policy::Reliable, 512)); },
+                     Errc::TopicMismatch);
   // TypeOnly accepts the creator's geometry.
   Topic t = bus.topic("orders", config(Policy::Lossy, 8), Match::TypeOnly);
   EXPECT_EQ(t.slot_count(), 256u);
@@ -106,7 +113,8 @@ TEST(Topic, SubscribingWithAnotherTypeIsTypeMismatch) {
   ScopedBus sb;
   Bus bus = sb.open();
   Publisher pub = bus.publisher<md::Quote>("md.quotes");
-  const Error e = expect_error([&] { (void)bus.subscriber<md::Trade>("md.quotes"); }, Errc::TypeMismatch);
+  const Error e =
+      expect_error([&] { (void)bus.subscriber<md::Trade>("md.quotes"); }, Errc::TypeMismatch);
   EXPECT_TRUE(contains(e, "shmbus.md.Quote")) << e.what();
   EXPECT_TRUE(contains(e, "shmbus.md.Trade")) << e.what();
   // A raw publisher on a typed topic must say what it means (Exact).
@@ -127,7 +135,8 @@ TEST(Topic, SameTypeNameWithAnotherSchemaIsSchemaMismatch) {
   TopicConfig c;
   c.type = type_of<md::Quote>();
   c.type.hash ^= 1;  // what a build from an edited quote.fbs would carry
-  const Error e = expect_error([&] { (void)bus.topic("md.quotes", c, Match::TypeOnly); }, Errc::SchemaMismatch);
+  const Error e =
+      expect_error([&] { (void)bus.topic("md.quotes", c, Match::TypeOnly); }, Errc::SchemaMismatch);
   EXPECT_TRUE(contains(e, "rebuild")) << e.what();
 }
 
@@ -155,7 +164,8 @@ TEST(Topic, ForeignTruncatedAndEmptySegmentsAreRefused) {
 
   // A foreign directory.
   ScopedBus other;
-  write_file(detail::shm_path(detail::directory_segment_name(other.name())), std::string(8192, '\x7f'));
+  write_file(detail::shm_path(detail::directory_segment_name(other.name())),
+             std::string(8192, '\x7f'));
   (void)expect_error([&] { (void)Bus::open(other.name()); }, Errc::ForeignSegment);
 }
 
@@ -169,7 +179,8 @@ TEST(Topic, LayoutVersionMismatchIsRefusedWithAWayOut) {
   Bus bus = Bus::open(sb.name());
   const Error e = expect_error([&] { (void)bus.open_topic("v"); }, Errc::VersionMismatch);
   EXPECT_TRUE(contains(e, "999")) << e.what();
-  EXPECT_TRUE(contains(e, "rm " + detail::shm_path(detail::topic_segment_name(sb.name(), "v")))) << e.what();
+  EXPECT_TRUE(contains(e, "rm " + detail::shm_path(detail::topic_segment_name(sb.name(), "v"))))
+      << e.what();
   detail::Internals::state(bus)->header->desc.layout_version.store(0);
   (void)expect_error([&] { (void)Bus::open(sb.name()); }, Errc::VersionMismatch);
 }
@@ -177,11 +188,16 @@ TEST(Topic, LayoutVersionMismatchIsRefusedWithAWayOut) {
 TEST(Topic, InvalidConfigurationIsRefused) {
   ScopedBus sb;
   Bus bus = sb.open();
-  (void)expect_error([&] { (void)bus.topic("c", config(Policy::Lossy, 16, 100)); }, Errc::InvalidArgument);
-  (void)expect_error([&] { (void)bus.topic("c", config(Policy::Lossy, 3)); }, Errc::InvalidArgument);
-  (void)expect_error([&] { (void)bus.topic("c", config(Policy::Lossy, 1u << 25)); }, Errc::InvalidArgument);
-  (void)expect_error([&] { (void)bus.topic("c", config(Policy::Lossy, 16, 64, 0)); }, Errc::InvalidArgument);
-  (void)expect_error([&] { (void)bus.topic("c", config(Policy::Lossy, 1u << 24, 1024)); }, Errc::InvalidArgument);
+  (void)expect_error([&] { (void)bus.topic("c", config(Policy::Lossy, 16, 100)); },
+                     Errc::InvalidArgument);
+  (void)expect_error([&] { (void)bus.topic("c", config(Policy::Lossy, 3)); },
+                     Errc::InvalidArgument);
+  (void)expect_error([&] { (void)bus.topic("c", config(Policy::Lossy, 1u << 25)); },
+                     Errc::InvalidArgument);
+  (void)expect_error([&] { (void)bus.topic("c", config(Policy::Lossy, 16, 64, 0)); },
+                     Errc::InvalidArgument);
+  (void)expect_error([&] { (void)bus.topic("c", config(Policy::Lossy, 1u << 24, 1024)); },
+                     Errc::InvalidArgument);
   BusOptions o;
   o.capacity = 0;
   (void)expect_error([&] { (void)Bus::open_or_create(sb.name() + "x", o); }, Errc::InvalidArgument);
@@ -243,7 +259,8 @@ TEST(Topic, DeadProducerIsTakenOverAndTheSequenceGoesOn) {
     for (int i = 0; i < 5; ++i) ASSERT_EQ(p.try_publish(as_bytes("m", 1)), PublishResult::Ok);
   }
   // Make it look as if a process that has since died owned the topic.
-  detail::Internals::state(t)->header->producer.owner.store(detail::make_claim(detail::ClaimState::Active, kDeadIdentity));
+  detail::Internals::state(t)->header->producer.owner.store(
+      detail::make_claim(detail::ClaimState::Active, kDeadIdentity));
   Publisher heir(t);
   EXPECT_TRUE(heir.took_over());
   EXPECT_EQ(heir.next_sequence(), 6u);
@@ -278,11 +295,13 @@ TEST(Topic, OnlyTheFirstMessageAfterAnIdleSpellIsDemoted) {
     EXPECT_EQ(pub.demoted(), want) << "after the message stamped " << ts;
   }
   std::uint8_t expect = 1;
-  EXPECT_EQ(sub.poll([&](const Message& m) {
-              ASSERT_EQ(m.data.size(), 200u);
-              for (std::byte b : m.data) ASSERT_EQ(std::to_integer<std::uint8_t>(b), expect);
-              ++expect;
-            }, 10),
+  EXPECT_EQ(sub.poll(
+                [&](const Message& m) {
+                  ASSERT_EQ(m.data.size(), 200u);
+                  for (std::byte b : m.data) ASSERT_EQ(std::to_integer<std::uint8_t>(b), expect);
+                  ++expect;
+                },
+                10),
             4u);
 
   PublisherOptions never;
@@ -313,10 +332,13 @@ TEST(Topic, ProducerThatDiedBetweenCommitAndHeadStoreLosesNothing) {
     Publisher p(t);
     for (int i = 0; i < 3; ++i) ASSERT_EQ(p.try_publish(as_bytes("m", 1)), PublishResult::Ok);
   }
-  detail::Internals::state(t)->header->hot.head.store(2);  // message 3 committed, head not yet updated
-  detail::Internals::state(t)->header->producer.owner.store(detail::make_claim(detail::ClaimState::Active, kDeadIdentity));
+  detail::Internals::state(t)->header->hot.head.store(
+      2);  // message 3 committed, head not yet updated
+  detail::Internals::state(t)->header->producer.owner.store(
+      detail::make_claim(detail::ClaimState::Active, kDeadIdentity));
   Publisher heir(t);
-  EXPECT_EQ(heir.next_sequence(), 4u) << "message 3 is committed and must not be overwritten by a new 3";
+  EXPECT_EQ(heir.next_sequence(), 4u)
+      << "message 3 is committed and must not be overwritten by a new 3";
 }
 
 TEST(Topic, ConsumerTableFullIsNamedAndDeadEntriesAreReclaimed) {
@@ -331,7 +353,8 @@ TEST(Topic, ConsumerTableFullIsNamedAndDeadEntriesAreReclaimed) {
   EXPECT_TRUE(contains(e, "keeper")) << e.what();
   EXPECT_TRUE(contains(e, "max_consumers")) << e.what();
   // An entry whose owner died is reclaimed by the next joiner.
-  detail::Internals::state(t)->consumers[1].state.store(detail::make_claim(detail::ClaimState::Active, kDeadIdentity));
+  detail::Internals::state(t)->consumers[1].state.store(
+      detail::make_claim(detail::ClaimState::Active, kDeadIdentity));
   EXPECT_NO_THROW({ Subscriber c(t); });
 }
 
@@ -354,7 +377,8 @@ TEST(Topic, DirectoryNeverWedgesOnADeadRegistrant) {
   o.capacity = 2;
   Bus bus = sb.open(o);
   // A registrant died holding directory entry 0 half-claimed...
-  detail::Internals::state(bus)->entries[0].state.store(detail::make_claim(detail::ClaimState::Claiming, kDeadIdentity));
+  detail::Internals::state(bus)->entries[0].state.store(
+      detail::make_claim(detail::ClaimState::Claiming, kDeadIdentity));
   Topic t = bus.topic("x", {});
   // ...and another died while registering topic "y" (segment created, not listed).
   Topic y = bus.topic("y", {});
@@ -397,10 +421,11 @@ TEST(Topic, JsonThatDoesNotFitTheTopicsTypeIsAnErrorThatSaysWhere) {
   Topic t = bus.topic<md::Quote>("md.quotes");
   // Decoding with the schema stored in the segment, as the tools do.
   JsonCodec codec(t.schema(), t.type_name());
-  const Error e = expect_error([&] { (void)codec.from_json(R"({"symbol": "AAPL", "bid_pxx": 1.5})"); },
-                               Errc::InvalidJson);
+  const Error e = expect_error(
+      [&] { (void)codec.from_json(R"({"symbol": "AAPL", "bid_pxx": 1.5})"); }, Errc::InvalidJson);
   EXPECT_TRUE(contains(e, "bid_pxx")) << e.what();
-  (void)expect_error([&] { (void)codec.from_json(R"({"symbol": "AAPL", "bid_px": "high"})"); }, Errc::InvalidJson);
+  (void)expect_error([&] { (void)codec.from_json(R"({"symbol": "AAPL", "bid_px": "high"})"); },
+                     Errc::InvalidJson);
   (void)expect_error([&] { (void)codec.from_json("{not json"); }, Errc::InvalidJson);
   const auto good = codec.from_json(R"({"symbol": "AAPL", "bid_px": 1.5})");
   Publisher p(t);
@@ -425,7 +450,9 @@ TEST(Topic, VerifyingSubscriberSkipsAndCountsInvalidMessages) {
   fbb.Finish(md::CreateQuoteDirect(fbb, "MSFT"), md::QuoteIdentifier());
   ASSERT_EQ(p.try_publish(fbb), PublishResult::Ok);
   std::vector<std::string> got;
-  while (sub.poll(typed<md::Quote>([&](const md::Quote& q, const MessageMeta&) { got.push_back(q.symbol()->str()); }),
+  while (sub.poll(typed<md::Quote>([&](const md::Quote& q, const MessageMeta&) {
+                    got.push_back(q.symbol()->str());
+                  }),
                   10) != 0) {
   }
   EXPECT_EQ(got, std::vector<std::string>({"MSFT"}));

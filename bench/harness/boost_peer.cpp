@@ -63,7 +63,10 @@ class BoostLink {
 class BoostSession final : public Session {
  public:
   BoostSession(const RunSpec& spec, bool spin)
-      : ping_name_(unique_name("ping")), pong_name_(unique_name("pong")), max_(spec.payload.max_bytes()), spin_(spin) {
+      : ping_name_(unique_name("ping")),
+        pong_name_(unique_name("pong")),
+        max_(spec.payload.max_bytes()),
+        spin_(spin) {
     bip::message_queue::remove(ping_name_.c_str());
     bip::message_queue::remove(pong_name_.c_str());
     // Created here, before the fork; each side opens both.

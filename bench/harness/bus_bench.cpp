@@ -117,7 +117,9 @@ std::vector<PayloadSpec> parse_payloads(const std::string& s) {
       used = 0;
     }
     if (used != item.size() || v < 8 || v % 8 != 0 || v > (1u << 20) - 64)
-      throw CLI::ValidationError("--payloads", "'" + item + "' is not 'quote' or a byte count (a multiple of 8, 8..1048512)");
+      throw CLI::ValidationError(
+          "--payloads",
+          "'" + item + "' is not 'quote' or a byte count (a multiple of 8, 8..1048512)");
     out.push_back({PayloadKind::Raw, v});
   }
   return out;
@@ -185,7 +187,8 @@ class Harness {
       m.floor_disagreement = disagreement;
       // A system far slower than the floor is hardly moved by the floor's
       // level: a disagreement there is flagged, not repeated.
-      const auto floor_p50 = m.floor_before ? static_cast<double>(m.floor_before->percentile(50)) : 1.0;
+      const auto floor_p50 =
+          m.floor_before ? static_cast<double>(m.floor_before->percentile(50)) : 1.0;
       const bool comparable = static_cast<double>(m.hist->percentile(50)) < 20.0 * floor_p50;
       const std::int64_t preempted = m.switches[0].involuntary + m.switches[1].involuntary;
       const double score = disagreement + (fast || !bus ? 0.0 : 1.0);
@@ -214,15 +217,18 @@ class Harness {
   }
 
   void progress(const Measurement& m, double disagreement, bool fast, std::int64_t preempted) {
-    std::fprintf(stderr, "  %-6s %-18s p50 %7llu ns  p99 %8llu ns  floor %llu/%llu ns%s%s%s\n",
-                 m.payload.label().c_str(), m.system.label.c_str(),
-                 static_cast<unsigned long long>(m.hist->percentile(50)),
-                 static_cast<unsigned long long>(m.hist->percentile(99)),
-                 static_cast<unsigned long long>(m.floor_before ? m.floor_before->percentile(50) : 0),
-                 static_cast<unsigned long long>(m.floor_after ? m.floor_after->percentile(50) : 0),
-                 disagreement > o_.floor_tolerance ? fmt_pct("  floors disagree %.0f%%", disagreement * 100).c_str() : "",
-                 fast ? "" : "  slow window",
-                 preempted > 0 ? ("  " + std::to_string(preempted) + " preemptions").c_str() : "");
+    std::fprintf(
+        stderr, "  %-6s %-18s p50 %7llu ns  p99 %8llu ns  floor %llu/%llu ns%s%s%s\n",
+        m.payload.label().c_str(), m.system.label.c_str(),
+        static_cast<unsigned long long>(m.hist->percentile(50)),
+        static_cast<unsigned long long>(m.hist->percentile(99)),
+        static_cast<unsigned long long>(m.floor_before ? m.floor_before->percentile(50) : 0),
+        static_cast<unsigned long long>(m.floor_after ? m.floor_after->percentile(50) : 0),
+        disagreement > o_.floor_tolerance
+            ? fmt_pct("  floors disagree %.0f%%", disagreement * 100).c_str()
+            : "",
+        fast ? "" : "  slow window",
+        preempted > 0 ? ("  " + std::to_string(preempted) + " preemptions").c_str() : "");
   }
 
   const Options& o_;
@@ -241,10 +247,13 @@ int run(const Options& o, const std::string& command_line) {
   if (!o.cpus.empty()) {
     for (const auto& c : split(o.cpus)) pair.push_back(std::stoi(c));
   } else {
-    pair.assign(allowed.begin(), allowed.begin() + std::min<std::ptrdiff_t>(2, static_cast<std::ptrdiff_t>(allowed.size())));
+    pair.assign(
+        allowed.begin(),
+        allowed.begin() + std::min<std::ptrdiff_t>(2, static_cast<std::ptrdiff_t>(allowed.size())));
   }
   if (pair.size() != 2 || pair[0] == pair[1]) {
-    std::cerr << "bus-bench: needs two different CPUs (--cpus A,B); this process may use " << allowed.size() << '\n';
+    std::cerr << "bus-bench: needs two different CPUs (--cpus A,B); this process may use "
+              << allowed.size() << '\n';
     return 1;
   }
 
@@ -270,12 +279,14 @@ int run(const Options& o, const std::string& command_line) {
   std::vector<PayloadSpec> payloads = parse_payloads(o.payloads);
   std::vector<std::string> names = split(o.systems);
 
-  std::printf("bus-bench  %s\n  commit %s\n  %s, %s, CPUs %d <-> %d, ticks: %s (%.4f ns/tick)\n  %s\n",
-              r.date_utc.c_str(), r.commit.c_str(), r.cpu_model.c_str(), r.kernel.c_str(), pair[0], pair[1],
-              r.tick_source.c_str(), r.ns_per_tick, command_line.c_str());
+  std::printf(
+      "bus-bench  %s\n  commit %s\n  %s, %s, CPUs %d <-> %d, ticks: %s (%.4f ns/tick)\n  %s\n",
+      r.date_utc.c_str(), r.commit.c_str(), r.cpu_model.c_str(), r.kernel.c_str(), pair[0], pair[1],
+      r.tick_source.c_str(), r.ns_per_tick, command_line.c_str());
   if (r.load_at_start > 0.5) {
-    const std::string note = "load average " + std::to_string(r.load_at_start).substr(0, 4) +
-                             " at start: other work is running on this machine, figures may be polluted";
+    const std::string note =
+        "load average " + std::to_string(r.load_at_start).substr(0, 4) +
+        " at start: other work is running on this machine, figures may be polluted";
     std::printf("  NOTE: %s\n", note.c_str());
     r.notes.push_back(note);
   }
@@ -333,7 +344,8 @@ int run(const Options& o, const std::string& command_line) {
 #if defined(SHMBUS_BENCH_HAVE_REDIS)
       known += ", redis";
 #endif
-      std::cerr << "bus-bench: unknown system '" << n << "' in --systems (this build knows: " << known << ")\n";
+      std::cerr << "bus-bench: unknown system '" << n
+                << "' in --systems (this build knows: " << known << ")\n";
       return 1;
     }
   }
@@ -349,7 +361,8 @@ int run(const Options& o, const std::string& command_line) {
     base.cpu_pong = pair[1];
     base.slot_count = o.slots;
     base.timeout = std::chrono::seconds(o.timeout);
-    if (systems.empty()) systems.push_back(floor_system());  // --systems floor: the floor alone, A/B/A
+    if (systems.empty())
+      systems.push_back(floor_system());  // --systems floor: the floor alone, A/B/A
     std::fprintf(stderr, "latency (A/B/A with the floor):\n");
     for (const PayloadSpec& p : payloads) {
       base.payload = p;
@@ -357,7 +370,8 @@ int run(const Options& o, const std::string& command_line) {
         Measurement m = h.measure(sys, base);
         if (!m.ok) {
           all_ok = false;
-          std::fprintf(stderr, "  %s %s FAILED: %s\n", p.label().c_str(), sys.label.c_str(), m.error.c_str());
+          std::fprintf(stderr, "  %s %s FAILED: %s\n", p.label().c_str(), sys.label.c_str(),
+                       m.error.c_str());
         }
         r.latency.push_back(std::move(m));
       }
@@ -376,7 +390,8 @@ int run(const Options& o, const std::string& command_line) {
     for (const auto& x : split(o.throughput_consumers)) tp_consumers.push_back(std::stoi(x));
     std::vector<bool> tp_policies;
     for (const auto& x : split(o.throughput_policies)) {
-      if (x != "lossy" && x != "reliable") throw std::runtime_error("--throughput-policies takes lossy and/or reliable");
+      if (x != "lossy" && x != "reliable")
+        throw std::runtime_error("--throughput-policies takes lossy and/or reliable");
       tp_policies.push_back(x == "reliable");
     }
     for (const std::size_t bytes : tp_sizes) {
@@ -386,7 +401,9 @@ int run(const Options& o, const std::string& command_line) {
           t.reliable = reliable;
           t.bytes = bytes;
           t.consumers = consumers;
-          t.messages = std::max<std::uint64_t>(o.throughput_messages * 32 / bytes, std::min<std::uint64_t>(o.throughput_messages, 10'000));
+          t.messages =
+              std::max<std::uint64_t>(o.throughput_messages * 32 / bytes,
+                                      std::min<std::uint64_t>(o.throughput_messages, 10'000));
           t.slot_count = o.throughput_slots;
           t.cpu_producer = pair[0];
           t.cpu_consumers.assign(static_cast<std::size_t>(consumers), pair[1]);
@@ -402,11 +419,15 @@ int run(const Options& o, const std::string& command_line) {
           for (const auto& x : runs) rates.push_back(x.delivered_per_s());
           std::vector<std::size_t> order(runs.size());
           for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
-          std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return rates[a] < rates[b]; });
+          std::sort(order.begin(), order.end(),
+                    [&](std::size_t a, std::size_t b) { return rates[a] < rates[b]; });
           ThroughputResult res = runs.back().ok ? runs[order[order.size() / 2]] : runs.back();
           res.repeats_delivered_per_s = rates;
-          std::fprintf(stderr, "  %-8s %4zuB 1->%d  %s\n", reliable ? "reliable" : "lossy", bytes, consumers,
-                       res.ok ? (std::to_string(res.delivered_per_s() / 1e6).substr(0, 6) + " M msg/s delivered").c_str()
+          std::fprintf(stderr, "  %-8s %4zuB 1->%d  %s\n", reliable ? "reliable" : "lossy", bytes,
+                       consumers,
+                       res.ok ? (std::to_string(res.delivered_per_s() / 1e6).substr(0, 6) +
+                                 " M msg/s delivered")
+                                    .c_str()
                               : ("FAILED: " + res.error).c_str());
           all_ok = all_ok && res.ok;
           r.throughput.push_back(std::move(res));
@@ -425,8 +446,9 @@ int run(const Options& o, const std::string& command_line) {
   write_json(r, json);
   {
     std::ofstream txt(o.out + "/bus-bench.txt");
-    txt << "bus-bench  " << r.date_utc << "\n  commit " << r.commit << "\n  " << r.cpu_model << ", " << r.kernel
-        << ", CPUs " << r.cpu_ping << " <-> " << r.cpu_pong << "\n  " << command_line << "\n\n"
+    txt << "bus-bench  " << r.date_utc << "\n  commit " << r.commit << "\n  " << r.cpu_model << ", "
+        << r.kernel << ", CPUs " << r.cpu_ping << " <-> " << r.cpu_pong << "\n  " << command_line
+        << "\n\n"
         << tables;
   }
   std::printf("wrote %s, %s/bus-bench.txt", json.c_str(), o.out.c_str());
@@ -434,7 +456,8 @@ int run(const Options& o, const std::string& command_line) {
     for (const auto& p : write_plots(r, o.out)) std::printf(", %s", p.c_str());
   }
   std::printf("\n");
-  if (!all_ok) std::printf("FAILED: at least one run failed or delivered a wrong message (see above)\n");
+  if (!all_ok)
+    std::printf("FAILED: at least one run failed or delivered a wrong message (see above)\n");
   return all_ok ? 0 : 1;
 }
 
@@ -443,35 +466,52 @@ int run(const Options& o, const std::string& command_line) {
 int main(int argc, char** argv) {
   Options o;
   CLI::App app{"bus-bench: shmbus latency and throughput against the hardware floor and the peers"};
-  app.add_option("--cpus", o.cpus, "the two CPUs, pinger,ponger (default: the first two this process may use)");
-  app.add_option("--round-trips", o.round_trips, "measured round trips per latency run")->capture_default_str();
-  app.add_option("--warmup", o.warmup, "round trips before measuring")->capture_default_str();
-  app.add_option("--floor-round-trips", o.floor_round_trips, "round trips per floor run (default: --round-trips)");
-  app.add_option("--peer-round-trips", o.peer_round_trips, "round trips for the peers (default: --round-trips)");
-  app.add_option("--payloads", o.payloads, "payloads: byte counts and/or 'quote'")->capture_default_str();
-  app.add_option("--systems", o.systems, "systems to measure")->capture_default_str();
-  app.add_option("--retries", o.retries, "repeats of an A/B/A whose floors disagree")->capture_default_str();
-  app.add_option("--floor-tolerance", o.floor_tolerance, "largest relative p50 difference of agreeing floors")
+  app.add_option("--cpus", o.cpus,
+                 "the two CPUs, pinger,ponger (default: the first two this process may use)");
+  app.add_option("--round-trips", o.round_trips, "measured round trips per latency run")
       ->capture_default_str();
-  app.add_option("--slots", o.slots, "slots per shmbus topic in the latency runs")->capture_default_str();
+  app.add_option("--warmup", o.warmup, "round trips before measuring")->capture_default_str();
+  app.add_option("--floor-round-trips", o.floor_round_trips,
+                 "round trips per floor run (default: --round-trips)");
+  app.add_option("--peer-round-trips", o.peer_round_trips,
+                 "round trips for the peers (default: --round-trips)");
+  app.add_option("--payloads", o.payloads, "payloads: byte counts and/or 'quote'")
+      ->capture_default_str();
+  app.add_option("--systems", o.systems, "systems to measure")->capture_default_str();
+  app.add_option("--retries", o.retries, "repeats of an A/B/A whose floors disagree")
+      ->capture_default_str();
+  app.add_option("--floor-tolerance", o.floor_tolerance,
+                 "largest relative p50 difference of agreeing floors")
+      ->capture_default_str();
+  app.add_option("--slots", o.slots, "slots per shmbus topic in the latency runs")
+      ->capture_default_str();
   app.add_option("--throughput-messages", o.throughput_messages,
                  "messages per throughput run at 32 B (scaled down by size for larger payloads)")
       ->capture_default_str();
-  app.add_option("--throughput-slots", o.throughput_slots, "slots of the throughput topic")->capture_default_str();
-  app.add_option("--throughput-repeats", o.throughput_repeats, "runs per throughput configuration (the median is reported)")
+  app.add_option("--throughput-slots", o.throughput_slots, "slots of the throughput topic")
       ->capture_default_str();
-  app.add_option("--throughput-payloads", o.throughput_payloads, "throughput payload sizes (bytes, multiples of 8)")
+  app.add_option("--throughput-repeats", o.throughput_repeats,
+                 "runs per throughput configuration (the median is reported)")
       ->capture_default_str();
-  app.add_option("--throughput-consumers", o.throughput_consumers, "consumer counts (1..4)")->capture_default_str();
-  app.add_option("--throughput-policies", o.throughput_policies, "lossy and/or reliable")->capture_default_str();
+  app.add_option("--throughput-payloads", o.throughput_payloads,
+                 "throughput payload sizes (bytes, multiples of 8)")
+      ->capture_default_str();
+  app.add_option("--throughput-consumers", o.throughput_consumers, "consumer counts (1..4)")
+      ->capture_default_str();
+  app.add_option("--throughput-policies", o.throughput_policies, "lossy and/or reliable")
+      ->capture_default_str();
   app.add_flag("--no-throughput", o.no_throughput, "skip the throughput runs");
   app.add_flag("--no-latency", o.no_latency, "skip the latency runs");
   app.add_flag("--no-plot", o.no_plot, "write no SVG");
-  app.add_option("--out", o.out, "directory for bus-bench.json, bus-bench.txt and the SVG plots")->capture_default_str();
+  app.add_option("--out", o.out, "directory for bus-bench.json, bus-bench.txt and the SVG plots")
+      ->capture_default_str();
   app.add_option("--redis-server", o.redis_server, "redis-server binary (default: from PATH)");
-  app.add_option("--redis-port", o.redis_port, "port for the harness's redis-server (default: a free one)");
-  app.add_flag("--skip-missing-redis", o.skip_missing_redis, "exit 77 (skipped) when redis-server is not installed");
-  app.add_option("--timeout", o.timeout, "seconds one run may take before it is killed")->capture_default_str();
+  app.add_option("--redis-port", o.redis_port,
+                 "port for the harness's redis-server (default: a free one)");
+  app.add_flag("--skip-missing-redis", o.skip_missing_redis,
+               "exit 77 (skipped) when redis-server is not installed");
+  app.add_option("--timeout", o.timeout, "seconds one run may take before it is killed")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (o.floor_round_trips == 0) o.floor_round_trips = o.round_trips;
   if (o.peer_round_trips == 0) o.peer_round_trips = o.round_trips;

@@ -80,7 +80,8 @@ class BusSession final : public Session {
  private:
   void run(RunShared& sh, const RunSpec& spec, const char* out, const char* in, bool pinger) {
     shmbus::Bus bus = shmbus::Bus::open(bus_name_);
-    shmbus::Publisher pub(bus.topic(out, config_), shmbus::PublisherOptions{pinger ? "pinger" : "ponger"});
+    shmbus::Publisher pub(bus.topic(out, config_),
+                          shmbus::PublisherOptions{pinger ? "pinger" : "ponger"});
     shmbus::SubscriberOptions so;
     so.name = pinger ? "pinger" : "ponger";
     shmbus::Subscriber sub(bus.topic(in, config_), so);
@@ -99,12 +100,15 @@ class BusSession final : public Session {
 System bus_system(bool reliable) {
   if (reliable) {
     return System{"bus-reliable", "shmbus (reliable)",
-                  "shmbus, reliable topics: registered consumers read in place, the producer is gated on them",
-                  false, [](const RunSpec& spec) { return std::make_unique<BusSession>(spec, true); }};
+                  "shmbus, reliable topics: registered consumers read in place, the producer is "
+                  "gated on them",
+                  false,
+                  [](const RunSpec& spec) { return std::make_unique<BusSession>(spec, true); }};
   }
-  return System{"bus", "shmbus (lossy)",
-                "shmbus, lossy topics (market data): consumers copy out and validate the slot's seqlock",
-                false, [](const RunSpec& spec) { return std::make_unique<BusSession>(spec, false); }};
+  return System{
+      "bus", "shmbus (lossy)",
+      "shmbus, lossy topics (market data): consumers copy out and validate the slot's seqlock",
+      false, [](const RunSpec& spec) { return std::make_unique<BusSession>(spec, false); }};
 }
 
 }  // namespace busbench

@@ -56,7 +56,7 @@ void untrack_pid(pid_t pid) {
 }
 
 void install_cleanup_handlers() {
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = on_fatal_signal;
   sigemptyset(&sa.sa_mask);
   for (const int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
@@ -104,12 +104,16 @@ std::string Children::wait_all(std::chrono::seconds timeout, const std::string& 
       const int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
       fds.push_back(pollfd{fd, POLLIN, 0});
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    const bool have_fds = std::all_of(fds.begin(), fds.end(), [](const pollfd& p) { return p.fd >= 0; });
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    const bool have_fds =
+        std::all_of(fds.begin(), fds.end(), [](const pollfd& p) { return p.fd >= 0; });
     if (have_fds && left.count() > 0) {
-      (void)::poll(fds.data(), fds.size(), static_cast<int>(std::min<long long>(left.count(), 1'000'000)));
+      (void)::poll(fds.data(), fds.size(),
+                   static_cast<int>(std::min<long long>(left.count(), 1'000'000)));
     } else if (left.count() > 0) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));  // no pidfd_open: poll the slow way
+      std::this_thread::sleep_for(
+          std::chrono::milliseconds(5));  // no pidfd_open: poll the slow way
     }
     for (const pollfd& p : fds)
       if (p.fd >= 0) ::close(p.fd);

@@ -38,7 +38,8 @@ void barrier(RunShared& sh) {
   sh.ready.fetch_add(1, std::memory_order_acq_rel);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   for (std::uint32_t spins = 0;; ++spins) {
-    if (sh.abort.load(std::memory_order_acquire) != 0) throw std::runtime_error("the other side failed");
+    if (sh.abort.load(std::memory_order_acquire) != 0)
+      throw std::runtime_error("the other side failed");
     if (sh.ready.load(std::memory_order_acquire) >= 2) return;
     if ((spins & 0xffffu) == 0 && std::chrono::steady_clock::now() > deadline)
       throw std::runtime_error("the other side did not get ready within 60 s");
@@ -89,16 +90,19 @@ std::unique_ptr<RunResult> run_latency(const System& sys, const RunSpec& spec) {
   std::string err = failure;
   for (int s = 0; s < 2; ++s) {
     if (sh->side[s].error[0] != 0) {
-      err += (err.empty() ? "" : "; ") + std::string(s == 0 ? "pinger: " : "ponger: ") + sh->side[s].error;
+      err += (err.empty() ? "" : "; ") + std::string(s == 0 ? "pinger: " : "ponger: ") +
+             sh->side[s].error;
     }
     result->switches[s] = sh->side[s].switches;
   }
   result->failures = sh->side[0].failures + sh->side[1].failures;
   if (err.empty() && result->failures != 0) {
     err = std::to_string(result->failures) + " message(s) with wrong content (pinger " +
-          std::to_string(sh->side[0].failures) + ", ponger " + std::to_string(sh->side[1].failures) + ")";
+          std::to_string(sh->side[0].failures) + ", ponger " +
+          std::to_string(sh->side[1].failures) + ")";
   }
-  if (err.empty() && sh->side[0].done != spec.warmup + spec.round_trips) err = "the pinger did not finish";
+  if (err.empty() && sh->side[0].done != spec.warmup + spec.round_trips)
+    err = "the pinger did not finish";
   result->hist = sh->hist;
   result->ok = err.empty();
   result->error = err;
@@ -167,8 +171,7 @@ class FloorSession final : public Session {
 System floor_system() {
   return System{"floor", "floor",
                 "two processes spinning on one cache line each in shared memory, nothing else",
-                true,
-                [](const RunSpec&) { return std::make_unique<FloorSession>(); }};
+                true, [](const RunSpec&) { return std::make_unique<FloorSession>(); }};
 }
 
 }  // namespace busbench

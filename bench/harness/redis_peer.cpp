@@ -49,10 +49,13 @@ Context connect(int port, int timeout_ms) {
   const timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
   Context c(redisConnectWithTimeout("127.0.0.1", port, tv));
   if (!c) throw std::runtime_error("redis: out of memory");
-  if (c->err != 0) throw std::runtime_error("redis: cannot connect to 127.0.0.1:" + std::to_string(port) + ": " + c->errstr);
+  if (c->err != 0)
+    throw std::runtime_error("redis: cannot connect to 127.0.0.1:" + std::to_string(port) + ": " +
+                             c->errstr);
   const int one = 1;
   ::setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (redisSetTimeout(c.get(), timeval{0, 0}) != REDIS_OK) throw std::runtime_error("redis: cannot clear the timeout");
+  if (redisSetTimeout(c.get(), timeval{0, 0}) != REDIS_OK)
+    throw std::runtime_error("redis: cannot clear the timeout");
   return c;
 }
 
@@ -73,7 +76,8 @@ int free_port() {
   if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
       ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
     if (fd >= 0) ::close(fd);
-    throw std::runtime_error(std::string("cannot find a free loopback port: ") + std::strerror(errno));
+    throw std::runtime_error(std::string("cannot find a free loopback port: ") +
+                             std::strerror(errno));
   }
   ::close(fd);
   return ntohs(a.sin_port);
@@ -87,17 +91,20 @@ class RedisLink {
   // what the socket buffers hold.
   static constexpr unsigned kAckBatch = 256;
 
-  RedisLink(redisContext* pub, redisContext* sub, std::string out) : pub_(pub), sub_(sub), out_(std::move(out)) {}
+  RedisLink(redisContext* pub, redisContext* sub, std::string out)
+      : pub_(pub), sub_(sub), out_(std::move(out)) {}
 
   template <class Payload>
   void send(const Payload& p) {
     staging_.resize(p.size());
     p.write(staging_.data());
-    if (redisAppendCommand(pub_, "PUBLISH %b %b", out_.data(), out_.size(), staging_.data(), staging_.size()) != REDIS_OK)
+    if (redisAppendCommand(pub_, "PUBLISH %b %b", out_.data(), out_.size(), staging_.data(),
+                           staging_.size()) != REDIS_OK)
       throw std::runtime_error(std::string("redis: PUBLISH: ") + pub_->errstr);
     int done = 0;
     while (done == 0) {
-      if (redisBufferWrite(pub_, &done) != REDIS_OK) throw std::runtime_error(std::string("redis: write: ") + pub_->errstr);
+      if (redisBufferWrite(pub_, &done) != REDIS_OK)
+        throw std::runtime_error(std::string("redis: write: ") + pub_->errstr);
     }
     if (++unacked_ >= kAckBatch) drain_acks();
   }
@@ -105,18 +112,22 @@ class RedisLink {
   template <class Visit>
   void receive(Visit&& visit) {
     void* raw = nullptr;
-    if (redisGetReply(sub_, &raw) != REDIS_OK) throw std::runtime_error(std::string("redis: read: ") + sub_->errstr);
+    if (redisGetReply(sub_, &raw) != REDIS_OK)
+      throw std::runtime_error(std::string("redis: read: ") + sub_->errstr);
     const Reply r(static_cast<redisReply*>(raw));
     // ["message", channel, payload]
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 || r->element[2]->type != REDIS_REPLY_STRING)
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[2]->type != REDIS_REPLY_STRING)
       throw std::runtime_error("redis: unexpected push on the subscription");
-    visit(std::span<const std::byte>(reinterpret_cast<const std::byte*>(r->element[2]->str), r->element[2]->len));
+    visit(std::span<const std::byte>(reinterpret_cast<const std::byte*>(r->element[2]->str),
+                                     r->element[2]->len));
   }
 
   void drain_acks() {
     for (; unacked_ > 0; --unacked_) {
       void* raw = nullptr;
-      if (redisGetReply(pub_, &raw) != REDIS_OK) throw std::runtime_error(std::string("redis: ack: ") + pub_->errstr);
+      if (redisGetReply(pub_, &raw) != REDIS_OK)
+        throw std::runtime_error(std::string("redis: ack: ") + pub_->errstr);
       const Reply r(static_cast<redisReply*>(raw));
       if (!r || r->type != REDIS_REPLY_INTEGER || r->integer != 1)
         throw std::runtime_error("redis: PUBLISH did not reach exactly one subscriber");
@@ -133,7 +144,8 @@ class RedisLink {
 
 class RedisSession final : public Session {
  public:
-  explicit RedisSession(int port) : port_(port), ping_(unique_name("ping")), pong_(unique_name("pong")) {}
+  explicit RedisSession(int port)
+      : port_(port), ping_(unique_name("ping")), pong_(unique_name("pong")) {}
 
   void ping(RunShared& sh, const RunSpec& spec) override { run(sh, spec, true); }
   void pong(RunShared& sh, const RunSpec& spec) override { run(sh, spec, false); }
@@ -170,17 +182,20 @@ std::string RedisServer::find_binary() {
   return "";
 }
 
-RedisServer::RedisServer(const std::string& binary, int port, std::chrono::seconds timeout, const std::vector<int>& cpus) {
+RedisServer::RedisServer(const std::string& binary, int port, std::chrono::seconds timeout,
+                         const std::vector<int>& cpus) {
   char tmpl[] = "/tmp/shmbus-bench-redis-XXXXXX";
-  if (::mkdtemp(tmpl) == nullptr) throw std::runtime_error(std::string("mkdtemp failed: ") + std::strerror(errno));
+  if (::mkdtemp(tmpl) == nullptr)
+    throw std::runtime_error(std::string("mkdtemp failed: ") + std::strerror(errno));
   dir_ = tmpl;
   port_ = port != 0 ? port : free_port();
   const std::string port_s = std::to_string(port_);
   const std::string pidfile = dir_ + "/redis.pid";
   const std::string logfile = dir_ + "/redis.log";
-  std::vector<std::string> args = {binary,     "--port",       port_s, "--bind",      "127.0.0.1", "--daemonize",
-                                   "no",       "--save",       "",     "--appendonly", "no",       "--dir",
-                                   dir_,       "--pidfile",    pidfile, "--logfile",  logfile};
+  std::vector<std::string> args = {binary,        "--port", port_s,   "--bind",    "127.0.0.1",
+                                   "--daemonize", "no",     "--save", "",          "--appendonly",
+                                   "no",          "--dir",  dir_,     "--pidfile", pidfile,
+                                   "--logfile",   logfile};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -210,7 +225,8 @@ RedisServer::RedisServer(const std::string& binary, int port, std::chrono::secon
       pid_ = -1;
       const std::string tail = log_tail();
       std::filesystem::remove_all(dir_);
-      throw std::runtime_error("redis-server (" + binary + ") exited at start; its log says:\n" + tail);
+      throw std::runtime_error("redis-server (" + binary + ") exited at start; its log says:\n" +
+                               tail);
     }
     try {
       Context c = connect(port_, 200);
@@ -228,14 +244,17 @@ RedisServer::RedisServer(const std::string& binary, int port, std::chrono::secon
     if (std::chrono::steady_clock::now() > deadline) {
       const std::string tail = log_tail();
       stop();
-      throw std::runtime_error("redis-server did not answer PING on 127.0.0.1:" + port_s + " within " +
-                               std::to_string(timeout.count()) + " s (" + last_error + "); its log says:\n" + tail);
+      throw std::runtime_error("redis-server did not answer PING on 127.0.0.1:" + port_s +
+                               " within " + std::to_string(timeout.count()) + " s (" + last_error +
+                               "); its log says:\n" + tail);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
 
-RedisServer::~RedisServer() { stop(); }
+RedisServer::~RedisServer() {
+  stop();
+}
 
 void RedisServer::stop() noexcept {
   if (pid_ > 0) {
@@ -278,9 +297,10 @@ std::string RedisServer::log_tail() const {
 }
 
 System redis_system(int port) {
-  return System{"redis", "redis pub/sub",
-                "Redis 7 pub/sub over loopback TCP (hiredis; PUBLISH acks pipelined, read in batches)", false,
-                [port](const RunSpec&) { return std::make_unique<RedisSession>(port); }};
+  return System{
+      "redis", "redis pub/sub",
+      "Redis 7 pub/sub over loopback TCP (hiredis; PUBLISH acks pipelined, read in batches)", false,
+      [port](const RunSpec&) { return std::make_unique<RedisSession>(port); }};
 }
 
 }  // namespace busbench

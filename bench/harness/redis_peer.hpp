@@ -19,7 +19,8 @@ class RedisServer {
   // waits until it answers PING. Throws std::runtime_error, with the tail of
   // its log, if it does not within `timeout`. The server is told to die with
   // the harness (PR_SET_PDEATHSIG) and is killed by the cleanup handlers.
-  RedisServer(const std::string& binary, int port, std::chrono::seconds timeout, const std::vector<int>& cpus);
+  RedisServer(const std::string& binary, int port, std::chrono::seconds timeout,
+              const std::vector<int>& cpus);
   RedisServer(const RedisServer&) = delete;
   RedisServer& operator=(const RedisServer&) = delete;
   // Stops it (SIGTERM, SIGKILL after 5 s) and removes its directory.

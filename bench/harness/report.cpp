@@ -27,7 +27,9 @@ std::string pad(const std::string& s, std::size_t w, bool right = true) {
   return right ? std::string(w - s.size(), ' ') + s : s + std::string(w - s.size(), ' ');
 }
 
-std::string ns_cell(std::uint64_t ns) { return std::to_string(ns); }
+std::string ns_cell(std::uint64_t ns) {
+  return std::to_string(ns);
+}
 
 std::string rate(double per_s) {
   if (per_s >= 1e6) return fmt("%.1f M", per_s / 1e6);
@@ -35,13 +37,17 @@ std::string rate(double per_s) {
   return fmt("%.0f", per_s);
 }
 
-bool is_bus(const Measurement& m) { return m.system.name == "bus" || m.system.name == "bus-reliable"; }
+bool is_bus(const Measurement& m) {
+  return m.system.name == "bus" || m.system.name == "bus-reliable";
+}
 
 // Payload labels in the order they were measured.
 std::vector<PayloadSpec> payload_order(const Report& r) {
   std::vector<PayloadSpec> out;
   for (const auto& m : r.latency) {
-    const bool seen = std::any_of(out.begin(), out.end(), [&](const PayloadSpec& p) { return p.label() == m.payload.label(); });
+    const bool seen = std::any_of(out.begin(), out.end(), [&](const PayloadSpec& p) {
+      return p.label() == m.payload.label();
+    });
     if (!seen) out.push_back(m.payload);
   }
   return out;
@@ -58,14 +64,18 @@ const Measurement* floor_source(const Report& r, const PayloadSpec& p) {
 
 Json percentiles_json(const shmbus::Histogram& h) {
   const Percentiles p = percentiles(h);
-  return Json{{"count", p.count}, {"mean", std::round(p.mean * 10) / 10}, {"min", p.min},   {"p50", p.p50},
-              {"p90", p.p90},     {"p99", p.p99},                       {"p99.9", p.p999}, {"p99.99", p.p9999},
+  return Json{{"count", p.count}, {"mean", std::round(p.mean * 10) / 10},
+              {"min", p.min},     {"p50", p.p50},
+              {"p90", p.p90},     {"p99", p.p99},
+              {"p99.9", p.p999},  {"p99.99", p.p9999},
               {"max", p.max}};
 }
 
 // x of a percentile on the plot: -log10(1 - p/100), so 50 -> 0.30, 90 -> 1,
 // 99 -> 2, 99.9 -> 3, 99.99 -> 4.
-double px(double p) { return std::log10(100.0 / (100.0 - p)); }
+double px(double p) {
+  return std::log10(100.0 / (100.0 - p));
+}
 
 std::vector<std::pair<double, double>> curve(const shmbus::Histogram& h) {
   std::vector<std::pair<double, double>> pts;
@@ -84,7 +94,9 @@ Json buckets_json(const shmbus::Histogram& h) {
   Json b = Json::array();
   for (std::size_t i = 0; i < shmbus::Histogram::kBucketCount; ++i) {
     const std::uint64_t c = h.bucket_count(i);
-    if (c != 0) b.push_back(Json::array({shmbus::Histogram::bucket_lower(i), shmbus::Histogram::bucket_width(i), c}));
+    if (c != 0)
+      b.push_back(
+          Json::array({shmbus::Histogram::bucket_lower(i), shmbus::Histogram::bucket_width(i), c}));
   }
   return b;
 }
@@ -151,8 +163,9 @@ struct Curve {
 
 std::string color_of(const std::string& system) {
   static const std::map<std::string, std::string> colors = {
-      {"floor", "#000000"},      {"bus", "#1f77b4"},         {"bus-reliable", "#17becf"}, {"boost-spin", "#ff7f0e"},
-      {"boost-block", "#d62728"}, {"zmq", "#9467bd"},         {"redis", "#8c564b"},        {"uds", "#2ca02c"}};
+      {"floor", "#000000"},      {"bus", "#1f77b4"},         {"bus-reliable", "#17becf"},
+      {"boost-spin", "#ff7f0e"}, {"boost-block", "#d62728"}, {"zmq", "#9467bd"},
+      {"redis", "#8c564b"},      {"uds", "#2ca02c"}};
   const auto it = colors.find(system);
   return it != colors.end() ? it->second : "#7f7f7f";
 }
@@ -161,11 +174,20 @@ std::string xml_escape(const std::string& s) {
   std::string o;
   for (const char c : s) {
     switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += c;
+      case '&':
+        o += "&amp;";
+        break;
+      case '<':
+        o += "&lt;";
+        break;
+      case '>':
+        o += "&gt;";
+        break;
+      case '"':
+        o += "&quot;";
+        break;
+      default:
+        o += c;
     }
   }
   return o;
@@ -191,22 +213,27 @@ void svg_plot(const std::string& path, const std::string& title, const std::stri
   const double ylo = std::floor(std::log10(lo)), yhi = std::max(std::ceil(std::log10(hi)), ylo + 1);
   const double x0 = px(50), x1 = px(99.99);
   const auto X = [&](double p) { return L + (px(p) - x0) / (x1 - x0) * pw; };
-  const auto Y = [&](double ns) { return T + ph - (std::log10(std::max(ns, 1.0)) - ylo) / (yhi - ylo) * ph; };
+  const auto Y = [&](double ns) {
+    return T + ph - (std::log10(std::max(ns, 1.0)) - ylo) / (yhi - ylo) * ph;
+  };
 
   std::ostringstream s;
-  s << R"(<svg xmlns="http://www.w3.org/2000/svg" width=")" << W << R"(" height=")" << H << R"(" viewBox="0 0 )" << W
-    << ' ' << H << R"(" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="13">)" << '\n';
+  s << R"(<svg xmlns="http://www.w3.org/2000/svg" width=")" << W << R"(" height=")" << H
+    << R"(" viewBox="0 0 )" << W << ' ' << H
+    << R"(" font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="13">)" << '\n';
   s << R"(<rect width="100%" height="100%" fill="white"/>)" << '\n';
-  s << R"(<text x=")" << L << R"(" y="28" font-size="17" font-weight="bold">)" << xml_escape(title) << "</text>\n";
-  s << R"(<text x=")" << L << R"(" y="50" font-size="12" fill="#444">)" << xml_escape(subtitle) << "</text>\n";
+  s << R"(<text x=")" << L << R"(" y="28" font-size="17" font-weight="bold">)" << xml_escape(title)
+    << "</text>\n";
+  s << R"(<text x=")" << L << R"(" y="50" font-size="12" fill="#444">)" << xml_escape(subtitle)
+    << "</text>\n";
   // grid + axes
   for (double d = ylo; d <= yhi + 1e-9; d += 1) {
     for (const double m : {1.0, 2.0, 5.0}) {
       const double v = m * std::pow(10.0, d);
       if (std::log10(v) > yhi + 1e-9) break;
       const double y = Y(v);
-      s << R"(<line x1=")" << L << R"(" x2=")" << L + pw << R"(" y1=")" << y << R"(" y2=")" << y << R"(" stroke=")"
-        << (m == 1.0 ? "#bbb" : "#e6e6e6") << R"("/>)" << '\n';
+      s << R"(<line x1=")" << L << R"(" x2=")" << L + pw << R"(" y1=")" << y << R"(" y2=")" << y
+        << R"(" stroke=")" << (m == 1.0 ? "#bbb" : "#e6e6e6") << R"("/>)" << '\n';
       s << R"(<text x=")" << L - 8 << R"(" y=")" << y + 4 << R"(" text-anchor="end" fill=")"
         << (m == 1.0 ? "#000" : "#777") << R"(">)" << xml_escape(ns_label(v)) << "</text>\n";
     }
@@ -214,8 +241,8 @@ void svg_plot(const std::string& path, const std::string& title, const std::stri
   for (const double p : {50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99}) {
     const bool major = p == 50 || p == 90 || p == 99 || p == 99.9 || p == 99.99;
     const double x = X(p);
-    s << R"(<line x1=")" << x << R"(" x2=")" << x << R"(" y1=")" << T << R"(" y2=")" << T + ph << R"(" stroke=")"
-      << (major ? "#bbb" : "#eee") << R"("/>)" << '\n';
+    s << R"(<line x1=")" << x << R"(" x2=")" << x << R"(" y1=")" << T << R"(" y2=")" << T + ph
+      << R"(" stroke=")" << (major ? "#bbb" : "#eee") << R"("/>)" << '\n';
     s << R"(<text x=")" << x << R"(" y=")" << T + ph + 20 << R"(" text-anchor="middle" fill=")"
       << (major ? "#000" : "#888") << R"(">)" << fmt("%g", p) << "</text>\n";
   }
@@ -233,10 +260,11 @@ void svg_plot(const std::string& path, const std::string& title, const std::stri
     for (const auto& [p, ns] : c.pts) s << fmt("%.1f", X(p)) << ',' << fmt("%.1f", Y(ns)) << ' ';
     s << R"("/>)" << '\n';
     const double ly = T + 10 + 22 * row++;
-    s << R"(<line x1=")" << L + pw + 16 << R"(" x2=")" << L + pw + 46 << R"(" y1=")" << ly << R"(" y2=")" << ly
-      << R"(" stroke=")" << c.color << R"(" stroke-width="2")" << (c.dashed ? R"( stroke-dasharray="6,4")" : "")
-      << "/>\n";
-    s << R"(<text x=")" << L + pw + 52 << R"(" y=")" << ly + 4 << R"(">)" << xml_escape(c.label) << "</text>\n";
+    s << R"(<line x1=")" << L + pw + 16 << R"(" x2=")" << L + pw + 46 << R"(" y1=")" << ly
+      << R"(" y2=")" << ly << R"(" stroke=")" << c.color << R"(" stroke-width="2")"
+      << (c.dashed ? R"( stroke-dasharray="6,4")" : "") << "/>\n";
+    s << R"(<text x=")" << L + pw + 52 << R"(" y=")" << ly + 4 << R"(">)" << xml_escape(c.label)
+      << "</text>\n";
   }
   s << "</svg>\n";
   std::ofstream out(path);
@@ -289,7 +317,8 @@ void classify_windows(Report& r) {
   for (auto& m : r.latency) {
     bool fast = true;
     for (const auto* f : {m.floor_before.get(), m.floor_after.get()})
-      if (f != nullptr && !f->empty() && static_cast<double>(f->percentile(50)) > 1.35 * fastest) fast = false;
+      if (f != nullptr && !f->empty() && static_cast<double>(f->percentile(50)) > 1.35 * fastest)
+        fast = false;
     m.fast_window = fast;
     if (!fast) m.flags.push_back("slow window (floor p50 > 1.35 x the run's fastest floor)");
   }
@@ -310,25 +339,32 @@ void evaluate_targets(Report& r) {
       const shmbus::Histogram f = m->floor();
       const auto bp = percentiles(*m->hist);
       const auto fp = percentiles(f);
-      const double r50 = static_cast<double>(bp.p50) / static_cast<double>(std::max<std::uint64_t>(fp.p50, 1));
-      const double r99 = static_cast<double>(bp.p99) / static_cast<double>(std::max<std::uint64_t>(fp.p99, 1));
+      const double r50 =
+          static_cast<double>(bp.p50) / static_cast<double>(std::max<std::uint64_t>(fp.p50, 1));
+      const double r99 =
+          static_cast<double>(bp.p99) / static_cast<double>(std::max<std::uint64_t>(fp.p99, 1));
       r.targets.push_back({std::string("32 B RTT p50 <= 1.1 x floor p50") + variant,
-                           fmt("%.0f", static_cast<double>(bp.p50)) + " / " + fmt("%.0f", static_cast<double>(fp.p50)) +
+                           fmt("%.0f", static_cast<double>(bp.p50)) + " / " +
+                               fmt("%.0f", static_cast<double>(fp.p50)) +
                                " ns = " + fmt("%.2f", r50) + window(m),
                            r50 <= 1.1, true, ""});
       r.targets.push_back({std::string("32 B RTT p99 <= 1.5 x floor p99") + variant,
-                           fmt("%.0f", static_cast<double>(bp.p99)) + " / " + fmt("%.0f", static_cast<double>(fp.p99)) +
+                           fmt("%.0f", static_cast<double>(bp.p99)) + " / " +
+                               fmt("%.0f", static_cast<double>(fp.p99)) +
                                " ns = " + fmt("%.2f", r99) + window(m),
                            r99 <= 1.5, true, ""});
       r.targets.push_back({std::string("32 B RTT p99.9 < 1 us") + variant,
-                           fmt("%.0f", static_cast<double>(bp.p999)) + " ns" + window(m), bp.p999 < 1000, true, ""});
+                           fmt("%.0f", static_cast<double>(bp.p999)) + " ns" + window(m),
+                           bp.p999 < 1000, true, ""});
     }
     if (q != nullptr) {
       const auto qp = percentiles(*q->hist);
       const auto fp = percentiles(q->floor());
-      const double rq = static_cast<double>(qp.p50) / static_cast<double>(std::max<std::uint64_t>(fp.p50, 1));
+      const double rq =
+          static_cast<double>(qp.p50) / static_cast<double>(std::max<std::uint64_t>(fp.p50, 1));
       r.targets.push_back({std::string("Quote RTT p50 <= 1.5 x floor p50") + variant,
-                           fmt("%.0f", static_cast<double>(qp.p50)) + " / " + fmt("%.0f", static_cast<double>(fp.p50)) +
+                           fmt("%.0f", static_cast<double>(qp.p50)) + " / " +
+                               fmt("%.0f", static_cast<double>(fp.p50)) +
                                " ns = " + fmt("%.2f", rq) + window(q),
                            rq <= 1.5, true, ""});
     }
@@ -338,8 +374,11 @@ void evaluate_targets(Report& r) {
     if (t.spec.bytes != 32 || t.spec.consumers != 1 || !t.ok) continue;
     const double d = t.delivered_per_s();
     std::string measured = rate(d) + "msg/s delivered";
-    if (!t.spec.reliable) measured += ", " + rate(t.published_per_s()) + "msg/s published, " + std::to_string(t.drops()) + " dropped";
-    r.targets.push_back({std::string("throughput 1 -> 1, 32 B >= 50 M msg/s (") + (t.spec.reliable ? "reliable" : "lossy") + ")",
+    if (!t.spec.reliable)
+      measured += ", " + rate(t.published_per_s()) + "msg/s published, " +
+                  std::to_string(t.drops()) + " dropped";
+    r.targets.push_back({std::string("throughput 1 -> 1, 32 B >= 50 M msg/s (") +
+                             (t.spec.reliable ? "reliable" : "lossy") + ")",
                          measured, d >= 50e6, true, ""});
   }
   // Faster than every peer at every percentile up to p99.9, payload by payload.
@@ -364,8 +403,10 @@ void evaluate_targets(Report& r) {
       }
     }
     if (peers == 0) continue;
-    r.targets.push_back({"faster than every peer, p50..p99.9, " + p.label() + " (lossy bus)",
-                         all ? std::to_string(peers) + " peers, all slower" : "not faster than: " + losers, all, true, ""});
+    r.targets.push_back(
+        {"faster than every peer, p50..p99.9, " + p.label() + " (lossy bus)",
+         all ? std::to_string(peers) + " peers, all slower" : "not faster than: " + losers, all,
+         true, ""});
   }
 }
 
@@ -374,23 +415,27 @@ void evaluate_targets(Report& r) {
 std::string format_tables(const Report& r) {
   std::ostringstream o;
   o << "Latency: round-trip time in ns (" << r.round_trips << " round trips after " << r.warmup
-    << " warm-up; peers " << r.peer_round_trips << "), CPUs " << r.cpu_ping << " <-> " << r.cpu_pong << "\n";
+    << " warm-up; peers " << r.peer_round_trips << "), CPUs " << r.cpu_ping << " <-> " << r.cpu_pong
+    << "\n";
   o << "floor before/after: p50 of the floor runs right before and after the system (A/B/A)\n\n";
-  const std::vector<std::string> head = {"payload", "system", "min", "p50", "p90", "p99", "p99.9", "p99.99", "max"};
+  const std::vector<std::string> head = {"payload", "system", "min",    "p50", "p90",
+                                         "p99",     "p99.9",  "p99.99", "max"};
   const std::size_t w[] = {8, 20, 7, 7, 7, 7, 8, 8, 10};
   for (std::size_t k = 0; k < head.size(); ++k) o << pad(head[k], w[k], k >= 2) << ' ';
   o << " floor before/after  notes\n";
   const auto row = [&](const std::string& payload, const std::string& name, const Percentiles& p,
                        const std::string& floors, const std::string& notes) {
-    o << pad(payload, w[0], false) << ' ' << pad(name, w[1], false) << ' ' << pad(ns_cell(p.min), w[2]) << ' '
-      << pad(ns_cell(p.p50), w[3]) << ' ' << pad(ns_cell(p.p90), w[4]) << ' ' << pad(ns_cell(p.p99), w[5]) << ' '
-      << pad(ns_cell(p.p999), w[6]) << ' ' << pad(ns_cell(p.p9999), w[7]) << ' ' << pad(ns_cell(p.max), w[8]) << "  "
-      << pad(floors, 18) << "  " << notes << '\n';
+    o << pad(payload, w[0], false) << ' ' << pad(name, w[1], false) << ' '
+      << pad(ns_cell(p.min), w[2]) << ' ' << pad(ns_cell(p.p50), w[3]) << ' '
+      << pad(ns_cell(p.p90), w[4]) << ' ' << pad(ns_cell(p.p99), w[5]) << ' '
+      << pad(ns_cell(p.p999), w[6]) << ' ' << pad(ns_cell(p.p9999), w[7]) << ' '
+      << pad(ns_cell(p.max), w[8]) << "  " << pad(floors, 18) << "  " << notes << '\n';
   };
   for (const PayloadSpec& p : payload_order(r)) {
     bool first = true;
     if (const Measurement* fs = floor_source(r, p)) {
-      row(p.label(), "floor", percentiles(fs->floor()), "", "(the floor runs around " + fs->system.name + ")");
+      row(p.label(), "floor", percentiles(fs->floor()), "",
+          "(the floor runs around " + fs->system.name + ")");
       first = false;
     }
     for (const auto& m : r.latency) {
@@ -398,11 +443,13 @@ std::string format_tables(const Report& r) {
       const std::string pl = first ? p.label() : "";
       first = false;
       if (!m.ok) {
-        o << pad(pl, w[0], false) << ' ' << pad(m.system.label, w[1], false) << " FAILED: " << m.error << '\n';
+        o << pad(pl, w[0], false) << ' ' << pad(m.system.label, w[1], false)
+          << " FAILED: " << m.error << '\n';
         continue;
       }
-      const std::string floors = std::to_string(m.floor_before ? m.floor_before->percentile(50) : 0) + " / " +
-                                 std::to_string(m.floor_after ? m.floor_after->percentile(50) : 0);
+      const std::string floors =
+          std::to_string(m.floor_before ? m.floor_before->percentile(50) : 0) + " / " +
+          std::to_string(m.floor_after ? m.floor_after->percentile(50) : 0);
       std::string notes;
       if (m.attempts > 1) notes += "attempt " + std::to_string(m.attempts) + "; ";
       for (const auto& f : m.flags) notes += f + "; ";
@@ -412,7 +459,8 @@ std::string format_tables(const Report& r) {
     o << '\n';
   }
 
-  o << "Ratios from the same run: shmbus / floor (its own A/B/A floor), peer / shmbus (lossy, same payload)\n\n";
+  o << "Ratios from the same run: shmbus / floor (its own A/B/A floor), peer / shmbus (lossy, same "
+       "payload)\n\n";
   o << pad("payload", 8, false) << ' ' << pad("system", 20, false) << ' ' << pad("vs", 6, false);
   for (const auto& rp : kRatioPoints) o << ' ' << pad(rp.name, 8);
   o << '\n';
@@ -442,20 +490,24 @@ std::string format_tables(const Report& r) {
     o << "Throughput: one producer (CPU " << r.cpu_ping << "), consumers on CPU " << r.cpu_pong
       << " (with 2 consumers, three spinning processes share two CPUs)\n\n";
     o << pad("policy", 9, false) << pad("payload", 8) << pad("consumers", 10) << pad("messages", 11)
-      << pad("published/s", 14) << pad("delivered/s", 14) << pad("delivered B/s", 15) << pad("drops", 22)
-      << pad("producer waits", 16) << "  notes\n";
+      << pad("published/s", 14) << pad("delivered/s", 14) << pad("delivered B/s", 15)
+      << pad("drops", 22) << pad("producer waits", 16) << "  notes\n";
     for (const auto& t : r.throughput) {
-      o << pad(t.spec.reliable ? "reliable" : "lossy", 9, false) << pad(std::to_string(t.spec.bytes) + "B", 8)
-        << pad(std::to_string(t.spec.consumers), 10) << pad(std::to_string(t.spec.messages), 11);
+      o << pad(t.spec.reliable ? "reliable" : "lossy", 9, false)
+        << pad(std::to_string(t.spec.bytes) + "B", 8) << pad(std::to_string(t.spec.consumers), 10)
+        << pad(std::to_string(t.spec.messages), 11);
       if (!t.ok) {
         o << "  FAILED: " << t.error << '\n';
         continue;
       }
       const double d = t.delivered_per_s();
-      const double dropped_pct = 100.0 * static_cast<double>(t.drops()) /
-                                 static_cast<double>(t.spec.messages * static_cast<std::uint64_t>(t.spec.consumers));
-      o << pad(rate(t.published_per_s()), 14) << pad(rate(d), 14) << pad(rate(d * static_cast<double>(t.spec.bytes)), 15)
-        << pad(t.spec.reliable ? "-" : std::to_string(t.drops()) + fmt(" (%.1f%%)", dropped_pct), 22)
+      const double dropped_pct =
+          100.0 * static_cast<double>(t.drops()) /
+          static_cast<double>(t.spec.messages * static_cast<std::uint64_t>(t.spec.consumers));
+      o << pad(rate(t.published_per_s()), 14) << pad(rate(d), 14)
+        << pad(rate(d * static_cast<double>(t.spec.bytes)), 15)
+        << pad(t.spec.reliable ? "-" : std::to_string(t.drops()) + fmt(" (%.1f%%)", dropped_pct),
+               22)
         << pad(t.spec.reliable ? std::to_string(t.would_block) : "-", 16);
       std::string notes;
       std::int64_t sw = t.producer_involuntary_switches;
@@ -463,14 +515,17 @@ std::string format_tables(const Report& r) {
       if (sw > 0) notes += std::to_string(sw) + " preemptions";
       o << "  " << notes << '\n';
     }
-    o << "(median of " << (r.throughput.empty() ? 0 : r.throughput.front().repeats_delivered_per_s.size())
-      << " runs each; delivered/s: the slowest consumer; B/s counts payload bytes; all runs in the JSON)\n\n";
+    o << "(median of "
+      << (r.throughput.empty() ? 0 : r.throughput.front().repeats_delivered_per_s.size())
+      << " runs each; delivered/s: the slowest consumer; B/s counts payload bytes; all runs in the "
+         "JSON)\n\n";
   }
 
   if (!r.targets.empty()) {
     o << "Targets (ratios from the same run)\n\n";
     for (const auto& t : r.targets) {
-      o << (t.met ? "  [met]     " : "  [NOT MET] ") << pad(t.name, 52, false) << "  " << t.measured << '\n';
+      o << (t.met ? "  [met]     " : "  [NOT MET] ") << pad(t.name, 52, false) << "  " << t.measured
+        << '\n';
     }
     o << '\n';
   }
@@ -485,9 +540,13 @@ void write_json(const Report& r, const std::string& path) {
   j["date_utc"] = r.date_utc;
   j["commit"] = r.commit;
   j["command"] = r.command_line;
-  j["machine"] = {{"cpu_model", r.cpu_model}, {"kernel", r.kernel},         {"host", r.host},
-                  {"cpu_pair", {r.cpu_ping, r.cpu_pong}}, {"tick_source", r.tick_source},
-                  {"ns_per_tick", r.ns_per_tick}, {"load_average_at_start", r.load_at_start}};
+  j["machine"] = {{"cpu_model", r.cpu_model},
+                  {"kernel", r.kernel},
+                  {"host", r.host},
+                  {"cpu_pair", {r.cpu_ping, r.cpu_pong}},
+                  {"tick_source", r.tick_source},
+                  {"ns_per_tick", r.ns_per_tick},
+                  {"load_average_at_start", r.load_at_start}};
   j["settings"] = {{"round_trips", r.round_trips},
                    {"warmup", r.warmup},
                    {"floor_round_trips", r.floor_round_trips},
@@ -531,11 +590,13 @@ void write_json(const Report& r, const std::string& path) {
                            static_cast<double>(std::max<std::uint64_t>(f.percentile(rp.p), 1));
         e["ratio_to_floor"] = ratio;
       }
-      if (const Measurement* bus = r.bus(m.payload); bus != nullptr && !is_bus(m) && !m.system.is_floor) {
+      if (const Measurement* bus = r.bus(m.payload);
+          bus != nullptr && !is_bus(m) && !m.system.is_floor) {
         Json ratio;
         for (const auto& rp : kRatioPoints)
-          ratio[rp.name] = static_cast<double>(m.hist->percentile(rp.p)) /
-                           static_cast<double>(std::max<std::uint64_t>(bus->hist->percentile(rp.p), 1));
+          ratio[rp.name] =
+              static_cast<double>(m.hist->percentile(rp.p)) /
+              static_cast<double>(std::max<std::uint64_t>(bus->hist->percentile(rp.p), 1));
         e["ratio_to_bus"] = ratio;
       }
       Json c = Json::array();
@@ -568,12 +629,13 @@ void write_json(const Report& r, const std::string& path) {
     e["producer_involuntary_switches"] = t.producer_involuntary_switches;
     Json cs = Json::array();
     for (const auto& c : t.consumers) {
-      cs.push_back({{"delivered", c.delivered},
-                    {"drops", c.drops},
-                    {"failures", c.failures},
-                    {"seconds", c.seconds},
-                    {"delivered_per_s", c.seconds > 0 ? static_cast<double>(c.delivered) / c.seconds : 0.0},
-                    {"involuntary_switches", c.involuntary_switches}});
+      cs.push_back(
+          {{"delivered", c.delivered},
+           {"drops", c.drops},
+           {"failures", c.failures},
+           {"seconds", c.seconds},
+           {"delivered_per_s", c.seconds > 0 ? static_cast<double>(c.delivered) / c.seconds : 0.0},
+           {"involuntary_switches", c.involuntary_switches}});
     }
     e["per_consumer"] = cs;
     e["repeats_delivered_per_s"] = t.repeats_delivered_per_s;
@@ -582,7 +644,8 @@ void write_json(const Report& r, const std::string& path) {
   j["throughput"] = tp;
 
   Json tg = Json::array();
-  for (const auto& t : r.targets) tg.push_back({{"target", t.name}, {"measured", t.measured}, {"met", t.met}});
+  for (const auto& t : r.targets)
+    tg.push_back({{"target", t.name}, {"measured", t.measured}, {"met", t.met}});
   j["targets"] = tg;
 
   std::ofstream out(path);
@@ -595,7 +658,8 @@ void write_json(const Report& r, const std::string& path) {
 std::vector<std::string> write_plots(const Report& r, const std::string& dir) {
   std::vector<std::string> written;
   const std::string machine = r.cpu_model + ", CPUs " + std::to_string(r.cpu_ping) + " <-> " +
-                              std::to_string(r.cpu_pong) + ", " + r.date_utc + ", " + r.commit.substr(0, 12);
+                              std::to_string(r.cpu_pong) + ", " + r.date_utc + ", " +
+                              r.commit.substr(0, 12);
   // 1. Every system at 32 B (or the first payload measured).
   const std::vector<PayloadSpec> payloads = payload_order(r);
   if (!payloads.empty()) {
@@ -603,17 +667,20 @@ std::vector<std::string> write_plots(const Report& r, const std::string& dir) {
     for (const auto& p : payloads)
       if (p.kind == PayloadKind::Raw && p.bytes == 32) main = p;
     std::vector<Curve> curves;
-    if (const Measurement* fs = floor_source(r, main)) curves.push_back({"floor (cache line ping-pong)", "#000000", true, curve(fs->floor())});
+    if (const Measurement* fs = floor_source(r, main))
+      curves.push_back({"floor (cache line ping-pong)", "#000000", true, curve(fs->floor())});
     for (const auto& m : r.latency)
       if (m.ok && m.payload.label() == main.label() && !m.system.is_floor)
         curves.push_back({m.system.label, color_of(m.system.name), false, curve(*m.hist)});
     const std::string path = dir + "/latency.svg";
-    svg_plot(path, "Round-trip latency, " + main.label() + " ping-pong between two processes", machine, curves);
+    svg_plot(path, "Round-trip latency, " + main.label() + " ping-pong between two processes",
+             machine, curves);
     written.push_back(path);
   }
   // 2. shmbus at every payload, with the floor.
   {
-    static const char* palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"};
+    static const char* palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c",
+                                    "#d62728", "#9467bd", "#8c564b"};
     std::vector<Curve> curves;
     std::size_t k = 0;
     const Measurement* first = nullptr;
@@ -624,7 +691,8 @@ std::vector<std::string> write_plots(const Report& r, const std::string& dir) {
       }
     }
     if (first != nullptr && curves.size() > 1) {
-      curves.insert(curves.begin(), Curve{"floor (cache line ping-pong)", "#000000", true, curve(first->floor())});
+      curves.insert(curves.begin(),
+                    Curve{"floor (cache line ping-pong)", "#000000", true, curve(first->floor())});
       const std::string path = dir + "/latency-bus-payloads.svg";
       svg_plot(path, "shmbus round-trip latency by payload", machine, curves);
       written.push_back(path);

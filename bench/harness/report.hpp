@@ -27,7 +27,8 @@ struct RatioPoint {
   const char* name;
   double p;
 };
-inline constexpr RatioPoint kRatioPoints[] = {{"p50", 50}, {"p90", 90}, {"p99", 99}, {"p99.9", 99.9}, {"p99.99", 99.99}};
+inline constexpr RatioPoint kRatioPoints[] = {
+    {"p50", 50}, {"p90", 90}, {"p99", 99}, {"p99.9", 99.9}, {"p99.99", 99.99}};
 
 // One system at one payload, with the floor runs measured right before and
 // after it (A/B/A).
@@ -42,7 +43,7 @@ struct Measurement {
   int attempts = 1;
   bool floors_agree = true;
   double floor_disagreement = 0;  // |p50 before - p50 after| / the smaller
-  bool fast_window = true;  // filled in at the end, against the whole run's fastest floor
+  bool fast_window = true;        // filled in at the end, against the whole run's fastest floor
   bool ok = true;
   std::string error;
   std::vector<std::string> flags;  // what a reader should know about this figure

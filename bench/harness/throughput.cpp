@@ -63,13 +63,15 @@ inline bool check(std::span<const std::byte> d, std::size_t bytes, std::uint64_t
 void wait_ready(TpShared& sh, std::uint32_t n) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   for (std::uint32_t spins = 0; sh.ready.load(std::memory_order_acquire) < n; ++spins) {
-    if (sh.abort.load(std::memory_order_acquire) != 0) throw std::runtime_error("another process failed");
+    if (sh.abort.load(std::memory_order_acquire) != 0)
+      throw std::runtime_error("another process failed");
     if ((spins & 0xffffu) == 0 && std::chrono::steady_clock::now() > deadline)
       throw std::runtime_error("the others did not get ready within 60 s");
   }
 }
 
-void produce(TpShared& sh, const ThroughputSpec& spec, const std::string& bus_name, const shmbus::TopicConfig& cfg) {
+void produce(TpShared& sh, const ThroughputSpec& spec, const std::string& bus_name,
+             const shmbus::TopicConfig& cfg) {
   shmbus::Bus bus = shmbus::Bus::open(bus_name);
   shmbus::Publisher pub(bus.topic("tp", cfg), shmbus::PublisherOptions{"producer"});
   sh.ready.fetch_add(1, std::memory_order_acq_rel);
@@ -164,7 +166,8 @@ ThroughputResult run_throughput(const ThroughputSpec& spec) {
   const std::string bus_name = "bt" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
   shmbus::TopicConfig cfg;
   cfg.policy = spec.reliable ? shmbus::Policy::Reliable : shmbus::Policy::Lossy;
-  cfg.slot_size = static_cast<std::uint32_t>((spec.bytes + shmbus::detail::kSlotHeaderBytes + 63) / 64 * 64);
+  cfg.slot_size =
+      static_cast<std::uint32_t>((spec.bytes + shmbus::detail::kSlotHeaderBytes + 63) / 64 * 64);
   cfg.slot_count = spec.slot_count;
   cfg.max_consumers = 8;
   try {
@@ -227,15 +230,18 @@ ThroughputResult run_throughput(const ThroughputSpec& spec) {
     const ConsumerSlot& s = sh->consumer[c];
     add("consumer " + std::to_string(c), s.error);
     ConsumerFigures f = s.figures;
-    f.seconds = s.last_tick > start ? static_cast<double>(TickClock::to_ns(s.last_tick - start)) * 1e-9 : 0;
+    f.seconds =
+        s.last_tick > start ? static_cast<double>(TickClock::to_ns(s.last_tick - start)) * 1e-9 : 0;
     if (err.empty() && f.failures != 0)
-      err = "consumer " + std::to_string(c) + ": " + std::to_string(f.failures) + " message(s) with wrong content or order";
+      err = "consumer " + std::to_string(c) + ": " + std::to_string(f.failures) +
+            " message(s) with wrong content or order";
     if (err.empty() && spec.reliable && f.delivered != spec.messages)
-      err = "consumer " + std::to_string(c) + " of a reliable topic got " + std::to_string(f.delivered) + " of " +
-            std::to_string(spec.messages) + " messages";
+      err = "consumer " + std::to_string(c) + " of a reliable topic got " +
+            std::to_string(f.delivered) + " of " + std::to_string(spec.messages) + " messages";
     if (err.empty() && f.delivered + f.drops != spec.messages)
-      err = "consumer " + std::to_string(c) + ": delivered + dropped = " + std::to_string(f.delivered + f.drops) +
-            ", not " + std::to_string(spec.messages);
+      err = "consumer " + std::to_string(c) +
+            ": delivered + dropped = " + std::to_string(f.delivered + f.drops) + ", not " +
+            std::to_string(spec.messages);
     res.consumers.push_back(f);
   }
   res.ok = err.empty();

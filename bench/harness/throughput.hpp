@@ -39,7 +39,7 @@ struct ThroughputResult {
   ThroughputSpec spec;
   bool ok = false;
   std::string error;
-  double producer_seconds = 0;  // first to last publish
+  double producer_seconds = 0;    // first to last publish
   std::uint64_t would_block = 0;  // reliable: publish attempts refused (producer waited)
   std::int64_t producer_involuntary_switches = 0;
   std::vector<ConsumerFigures> consumers;

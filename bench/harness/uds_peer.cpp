@@ -42,13 +42,15 @@ class UdsLink {
       }
       if (n < 0 && errno == EINTR) continue;
       throw std::runtime_error(n == 0 ? std::string("unix socket closed by the other side")
-                                      : std::string("unix socket recv failed: ") + std::strerror(errno));
+                                      : std::string("unix socket recv failed: ") +
+                                            std::strerror(errno));
     }
   }
 
  private:
   int fd_;
-  std::vector<std::byte> buf_;  // one byte more than the largest message: a longer one shows as a wrong size
+  std::vector<std::byte>
+      buf_;  // one byte more than the largest message: a longer one shows as a wrong size
   std::vector<std::byte> staging_;
 };
 
@@ -81,7 +83,8 @@ class UdsSession final : public Session {
 }  // namespace
 
 System uds_system() {
-  return System{"uds", "unix socketpair", "a Unix domain socket pair (SOCK_SEQPACKET), blocking send/recv", false,
+  return System{"uds", "unix socketpair",
+                "a Unix domain socket pair (SOCK_SEQPACKET), blocking send/recv", false,
                 [](const RunSpec& spec) { return std::make_unique<UdsSession>(spec); }};
 }
 

@@ -43,7 +43,8 @@ std::string run_command(const std::string& cmd) {
 std::uint64_t raw_ns() noexcept {
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL +
+         static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
 }  // namespace
@@ -51,12 +52,14 @@ std::uint64_t raw_ns() noexcept {
 std::uint64_t TickClock::monotonic_ns() noexcept {
   timespec ts{};
   ::clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL + static_cast<std::uint64_t>(ts.tv_nsec);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ULL +
+         static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
 void TickClock::init(int calibration_ms) {
 #if defined(__x86_64__)
-  tsc_ = read_first_line("/sys/devices/system/clocksource/clocksource0/current_clocksource") == "tsc";
+  tsc_ =
+      read_first_line("/sys/devices/system/clocksource/clocksource0/current_clocksource") == "tsc";
 #endif
   if (!tsc_) {
     ns_per_tick_ = 1.0;
@@ -84,13 +87,15 @@ void TickClock::init(int calibration_ms) {
   ns_per_tick_ = static_cast<double>(n1 - n0) / static_cast<double>(t1 - t0);
 }
 
-void pin_to_cpu(int cpu) { pin_to_cpus({cpu}); }
+void pin_to_cpu(int cpu) {
+  pin_to_cpus({cpu});
+}
 
 void pin_to_cpus(const std::vector<int>& cpus) {
   if (const int err = shmbus::tools::pin_to_cpus(cpus); err != 0) {
-    throw std::runtime_error("cannot pin to CPU(s) " + shmbus::tools::cpu_list(cpus) + ": " +
-                             std::strerror(err) +
-                             " (see --cpus; `nproc` and `taskset -p $$` show what this process may use)");
+    throw std::runtime_error(
+        "cannot pin to CPU(s) " + shmbus::tools::cpu_list(cpus) + ": " + std::strerror(err) +
+        " (see --cpus; `nproc` and `taskset -p $$` show what this process may use)");
   }
 }
 
@@ -116,7 +121,9 @@ SharedRegion::~SharedRegion() {
   if (data_ != nullptr) ::munmap(data_, bytes_);
 }
 
-void SharedRegion::prefault() const noexcept { busbench::prefault(data_, bytes_); }
+void SharedRegion::prefault() const noexcept {
+  busbench::prefault(data_, bytes_);
+}
 
 std::string cpu_model() {
   std::ifstream in("/proc/cpuinfo");
@@ -155,7 +162,8 @@ std::uint64_t steal_ticks() {
 std::string git_commit(const std::string& source_dir) {
   const std::string head = run_command("git -C '" + source_dir + "' rev-parse HEAD 2>/dev/null");
   if (head.empty()) return "unknown";
-  const std::string dirty = run_command("git -C '" + source_dir + "' status --porcelain --untracked-files=no 2>/dev/null");
+  const std::string dirty = run_command("git -C '" + source_dir +
+                                        "' status --porcelain --untracked-files=no 2>/dev/null");
   return dirty.empty() ? head : head + "-dirty";
 }
 
@@ -168,8 +176,8 @@ double load_average() {
 
 std::string unique_name(std::string_view what) {
   static std::atomic<unsigned> counter{0};
-  return "shmbus-bench-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)) + "-" +
-         std::string(what);
+  return "shmbus-bench-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)) +
+         "-" + std::string(what);
 }
 
 }  // namespace busbench

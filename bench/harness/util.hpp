@@ -131,7 +131,8 @@ class RawPayload {
       std::memcpy(dst + 8 * k, &w, 8);
     }
   }
-  [[nodiscard]] bool check(std::span<const std::byte> m, std::uint64_t i, bool pong) const noexcept {
+  [[nodiscard]] bool check(std::span<const std::byte> m, std::uint64_t i,
+                           bool pong) const noexcept {
     if (m.size() != bytes_) return false;
     const std::uint64_t base = pattern_base(i, pong);
     std::uint64_t diff = 0;
@@ -158,26 +159,31 @@ class QuotePayload {
   void prepare(std::uint64_t i, bool pong) {
     fbb_.Clear();
     const Fields f = fields(i, pong);
-    fbb_.Finish(shmbus::md::CreateQuoteDirect(fbb_, f.symbol, f.instrument_id, f.venue, f.exchange_ts,
-                                              f.receive_ts, f.seq, f.bid_px, f.bid_qty, f.ask_px, f.ask_qty,
-                                              f.bid_orders, f.ask_orders),
+    fbb_.Finish(shmbus::md::CreateQuoteDirect(
+                    fbb_, f.symbol, f.instrument_id, f.venue, f.exchange_ts, f.receive_ts, f.seq,
+                    f.bid_px, f.bid_qty, f.ask_px, f.ask_qty, f.bid_orders, f.ask_orders),
                 shmbus::md::QuoteIdentifier());
   }
   [[nodiscard]] std::size_t size() const noexcept { return fbb_.GetSize(); }
-  void write(std::byte* dst) const noexcept { std::memcpy(dst, fbb_.GetBufferPointer(), fbb_.GetSize()); }
+  void write(std::byte* dst) const noexcept {
+    std::memcpy(dst, fbb_.GetBufferPointer(), fbb_.GetSize());
+  }
   [[nodiscard]] const flatbuffers::FlatBufferBuilder& builder() const noexcept { return fbb_; }
 
-  [[nodiscard]] bool check(std::span<const std::byte> m, std::uint64_t i, bool pong) const noexcept {
-    if (m.size() < 8 || !flatbuffers::BufferHasIdentifier(m.data(), shmbus::md::QuoteIdentifier())) return false;
+  [[nodiscard]] bool check(std::span<const std::byte> m, std::uint64_t i,
+                           bool pong) const noexcept {
+    if (m.size() < 8 || !flatbuffers::BufferHasIdentifier(m.data(), shmbus::md::QuoteIdentifier()))
+      return false;
     const auto* q = flatbuffers::GetRoot<shmbus::md::Quote>(m.data());
     const Fields f = fields(i, pong);
     const auto* sym = q->symbol();
     const auto* venue = q->venue();
     return sym != nullptr && venue != nullptr && sym->string_view() == f.symbol &&
            venue->string_view() == f.venue && q->instrument_id() == f.instrument_id &&
-           q->exchange_ts() == f.exchange_ts && q->receive_ts() == f.receive_ts && q->seq() == f.seq &&
-           q->bid_px() == f.bid_px && q->bid_qty() == f.bid_qty && q->ask_px() == f.ask_px &&
-           q->ask_qty() == f.ask_qty && q->bid_orders() == f.bid_orders && q->ask_orders() == f.ask_orders;
+           q->exchange_ts() == f.exchange_ts && q->receive_ts() == f.receive_ts &&
+           q->seq() == f.seq && q->bid_px() == f.bid_px && q->bid_qty() == f.bid_qty &&
+           q->ask_px() == f.ask_px && q->ask_qty() == f.ask_qty &&
+           q->bid_orders() == f.bid_orders && q->ask_orders() == f.ask_orders;
   }
 
  private:

@@ -19,7 +19,8 @@ namespace {
 
 class ZmqLink {
  public:
-  ZmqLink(zmq::socket_t& sock, std::size_t max_bytes) : sock_(sock), buf_(max_bytes + 1), staging_(max_bytes) {}
+  ZmqLink(zmq::socket_t& sock, std::size_t max_bytes)
+      : sock_(sock), buf_(max_bytes + 1), staging_(max_bytes) {}
 
   template <class Payload>
   void send(const Payload& p) {
@@ -30,7 +31,8 @@ class ZmqLink {
 
   template <class Visit>
   void receive(Visit&& visit) {
-    const zmq::recv_buffer_result_t r = sock_.recv(zmq::mutable_buffer(buf_.data(), buf_.size()), zmq::recv_flags::none);
+    const zmq::recv_buffer_result_t r =
+        sock_.recv(zmq::mutable_buffer(buf_.data(), buf_.size()), zmq::recv_flags::none);
     if (!r) throw std::runtime_error("zmq recv returned nothing");
     // A truncated message shows as a wrong size, and fails its check.
     visit(std::span<const std::byte>(buf_.data(), std::min(r->size, buf_.size())));

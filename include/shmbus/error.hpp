@@ -23,26 +23,26 @@ namespace shmbus {
 // Setup error codes. Values are stable (they appear in tool output and exit
 // reasons); add new ones at the end.
 enum class Errc : std::uint8_t {
-  InvalidName = 1,      // a bus or topic name outside [A-Za-z0-9_-] (topics: also '.'), empty, too long
-  NoSuchBus,            // open() of a bus that does not exist
-  NoSuchTopic,          // open of a topic that does not exist
-  ForeignSegment,       // the shared-memory object is not a shmbus segment (bad magic)
-  VersionMismatch,      // the segment has another layout version
-  TruncatedSegment,     // the segment is smaller than its header says
-  TopicMismatch,        // the topic exists with another policy/geometry
-  TypeMismatch,         // the topic carries another root type
-  SchemaMismatch,       // same type name, different schema (hash)
-  ProducerExists,       // another live producer owns the topic
-  ConsumerTableFull,    // no free entry in the topic's consumer table
-  DirectoryFull,        // no free entry in the bus directory
-  UnknownType,          // no binary schema is registered for a type name
-  InvalidJson,          // JSON that does not fit the topic's schema
-  InvalidMessage,       // bytes that fail the FlatBuffers verifier
-  InvalidArgument,      // a configuration value out of range
-  Timeout,              // a blocking setup step (or RPC call) ran out of time
-  SystemError,          // an OS call failed (errno in the message)
-  PermissionDenied,     // a segment this user may not open, or a bus owned by another user
-  NoSpace,              // /dev/shm is full: the segment could not be reserved
+  InvalidName = 1,  // a bus or topic name outside [A-Za-z0-9_-] (topics: also '.'), empty, too long
+  NoSuchBus,        // open() of a bus that does not exist
+  NoSuchTopic,      // open of a topic that does not exist
+  ForeignSegment,   // the shared-memory object is not a shmbus segment (bad magic)
+  VersionMismatch,  // the segment has another layout version
+  TruncatedSegment,   // the segment is smaller than its header says
+  TopicMismatch,      // the topic exists with another policy/geometry
+  TypeMismatch,       // the topic carries another root type
+  SchemaMismatch,     // same type name, different schema (hash)
+  ProducerExists,     // another live producer owns the topic
+  ConsumerTableFull,  // no free entry in the topic's consumer table
+  DirectoryFull,      // no free entry in the bus directory
+  UnknownType,        // no binary schema is registered for a type name
+  InvalidJson,        // JSON that does not fit the topic's schema
+  InvalidMessage,     // bytes that fail the FlatBuffers verifier
+  InvalidArgument,    // a configuration value out of range
+  Timeout,            // a blocking setup step (or RPC call) ran out of time
+  SystemError,        // an OS call failed (errno in the message)
+  PermissionDenied,   // a segment this user may not open, or a bus owned by another user
+  NoSpace,            // /dev/shm is full: the segment could not be reserved
 };
 
 // Stable lower-case name of a code ("producer_exists").
@@ -58,12 +58,12 @@ class Error : public std::runtime_error {
 };
 
 // Result of a hot-path publish. Nothing is published unless the result is Ok.
-enum class [[nodiscard]] PublishResult : std::uint8_t {
-  Ok = 0,
-  TooLarge,    // the message does not fit the topic's slot; it is refused, never cut
-  WouldBlock,  // reliable topic: a live consumer has not read the slot yet
-  Timeout,     // reliable topic: still blocked when the timeout ran out
-  Invalid,     // typed publish of a buffer that is not a finished FlatBuffer
+enum class [[nodiscard]] PublishResult : std::uint8_t{
+    Ok = 0,
+    TooLarge,    // the message does not fit the topic's slot; it is refused, never cut
+    WouldBlock,  // reliable topic: a live consumer has not read the slot yet
+    Timeout,     // reliable topic: still blocked when the timeout ran out
+    Invalid,     // typed publish of a buffer that is not a finished FlatBuffer
 };
 
 [[nodiscard]] std::string_view to_string(PublishResult r) noexcept;
@@ -77,8 +77,8 @@ namespace detail {
 
 // A broken caller contract: always checked (it guards shared memory), and
 // fatal, because continuing would corrupt what other processes read.
-#define SHMBUS_CONTRACT(cond, what)                                          \
-  do {                                                                       \
-    if (!(cond)) [[unlikely]]                                                \
-      ::shmbus::detail::contract_violation(what, __FILE__, __LINE__);        \
+#define SHMBUS_CONTRACT(cond, what)                                   \
+  do {                                                                \
+    if (!(cond)) [[unlikely]]                                         \
+      ::shmbus::detail::contract_violation(what, __FILE__, __LINE__); \
   } while (0)

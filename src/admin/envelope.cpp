@@ -48,7 +48,8 @@ std::string message_id(std::string_view bus, std::string_view topic, std::uint64
 
 EnvelopeWriter::EnvelopeWriter(const Topic& topic, RawEncoding raw)
     : bus_(topic.bus()), topic_(topic.name()), raw_(raw) {
-  if (!topic.type_name().empty()) codec_ = std::make_unique<JsonCodec>(topic.schema(), topic.type_name());
+  if (!topic.type_name().empty())
+    codec_ = std::make_unique<JsonCodec>(topic.schema(), topic.type_name());
 }
 
 EnvelopeWriter::EnvelopeWriter(EnvelopeWriter&&) noexcept = default;
@@ -79,7 +80,8 @@ std::string EnvelopeWriter::message(const Message& m) const {
     try {
       line += ",\"data\":" + compact(codec_->to_json(m.data));
     } catch (const Error& e) {
-      line += ",\"error\":" + json_quote(e.what()) + ",\"base64\":\"" + base64_encode(m.data) + "\"";
+      line +=
+          ",\"error\":" + json_quote(e.what()) + ",\"base64\":\"" + base64_encode(m.data) + "\"";
     }
   } else {
     line += ",\"size\":" + std::to_string(m.data.size());

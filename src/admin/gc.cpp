@@ -36,13 +36,13 @@
 #include <new>
 #include <set>
 
+#include "shmbus/admin/gc.hpp"
 #include "shmbus/core/bus.hpp"
 #include "shmbus/detail/layout.hpp"
 #include "shmbus/detail/process.hpp"
 #include "shmbus/detail/segment.hpp"
 #include "shmbus/detail/segments.hpp"
 #include "shmbus/error.hpp"
-#include "shmbus/admin/gc.hpp"
 
 namespace shmbus {
 
@@ -538,10 +538,9 @@ GcReport collect_garbage(std::optional<std::string_view> bus, bool dry_run) {
     for (const std::string& t : names.temporaries) c.temporary(t, bus);
     GcReport r = c.take();
     if (r.removed.empty() && r.kept.empty()) {
-      throw Error(Errc::NoSuchBus, "no bus named '" + std::string(*bus) +
-                                       "' on this host (no /dev/shm/" +
-                                       directory_segment_name(*bus) +
-                                       " and no topic segments); nothing to collect");
+      throw Error(Errc::NoSuchBus,
+                  "no bus named '" + std::string(*bus) + "' on this host (no /dev/shm/" +
+                      directory_segment_name(*bus) + " and no topic segments); nothing to collect");
     }
     return r;
   }

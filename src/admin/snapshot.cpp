@@ -1,5 +1,5 @@
-#include "shmbus/core/internals.hpp"
 #include "shmbus/admin/snapshot.hpp"
+#include "shmbus/core/internals.hpp"
 
 #include <algorithm>
 
@@ -36,7 +36,8 @@ TopicSnapshot snapshot(const Topic& topic) {
     const SlotHeader* slot = view.slot(s.head);
     const std::uint64_t seq = slot->seq.load(std::memory_order_acquire);
     const std::uint64_t raw = slot->ts.load(std::memory_order_relaxed);
-    if (slot->seq.load(std::memory_order_relaxed) == seq && seq == 2 * s.head) s.last_publish_ns = t.clock->to_ns(raw);
+    if (slot->seq.load(std::memory_order_relaxed) == seq && seq == 2 * s.head)
+      s.last_publish_ns = t.clock->to_ns(raw);
   }
 
   const std::uint64_t owner = h.producer.owner.load(std::memory_order_acquire);

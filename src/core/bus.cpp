@@ -10,11 +10,11 @@
 #include <set>
 
 #include "detail/internal.hpp"
+#include "shmbus/core/publisher.hpp"
+#include "shmbus/core/subscriber.hpp"
 #include "shmbus/detail/process.hpp"
 #include "shmbus/detail/segments.hpp"
 #include "shmbus/error.hpp"
-#include "shmbus/core/publisher.hpp"
-#include "shmbus/core/subscriber.hpp"
 
 namespace shmbus {
 
@@ -35,17 +35,19 @@ std::string user_text(std::uint32_t uid) {
 
 // Checks a mapped directory segment before anything in it is trusted, and
 // keeps the checked copy of its descriptor (detail/segments.hpp).
-std::shared_ptr<DirectoryState> make_state(Segment seg, std::string_view bus, const BusOptions& options) {
+std::shared_ptr<DirectoryState> make_state(Segment seg, std::string_view bus,
+                                           const BusOptions& options) {
   // No squatting: a bus another user created is not ours to publish into
   // unless the caller expects a shared bus. (Read-only looks are harmless.)
   const auto me = static_cast<std::uint32_t>(::geteuid());
   if (seg.writable() && seg.owner_uid() != me && !options.allow_other_owner) {
-    throw Error(Errc::PermissionDenied,
-                "bus '" + std::string(bus) + "' (" + shm_path(seg.name()) + ") is owned by " +
-                    user_text(seg.owner_uid()) + ", not by this process's user " + user_text(me) +
-                    ": refusing to use another user's bus (it may have been created to intercept your "
-                    "messages); remove it if it is stale, pick another bus name, or set "
-                    "BusOptions::allow_other_owner for a bus shared on purpose");
+    throw Error(
+        Errc::PermissionDenied,
+        "bus '" + std::string(bus) + "' (" + shm_path(seg.name()) + ") is owned by " +
+            user_text(seg.owner_uid()) + ", not by this process's user " + user_text(me) +
+            ": refusing to use another user's bus (it may have been created to intercept your "
+            "messages); remove it if it is stale, pick another bus name, or set "
+            "BusOptions::allow_other_owner for a bus shared on purpose");
   }
   Checked<DirectoryFacts> checked = check_directory_segment(seg.data(), seg.size(), bus);
   if (!checked) {
@@ -67,7 +69,8 @@ std::shared_ptr<DirectoryState> make_state(Segment seg, std::string_view bus, co
   auto st = std::make_shared<DirectoryState>();
   auto* base = static_cast<std::byte*>(seg.data());
   st->header = std::launder(reinterpret_cast<DirectoryHeader*>(base));
-  st->entries = std::launder(reinterpret_cast<DirectoryEntry*>(base + checked.facts->entries_offset));
+  st->entries =
+      std::launder(reinterpret_cast<DirectoryEntry*>(base + checked.facts->entries_offset));
   st->capacity = checked.facts->capacity;
   st->created_ns = checked.facts->created_ns;
   st->bus = std::string(bus);
@@ -79,7 +82,8 @@ std::shared_ptr<DirectoryState> make_state(Segment seg, std::string_view bus, co
   return st;
 }
 
-std::shared_ptr<DirectoryState> open_directory(std::string_view bus, Access access, const BusOptions& options) {
+std::shared_ptr<DirectoryState> open_directory(std::string_view bus, Access access,
+                                               const BusOptions& options) {
   auto seg = Segment::open(directory_segment_name(bus), access);
   if (!seg) return nullptr;
   return make_state(std::move(*seg), bus, options);
@@ -101,7 +105,8 @@ Permissions bus_permissions(const BusOptions& o) {
   std::vector<char> buf(16384);
   if (::getgrnam_r(o.group.c_str(), &g, buf.data(), buf.size(), &found) != 0 || found == nullptr)
     throw Error(Errc::InvalidArgument, "BusOptions::group '" + o.group +
-                                           "' is not a group on this host (getent group " + o.group + ")");
+                                           "' is not a group on this host (getent group " +
+                                           o.group + ")");
   p.gid = found->gr_gid;
   return p;
 }
@@ -112,42 +117,52 @@ Bus Bus::open_or_create(std::string_view name, const BusOptions& options) {
   validate_bus_name(name);
   if (options.capacity == 0 || options.capacity > kMaxDirectoryCapacity) {
     throw Error(Errc::InvalidArgument, "bus capacity " + std::to_string(options.capacity) +
-                                           " is out of range; use 1.." + std::to_string(kMaxDirectoryCapacity));
+                                           " is out of range; use 1.." +
+                                           std::to_string(kMaxDirectoryCapacity));
   }
   const Permissions perms = bus_permissions(options);
   // open, else create; a lost creation race means someone else created it: open again.
   for (int attempt = 0; attempt < 8; ++attempt) {
     if (auto st = open_directory(name, Access::ReadWrite, options)) return Bus(std::move(st));
     const std::uint64_t bytes = directory_bytes(options.capacity);
-    auto seg = Segment::create(directory_segment_name(name), bytes, [&](void* p) {
-      auto* h = new (p) DirectoryHeader();
-      auto* entries = static_cast<std::byte*>(p) + sizeof(DirectoryHeader);
-      for (std::uint32_t i = 0; i < options.capacity; ++i) new (entries + i * sizeof(DirectoryEntry)) DirectoryEntry();
-      h->desc.magic = kDirectoryMagic;
-      h->desc.capacity = options.capacity;
-      h->desc.segment_bytes = bytes;
-      h->desc.entries_offset = sizeof(DirectoryHeader);
-      h->desc.created_ns = Clock::wall_ns();
-      h->desc.creator = self_identity();
-      name.copy(h->desc.bus, kMaxBusName);
-      Clock::initialise(h->clock);
-      // release: everything above happens-before an opener's acquire of the version.
-      h->desc.layout_version.store(kLayoutVersion, std::memory_order_release);
-    }, perms);
+    auto seg = Segment::create(
+        directory_segment_name(name), bytes,
+        [&](void* p) {
+          auto* h = new (p) DirectoryHeader();
+          auto* entries = static_cast<std::byte*>(p) + sizeof(DirectoryHeader);
+          for (std::uint32_t i = 0; i < options.capacity; ++i)
+            new (entries + i * sizeof(DirectoryEntry)) DirectoryEntry();
+          h->desc.magic = kDirectoryMagic;
+          h->desc.capacity = options.capacity;
+          h->desc.segment_bytes = bytes;
+          h->desc.entries_offset = sizeof(DirectoryHeader);
+          h->desc.created_ns = Clock::wall_ns();
+          h->desc.creator = self_identity();
+          name.copy(h->desc.bus, kMaxBusName);
+          Clock::initialise(h->clock);
+          // release: everything above happens-before an opener's acquire of the version.
+          h->desc.layout_version.store(kLayoutVersion, std::memory_order_release);
+        },
+        perms);
     if (seg) return Bus(make_state(std::move(*seg), name, options));
   }
-  throw Error(Errc::SystemError, "bus '" + std::string(name) + "' keeps appearing and disappearing while it is "
-                                     "opened; is something removing " + shm_path(directory_segment_name(name)) + "?");
+  throw Error(Errc::SystemError, "bus '" + std::string(name) +
+                                     "' keeps appearing and disappearing while it is "
+                                     "opened; is something removing " +
+                                     shm_path(directory_segment_name(name)) + "?");
 }
 
-Bus Bus::open(std::string_view name, Access access) { return open(name, access, BusOptions{}); }
+Bus Bus::open(std::string_view name, Access access) {
+  return open(name, access, BusOptions{});
+}
 
 Bus Bus::open(std::string_view name, Access access, const BusOptions& options) {
   validate_bus_name(name);
   auto st = open_directory(name, access, options);
   if (!st) {
     throw Error(Errc::NoSuchBus, "no bus named '" + std::string(name) + "' on this host (no " +
-                                     shm_path(directory_segment_name(name)) + "); start its producer first, or see "
+                                     shm_path(directory_segment_name(name)) +
+                                     "); start its producer first, or see "
                                      "`bus-inspect list` for the buses that exist");
   }
   return Bus(std::move(st));
@@ -182,7 +197,8 @@ std::vector<std::string> Bus::topic_names() const {
   for (std::uint32_t i = 0; i < d_->capacity; ++i) {
     const DirectoryEntry& e = d_->entries[i];
     // acquire: pairs with the registrant's release of Active; the name is complete.
-    if (claim_state(e.state.load(std::memory_order_acquire)) == ClaimState::Active) names.insert(e.name.load());
+    if (claim_state(e.state.load(std::memory_order_acquire)) == ClaimState::Active)
+      names.insert(e.name.load());
   }
   return {names.begin(), names.end()};
 }
@@ -192,7 +208,8 @@ bool Bus::has_topic(std::string_view name) const {
   return Segment::exists(topic_segment_name(d_->bus, name));
 }
 
-Publisher Bus::publisher(std::string_view topic, const TopicConfig& config, const PublisherOptions& options) {
+Publisher Bus::publisher(std::string_view topic, const TopicConfig& config,
+                         const PublisherOptions& options) {
   return Publisher(this->topic(topic, config, Match::Exact), options);
 }
 
@@ -200,7 +217,8 @@ Subscriber Bus::subscriber(std::string_view topic, const SubscriberOptions& opti
   return Subscriber(this->topic(topic, TopicConfig{}, Match::TypeOnly), options);
 }
 
-Subscriber Bus::subscriber(std::string_view topic, const TopicConfig& config, const SubscriberOptions& options) {
+Subscriber Bus::subscriber(std::string_view topic, const TopicConfig& config,
+                           const SubscriberOptions& options) {
   return Subscriber(this->topic(topic, config, Match::Exact), options);
 }
 

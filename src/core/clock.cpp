@@ -35,7 +35,8 @@ bool read_file(const char* path, char* buf, std::size_t cap) {
 bool tsc_trusted() {
 #if defined(__x86_64__)
   char src[64];
-  if (!read_file("/sys/devices/system/clocksource/clocksource0/current_clocksource", src, sizeof src))
+  if (!read_file("/sys/devices/system/clocksource/clocksource0/current_clocksource", src,
+                 sizeof src))
     return false;
   if (std::string_view(src).substr(0, 3) != "tsc") return false;
   static char cpuinfo[1 << 16];
@@ -105,7 +106,8 @@ void write_anchor(detail::ClockAnchor& a, Sample s, std::uint64_t mult) noexcept
 }  // namespace
 
 Clock::Clock(detail::ClockBlock* block) noexcept
-    : block_(block), tsc_(block != nullptr && block->mode == static_cast<std::uint32_t>(ClockMode::Tsc)) {
+    : block_(block),
+      tsc_(block != nullptr && block->mode == static_cast<std::uint32_t>(ClockMode::Tsc)) {
   if (!tsc_) return;
   for (const auto& a : block_->anchors) {
     for (std::uint32_t i = 0; i < kAnchorRetries; ++i) {
@@ -127,7 +129,9 @@ Clock::Clock(detail::ClockBlock* block) noexcept
   if (sane_rate(m)) fallback_q32_ = m;
 }
 
-std::uint64_t Clock::fallbacks() noexcept { return g_fallbacks.load(std::memory_order_relaxed); }
+std::uint64_t Clock::fallbacks() noexcept {
+  return g_fallbacks.load(std::memory_order_relaxed);
+}
 
 std::int64_t Clock::to_ns_fallback(std::uint64_t raw) const noexcept {
   g_fallbacks.fetch_add(1, std::memory_order_relaxed);  // relaxed: a counter
@@ -177,9 +181,11 @@ void Clock::maybe_reanchor() const noexcept {
   // An anchor left odd or with an absurd rate is due at once (it heals the
   // bus: the next anchor is written whole and made current).
   const std::uint64_t old_mult = a.ns_per_tick_q32.load(std::memory_order_relaxed);
-  const bool damaged = (a.version.load(std::memory_order_relaxed) & 1u) != 0 || !sane_rate(old_mult);
+  const bool damaged =
+      (a.version.load(std::memory_order_relaxed) & 1u) != 0 || !sane_rate(old_mult);
   if (!damaged) {
-    const auto ticks = static_cast<detail::int128>(static_cast<std::int64_t>(__rdtsc() - a.tsc.load(std::memory_order_relaxed)));
+    const auto ticks = static_cast<detail::int128>(
+        static_cast<std::int64_t>(__rdtsc() - a.tsc.load(std::memory_order_relaxed)));
     const auto age = (ticks * static_cast<detail::int128>(old_mult)) >> 32;
     if (age < kReanchorPeriodNs) return;
   }

@@ -1,5 +1,5 @@
-#include "shmbus/core/internals.hpp"
 #include "shmbus/core/publisher.hpp"
+#include "shmbus/core/internals.hpp"
 
 #include <sched.h>
 #include <unistd.h>
@@ -20,8 +20,9 @@ using namespace detail;
 Publisher::Publisher(Topic topic, const PublisherOptions& options) : topic_(std::move(topic)) {
   TopicState& t = *detail::Internals::state(topic_);
   if (!topic_.writable()) {
-    throw Error(Errc::InvalidArgument, "cannot publish on topic '" + t.name + "' of bus '" + t.bus +
-                                           "': it was opened read-only; open the bus with Access::ReadWrite");
+    throw Error(Errc::InvalidArgument,
+                "cannot publish on topic '" + t.name + "' of bus '" + t.bus +
+                    "': it was opened read-only; open the bus with Access::ReadWrite");
   }
   const std::string name = participant_name(options.name);
   const Identity self = require_self_identity();
@@ -34,13 +35,15 @@ Publisher::Publisher(Topic topic, const PublisherOptions& options) : topic_(std:
     const std::uint32_t pid = identity_pid(claim_owner(seen));
     const std::string owner_name = pc.name.load();
     if (claim_owner(seen) == self) {
-      throw Error(Errc::ProducerExists, "this process (pid " + std::to_string(pid) +
-                                            ") already has a Publisher on topic '" + t.name + "' of bus '" + t.bus +
-                                            "'; a topic has one producer: share that Publisher or move it");
+      throw Error(Errc::ProducerExists,
+                  "this process (pid " + std::to_string(pid) +
+                      ") already has a Publisher on topic '" + t.name + "' of bus '" + t.bus +
+                      "'; a topic has one producer: share that Publisher or move it");
     }
-    throw Error(Errc::ProducerExists, "topic '" + t.name + "' of bus '" + t.bus + "' already has a live producer: '" +
-                                          owner_name + "' (pid " + std::to_string(pid) +
-                                          "); a topic has one producer — stop that one, or publish on another topic");
+    throw Error(Errc::ProducerExists,
+                "topic '" + t.name + "' of bus '" + t.bus + "' already has a live producer: '" +
+                    owner_name + "' (pid " + std::to_string(pid) +
+                    "); a topic has one producer — stop that one, or publish on another topic");
   }
   took_over_ = before != 0;
   if (took_over_) pc.takeovers.fetch_add(1, std::memory_order_relaxed);
@@ -73,7 +76,8 @@ Publisher::Publisher(Publisher&& o) noexcept
 }
 
 Publisher& Publisher::operator=(Publisher&& o) noexcept {
-  SHMBUS_CONTRACT(!o.claim_open_ && !claim_open_, "a Publisher moved while one of its Claims is open");
+  SHMBUS_CONTRACT(!o.claim_open_ && !claim_open_,
+                  "a Publisher moved while one of its Claims is open");
   if (this != &o) {
     release();
     topic_ = o.topic_;
@@ -87,7 +91,9 @@ Publisher& Publisher::operator=(Publisher&& o) noexcept {
   return *this;
 }
 
-Publisher::~Publisher() { release(); }
+Publisher::~Publisher() {
+  release();
+}
 
 void Publisher::release() noexcept {
   if (owner_word_ == 0) return;
@@ -99,8 +105,8 @@ void Publisher::release() noexcept {
   }
   std::uint64_t expected = owner_word_;
   // release: a successor's acquire of the free word sees our last head store.
-  detail::Internals::state(topic_)->header->producer.owner.compare_exchange_strong(expected, 0, std::memory_order_release,
-                                                                 std::memory_order_relaxed);
+  detail::Internals::state(topic_)->header->producer.owner.compare_exchange_strong(
+      expected, 0, std::memory_order_release, std::memory_order_relaxed);
   owner_word_ = 0;
 }
 
@@ -108,7 +114,8 @@ void Publisher::count_would_block() noexcept {
   ring_.hot()->would_block.fetch_add(1, std::memory_order_relaxed);
 }
 
-PublishResult Publisher::publish(std::span<const std::byte> payload, std::chrono::nanoseconds timeout,
+PublishResult Publisher::publish(std::span<const std::byte> payload,
+                                 std::chrono::nanoseconds timeout,
                                  std::uint64_t correlation) noexcept {
   PublishResult r = try_publish(payload, correlation);
   if (r != PublishResult::WouldBlock) return r;

@@ -1,5 +1,5 @@
-#include "shmbus/core/internals.hpp"
 #include "shmbus/core/subscriber.hpp"
+#include "shmbus/core/internals.hpp"
 
 #include <unistd.h>
 
@@ -17,15 +17,20 @@ using namespace detail;
 
 namespace {
 
-std::uint64_t oldest(std::uint64_t head, std::uint64_t count) { return head >= count ? head - count + 1 : 1; }
+std::uint64_t oldest(std::uint64_t head, std::uint64_t count) {
+  return head >= count ? head - count + 1 : 1;
+}
 
 // The first sequence due to a subscriber that joins when `head` is the last
 // committed message.
 std::uint64_t first_due(const SubscriberOptions& o, std::uint64_t head, std::uint64_t count) {
   switch (o.start) {
-    case Start::Live: return head + 1;
-    case Start::Oldest: return oldest(head, count);
-    case Start::Sequence: return std::clamp(o.sequence, oldest(head, count), head + 1);
+    case Start::Live:
+      return head + 1;
+    case Start::Oldest:
+      return oldest(head, count);
+    case Start::Sequence:
+      return std::clamp(o.sequence, oldest(head, count), head + 1);
   }
   return head + 1;
 }
@@ -35,7 +40,8 @@ void reap_dead_entries(TopicState& t) {
   for (std::uint32_t i = 0; i < t.max_consumers; ++i) {
     ConsumerEntry& e = t.consumers[i];
     std::uint64_t w = e.state.load(std::memory_order_acquire);
-    if (w != 0 && is_dead(claim_owner(w)) && e.state.compare_exchange_strong(w, 0, std::memory_order_acq_rel)) {
+    if (w != 0 && is_dead(claim_owner(w)) &&
+        e.state.compare_exchange_strong(w, 0, std::memory_order_acq_rel)) {
       t.header->registry.leaves.fetch_add(1, std::memory_order_relaxed);
     }
   }
@@ -46,8 +52,8 @@ ConsumerEntry* claim_entry(TopicState& t, std::uint64_t claiming, std::uint32_t&
     for (std::uint32_t i = 0; i < t.max_consumers; ++i) {
       std::uint64_t expected = 0;
       // acquire: see the previous owner's last writes before reusing the entry.
-      if (t.consumers[i].state.compare_exchange_strong(expected, claiming, std::memory_order_acq_rel,
-                                                       std::memory_order_relaxed)) {
+      if (t.consumers[i].state.compare_exchange_strong(
+              expected, claiming, std::memory_order_acq_rel, std::memory_order_relaxed)) {
         index = i;
         return &t.consumers[i];
       }
@@ -58,10 +64,12 @@ ConsumerEntry* claim_entry(TopicState& t, std::uint64_t claiming, std::uint32_t&
   for (std::uint32_t i = 0; i < t.max_consumers && live.size() < 200; ++i) {
     const ConsumerEntry& e = t.consumers[i];
     if (e.state.load(std::memory_order_relaxed) != 0)
-      live += (live.empty() ? "" : ", ") + e.name.load() + " (pid " + std::to_string(e.pid.load()) + ")";
+      live += (live.empty() ? "" : ", ") + e.name.load() + " (pid " + std::to_string(e.pid.load()) +
+              ")";
   }
   throw Error(Errc::ConsumerTableFull,
-              "topic '" + t.name + "' of bus '" + t.bus + "' has all " + std::to_string(t.max_consumers) +
+              "topic '" + t.name + "' of bus '" + t.bus + "' has all " +
+                  std::to_string(t.max_consumers) +
                   " consumer entries in use by live subscribers: " + live +
                   "; stop unused subscribers, or recreate the topic with a larger max_consumers");
 }
@@ -75,19 +83,22 @@ Subscriber::Subscriber(Topic topic, const SubscriberOptions& options)
   name_ = t.name;
   type_ = t.type_name;
   clock_ = t.clock;
-  if (options.verify && !t.type_name.empty()) verify_ = std::make_unique<Verifier>(t.schema(), t.type_name);
+  if (options.verify && !t.type_name.empty())
+    verify_ = std::make_unique<Verifier>(t.schema(), t.type_name);
   ProducerHot& hot = t.header->hot;
 
   if (!options.register_consumer) {
     const std::uint64_t head = hot.head.load(std::memory_order_acquire);
-    reader_ = RingReader(t.ring, nullptr, first_due(options, head, t.slot_count), ~std::uint64_t{0});
+    reader_ =
+        RingReader(t.ring, nullptr, first_due(options, head, t.slot_count), ~std::uint64_t{0});
     return;
   }
   if (!topic_.writable()) {
-    throw Error(Errc::InvalidArgument, "cannot subscribe to topic '" + t.name + "' of bus '" + t.bus +
-                                           "' as a registered consumer: it was opened read-only; open the bus "
-                                           "with Access::ReadWrite, or subscribe as an observer "
-                                           "(register_consumer = false)");
+    throw Error(Errc::InvalidArgument,
+                "cannot subscribe to topic '" + t.name + "' of bus '" + t.bus +
+                    "' as a registered consumer: it was opened read-only; open the bus "
+                    "with Access::ReadWrite, or subscribe as an observer "
+                    "(register_consumer = false)");
   }
   const std::string name = participant_name(options.name);
   const Identity self = require_self_identity();
@@ -134,7 +145,8 @@ bool Subscriber::defined() const noexcept {
   const TopicState& t = *detail::Internals::state(topic_);
   // acquire: pairs with the definer's release after its rename: the new
   // segment is under the topic's name once Active is seen.
-  return claim_state(t.header->supersede.claim.load(std::memory_order_acquire)) == ClaimState::Active;
+  return claim_state(t.header->supersede.claim.load(std::memory_order_acquire)) ==
+         ClaimState::Active;
 }
 
 void Subscriber::follow_definition() {
@@ -148,7 +160,8 @@ void Subscriber::follow_definition() {
       adopted = &t.consumers[index_];
     // Leave the provisional topic's table (our entry there gates nothing).
     std::uint64_t expected = claim_word_;
-    if (entry_->state.compare_exchange_strong(expected, 0, std::memory_order_release, std::memory_order_relaxed))
+    if (entry_->state.compare_exchange_strong(expected, 0, std::memory_order_release,
+                                              std::memory_order_relaxed))
       old->header->registry.leaves.fetch_add(1, std::memory_order_relaxed);
     entry_ = nullptr;
   }
@@ -215,7 +228,9 @@ Subscriber& Subscriber::operator=(Subscriber&& o) noexcept {
   return *this;
 }
 
-Subscriber::~Subscriber() { leave(); }
+Subscriber::~Subscriber() {
+  leave();
+}
 
 void Subscriber::leave() noexcept {
   if (entry_ == nullptr) return;
@@ -228,8 +243,10 @@ void Subscriber::leave() noexcept {
   reader_.flush();
   std::uint64_t expected = claim_word_;
   // release: our last reads of the ring happen before the entry is reused.
-  if (entry_->state.compare_exchange_strong(expected, 0, std::memory_order_release, std::memory_order_relaxed)) {
-    detail::Internals::state(topic_)->header->registry.leaves.fetch_add(1, std::memory_order_relaxed);
+  if (entry_->state.compare_exchange_strong(expected, 0, std::memory_order_release,
+                                            std::memory_order_relaxed)) {
+    detail::Internals::state(topic_)->header->registry.leaves.fetch_add(1,
+                                                                        std::memory_order_relaxed);
   }
   entry_ = nullptr;
 }
@@ -261,7 +278,8 @@ bool Subscriber::wait(std::chrono::nanoseconds timeout) {
     cpu_relax();
   }
   heartbeat();
-  return detail::wait_any({this}, detail::Internals::state(topic_)->header->wait.futex, timeout, nullptr);
+  return detail::wait_any({this}, detail::Internals::state(topic_)->header->wait.futex, timeout,
+                          nullptr);
 }
 
 namespace detail {
@@ -275,7 +293,8 @@ bool wait_any(const std::vector<Subscriber*>& subs, std::atomic<std::uint32_t>& 
   };
   const auto stopping = [&] { return stop != nullptr && stop->load(std::memory_order_acquire); };
 
-  if (std::any_of(subs.begin(), subs.end(), [](const Subscriber* s) { return s->entry_ == nullptr; })) {
+  if (std::any_of(subs.begin(), subs.end(),
+                  [](const Subscriber* s) { return s->entry_ == nullptr; })) {
     // Observers: poll, sleeping 20 us and backing off to 1 ms in between.
     auto pause = std::chrono::microseconds(20);
     for (;;) {

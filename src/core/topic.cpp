@@ -1,5 +1,5 @@
-#include "shmbus/core/internals.hpp"
 #include "shmbus/core/topic.hpp"
+#include "shmbus/core/internals.hpp"
 
 #include <sched.h>
 #include <unistd.h>
@@ -12,10 +12,10 @@
 #include <thread>
 
 #include "detail/internal.hpp"
-#include "shmbus/detail/fence.hpp"
-#include "shmbus/detail/wait.hpp"
-#include "shmbus/detail/segments.hpp"
 #include "shmbus/core/bus.hpp"
+#include "shmbus/detail/fence.hpp"
+#include "shmbus/detail/segments.hpp"
+#include "shmbus/detail/wait.hpp"
 #include "shmbus/error.hpp"
 
 namespace shmbus {
@@ -24,8 +24,10 @@ using namespace detail;
 
 std::string_view to_string(Policy p) noexcept {
   switch (p) {
-    case Policy::Lossy: return "lossy";
-    case Policy::Reliable: return "reliable";
+    case Policy::Lossy:
+      return "lossy";
+    case Policy::Reliable:
+      return "reliable";
   }
   return "unknown";
 }
@@ -42,38 +44,49 @@ void validate_config(const TopicConfig& c, std::string_view bus, std::string_vie
   };
   if (c.slot_size < kMinSlotSize || c.slot_size > kMaxSlotSize || c.slot_size % kCacheLine != 0)
     bad("slot_size " + std::to_string(c.slot_size) + " must be a multiple of 64 in [64, 1048576]");
-  if (c.slot_count < kMinSlotCount || c.slot_count > kMaxSlotCount || !std::has_single_bit(c.slot_count))
+  if (c.slot_count < kMinSlotCount || c.slot_count > kMaxSlotCount ||
+      !std::has_single_bit(c.slot_count))
     bad("slot_count " + std::to_string(c.slot_count) + " must be a power of two in [2, 16777216]");
   if (std::uint64_t{c.slot_size} * c.slot_count > kMaxRingBytes)
     bad("ring of " + std::to_string(c.slot_count) + " x " + std::to_string(c.slot_size) +
         " bytes exceeds the 4 GiB limit");
   if (c.max_consumers == 0 || c.max_consumers > kMaxConsumers)
     bad("max_consumers " + std::to_string(c.max_consumers) + " must be in [1, 1024]");
-  if (c.policy != Policy::Lossy && c.policy != Policy::Reliable) bad("policy must be Lossy or Reliable");
-  if (c.type.name.size() > kMaxTypeName) bad("type name '" + c.type.name + "' is longer than 127 characters");
+  if (c.policy != Policy::Lossy && c.policy != Policy::Reliable)
+    bad("policy must be Lossy or Reliable");
+  if (c.type.name.size() > kMaxTypeName)
+    bad("type name '" + c.type.name + "' is longer than 127 characters");
   if (c.type.bfbs.size() > kMaxSchemaBytes) bad("binary schema is larger than 16 MiB");
-  if (c.type.file_identifier.size() > 4) bad("file_identifier '" + c.type.file_identifier + "' is longer than 4");
+  if (c.type.file_identifier.size() > 4)
+    bad("file_identifier '" + c.type.file_identifier + "' is longer than 4");
 }
 
-std::string describe(Policy p, std::uint32_t slot_size, std::uint32_t slot_count, std::uint32_t max_consumers) {
-  return "policy " + std::string(to_string(p)) + ", slot_size " + std::to_string(slot_size) + ", slot_count " +
-         std::to_string(slot_count) + ", max_consumers " + std::to_string(max_consumers);
+std::string describe(Policy p, std::uint32_t slot_size, std::uint32_t slot_count,
+                     std::uint32_t max_consumers) {
+  return "policy " + std::string(to_string(p)) + ", slot_size " + std::to_string(slot_size) +
+         ", slot_count " + std::to_string(slot_count) + ", max_consumers " +
+         std::to_string(max_consumers);
 }
 
-std::string type_label(std::string_view name) { return name.empty() ? "raw bytes" : std::string(name); }
+std::string type_label(std::string_view name) {
+  return name.empty() ? "raw bytes" : std::string(name);
+}
 
 // The topic's schema, fixed at open (TopicState::schema_copy). The stored
 // bytes are a value from shared memory like any other: a flipped bit must
 // never reach the FlatBuffers parser, so they are used only if their
 // structural hash is the descriptor's, and the process's own registry
 // bytes are preferred when it knows the type with that hash.
-std::shared_ptr<const std::vector<std::uint8_t>> fixed_schema(const TopicFacts& f, const std::byte* base,
-                                                              std::string_view bus, std::string_view topic) {
+std::shared_ptr<const std::vector<std::uint8_t>> fixed_schema(const TopicFacts& f,
+                                                              const std::byte* base,
+                                                              std::string_view bus,
+                                                              std::string_view topic) {
   if (f.type_name.empty()) return std::make_shared<const std::vector<std::uint8_t>>();
   SchemaRegistry& reg = SchemaRegistry::instance();
   if (reg.contains(f.type_name)) {
     const TypeInfo& known = reg.find(f.type_name);
-    if (known.hash == f.schema_hash) return std::make_shared<const std::vector<std::uint8_t>>(known.bfbs);
+    if (known.hash == f.schema_hash)
+      return std::make_shared<const std::vector<std::uint8_t>>(known.bfbs);
   }
   const auto* p = reinterpret_cast<const std::uint8_t*>(base + f.schema_offset);
   auto copy = std::make_shared<std::vector<std::uint8_t>>(p, p + f.schema_bytes);
@@ -102,9 +115,9 @@ std::shared_ptr<TopicState> make_state(Segment seg, const std::shared_ptr<Direct
     // gc leaves segments it cannot parse alone (nothing says who uses them):
     // the way out is to remove the file once its processes are stopped.
     const bool foreign = d.reason.rfind("it is not", 0) == 0;
-    std::string what = foreign ? file + d.reason.substr(2)
-                               : where(dir->bus, topic) + ": segment " + file +
-                                     " cannot be used: " + d.reason;
+    std::string what =
+        foreign ? file + d.reason.substr(2)
+                : where(dir->bus, topic) + ": segment " + file + " cannot be used: " + d.reason;
     if (d.code == Errc::VersionMismatch)
       what += "; stop its processes and remove it (rm " + file +
               "), or run programs built against the same shmbus";
@@ -121,9 +134,11 @@ std::shared_ptr<TopicState> make_state(Segment seg, const std::shared_ptr<Direct
       !dir->allow_other_owner) {
     throw Error(Errc::PermissionDenied,
                 where(dir->bus, topic) + ": segment " + shm_path(seg.name()) + " is owned by uid " +
-                    std::to_string(seg.owner_uid()) + ", neither this process's user (uid " + std::to_string(me) +
-                    ") nor the bus's (uid " + std::to_string(dir->segment.owner_uid()) +
-                    "): refusing to use it; remove it, or set BusOptions::allow_other_owner for a shared bus");
+                    std::to_string(seg.owner_uid()) + ", neither this process's user (uid " +
+                    std::to_string(me) + ") nor the bus's (uid " +
+                    std::to_string(dir->segment.owner_uid()) +
+                    "): refusing to use it; remove it, or set BusOptions::allow_other_owner for a "
+                    "shared bus");
   }
   const TopicFacts& f = *checked.facts;
   auto st = std::make_shared<TopicState>();
@@ -160,24 +175,27 @@ std::shared_ptr<TopicState> make_state(Segment seg, const std::shared_ptr<Direct
   return st;
 }
 
-std::shared_ptr<TopicState> open_state(const std::shared_ptr<DirectoryState>& dir, std::string_view topic,
-                                       Access access) {
+std::shared_ptr<TopicState> open_state(const std::shared_ptr<DirectoryState>& dir,
+                                       std::string_view topic, Access access) {
   auto seg = Segment::open(topic_segment_name(dir->bus, topic), access);
   if (!seg) return nullptr;
   return make_state(std::move(*seg), dir, topic);
 }
 
-void initialise(void* p, const TopicConfig& c, const TopicGeometry& g, std::string_view bus, std::string_view topic,
-                bool provisional) {
+void initialise(void* p, const TopicConfig& c, const TopicGeometry& g, std::string_view bus,
+                std::string_view topic, bool provisional) {
   auto* base = static_cast<std::byte*>(p);
   auto* h = new (p) TopicHeader();
   for (std::uint32_t i = 0; i < c.max_consumers; ++i)
     new (base + g.consumers_offset + i * sizeof(ConsumerEntry)) ConsumerEntry();
-  for (std::uint64_t i = 0; i < c.slot_count; ++i) new (base + g.slots_offset + i * c.slot_size) SlotHeader();
-  if (!c.type.bfbs.empty()) std::memcpy(base + g.schema_offset, c.type.bfbs.data(), c.type.bfbs.size());
+  for (std::uint64_t i = 0; i < c.slot_count; ++i)
+    new (base + g.slots_offset + i * c.slot_size) SlotHeader();
+  if (!c.type.bfbs.empty())
+    std::memcpy(base + g.schema_offset, c.type.bfbs.data(), c.type.bfbs.size());
   auto& d = h->desc;
   d.magic = kTopicMagic;
-  d.policy = static_cast<std::uint32_t>(c.policy == Policy::Reliable ? PolicyCode::Reliable : PolicyCode::Lossy);
+  d.policy = static_cast<std::uint32_t>(c.policy == Policy::Reliable ? PolicyCode::Reliable
+                                                                     : PolicyCode::Lossy);
   d.segment_bytes = g.segment_bytes;
   d.consumers_offset = g.consumers_offset;
   d.schema_offset = g.schema_offset;
@@ -203,21 +221,25 @@ void check_match(const TopicState& t, const TopicConfig& c, Match match) {
   if (match == Match::Exact &&
       (t.policy != c.policy || t.slot_size != c.slot_size || t.slot_count != c.slot_count ||
        t.max_consumers != c.max_consumers)) {
-    throw Error(Errc::TopicMismatch,
-                w + " exists with " + describe(t.policy, t.slot_size, t.slot_count, t.max_consumers) +
-                    "; you asked for " + describe(c.policy, c.slot_size, c.slot_count, c.max_consumers) +
-                    " — use the same configuration as its creator, or open it with Match::TypeOnly to accept it");
+    throw Error(
+        Errc::TopicMismatch,
+        w + " exists with " + describe(t.policy, t.slot_size, t.slot_count, t.max_consumers) +
+            "; you asked for " + describe(c.policy, c.slot_size, c.slot_count, c.max_consumers) +
+            " — use the same configuration as its creator, or open it with Match::TypeOnly to "
+            "accept it");
   }
   if (match == Match::TypeOnly && c.type.is_raw()) return;  // raw access to any topic
   if (t.type_name != c.type.name) {
-    throw Error(Errc::TypeMismatch, w + " carries " + type_label(t.type_name) + ", not " + type_label(c.type.name) +
-                                        " — use the topic's type (`bus-inspect schema " + t.bus + " " + t.name +
-                                        "` shows it) or another topic");
+    throw Error(Errc::TypeMismatch, w + " carries " + type_label(t.type_name) + ", not " +
+                                        type_label(c.type.name) +
+                                        " — use the topic's type (`bus-inspect schema " + t.bus +
+                                        " " + t.name + "` shows it) or another topic");
   }
   if (t.schema_hash != c.type.hash) {
     throw Error(Errc::SchemaMismatch,
-                w + " carries " + t.type_name + " with schema hash " + hex64(t.schema_hash) + ", yours is " +
-                    hex64(c.type.hash) + ": the programs were built from different versions of the schema — "
+                w + " carries " + t.type_name + " with schema hash " + hex64(t.schema_hash) +
+                    ", yours is " + hex64(c.type.hash) +
+                    ": the programs were built from different versions of the schema — "
                     "rebuild them against the same schemas/");
   }
 }
@@ -234,7 +256,8 @@ void ensure_registered(TopicState& t) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   while (!take_claim(word, make_claim(ClaimState::Claiming, self), seen)) {
     if (claim_state(seen) == ClaimState::Active) return;
-    if (claim_owner(seen) == self || std::chrono::steady_clock::now() > deadline) return;  // listing only; not fatal
+    if (claim_owner(seen) == self || std::chrono::steady_clock::now() > deadline)
+      return;  // listing only; not fatal
     ::sched_yield();
   }
   DirectoryState& dir = *t.dir;
@@ -242,14 +265,16 @@ void ensure_registered(TopicState& t) {
   bool listed = false;
   for (std::uint32_t i = 0; i < cap && !listed; ++i) {
     const DirectoryEntry& e = dir.entries[i];
-    listed = claim_state(e.state.load(std::memory_order_acquire)) == ClaimState::Active && e.name.load() == t.name;
+    listed = claim_state(e.state.load(std::memory_order_acquire)) == ClaimState::Active &&
+             e.name.load() == t.name;
   }
   for (std::uint32_t i = 0; i < cap && !listed; ++i) {
     DirectoryEntry& e = dir.entries[i];
     std::uint64_t prev = 0;
     std::uint64_t w = e.state.load(std::memory_order_acquire);
     // Free entries, and entries a dead registrant left half-claimed.
-    const bool usable = w == 0 || (claim_state(w) == ClaimState::Claiming && is_dead(claim_owner(w)));
+    const bool usable =
+        w == 0 || (claim_state(w) == ClaimState::Claiming && is_dead(claim_owner(w)));
     if (!usable) continue;
     if (!take_claim(e.state, make_claim(ClaimState::Claiming, self), prev)) continue;
     e.name.store(t.name);
@@ -260,8 +285,9 @@ void ensure_registered(TopicState& t) {
   }
   if (!listed) {
     word.store(0, std::memory_order_release);
-    throw Error(Errc::DirectoryFull, "bus '" + t.bus + "' directory is full (" + std::to_string(cap) +
-                                         " topics) and cannot list " + where(t.bus, t.name) +
+    throw Error(Errc::DirectoryFull, "bus '" + t.bus + "' directory is full (" +
+                                         std::to_string(cap) + " topics) and cannot list " +
+                                         where(t.bus, t.name) +
                                          "; remove unused topics (`bus-inspect gc " + t.bus +
                                          "`) or create the bus with a larger BusOptions::capacity");
   }
@@ -297,8 +323,8 @@ namespace {
 
 bool definable(const TopicState& t, const TopicConfig& c) {
   if (!t.provisional) return false;
-  const bool same = t.policy == c.policy && t.slot_size == c.slot_size && t.slot_count == c.slot_count &&
-                    t.max_consumers == c.max_consumers;
+  const bool same = t.policy == c.policy && t.slot_size == c.slot_size &&
+                    t.slot_count == c.slot_count && t.max_consumers == c.max_consumers;
   return !same && t.header->producer.owner.load(std::memory_order_acquire) == 0 &&
          t.header->producer.takeovers.load(std::memory_order_relaxed) == 0 &&
          t.header->hot.head.load(std::memory_order_acquire) == 0;
@@ -328,7 +354,8 @@ std::shared_ptr<TopicState> define(const std::shared_ptr<DirectoryState>& dir, T
   }
   try {
     const std::uint32_t schema_bytes = static_cast<std::uint32_t>(config.type.bfbs.size());
-    const TopicGeometry g = topic_geometry(config.max_consumers, schema_bytes, config.slot_size, config.slot_count);
+    const TopicGeometry g =
+        topic_geometry(config.max_consumers, schema_bytes, config.slot_size, config.slot_count);
     auto seg = Segment::create(
         topic_segment_name(dir->bus, name), g.segment_bytes,
         [&](void* p) {
@@ -343,17 +370,19 @@ std::shared_ptr<TopicState> define(const std::shared_ptr<DirectoryState>& dir, T
             if (claim_state(w) != ClaimState::Active || is_dead(claim_owner(w))) continue;
             if (i >= config.max_consumers) {
               throw Error(Errc::ConsumerTableFull,
-                          where(dir->bus, name) + " has a waiting subscriber in consumer entry " + std::to_string(i) +
-                              " but you define it with max_consumers " + std::to_string(config.max_consumers) +
+                          where(dir->bus, name) + " has a waiting subscriber in consumer entry " +
+                              std::to_string(i) + " but you define it with max_consumers " +
+                              std::to_string(config.max_consumers) +
                               "; define it with more consumer entries");
             }
             ConsumerEntry& to = entries[i];
             to.pid.store(from.pid.load(std::memory_order_relaxed), std::memory_order_relaxed);
             to.name.store(from.name.load());
-            to.heartbeat_ns.store(from.heartbeat_ns.load(std::memory_order_relaxed), std::memory_order_relaxed);
-            to.cursor.store(0, std::memory_order_relaxed);     // due message 1
+            to.heartbeat_ns.store(from.heartbeat_ns.load(std::memory_order_relaxed),
+                                  std::memory_order_relaxed);
+            to.cursor.store(0, std::memory_order_relaxed);  // due message 1
             to.joined_seq.store(1, std::memory_order_relaxed);
-            to.state.store(w, std::memory_order_relaxed);      // published by the version store
+            to.state.store(w, std::memory_order_relaxed);  // published by the version store
             hwm = i + 1;
           }
           h->registry.consumer_hwm.store(hwm, std::memory_order_relaxed);
@@ -405,10 +434,11 @@ Topic Bus::topic(std::string_view name, const TopicConfig& config, Match match) 
     // accepts any geometry): provisional.
     const bool provisional = match == Match::TypeOnly;
     const std::uint32_t schema_bytes = static_cast<std::uint32_t>(config.type.bfbs.size());
-    const TopicGeometry g = topic_geometry(config.max_consumers, schema_bytes, config.slot_size, config.slot_count);
-    auto seg = Segment::create(topic_segment_name(d_->bus, name), g.segment_bytes,
-                               [&](void* p) { initialise(p, config, g, d_->bus, name, provisional); },
-                               d_->perms);
+    const TopicGeometry g =
+        topic_geometry(config.max_consumers, schema_bytes, config.slot_size, config.slot_count);
+    auto seg = Segment::create(
+        topic_segment_name(d_->bus, name), g.segment_bytes,
+        [&](void* p) { initialise(p, config, g, d_->bus, name, provisional); }, d_->perms);
     if (seg) {
       auto st = make_state(std::move(*seg), d_, name);
       try {
@@ -416,20 +446,22 @@ Topic Bus::topic(std::string_view name, const TopicConfig& config, Match match) 
       } catch (const Error& e) {
         // We created it and the directory cannot list it: nobody can find
         // it, so it must not stay behind (2,000 refusals left 976 orphans).
-        if (e.code() == Errc::DirectoryFull) (void)Segment::remove(topic_segment_name(d_->bus, name));
+        if (e.code() == Errc::DirectoryFull)
+          (void)Segment::remove(topic_segment_name(d_->bus, name));
         throw;
       }
       return Topic(std::move(st));
     }
   }
-  throw Error(Errc::SystemError, where(d_->bus, name) + " keeps appearing and disappearing while it is opened; "
-                                                        "is something removing its segment?");
+  throw Error(Errc::SystemError, where(d_->bus, name) +
+                                     " keeps appearing and disappearing while it is opened; "
+                                     "is something removing its segment?");
 }
 
 std::uint32_t Topic::live_consumers_hint() const {
   std::uint32_t n = 0;
-  const std::uint32_t hwm =
-      std::min(s_->header->registry.consumer_hwm.load(std::memory_order_acquire), s_->max_consumers);
+  const std::uint32_t hwm = std::min(
+      s_->header->registry.consumer_hwm.load(std::memory_order_acquire), s_->max_consumers);
   for (std::uint32_t i = 0; i < hwm; ++i) {
     const std::uint64_t w = s_->consumers[i].state.load(std::memory_order_acquire);
     if (claim_state(w) == ClaimState::Active && !is_dead(claim_owner(w))) ++n;
@@ -479,10 +511,13 @@ Topic Bus::wait_for_topic(std::string_view name, std::chrono::nanoseconds timeou
   auto pause = std::chrono::microseconds(100);
   while (!has_topic(name)) {
     if (std::chrono::steady_clock::now() >= deadline) {
-      throw Error(Errc::Timeout, "no " + where(d_->bus, name) + " after waiting " +
-                                     std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()) +
-                                     " ms; start its producer, or check the bus and topic names (`bus-inspect list " +
-                                     d_->bus + "`)");
+      throw Error(
+          Errc::Timeout,
+          "no " + where(d_->bus, name) + " after waiting " +
+              std::to_string(
+                  std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()) +
+              " ms; start its producer, or check the bus and topic names (`bus-inspect list " +
+              d_->bus + "`)");
     }
     std::this_thread::sleep_for(pause);  // a setup step, not a hot path: poll, backing off to 20 ms
     pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(20));

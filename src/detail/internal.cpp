@@ -15,13 +15,17 @@ bool take_claim(std::atomic<std::uint64_t>& word, std::uint64_t mine, std::uint6
     if (seen == 0) {
       // acq_rel: acquire what a previous owner published before freeing the
       // word; release is for symmetry with takeovers (nothing precedes it).
-      if (word.compare_exchange_weak(seen, mine, std::memory_order_acq_rel, std::memory_order_acquire)) return true;
+      if (word.compare_exchange_weak(seen, mine, std::memory_order_acq_rel,
+                                     std::memory_order_acquire))
+        return true;
       continue;
     }
     if (claim_owner(seen) == claim_owner(mine) || !is_dead(claim_owner(seen))) return false;
     // The owner died: take the word over from exactly that dead owner. If
     // someone else got there first, the CAS fails and we look again.
-    if (word.compare_exchange_strong(seen, mine, std::memory_order_acq_rel, std::memory_order_acquire)) return true;
+    if (word.compare_exchange_strong(seen, mine, std::memory_order_acq_rel,
+                                     std::memory_order_acquire))
+      return true;
   }
 }
 
@@ -32,7 +36,8 @@ std::string participant_name(std::string_view requested) {
   }
   std::string name = process_name(static_cast<std::uint32_t>(::getpid()));
   for (char& c : name) {
-    if (c == ' ' || static_cast<unsigned char>(c) < 0x21 || static_cast<unsigned char>(c) > 0x7e) c = '_';
+    if (c == ' ' || static_cast<unsigned char>(c) < 0x21 || static_cast<unsigned char>(c) > 0x7e)
+      c = '_';
   }
   if (name.empty()) name = "pid-" + std::to_string(::getpid());
   if (name.size() > kMaxParticipantName) name.resize(kMaxParticipantName);

@@ -132,7 +132,9 @@ Liveness liveness(Identity id) {
   return pack(pid, f.start_ticks) == (id & kIdentityMask) ? Liveness::Alive : Liveness::Dead;
 }
 
-std::uint64_t liveness_unknown_count() noexcept { return g_unknown.load(std::memory_order_relaxed); }
+std::uint64_t liveness_unknown_count() noexcept {
+  return g_unknown.load(std::memory_order_relaxed);
+}
 
 std::string process_name(std::uint32_t pid) {
   char path[48];

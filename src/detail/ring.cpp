@@ -27,10 +27,12 @@ bool RingWriter::refresh_limit(bool check_liveness) noexcept {
   // below (the reliable-join argument in ring.hpp needs store->load order).
   fence_seq_cst();
   const std::uint64_t head = next_ - 1;
-  const std::uint64_t need = next_ > view_.count ? next_ - view_.count : 0;  // the slot's previous message
+  const std::uint64_t need =
+      next_ > view_.count ? next_ - view_.count : 0;  // the slot's previous message
   std::uint64_t min = head;
   RegistryBlock& reg = block_.header->registry;
-  const std::uint32_t hwm = std::min(reg.consumer_hwm.load(std::memory_order_acquire), block_.max_consumers);
+  const std::uint32_t hwm =
+      std::min(reg.consumer_hwm.load(std::memory_order_acquire), block_.max_consumers);
   for (std::uint32_t i = 0; i < hwm; ++i) {
     ConsumerEntry& e = block_.consumers[i];
     std::uint64_t w = e.state.load(std::memory_order_acquire);
@@ -121,13 +123,15 @@ void RingWriter::wake() noexcept {
 void RingWriter::audit_sleepers() noexcept {
   std::uint32_t counted = wait_->sleepers.load(std::memory_order_acquire);
   std::uint32_t live = 0;
-  const std::uint32_t hwm =
-      std::min(block_.header->registry.consumer_hwm.load(std::memory_order_acquire), block_.max_consumers);
+  const std::uint32_t hwm = std::min(
+      block_.header->registry.consumer_hwm.load(std::memory_order_acquire), block_.max_consumers);
   for (std::uint32_t i = 0; i < hwm; ++i) {
     const ConsumerEntry& e = block_.consumers[i];
     const std::uint64_t w = e.state.load(std::memory_order_acquire);
     if (claim_state(w) != ClaimState::Active) continue;
-    if ((e.flags.load(std::memory_order_acquire) & kConsumerSleeping) != 0 && !is_dead(claim_owner(w))) ++live;
+    if ((e.flags.load(std::memory_order_acquire) & kConsumerSleeping) != 0 &&
+        !is_dead(claim_owner(w)))
+      ++live;
   }
   // Only ever lowered, and only from the value read before the scan: see
   // detail/wait.hpp for why this cannot drop a live sleeper.

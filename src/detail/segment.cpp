@@ -9,8 +9,8 @@
 #include <fcntl.h>
 
 #include <atomic>
-#include <cstdio>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 
@@ -84,13 +84,15 @@ std::optional<Segment> Segment::create(const std::string& name, std::uint64_t by
     const int fd = seg.impl_->shm.get_mapping_handle().handle;
     // The mode first, whatever the umask: nobody else may open the
     // temporary (or, once linked, the segment) unless asked for.
-    if ((perms.gid >= 0 && ::fchown(fd, static_cast<uid_t>(-1), static_cast<gid_t>(perms.gid)) != 0) ||
+    if ((perms.gid >= 0 &&
+         ::fchown(fd, static_cast<uid_t>(-1), static_cast<gid_t>(perms.gid)) != 0) ||
         ::fchmod(fd, static_cast<mode_t>(perms.mode)) != 0) {
       const int err = errno;
       bip::shared_memory_object::remove(tmp.c_str());
       throw Error(err == EPERM ? Errc::PermissionDenied : Errc::SystemError,
                   "cannot set the permissions of shared memory for '" + name + "' (mode " +
-                      mode_text(perms.mode) + (perms.gid >= 0 ? ", group " + std::to_string(perms.gid) : "") +
+                      mode_text(perms.mode) +
+                      (perms.gid >= 0 ? ", group " + std::to_string(perms.gid) : "") +
                       "): " + std::strerror(err) + " — a group must be one this user belongs to");
     }
     seg.impl_->shm.truncate(static_cast<bip::offset_t>(bytes));
@@ -99,19 +101,23 @@ std::optional<Segment> Segment::create(const std::string& name, std::uint64_t by
     if (const int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(bytes)); rc != 0) {
       bip::shared_memory_object::remove(tmp.c_str());
       if (rc == ENOSPC)
-        throw Error(Errc::NoSpace, std::string(kShmDir) + " is full: cannot reserve " + std::to_string(bytes) +
-                                       " bytes for shared-memory segment '" + name +
-                                       "' — free space there (df -h " + std::string(kShmDir) +
-                                       "; `bus-inspect gc` removes dead segments), or make the topic smaller "
-                                       "(slot_count x slot_size)");
-      throw_system("cannot reserve " + std::to_string(bytes) + " bytes of shared memory for '" + name + "'", rc);
+        throw Error(Errc::NoSpace,
+                    std::string(kShmDir) + " is full: cannot reserve " + std::to_string(bytes) +
+                        " bytes for shared-memory segment '" + name +
+                        "' — free space there (df -h " + std::string(kShmDir) +
+                        "; `bus-inspect gc` removes dead segments), or make the topic smaller "
+                        "(slot_count x slot_size)");
+      throw_system(
+          "cannot reserve " + std::to_string(bytes) + " bytes of shared memory for '" + name + "'",
+          rc);
     }
     seg.impl_->region = bip::mapped_region(seg.impl_->shm, bip::read_write);
   } catch (const bip::interprocess_exception& e) {
     bip::shared_memory_object::remove(tmp.c_str());
     throw Error(Errc::SystemError, "cannot create shared memory for '" + name + "' (" +
                                        std::to_string(bytes) + " bytes): " + e.what() +
-                                       " — check free space in " + std::string(kShmDir) + " (df -h " + std::string(kShmDir) + ")");
+                                       " — check free space in " + std::string(kShmDir) +
+                                       " (df -h " + std::string(kShmDir) + ")");
   }
   seg.data_ = seg.impl_->region.get_address();
   seg.size_ = bytes;
@@ -158,21 +164,23 @@ std::optional<Segment> Segment::open(const std::string& name, Access access) {
     if (e.get_error_code() == bip::not_found_error) return std::nullopt;
     const int err = static_cast<int>(e.get_native_error());
     if (err == EACCES || err == EPERM) {
-      struct stat st{};
+      struct stat st {};
       const bool known = ::stat(shm_path(name).c_str(), &st) == 0;
-      throw Error(Errc::PermissionDenied,
-                  "permission denied opening shared-memory segment " + shm_path(name) +
-                      (access == Access::ReadWrite ? " for writing" : " for reading") +
-                      (known ? " (owner uid " + std::to_string(st.st_uid) + ", group " + std::to_string(st.st_gid) +
-                                   ", mode " + mode_text(st.st_mode & 07777) + ")"
-                             : std::string()) +
-                      ": segments are private to their creating user unless the bus was created with "
-                      "BusOptions::group; run as that user, or ask for the group to be set");
+      throw Error(
+          Errc::PermissionDenied,
+          "permission denied opening shared-memory segment " + shm_path(name) +
+              (access == Access::ReadWrite ? " for writing" : " for reading") +
+              (known
+                   ? " (owner uid " + std::to_string(st.st_uid) + ", group " +
+                         std::to_string(st.st_gid) + ", mode " + mode_text(st.st_mode & 07777) + ")"
+                   : std::string()) +
+              ": segments are private to their creating user unless the bus was created with "
+              "BusOptions::group; run as that user, or ask for the group to be set");
     }
     throw Error(Errc::SystemError, "cannot open shared-memory segment '" + name + "': " + e.what());
   }
   {
-    struct stat st{};
+    struct stat st {};
     if (::fstat(seg.impl_->shm.get_mapping_handle().handle, &st) == 0) {
       seg.uid_ = st.st_uid;
       seg.perms_.mode = st.st_mode & 07777;
@@ -183,9 +191,10 @@ std::optional<Segment> Segment::open(const std::string& name, Access access) {
   if (!seg.impl_->shm.get_size(size) || size <= 0) {
     // An empty object is not one of ours (ours are never visible before
     // they are full size): report it as truncated, with its name.
-    throw Error(Errc::TruncatedSegment,
-                "shared-memory segment '" + name + "' is empty; it is not a shmbus segment or was "
-                "truncated — once no process uses it, remove it: rm " + shm_path(name));
+    throw Error(Errc::TruncatedSegment, "shared-memory segment '" + name +
+                                            "' is empty; it is not a shmbus segment or was "
+                                            "truncated — once no process uses it, remove it: rm " +
+                                            shm_path(name));
   }
   try {
     seg.impl_->region = bip::mapped_region(seg.impl_->shm, mode);
@@ -201,7 +210,7 @@ std::optional<Segment> Segment::open(const std::string& name, Access access) {
 }
 
 bool Segment::exists(const std::string& name) noexcept {
-  struct stat st{};
+  struct stat st {};
   return ::stat(shm_path(name).c_str(), &st) == 0;
 }
 

@@ -134,14 +134,14 @@ Checked<TopicFacts> check_topic_segment(const void* base, std::uint64_t mapped_b
     return defect<TopicFacts>(Errc::ForeignSegment,
                               "its header is inconsistent (damaged, or not written by shmbus)");
   if (mapped_bytes < f.segment_bytes)
-    return defect<TopicFacts>(Errc::TruncatedSegment,
-                              "it is " + std::to_string(mapped_bytes) +
-                                  " bytes but its header describes " +
-                                  std::to_string(f.segment_bytes) + " (truncated)");
+    return defect<TopicFacts>(Errc::TruncatedSegment, "it is " + std::to_string(mapped_bytes) +
+                                                          " bytes but its header describes " +
+                                                          std::to_string(f.segment_bytes) +
+                                                          " (truncated)");
   if ((!bus.empty() && f.bus != bus) || (!topic.empty() && f.topic != topic))
-    return defect<TopicFacts>(Errc::ForeignSegment, "its header names topic '" + f.topic +
-                                                        "' of bus '" + f.bus +
-                                                        "' (renamed by hand)");
+    return defect<TopicFacts>(
+        Errc::ForeignSegment,
+        "its header names topic '" + f.topic + "' of bus '" + f.bus + "' (renamed by hand)");
   return Checked<TopicFacts>{std::move(f), {}};
 }
 
@@ -154,8 +154,8 @@ Checked<DirectoryFacts> check_directory_segment(const void* base, std::uint64_t 
   const auto* h = std::launder(reinterpret_cast<const DirectoryHeader*>(base));
   const DirectoryDescriptor& d = h->desc;
   if (d.magic != kDirectoryMagic)
-    return defect<DirectoryFacts>(
-        Errc::ForeignSegment, "it is not a shmbus bus directory (its magic number is wrong)");
+    return defect<DirectoryFacts>(Errc::ForeignSegment,
+                                  "it is not a shmbus bus directory (its magic number is wrong)");
   // acquire: pairs with the creator's release; the descriptor is complete after it.
   const std::uint32_t version = d.layout_version.load(std::memory_order_acquire);
   if (version != kLayoutVersion)
@@ -175,10 +175,10 @@ Checked<DirectoryFacts> check_directory_segment(const void* base, std::uint64_t 
     return defect<DirectoryFacts>(Errc::ForeignSegment,
                                   "its header is inconsistent (damaged, or not written by shmbus)");
   if (mapped_bytes < f.segment_bytes)
-    return defect<DirectoryFacts>(Errc::TruncatedSegment,
-                                  "it is " + std::to_string(mapped_bytes) +
-                                      " bytes but its header describes " +
-                                      std::to_string(f.segment_bytes) + " (truncated)");
+    return defect<DirectoryFacts>(Errc::TruncatedSegment, "it is " + std::to_string(mapped_bytes) +
+                                                              " bytes but its header describes " +
+                                                              std::to_string(f.segment_bytes) +
+                                                              " (truncated)");
   if (!bus.empty() && f.bus != bus)
     return defect<DirectoryFacts>(Errc::ForeignSegment,
                                   "its header names bus '" + f.bus + "' (renamed by hand)");

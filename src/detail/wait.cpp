@@ -18,7 +18,9 @@ std::uint32_t* futex_addr(std::atomic<std::uint32_t>& w) noexcept {
   return reinterpret_cast<std::uint32_t*>(&w);
 }
 
-int membarrier(int cmd) noexcept { return static_cast<int>(::syscall(SYS_membarrier, cmd, 0, 0)); }
+int membarrier(int cmd) noexcept {
+  return static_cast<int>(::syscall(SYS_membarrier, cmd, 0, 0));
+}
 
 bool membarrier_supported() noexcept {
   static const bool supported = [] {
@@ -52,7 +54,8 @@ void futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
 }
 
 int futex_wake_all(std::atomic<std::uint32_t>& word) noexcept {
-  const long woken = ::syscall(SYS_futex, futex_addr(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+  const long woken =
+      ::syscall(SYS_futex, futex_addr(word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
   return woken > 0 ? static_cast<int>(woken) : 0;
 }
 

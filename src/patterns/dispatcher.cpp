@@ -1,5 +1,5 @@
-#include "shmbus/core/internals.hpp"
 #include "shmbus/patterns/dispatcher.hpp"
+#include "shmbus/core/internals.hpp"
 
 #include <pthread.h>
 #include <sched.h>
@@ -8,18 +8,23 @@
 
 namespace shmbus {
 
-Dispatcher::Dispatcher(Bus bus, DispatcherOptions options) : bus_(std::move(bus)), options_(std::move(options)) {
+Dispatcher::Dispatcher(Bus bus, DispatcherOptions options)
+    : bus_(std::move(bus)), options_(std::move(options)) {
   if (options_.batch == 0) options_.batch = 1;
 }
 
-Dispatcher::~Dispatcher() { stop(); }
+Dispatcher::~Dispatcher() {
+  stop();
+}
 
 void Dispatcher::add(std::string_view topic, const TopicConfig& config, bool exact,
                      std::function<void(const Message&)> handler) {
   SubscriberOptions so;
   so.name = options_.name;
   so.start = options_.start;
-  auto s = std::make_unique<Sub>(Sub{Subscriber(bus_.topic(topic, config, exact ? Match::Exact : Match::TypeOnly), so), std::move(handler)});
+  auto s = std::make_unique<Sub>(
+      Sub{Subscriber(bus_.topic(topic, config, exact ? Match::Exact : Match::TypeOnly), so),
+          std::move(handler)});
   s->sub.on_gap([this](const Gap& g) {
     drops_.fetch_add(g.count, std::memory_order_relaxed);
     if (on_gap_) on_gap_(g);
@@ -46,7 +51,8 @@ bool Dispatcher::wait(std::chrono::nanoseconds timeout) {
   std::vector<Subscriber*> subs;
   subs.reserve(subs_.size());
   for (auto& s : subs_) subs.push_back(&s->sub);
-  return detail::wait_any(subs, detail::Internals::state(bus_)->header->doorbell.futex, timeout, &stop_);
+  return detail::wait_any(subs, detail::Internals::state(bus_)->header->doorbell.futex, timeout,
+                          &stop_);
 }
 
 void Dispatcher::run() {
@@ -54,9 +60,15 @@ void Dispatcher::run() {
   while (!stop_.load(std::memory_order_acquire)) {
     if (poll_once() != 0) continue;
     switch (options_.idle) {
-      case Idle::Spin: detail::cpu_relax(); break;
-      case Idle::Yield: ::sched_yield(); break;
-      case Idle::Block: (void)wait(detail::kMaxSleepSlice); break;
+      case Idle::Spin:
+        detail::cpu_relax();
+        break;
+      case Idle::Yield:
+        ::sched_yield();
+        break;
+      case Idle::Block:
+        (void)wait(detail::kMaxSleepSlice);
+        break;
     }
   }
   running_.store(false, std::memory_order_release);

@@ -1,5 +1,5 @@
-#include "shmbus/core/internals.hpp"
 #include "shmbus/patterns/rpc.hpp"
+#include "shmbus/core/internals.hpp"
 
 #include <unistd.h>
 
@@ -12,10 +12,14 @@ namespace shmbus {
 
 std::string_view to_string(RpcStatus s) noexcept {
   switch (s) {
-    case RpcStatus::Ok: return "ok";
-    case RpcStatus::Timeout: return "timeout";
-    case RpcStatus::SendFailed: return "send_failed";
-    case RpcStatus::NoResponder: return "no_responder";
+    case RpcStatus::Ok:
+      return "ok";
+    case RpcStatus::Timeout:
+      return "timeout";
+    case RpcStatus::SendFailed:
+      return "send_failed";
+    case RpcStatus::NoResponder:
+      return "no_responder";
   }
   return "unknown";
 }
@@ -33,7 +37,8 @@ std::string reply_topic(std::string_view service, std::string_view client) {
 std::string default_client() {
   std::string n = detail::participant_name({});
   for (char& c : n) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '_' || c == '-';
     if (!ok) c = '_';
   }
   return n + "-" + std::to_string(::getpid());
@@ -71,7 +76,8 @@ struct Requester::Impl {
   pid_t owner_pid = ::getpid();
 };
 
-Requester::Requester(Bus bus, std::string_view service, const RpcConfig& config, std::string client) {
+Requester::Requester(Bus bus, std::string_view service, const RpcConfig& config,
+                     std::string client) {
   if (client.empty()) client = default_client();
   validate_topic_name(request_topic(service, client));
   PublisherOptions po;
@@ -130,12 +136,17 @@ Reply Requester::call(std::span<const std::byte> request, std::chrono::nanosecon
   }
 }
 
-Reply Requester::call(const flatbuffers::FlatBufferBuilder& request, std::chrono::nanoseconds timeout) {
+Reply Requester::call(const flatbuffers::FlatBufferBuilder& request,
+                      std::chrono::nanoseconds timeout) {
   return call(bytes_of(request), timeout);
 }
 
-std::uint64_t Requester::late_replies() const noexcept { return impl_->late; }
-const std::string& Requester::client() const noexcept { return impl_->client; }
+std::uint64_t Requester::late_replies() const noexcept {
+  return impl_->late;
+}
+const std::string& Requester::client() const noexcept {
+  return impl_->client;
+}
 
 // ------------------------------------------------------------------ ReplyWriter
 
@@ -149,7 +160,9 @@ PublishResult ReplyWriter::reply(std::span<const std::byte> payload) {
   return r;
 }
 
-PublishResult ReplyWriter::reply(const flatbuffers::FlatBufferBuilder& fbb) { return reply(bytes_of(fbb)); }
+PublishResult ReplyWriter::reply(const flatbuffers::FlatBufferBuilder& fbb) {
+  return reply(bytes_of(fbb));
+}
 
 // ------------------------------------------------------------------ Responder
 
@@ -176,7 +189,8 @@ struct Responder::Impl {
   }
 
   [[nodiscard]] bool serves(const std::string& client) const {
-    return std::any_of(clients.begin(), clients.end(), [&](const auto& c) { return c->name == client; });
+    return std::any_of(clients.begin(), clients.end(),
+                       [&](const auto& c) { return c->name == client; });
   }
 
   // The first request of `req` that no reply on `rep` answers: the one after
@@ -200,13 +214,14 @@ struct Responder::Impl {
     std::uint64_t first = 0;
     std::uint64_t after_answered = 0;
     const std::uint64_t head = req.head_hint();
-    while (backlog.next_sequence() <= head &&
-           backlog.poll(
-               [&](const Message& m) {
-                 if (first == 0) first = m.meta.seq;
-                 if (answered != 0 && m.meta.correlation == answered) after_answered = m.meta.seq + 1;
-               },
-               256) != 0) {
+    while (backlog.next_sequence() <= head && backlog.poll(
+                                                  [&](const Message& m) {
+                                                    if (first == 0) first = m.meta.seq;
+                                                    if (answered != 0 &&
+                                                        m.meta.correlation == answered)
+                                                      after_answered = m.meta.seq + 1;
+                                                  },
+                                                  256) != 0) {
     }
     if (after_answered != 0) return after_answered;
     return first != 0 ? first : head + 1;
@@ -304,13 +319,21 @@ bool Responder::wait(std::chrono::nanoseconds timeout) {
     // Sleep in slices so new clients are found while we wait.
     const auto remaining = deadline - clock::now();
     const auto slice = std::min<std::chrono::nanoseconds>(remaining, std::chrono::milliseconds(20));
-    if (detail::wait_any(subs, detail::Internals::state(impl_->bus)->header->doorbell.futex, slice, nullptr)) return true;
+    if (detail::wait_any(subs, detail::Internals::state(impl_->bus)->header->doorbell.futex, slice,
+                         nullptr))
+      return true;
     if (clock::now() >= deadline) return false;
   }
 }
 
-std::size_t Responder::clients() const noexcept { return impl_->clients.size(); }
-std::uint64_t Responder::failed_replies() const noexcept { return impl_->failed; }
-std::uint64_t Responder::expired_requests() const noexcept { return impl_->expired; }
+std::size_t Responder::clients() const noexcept {
+  return impl_->clients.size();
+}
+std::uint64_t Responder::failed_replies() const noexcept {
+  return impl_->failed;
+}
+std::uint64_t Responder::expired_requests() const noexcept {
+  return impl_->expired;
+}
 
 }  // namespace shmbus

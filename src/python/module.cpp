@@ -90,12 +90,14 @@ void register_errors(py::module_& m) {
   m.attr("Error") = py::handle(ec.base);
   for (const auto& [code, name] : kErrcNames) {
     PyObject* bases = nullptr;
-    if (code == Errc::Timeout) bases = PyTuple_Pack(2, ec.base, PyExc_TimeoutError);
+    if (code == Errc::Timeout)
+      bases = PyTuple_Pack(2, ec.base, PyExc_TimeoutError);
     else if (code == Errc::InvalidArgument || code == Errc::InvalidName)
       bases = PyTuple_Pack(2, ec.base, PyExc_ValueError);
     else if (code == Errc::NoSuchBus || code == Errc::NoSuchTopic || code == Errc::UnknownType)
       bases = PyTuple_Pack(2, ec.base, PyExc_LookupError);
-    else bases = PyTuple_Pack(1, ec.base);
+    else
+      bases = PyTuple_Pack(1, ec.base);
     const std::string qual = std::string("shmbus.") + name;
     PyObject* cls = PyErr_NewException(qual.c_str(), bases, nullptr);
     Py_DECREF(bases);
@@ -115,13 +117,16 @@ void register_errors(py::module_& m) {
   });
 }
 
-[[noreturn]] void throw_error(Errc code, const std::string& what) { throw Error(code, what); }
+[[noreturn]] void throw_error(Errc code, const std::string& what) {
+  throw Error(code, what);
+}
 
 // ------------------------------------------------------------------ helpers
 
 std::chrono::nanoseconds seconds_to_ns(double s) {
-  if (!(s >= 0)) throw_error(Errc::InvalidArgument, "a timeout must be a number of seconds >= 0 (got " +
-                                                        std::to_string(s) + ")");
+  if (!(s >= 0))
+    throw_error(Errc::InvalidArgument,
+                "a timeout must be a number of seconds >= 0 (got " + std::to_string(s) + ")");
   if (s > 1e9) s = 1e9;
   return std::chrono::nanoseconds(static_cast<std::int64_t>(s * 1e9));
 }
@@ -129,16 +134,20 @@ std::chrono::nanoseconds seconds_to_ns(double s) {
 Policy parse_policy(const std::string& s) {
   if (s == "lossy") return Policy::Lossy;
   if (s == "reliable") return Policy::Reliable;
-  throw_error(Errc::InvalidArgument, "policy must be \"lossy\" or \"reliable\" (got \"" + s + "\")");
+  throw_error(Errc::InvalidArgument,
+              "policy must be \"lossy\" or \"reliable\" (got \"" + s + "\")");
 }
 
 void parse_start(const py::object& start, SubscriberOptions& o) {
   if (py::isinstance<py::str>(start)) {
     const auto s = start.cast<std::string>();
-    if (s == "live") o.start = Start::Live;
-    else if (s == "oldest") o.start = Start::Oldest;
-    else throw_error(Errc::InvalidArgument,
-                     "start must be \"live\", \"oldest\" or a sequence number (got \"" + s + "\")");
+    if (s == "live")
+      o.start = Start::Live;
+    else if (s == "oldest")
+      o.start = Start::Oldest;
+    else
+      throw_error(Errc::InvalidArgument,
+                  "start must be \"live\", \"oldest\" or a sequence number (got \"" + s + "\")");
   } else if (py::isinstance<py::int_>(start) && !py::isinstance<py::bool_>(start)) {
     const auto v = start.cast<long long>();
     if (v < 0) throw_error(Errc::InvalidArgument, "start sequence must be >= 0");
@@ -158,7 +167,8 @@ struct JsonModule {
 JsonModule& json() {
   static JsonModule* j = [] {
     py::module_ mod = py::module_::import("json");
-    return new JsonModule{mod.attr("dumps"), mod.attr("loads")};  // lives as long as the interpreter
+    return new JsonModule{mod.attr("dumps"),
+                          mod.attr("loads")};  // lives as long as the interpreter
   }();
   return *j;
 }
@@ -173,9 +183,9 @@ std::shared_ptr<JsonCodec> codec_for(const Topic& t) {
 // A message to publish as bytes: bytes/bytearray/memoryview, a dict (encoded
 // by the topic's schema), or a finished flatbuffers.Builder (its Output()).
 // `keep` owns whatever the returned span points into.
-std::span<const std::byte> to_payload(const py::handle& obj, const JsonCodec* codec, const Topic& topic,
-                                      std::vector<std::byte>& scratch, py::object& keep, Py_buffer& view,
-                                      bool& have_view) {
+std::span<const std::byte> to_payload(const py::handle& obj, const JsonCodec* codec,
+                                      const Topic& topic, std::vector<std::byte>& scratch,
+                                      py::object& keep, Py_buffer& view, bool& have_view) {
   PyObject* o = obj.ptr();
   if (PyBytes_Check(o)) {
     return {reinterpret_cast<const std::byte*>(PyBytes_AS_STRING(o)),
@@ -183,8 +193,9 @@ std::span<const std::byte> to_payload(const py::handle& obj, const JsonCodec* co
   }
   if (PyDict_Check(o)) {
     if (codec == nullptr)
-      throw_error(Errc::InvalidArgument, "topic \"" + topic.name() +
-                                             "\" is raw (no message type): publish bytes, not a dict");
+      throw_error(
+          Errc::InvalidArgument,
+          "topic \"" + topic.name() + "\" is raw (no message type): publish bytes, not a dict");
     const std::string text = json().dumps(obj).cast<std::string>();
     scratch = codec->from_json(text);
     return {scratch.data(), scratch.size()};
@@ -198,9 +209,9 @@ std::span<const std::byte> to_payload(const py::handle& obj, const JsonCodec* co
     keep = obj.attr("Output")();
     return to_payload(keep, codec, topic, scratch, keep, view, have_view);
   }
-  throw_error(Errc::InvalidArgument,
-              std::string("cannot publish a ") + Py_TYPE(o)->tp_name +
-                  ": pass bytes (or any buffer), a dict on a typed topic, or a finished flatbuffers.Builder");
+  throw_error(Errc::InvalidArgument, std::string("cannot publish a ") + Py_TYPE(o)->tp_name +
+                                         ": pass bytes (or any buffer), a dict on a typed topic, "
+                                         "or a finished flatbuffers.Builder");
 }
 
 struct PayloadHolder {
@@ -273,7 +284,8 @@ struct PyMessage {
         data = raw;  // raw topic: the bytes are the data
       } else {
         const std::string_view b = raw;
-        const std::string text = ctx->codec->to_json({reinterpret_cast<const std::byte*>(b.data()), b.size()});
+        const std::string text =
+            ctx->codec->to_json({reinterpret_cast<const std::byte*>(b.data()), b.size()});
         data = json().loads(py::str(text));
       }
     }
@@ -308,8 +320,9 @@ struct PyBus {
   }
 };
 
-TopicConfig make_config(const std::optional<std::string>& type, const std::string& policy, std::uint32_t slot_size,
-                        std::uint32_t slot_count, std::uint32_t max_consumers) {
+TopicConfig make_config(const std::optional<std::string>& type, const std::string& policy,
+                        std::uint32_t slot_size, std::uint32_t slot_count,
+                        std::uint32_t max_consumers) {
   TopicConfig c;
   c.policy = parse_policy(policy);
   c.slot_size = slot_size;
@@ -331,13 +344,17 @@ struct PyPublisher {
     return *pub;
   }
 
-  PublishResult send(const py::handle& msg, std::optional<double> timeout, std::uint64_t correlation) {
+  PublishResult send(const py::handle& msg, std::optional<double> timeout,
+                     std::uint64_t correlation) {
     Publisher& p = get();
     PayloadHolder h;
-    const auto payload = to_payload(msg, codec.get(), p.topic(), h.scratch, h.keep, h.view, h.have_view);
+    const auto payload =
+        to_payload(msg, codec.get(), p.topic(), h.scratch, h.keep, h.view, h.have_view);
     if (payload.size() > p.max_payload()) return PublishResult::TooLarge;
-    if (!ident.empty() && (payload.size() < 8 || std::memcmp(payload.data() + 4, ident.data(), 4) != 0))
-      return PublishResult::Invalid;  // bytes on a typed topic must carry the type's identifier, as in C++
+    if (!ident.empty() &&
+        (payload.size() < 8 || std::memcmp(payload.data() + 4, ident.data(), 4) != 0))
+      return PublishResult::Invalid;  // bytes on a typed topic must carry the type's identifier, as
+                                      // in C++
     const PublishResult r = p.try_publish(payload, correlation);
     if (r != PublishResult::WouldBlock || !timeout || *timeout <= 0) return r;
     // Reliable and blocked: wait without the GIL (the payload is owned by h).
@@ -347,12 +364,14 @@ struct PyPublisher {
   }
 
   // The hot path for bytes: no dict check, no verification.
-  PublishResult send_bytes(const py::handle& b, std::optional<double> timeout, std::uint64_t correlation) {
+  PublishResult send_bytes(const py::handle& b, std::optional<double> timeout,
+                           std::uint64_t correlation) {
     Publisher& p = get();
     PyObject* o = b.ptr();
     if (PyBytes_Check(o)) {
-      const std::span<const std::byte> payload{reinterpret_cast<const std::byte*>(PyBytes_AS_STRING(o)),
-                                               static_cast<std::size_t>(PyBytes_GET_SIZE(o))};
+      const std::span<const std::byte> payload{
+          reinterpret_cast<const std::byte*>(PyBytes_AS_STRING(o)),
+          static_cast<std::size_t>(PyBytes_GET_SIZE(o))};
       const PublishResult r = p.try_publish(payload, correlation);
       if (r != PublishResult::WouldBlock || !timeout || *timeout <= 0) return r;
       const auto ns = seconds_to_ns(*timeout);
@@ -385,8 +404,10 @@ struct PySubscriber {
   void install_gap_hook() {
     get().on_gap([this](const Gap& g) {
       PyGap pg{std::string(g.topic), g.first, g.count};
-      if (gap_handler && !gap_handler.is_none()) gap_handler(pg);
-      else pending_gaps.push_back(pg);
+      if (gap_handler && !gap_handler.is_none())
+        gap_handler(pg);
+      else
+        pending_gaps.push_back(pg);
     });
   }
 
@@ -414,13 +435,15 @@ struct PySubscriber {
   bool wait(double timeout) {
     Subscriber& s = get();
     if (s.ready()) return true;
-    return wait_released(seconds_to_ns(timeout), [&](std::chrono::nanoseconds slice) { return s.wait(slice); });
+    return wait_released(seconds_to_ns(timeout),
+                         [&](std::chrono::nanoseconds slice) { return s.wait(slice); });
   }
 
   // One message or None after `timeout` seconds (None: wait forever).
   py::object recv(std::optional<double> timeout) {
     Subscriber& s = get();
-    const auto t = timeout ? seconds_to_ns(*timeout) : std::chrono::nanoseconds(std::chrono::hours(24 * 365));
+    const auto t =
+        timeout ? seconds_to_ns(*timeout) : std::chrono::nanoseconds(std::chrono::hours(24 * 365));
     const auto deadline = std::chrono::steady_clock::now() + t;
     for (;;) {
       py::object got = py::none();
@@ -429,14 +452,16 @@ struct PySubscriber {
       // Nothing (or only a gap, reported above): wait for more.
       const auto left = deadline - std::chrono::steady_clock::now();
       if (left <= std::chrono::nanoseconds::zero()) return py::none();
-      if (!wait_released(left, [&](std::chrono::nanoseconds slice) { return s.wait(slice); })) return py::none();
+      if (!wait_released(left, [&](std::chrono::nanoseconds slice) { return s.wait(slice); }))
+        return py::none();
     }
   }
 
   // As recv, but bytes only (the fastest receive path).
   py::object recv_bytes(std::optional<double> timeout) {
     Subscriber& s = get();
-    const auto t = timeout ? seconds_to_ns(*timeout) : std::chrono::nanoseconds(std::chrono::hours(24 * 365));
+    const auto t =
+        timeout ? seconds_to_ns(*timeout) : std::chrono::nanoseconds(std::chrono::hours(24 * 365));
     const auto deadline = std::chrono::steady_clock::now() + t;
     for (;;) {
       PyObject* got = nullptr;
@@ -450,7 +475,8 @@ struct PySubscriber {
       if (PyErr_Occurred() != nullptr) throw py::error_already_set();
       const auto left = deadline - std::chrono::steady_clock::now();
       if (left <= std::chrono::nanoseconds::zero()) return py::none();
-      if (!wait_released(left, [&](std::chrono::nanoseconds slice) { return s.wait(slice); })) return py::none();
+      if (!wait_released(left, [&](std::chrono::nanoseconds slice) { return s.wait(slice); }))
+        return py::none();
     }
   }
 };
@@ -475,8 +501,10 @@ struct PyDispatcher {
   std::atomic<bool> running{false};
 
   void add(const std::string& topic, py::object fn, const std::optional<std::string>& type) {
-    if (running.load()) throw_error(Errc::InvalidArgument, "register handlers before run()/start()");
-    const TypeInfo info = type && !type->empty() ? SchemaRegistry::instance().find(*type) : TypeInfo::raw();
+    if (running.load())
+      throw_error(Errc::InvalidArgument, "register handlers before run()/start()");
+    const TypeInfo info =
+        type && !type->empty() ? SchemaRegistry::instance().find(*type) : TypeInfo::raw();
     auto ctx = std::make_shared<TopicContext>();
     contexts.push_back(ctx);
     d->on_message(topic, info, [this, ctx, fn = std::move(fn)](const Message& m) {
@@ -500,10 +528,11 @@ struct PyDispatcher {
     ctx->topic_name = py::str(topic);
   }
 
-
   void run() {
-    if (stopped_once.load()) throw_error(Errc::InvalidArgument, "a stopped Dispatcher cannot run again: make a new one");
-    if (running.exchange(true)) throw_error(Errc::InvalidArgument, "the Dispatcher is already running");
+    if (stopped_once.load())
+      throw_error(Errc::InvalidArgument, "a stopped Dispatcher cannot run again: make a new one");
+    if (running.exchange(true))
+      throw_error(Errc::InvalidArgument, "the Dispatcher is already running");
     struct Done {
       std::atomic<bool>& r;
       ~Done() { r.store(false); }
@@ -551,7 +580,8 @@ struct PyReply {
         data_cache = raw;
       } else {
         const std::string_view b = raw;
-        data_cache = json().loads(py::str(codec->to_json({reinterpret_cast<const std::byte*>(b.data()), b.size()})));
+        data_cache = json().loads(
+            py::str(codec->to_json({reinterpret_cast<const std::byte*>(b.data()), b.size()})));
       }
     }
     return data_cache;
@@ -563,8 +593,8 @@ std::shared_ptr<JsonCodec> codec_of_type(const std::optional<std::string>& type)
   return std::make_shared<JsonCodec>(SchemaRegistry::instance().find(*type));
 }
 
-std::span<const std::byte> rpc_payload(const py::handle& obj, const JsonCodec* codec, const std::string& what,
-                                       PayloadHolder& h) {
+std::span<const std::byte> rpc_payload(const py::handle& obj, const JsonCodec* codec,
+                                       const std::string& what, PayloadHolder& h) {
   PyObject* o = obj.ptr();
   if (PyDict_Check(o)) {
     if (codec == nullptr)
@@ -573,7 +603,8 @@ std::span<const std::byte> rpc_payload(const py::handle& obj, const JsonCodec* c
     return {h.scratch.data(), h.scratch.size()};
   }
   if (PyBytes_Check(o))
-    return {reinterpret_cast<const std::byte*>(PyBytes_AS_STRING(o)), static_cast<std::size_t>(PyBytes_GET_SIZE(o))};
+    return {reinterpret_cast<const std::byte*>(PyBytes_AS_STRING(o)),
+            static_cast<std::size_t>(PyBytes_GET_SIZE(o))};
   if (PyObject_CheckBuffer(o)) {
     if (PyObject_GetBuffer(o, &h.view, PyBUF_SIMPLE) != 0) throw py::error_already_set();
     h.have_view = true;
@@ -583,8 +614,9 @@ std::span<const std::byte> rpc_payload(const py::handle& obj, const JsonCodec* c
     h.keep = obj.attr("Output")();
     return rpc_payload(h.keep, codec, what, h);
   }
-  throw_error(Errc::InvalidArgument, std::string("cannot send a ") + Py_TYPE(o)->tp_name +
-                                         ": pass bytes, a dict (typed service) or a finished flatbuffers.Builder");
+  throw_error(Errc::InvalidArgument,
+              std::string("cannot send a ") + Py_TYPE(o)->tp_name +
+                  ": pass bytes, a dict (typed service) or a finished flatbuffers.Builder");
 }
 
 struct PyResponder {
@@ -626,7 +658,8 @@ struct PyResponder {
           }
           if (result.is_none()) return;
           PayloadHolder h;
-          const auto payload = rpc_payload(result, rep_codec.get(), "service \"" + service + "\"'s reply", h);
+          const auto payload =
+              rpc_payload(result, rep_codec.get(), "service \"" + service + "\"'s reply", h);
           (void)w.reply(payload);
         },
         max);
@@ -660,34 +693,46 @@ PYBIND11_MODULE(_shmbus, m) {
 
   register_errors(m);
 
-  py::enum_<PublishResult>(m, "PublishResult", "Result of a publish; nothing is published unless it is Ok.")
+  py::enum_<PublishResult>(m, "PublishResult",
+                           "Result of a publish; nothing is published unless it is Ok.")
       .value("Ok", PublishResult::Ok, "published")
-      .value("TooLarge", PublishResult::TooLarge, "larger than the topic's slot: refused, never cut")
-      .value("WouldBlock", PublishResult::WouldBlock, "reliable topic: a live consumer has not read the slot yet")
-      .value("Timeout", PublishResult::Timeout, "reliable topic: still blocked when the timeout ran out")
-      .value("Invalid", PublishResult::Invalid, "bytes on a typed topic that are not a message of its type");
+      .value("TooLarge", PublishResult::TooLarge,
+             "larger than the topic's slot: refused, never cut")
+      .value("WouldBlock", PublishResult::WouldBlock,
+             "reliable topic: a live consumer has not read the slot yet")
+      .value("Timeout", PublishResult::Timeout,
+             "reliable topic: still blocked when the timeout ran out")
+      .value("Invalid", PublishResult::Invalid,
+             "bytes on a typed topic that are not a message of its type");
 
-  py::class_<PyMeta>(m, "MessageMeta", "Where a message comes from: topic, sequence, publish time, producer.")
+  py::class_<PyMeta>(m, "MessageMeta",
+                     "Where a message comes from: topic, sequence, publish time, producer.")
       .def_readonly("topic", &PyMeta::topic, "topic name")
-      .def_readonly("type", &PyMeta::type, "fully qualified FlatBuffers root type, '' on raw topics")
+      .def_readonly("type", &PyMeta::type,
+                    "fully qualified FlatBuffers root type, '' on raw topics")
       .def_readonly("seq", &PyMeta::seq, "1, 2, 3, ... per topic, gap-free as published")
       .def_readonly("ts_ns", &PyMeta::ts_ns, "publish time, ns since the epoch (bus clock)")
-      .def_readonly("age_ns", &PyMeta::age_ns, "bus-clock now minus publish time when meta was read")
+      .def_readonly("age_ns", &PyMeta::age_ns,
+                    "bus-clock now minus publish time when meta was read")
       .def_readonly("correlation", &PyMeta::correlation, "request/reply correlation id, 0 if none")
       .def_readonly("producer", &PyMeta::producer, "pid of the publishing process")
       .def("__repr__", [](const PyMeta& x) {
-        return "MessageMeta(topic='" + x.topic + "', seq=" + std::to_string(x.seq) + ", ts_ns=" +
-               std::to_string(x.ts_ns) + ", age_ns=" + std::to_string(x.age_ns) + ", producer=" +
-               std::to_string(x.producer) + ", type='" + x.type + "')";
+        return "MessageMeta(topic='" + x.topic + "', seq=" + std::to_string(x.seq) +
+               ", ts_ns=" + std::to_string(x.ts_ns) + ", age_ns=" + std::to_string(x.age_ns) +
+               ", producer=" + std::to_string(x.producer) + ", type='" + x.type + "')";
       });
 
-  py::class_<PyMessage>(m, "Message",
-                        "A delivered message. It owns a copy of its bytes and stays valid after the handler.")
+  py::class_<PyMessage>(
+      m, "Message",
+      "A delivered message. It owns a copy of its bytes and stays valid after the handler.")
       .def_readonly("raw", &PyMessage::raw, "the message's bytes")
-      .def_property_readonly("data", &PyMessage::get_data,
-                             "the message as a dict (typed topics; decoded on first access) or its bytes (raw)")
-      .def_property_readonly("seq", [](const PyMessage& x) { return x.seq; }, "sequence number on the topic")
-      .def_property_readonly("ts_ns", &PyMessage::ts_ns, "publish time, ns since the epoch (bus clock)")
+      .def_property_readonly(
+          "data", &PyMessage::get_data,
+          "the message as a dict (typed topics; decoded on first access) or its bytes (raw)")
+      .def_property_readonly(
+          "seq", [](const PyMessage& x) { return x.seq; }, "sequence number on the topic")
+      .def_property_readonly("ts_ns", &PyMessage::ts_ns,
+                             "publish time, ns since the epoch (bus clock)")
       .def_property_readonly("correlation", [](const PyMessage& x) { return x.correlation; })
       .def_property_readonly(
           "meta",
@@ -706,24 +751,28 @@ PYBIND11_MODULE(_shmbus, m) {
       .def(
           "as_",
           [](const PyMessage& x, const py::object& cls) { return cls.attr("GetRootAs")(x.raw, 0); },
-          py::arg("cls"), "the generated FlatBuffers class over the bytes: msg.as_(shmbus.msg.md.Quote)")
+          py::arg("cls"),
+          "the generated FlatBuffers class over the bytes: msg.as_(shmbus.msg.md.Quote)")
       .def("__len__", [](const PyMessage& x) { return PyBytes_GET_SIZE(x.raw.ptr()); })
       .def("__repr__", [](const PyMessage& x) {
-        return "Message(topic='" + x.ctx->topic_name.cast<std::string>() + "', seq=" + std::to_string(x.seq) +
-               ", " + std::to_string(PyBytes_GET_SIZE(x.raw.ptr())) + " bytes)";
+        return "Message(topic='" + x.ctx->topic_name.cast<std::string>() +
+               "', seq=" + std::to_string(x.seq) + ", " +
+               std::to_string(PyBytes_GET_SIZE(x.raw.ptr())) + " bytes)";
       });
 
-  py::class_<PyGap>(m, "Gap", "Sequences [first, first + count) were lost (overwritten before they were read).")
+  py::class_<PyGap>(
+      m, "Gap", "Sequences [first, first + count) were lost (overwritten before they were read).")
       .def_readonly("topic", &PyGap::topic)
       .def_readonly("first", &PyGap::first)
       .def_readonly("count", &PyGap::count)
       .def("__repr__", [](const PyGap& g) {
-        return "Gap(topic='" + g.topic + "', first=" + std::to_string(g.first) + ", count=" +
-               std::to_string(g.count) + ")";
+        return "Gap(topic='" + g.topic + "', first=" + std::to_string(g.first) +
+               ", count=" + std::to_string(g.count) + ")";
       });
 
   // ---------------------------------------------------------------- Bus
-  py::class_<PyBus>(m, "Bus", "A bus: a named set of topics in shared memory on this host. A context manager.")
+  py::class_<PyBus>(
+      m, "Bus", "A bus: a named set of topics in shared memory on this host. A context manager.")
       .def_static(
           "open_or_create",
           [](const std::string& name, std::uint32_t capacity) {
@@ -731,20 +780,27 @@ PYBIND11_MODULE(_shmbus, m) {
             o.capacity = capacity;
             return PyBus{Bus::open_or_create(name, o)};
           },
-          py::arg("name"), py::arg("capacity") = 1024, "Opens the bus, creating it if it does not exist.")
+          py::arg("name"), py::arg("capacity") = 1024,
+          "Opens the bus, creating it if it does not exist.")
       .def_static(
           "open",
           [](const std::string& name, bool read_only) {
             return PyBus{Bus::open(name, read_only ? Access::ReadOnly : Access::ReadWrite)};
           },
-          py::arg("name"), py::arg("read_only") = false, "Opens an existing bus (NoSuchBus if there is none).")
+          py::arg("name"), py::arg("read_only") = false,
+          "Opens an existing bus (NoSuchBus if there is none).")
       .def_static("exists", &Bus::exists, py::arg("name"), "Whether the bus exists.")
       .def_static("list", &Bus::list, "Names of every bus on this host, sorted.")
       .def_static("remove", &Bus::remove, py::arg("name"),
-                  "Unlinks the bus and all its topics (use when nothing runs on it); returns how many segments.")
+                  "Unlinks the bus and all its topics (use when nothing runs on it); returns how "
+                  "many segments.")
       .def_property_readonly("name", [](PyBus& b) { return b.get().name(); })
-      .def("topic_names", [](PyBus& b) { return b.get().topic_names(); }, "Topics in the directory, sorted.")
-      .def("has_topic", [](PyBus& b, const std::string& t) { return b.get().has_topic(t); }, py::arg("topic"))
+      .def(
+          "topic_names", [](PyBus& b) { return b.get().topic_names(); },
+          "Topics in the directory, sorted.")
+      .def(
+          "has_topic", [](PyBus& b, const std::string& t) { return b.get().has_topic(t); },
+          py::arg("topic"))
       .def(
           "wait_for_topic",
           [](PyBus& b, const std::string& t, double timeout) {
@@ -759,41 +815,47 @@ PYBIND11_MODULE(_shmbus, m) {
                 (void)bus.wait_for_topic(t, slice);
                 return;
               } catch (const Error& e) {
-                if (e.code() != Errc::Timeout || std::chrono::steady_clock::now() >= deadline) throw;
+                if (e.code() != Errc::Timeout || std::chrono::steady_clock::now() >= deadline)
+                  throw;
               }
               if (PyErr_CheckSignals() != 0) throw py::error_already_set();
             }
           },
-          py::arg("topic"), py::arg("timeout"), "Waits until the topic exists (Timeout if it does not appear).")
+          py::arg("topic"), py::arg("timeout"),
+          "Waits until the topic exists (Timeout if it does not appear).")
       .def(
           "publisher",
-          [](PyBus& b, const std::string& topic, std::optional<std::string> type, const std::string& policy,
-             std::uint32_t slot_size, std::uint32_t slot_count, std::uint32_t max_consumers, const std::string& name) {
+          [](PyBus& b, const std::string& topic, std::optional<std::string> type,
+             const std::string& policy, std::uint32_t slot_size, std::uint32_t slot_count,
+             std::uint32_t max_consumers, const std::string& name) {
             Bus& bus = b.get();
             PublisherOptions po;
             po.name = name;
             auto pp = std::make_unique<PyPublisher>();
-            pp->pub.emplace(bus.topic(topic, make_config(type, policy, slot_size, slot_count, max_consumers),
-                                      Match::Exact),
-                            po);
+            pp->pub.emplace(
+                bus.topic(topic, make_config(type, policy, slot_size, slot_count, max_consumers),
+                          Match::Exact),
+                po);
             pp->codec = codec_for(pp->pub->topic());
             if (!pp->pub->topic().type_name().empty() &&
                 SchemaRegistry::instance().contains(pp->pub->topic().type_name()))
-              pp->ident = SchemaRegistry::instance().find(pp->pub->topic().type_name()).file_identifier;
+              pp->ident =
+                  SchemaRegistry::instance().find(pp->pub->topic().type_name()).file_identifier;
             if (pp->ident.size() != 4) pp->ident.clear();
             return pp;
           },
-          py::arg("topic"), py::kw_only(), py::arg("type") = py::none(), py::arg("policy") = "lossy",
-          py::arg("slot_size") = 256, py::arg("slot_count") = 4096, py::arg("max_consumers") = 32,
-          py::arg("name") = "",
-          "Takes the producer role of a topic, creating it with this config (TopicMismatch if it exists with "
+          py::arg("topic"), py::kw_only(), py::arg("type") = py::none(),
+          py::arg("policy") = "lossy", py::arg("slot_size") = 256, py::arg("slot_count") = 4096,
+          py::arg("max_consumers") = 32, py::arg("name") = "",
+          "Takes the producer role of a topic, creating it with this config (TopicMismatch if it "
+          "exists with "
           "another one).")
       .def(
           "subscriber",
           [](PyBus& b, const std::string& topic, const std::string& name, const py::object& start,
-             std::optional<std::string> type, std::optional<double> wait, bool verify, bool register_consumer,
-             std::optional<std::string> policy, std::uint32_t slot_size, std::uint32_t slot_count,
-             std::uint32_t max_consumers) {
+             std::optional<std::string> type, std::optional<double> wait, bool verify,
+             bool register_consumer, std::optional<std::string> policy, std::uint32_t slot_size,
+             std::uint32_t slot_count, std::uint32_t max_consumers) {
             Bus& bus = b.get();
             SubscriberOptions so;
             so.name = name;
@@ -808,8 +870,9 @@ PYBIND11_MODULE(_shmbus, m) {
               const auto deadline = std::chrono::steady_clock::now() + seconds_to_ns(w);
               while (!bus.has_topic(topic)) {
                 if (std::chrono::steady_clock::now() >= deadline)
-                  throw_error(Errc::Timeout, "topic \"" + topic + "\" did not appear on bus \"" + bus.name() +
-                                                 "\" within " + std::to_string(w) + " s: is its producer running?");
+                  throw_error(Errc::Timeout, "topic \"" + topic + "\" did not appear on bus \"" +
+                                                 bus.name() + "\" within " + std::to_string(w) +
+                                                 " s: is its producer running?");
                 {
                   py::gil_scoped_release nogil;
                   std::this_thread::sleep_for(1ms);
@@ -819,7 +882,8 @@ PYBIND11_MODULE(_shmbus, m) {
             }
             if (policy) {
               // A full config: create the topic or check it exactly, as a publisher would.
-              t.emplace(bus.topic(topic, make_config(type, *policy, slot_size, slot_count, max_consumers),
+              t.emplace(bus.topic(topic,
+                                  make_config(type, *policy, slot_size, slot_count, max_consumers),
                                   Match::Exact));
             } else {
               TopicConfig c;
@@ -839,26 +903,41 @@ PYBIND11_MODULE(_shmbus, m) {
           py::arg("type") = py::none(), py::arg("wait") = py::none(), py::arg("verify") = false,
           py::arg("register") = true, py::arg("policy") = py::none(), py::arg("slot_size") = 256,
           py::arg("slot_count") = 4096, py::arg("max_consumers") = 32,
-          "Subscribes to a topic. start: 'live', 'oldest' or a sequence number. type: check the topic carries "
-          "it (TypeMismatch). wait: seconds to wait for the producer to create the topic (else a missing "
-          "topic is created with the defaults). policy (with slot_size, slot_count, max_consumers): create "
+          "Subscribes to a topic. start: 'live', 'oldest' or a sequence number. type: check the "
+          "topic carries "
+          "it (TypeMismatch). wait: seconds to wait for the producer to create the topic (else a "
+          "missing "
+          "topic is created with the defaults). policy (with slot_size, slot_count, "
+          "max_consumers): create "
           "the topic with this config, or check it exactly (TopicMismatch), as a publisher does.")
-      .def("close", [](PyBus& b) { b.bus.reset(); }, "Releases this handle (topics opened from it stay mapped).")
+      .def(
+          "close", [](PyBus& b) { b.bus.reset(); },
+          "Releases this handle (topics opened from it stay mapped).")
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](PyBus& b, py::args) { b.bus.reset(); })
-      .def("__repr__", [](PyBus& b) { return b.bus ? "Bus('" + b.bus->name() + "')" : std::string("Bus(closed)"); });
+      .def("__repr__", [](PyBus& b) {
+        return b.bus ? "Bus('" + b.bus->name() + "')" : std::string("Bus(closed)");
+      });
 
   // ---------------------------------------------------------------- Publisher
-  py::class_<PyPublisher>(m, "Publisher", "The producer of a topic (one live producer per topic). A context manager.")
-      .def("publish", &PyPublisher::send, py::arg("msg"), py::arg("timeout") = 1.0, py::arg("correlation") = 0,
-           "Publishes a dict (typed topics: converted by the topic's schema; InvalidJson naming the field if it "
-           "does not fit, nothing published), bytes or a finished flatbuffers.Builder. On a reliable topic "
+  py::class_<PyPublisher>(
+      m, "Publisher", "The producer of a topic (one live producer per topic). A context manager.")
+      .def("publish", &PyPublisher::send, py::arg("msg"), py::arg("timeout") = 1.0,
+           py::arg("correlation") = 0,
+           "Publishes a dict (typed topics: converted by the topic's schema; InvalidJson naming "
+           "the field if it "
+           "does not fit, nothing published), bytes or a finished flatbuffers.Builder. On a "
+           "reliable topic "
            "waits up to `timeout` seconds for the slowest consumer. Returns a PublishResult.")
-      .def("try_publish", [](PyPublisher& p, const py::handle& msg, std::uint64_t correlation) {
-             return p.send(msg, std::nullopt, correlation);
-           }, py::arg("msg"), py::arg("correlation") = 0, "As publish, but never waits (WouldBlock).")
+      .def(
+          "try_publish",
+          [](PyPublisher& p, const py::handle& msg, std::uint64_t correlation) {
+            return p.send(msg, std::nullopt, correlation);
+          },
+          py::arg("msg"), py::arg("correlation") = 0, "As publish, but never waits (WouldBlock).")
       .def("publish_bytes", &PyPublisher::send_bytes, py::arg("data"), py::arg("timeout") = 1.0,
-           py::arg("correlation") = 0, "Publishes bytes (or any buffer) as they are: the fastest path.")
+           py::arg("correlation") = 0,
+           "Publishes bytes (or any buffer) as they are: the fastest path.")
       .def(
           "publish_many",
           [](PyPublisher& pp, const py::list& items) {
@@ -870,51 +949,70 @@ PYBIND11_MODULE(_shmbus, m) {
             const Py_ssize_t n = PyList_GET_SIZE(items.ptr());
             for (Py_ssize_t i = 0; i < n; ++i) {
               PyObject* o = PyList_GET_ITEM(items.ptr(), i);
-              if (!PyBytes_Check(o)) throw_error(Errc::InvalidArgument, "publish_many takes a list of bytes");
-              const std::span<const std::byte> payload{reinterpret_cast<const std::byte*>(PyBytes_AS_STRING(o)),
-                                                       static_cast<std::size_t>(PyBytes_GET_SIZE(o))};
+              if (!PyBytes_Check(o))
+                throw_error(Errc::InvalidArgument, "publish_many takes a list of bytes");
+              const std::span<const std::byte> payload{
+                  reinterpret_cast<const std::byte*>(PyBytes_AS_STRING(o)),
+                  static_cast<std::size_t>(PyBytes_GET_SIZE(o))};
               if (p.try_publish(payload) != PublishResult::Ok) return static_cast<std::size_t>(i);
             }
             return static_cast<std::size_t>(n);
           },
-          py::arg("items"), "Publishes a list of bytes in order, never waiting; returns how many were published.")
+          py::arg("items"),
+          "Publishes a list of bytes in order, never waiting; returns how many were published.")
       .def_property_readonly("topic", [](PyPublisher& p) { return p.get().topic().name(); })
       .def_property_readonly("type", [](PyPublisher& p) { return p.get().topic().type_name(); })
-      .def_property_readonly("policy", [](PyPublisher& p) { return std::string(to_string(p.get().topic().policy())); })
-      .def_property_readonly("next_sequence", [](PyPublisher& p) { return p.get().next_sequence(); })
+      .def_property_readonly(
+          "policy", [](PyPublisher& p) { return std::string(to_string(p.get().topic().policy())); })
+      .def_property_readonly("next_sequence",
+                             [](PyPublisher& p) { return p.get().next_sequence(); })
       .def_property_readonly("max_payload", [](PyPublisher& p) { return p.get().max_payload(); })
-      .def_property_readonly("took_over", [](PyPublisher& p) { return p.get().took_over(); },
-                             "True if this publisher took the topic over from a dead producer")
-      .def("close", [](PyPublisher& p) { p.pub.reset(); }, "Releases the producer role.")
+      .def_property_readonly(
+          "took_over", [](PyPublisher& p) { return p.get().took_over(); },
+          "True if this publisher took the topic over from a dead producer")
+      .def(
+          "close", [](PyPublisher& p) { p.pub.reset(); }, "Releases the producer role.")
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](PyPublisher& p, py::args) { p.pub.reset(); });
 
   // ---------------------------------------------------------------- Subscriber
-  py::class_<PySubscriber>(m, "Subscriber", "A consumer of a topic. Iterable (blocking). A context manager.")
-      .def("poll", &PySubscriber::poll, py::arg("max") = 64, "Up to `max` ready messages, in order; never blocks.")
+  py::class_<PySubscriber>(m, "Subscriber",
+                           "A consumer of a topic. Iterable (blocking). A context manager.")
+      .def("poll", &PySubscriber::poll, py::arg("max") = 64,
+           "Up to `max` ready messages, in order; never blocks.")
       .def("poll_bytes", &PySubscriber::poll_bytes, py::arg("max") = 64,
            "As poll, but only each message's bytes (the fastest path).")
       .def("wait", &PySubscriber::wait, py::arg("timeout"),
-           "Blocks (without the GIL) until something is ready or `timeout` seconds pass; returns whether ready.")
+           "Blocks (without the GIL) until something is ready or `timeout` seconds pass; returns "
+           "whether ready.")
       .def("recv", &PySubscriber::recv, py::arg("timeout") = py::none(),
            "The next message, waiting up to `timeout` seconds (None: forever); None on timeout.")
       .def("recv_bytes", &PySubscriber::recv_bytes, py::arg("timeout") = py::none(),
            "As recv, but the message's bytes only.")
-      .def("on_gap", [](PySubscriber& s, py::object fn) { s.gap_handler = std::move(fn); }, py::arg("fn"),
-           "fn(Gap) is called from poll/recv before the message that follows a loss.")
-      .def("take_gaps", [](PySubscriber& s) {
-             auto g = std::move(s.pending_gaps);
-             s.pending_gaps.clear();
-             return g;
-           }, "Gaps seen while no on_gap handler was set (and forgets them).")
+      .def(
+          "on_gap", [](PySubscriber& s, py::object fn) { s.gap_handler = std::move(fn); },
+          py::arg("fn"), "fn(Gap) is called from poll/recv before the message that follows a loss.")
+      .def(
+          "take_gaps",
+          [](PySubscriber& s) {
+            auto g = std::move(s.pending_gaps);
+            s.pending_gaps.clear();
+            return g;
+          },
+          "Gaps seen while no on_gap handler was set (and forgets them).")
       .def_property_readonly("ready", [](PySubscriber& s) { return s.get().ready(); })
-      .def_property_readonly("drops", [](PySubscriber& s) { return s.get().drops(); }, "messages lost in total")
+      .def_property_readonly(
+          "drops", [](PySubscriber& s) { return s.get().drops(); }, "messages lost in total")
       .def_property_readonly("delivered", [](PySubscriber& s) { return s.get().delivered(); })
-      .def_property_readonly("next_sequence", [](PySubscriber& s) { return s.get().next_sequence(); })
+      .def_property_readonly("next_sequence",
+                             [](PySubscriber& s) { return s.get().next_sequence(); })
       .def_property_readonly("topic", [](PySubscriber& s) { return s.get().topic().name(); })
       .def_property_readonly("type", [](PySubscriber& s) { return s.get().topic().type_name(); })
-      .def_property_readonly("policy", [](PySubscriber& s) { return std::string(to_string(s.get().topic().policy())); })
-      .def("close", [](PySubscriber& s) { s.sub.reset(); }, "Leaves the consumer table.")
+      .def_property_readonly(
+          "policy",
+          [](PySubscriber& s) { return std::string(to_string(s.get().topic().policy())); })
+      .def(
+          "close", [](PySubscriber& s) { s.sub.reset(); }, "Leaves the consumer table.")
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](PySubscriber& s, py::args) { s.sub.reset(); })
       .def("__iter__", [](py::object self) { return self; })
@@ -926,8 +1024,8 @@ PYBIND11_MODULE(_shmbus, m) {
 
   // ---------------------------------------------------------------- Dispatcher
   py::class_<PyDispatcher>(m, "_Dispatcher")
-      .def(py::init([](PyBus& b, const std::string& name, const std::string& start, bool stop_on_error,
-                       const std::string& idle, std::size_t batch) {
+      .def(py::init([](PyBus& b, const std::string& name, const std::string& start,
+                       bool stop_on_error, const std::string& idle, std::size_t batch) {
              auto d = std::make_unique<PyDispatcher>();
              DispatcherOptions o;
              o.name = name;
@@ -937,22 +1035,26 @@ PYBIND11_MODULE(_shmbus, m) {
              parse_start(py::str(start), so);
              o.start = so.start;
              if (idle != "block" && idle != "spin")
-               throw_error(Errc::InvalidArgument, "idle must be \"block\" or \"spin\" (got \"" + idle + "\")");
+               throw_error(Errc::InvalidArgument,
+                           "idle must be \"block\" or \"spin\" (got \"" + idle + "\")");
              d->spin = idle == "spin";
              d->bus = b.get();
              d->d = std::make_unique<Dispatcher>(b.get(), o);
              d->stop_on_error = stop_on_error;
              return d;
            }),
-           py::arg("bus"), py::arg("name") = "", py::arg("start") = "live", py::arg("stop_on_error") = false,
-           py::arg("idle") = "block", py::arg("batch") = 64, py::keep_alive<1, 2>())
+           py::arg("bus"), py::arg("name") = "", py::arg("start") = "live",
+           py::arg("stop_on_error") = false, py::arg("idle") = "block", py::arg("batch") = 64,
+           py::keep_alive<1, 2>())
       .def("add", &PyDispatcher::add, py::arg("topic"), py::arg("fn"), py::arg("type") = py::none())
-      .def("set_gap_handler", [](PyDispatcher& d, py::object fn) {
-        d.gap_handler = fn;
-        d.d->on_gap([&d](const Gap& g) {
-          if (d.gap_handler && !d.gap_handler.is_none()) d.gap_handler(PyGap{std::string(g.topic), g.first, g.count});
-        });
-      })
+      .def("set_gap_handler",
+           [](PyDispatcher& d, py::object fn) {
+             d.gap_handler = fn;
+             d.d->on_gap([&d](const Gap& g) {
+               if (d.gap_handler && !d.gap_handler.is_none())
+                 d.gap_handler(PyGap{std::string(g.topic), g.first, g.count});
+             });
+           })
       .def("set_error_hook", [](PyDispatcher& d, py::object fn) { d.error_hook = std::move(fn); })
       .def("poll_once", [](PyDispatcher& d) { return d.d->poll_once(); })
       .def("run", &PyDispatcher::run)
@@ -966,33 +1068,39 @@ PYBIND11_MODULE(_shmbus, m) {
   // ---------------------------------------------------------------- RPC
   py::class_<PyReply>(m, "Reply", "A reply to Requester.call.")
       .def_readonly("raw", &PyReply::raw)
-      .def_property_readonly("data", &PyReply::data, "the reply as a dict (typed reply) or its bytes")
+      .def_property_readonly("data", &PyReply::data,
+                             "the reply as a dict (typed reply) or its bytes")
       .def_readonly("correlation", &PyReply::correlation)
       .def_readonly("seq", &PyReply::seq)
       .def_readonly("ts_ns", &PyReply::ts_ns)
-      .def("as_", [](const PyReply& r, const py::object& cls) { return cls.attr("GetRootAs")(r.raw, 0); });
+      .def("as_",
+           [](const PyReply& r, const py::object& cls) { return cls.attr("GetRootAs")(r.raw, 0); });
 
   py::class_<PyRequester>(m, "Requester", "The client side of a request/reply service.")
-      .def(py::init([](PyBus& b, const std::string& service, std::optional<std::string> request_type,
-                       std::optional<std::string> reply_type, const std::string& client) {
-             auto r = std::make_unique<PyRequester>();
-             RpcConfig c;
-             if (request_type && !request_type->empty()) c.request.type = SchemaRegistry::instance().find(*request_type);
-             if (reply_type && !reply_type->empty()) c.reply.type = SchemaRegistry::instance().find(*reply_type);
-             r->req.emplace(b.get(), service, c, client);
-             r->req_codec = codec_of_type(request_type);
-             r->rep_codec = codec_of_type(reply_type);
-             r->service = service;
-             return r;
-           }),
-           py::arg("bus"), py::arg("service"), py::kw_only(), py::arg("request_type") = py::none(),
-           py::arg("reply_type") = py::none(), py::arg("client") = "")
+      .def(
+          py::init([](PyBus& b, const std::string& service, std::optional<std::string> request_type,
+                      std::optional<std::string> reply_type, const std::string& client) {
+            auto r = std::make_unique<PyRequester>();
+            RpcConfig c;
+            if (request_type && !request_type->empty())
+              c.request.type = SchemaRegistry::instance().find(*request_type);
+            if (reply_type && !reply_type->empty())
+              c.reply.type = SchemaRegistry::instance().find(*reply_type);
+            r->req.emplace(b.get(), service, c, client);
+            r->req_codec = codec_of_type(request_type);
+            r->rep_codec = codec_of_type(reply_type);
+            r->service = service;
+            return r;
+          }),
+          py::arg("bus"), py::arg("service"), py::kw_only(), py::arg("request_type") = py::none(),
+          py::arg("reply_type") = py::none(), py::arg("client") = "")
       .def(
           "call",
           [](PyRequester& r, const py::object& request, double timeout) {
             if (!r.req) throw_error(Errc::InvalidArgument, "the Requester is closed");
             PayloadHolder h;
-            const auto payload = rpc_payload(request, r.req_codec.get(), "service \"" + r.service + "\"", h);
+            const auto payload =
+                rpc_payload(request, r.req_codec.get(), "service \"" + r.service + "\"", h);
             const auto ns = seconds_to_ns(timeout);
             Reply rep;
             {
@@ -1001,25 +1109,31 @@ PYBIND11_MODULE(_shmbus, m) {
             }
             if (rep.status == RpcStatus::Timeout)
               throw_error(Errc::Timeout, "no reply from service \"" + r.service + "\" within " +
-                                             std::to_string(timeout * 1e3) + " ms: its Responder is slow or busy");
-            if (rep.status == RpcStatus::NoResponder)
-              throw_error(Errc::Timeout, "no reply from service \"" + r.service + "\" within " +
                                              std::to_string(timeout * 1e3) +
-                                             " ms, and no Responder serves it: start one (the request waits for it)");
+                                             " ms: its Responder is slow or busy");
+            if (rep.status == RpcStatus::NoResponder)
+              throw_error(
+                  Errc::Timeout,
+                  "no reply from service \"" + r.service + "\" within " +
+                      std::to_string(timeout * 1e3) +
+                      " ms, and no Responder serves it: start one (the request waits for it)");
             if (rep.status == RpcStatus::SendFailed)
-              throw_error(rep.send_result == PublishResult::TooLarge ? Errc::InvalidArgument : Errc::Timeout,
-                          "request to service \"" + r.service + "\" not sent: " +
-                              std::string(to_string(rep.send_result)));
+              throw_error(rep.send_result == PublishResult::TooLarge ? Errc::InvalidArgument
+                                                                     : Errc::Timeout,
+                          "request to service \"" + r.service +
+                              "\" not sent: " + std::string(to_string(rep.send_result)));
             PyReply out;
             out.correlation = rep.correlation;
             out.seq = rep.seq;
             out.ts_ns = rep.ts_ns;
-            out.raw = py::bytes(reinterpret_cast<const char*>(rep.payload.data()), rep.payload.size());
+            out.raw =
+                py::bytes(reinterpret_cast<const char*>(rep.payload.data()), rep.payload.size());
             out.codec = r.rep_codec;
             return out;
           },
           py::arg("request"), py::arg("timeout") = 1.0,
-          "Sends a request (dict on a typed service, bytes, or a finished Builder) and waits for its reply; "
+          "Sends a request (dict on a typed service, bytes, or a finished Builder) and waits for "
+          "its reply; "
           "Timeout if none arrives within `timeout` seconds.")
       .def_property_readonly("late_replies", [](PyRequester& r) { return r.req->late_replies(); })
       .def_property_readonly("client", [](PyRequester& r) { return r.req->client(); })
@@ -1028,37 +1142,46 @@ PYBIND11_MODULE(_shmbus, m) {
       .def("__exit__", [](PyRequester& r, py::args) { r.req.reset(); });
 
   py::class_<PyResponder>(m, "Responder", "The server side of a request/reply service.")
-      .def(py::init([](PyBus& b, const std::string& service, std::optional<std::string> request_type,
-                       std::optional<std::string> reply_type, const std::string& name) {
-             RpcConfig c;
-             if (request_type && !request_type->empty()) c.request.type = SchemaRegistry::instance().find(*request_type);
-             if (reply_type && !reply_type->empty()) c.reply.type = SchemaRegistry::instance().find(*reply_type);
-             auto r = std::make_unique<PyResponder>(b.get(), service);
-             r->rsp.emplace(b.get(), service, c, name);
-             r->req_codec = codec_of_type(request_type);
-             r->rep_codec = codec_of_type(reply_type);
-             return r;
-           }),
-           py::arg("bus"), py::arg("service"), py::kw_only(), py::arg("request_type") = py::none(),
-           py::arg("reply_type") = py::none(), py::arg("name") = "")
+      .def(
+          py::init([](PyBus& b, const std::string& service, std::optional<std::string> request_type,
+                      std::optional<std::string> reply_type, const std::string& name) {
+            RpcConfig c;
+            if (request_type && !request_type->empty())
+              c.request.type = SchemaRegistry::instance().find(*request_type);
+            if (reply_type && !reply_type->empty())
+              c.reply.type = SchemaRegistry::instance().find(*reply_type);
+            auto r = std::make_unique<PyResponder>(b.get(), service);
+            r->rsp.emplace(b.get(), service, c, name);
+            r->req_codec = codec_of_type(request_type);
+            r->rep_codec = codec_of_type(reply_type);
+            return r;
+          }),
+          py::arg("bus"), py::arg("service"), py::kw_only(), py::arg("request_type") = py::none(),
+          py::arg("reply_type") = py::none(), py::arg("name") = "")
       .def("poll", &PyResponder::poll, py::arg("fn"), py::arg("max") = 64,
-           "Handles up to `max` ready requests: fn(Message) returns the reply (dict, bytes, Builder) or None.")
+           "Handles up to `max` ready requests: fn(Message) returns the reply (dict, bytes, "
+           "Builder) or None.")
       .def("serve", &PyResponder::serve, py::arg("fn"), py::arg("duration") = py::none(),
            "Serves requests with fn until stop() (or `duration` seconds), waiting without the GIL.")
-      .def("stop", [](PyResponder& r) { r.stopping.store(true); }, "Makes serve() return (within ~20 ms).")
+      .def(
+          "stop", [](PyResponder& r) { r.stopping.store(true); },
+          "Makes serve() return (within ~20 ms).")
       .def("set_error_hook", [](PyResponder& r, py::object fn) { r.error_hook = std::move(fn); })
       .def_property_readonly("errors", [](PyResponder& r) { return r.errors; })
       .def_property_readonly("clients", [](PyResponder& r) { return r.rsp->clients(); })
-      .def_property_readonly("failed_replies", [](PyResponder& r) { return r.rsp->failed_replies(); })
+      .def_property_readonly("failed_replies",
+                             [](PyResponder& r) { return r.rsp->failed_replies(); })
       .def("close", [](PyResponder& r) { r.rsp.reset(); })
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__", [](PyResponder& r, py::args) { r.rsp.reset(); });
 
   // ---------------------------------------------------------------- schemas
-  m.def("type_names", [] { return SchemaRegistry::instance().type_names(); },
-        "Names of every registered message type, sorted.");
   m.def(
-      "add_schema", [](const py::bytes& bfbs) {
+      "type_names", [] { return SchemaRegistry::instance().type_names(); },
+      "Names of every registered message type, sorted.");
+  m.def(
+      "add_schema",
+      [](const py::bytes& bfbs) {
         const std::string_view b = bfbs;
         SchemaRegistry::instance().add({reinterpret_cast<const std::uint8_t*>(b.data()), b.size()});
       },
@@ -1067,14 +1190,17 @@ PYBIND11_MODULE(_shmbus, m) {
       "to_json",
       [](const std::string& type, const py::bytes& msg) {
         const std::string_view b = msg;
-        return JsonCodec(SchemaRegistry::instance().find(type)).to_json({reinterpret_cast<const std::byte*>(b.data()), b.size()});
+        return JsonCodec(SchemaRegistry::instance().find(type))
+            .to_json({reinterpret_cast<const std::byte*>(b.data()), b.size()});
       },
-      py::arg("type"), py::arg("msg"), "A message of `type` as JSON text (InvalidMessage if it does not verify).");
+      py::arg("type"), py::arg("msg"),
+      "A message of `type` as JSON text (InvalidMessage if it does not verify).");
   m.def(
       "from_json",
       [](const std::string& type, const std::string& json_text) {
         const auto v = JsonCodec(SchemaRegistry::instance().find(type)).from_json(json_text);
         return py::bytes(reinterpret_cast<const char*>(v.data()), v.size());
       },
-      py::arg("type"), py::arg("json"), "A finished message of `type` from JSON text (InvalidJson naming the field).");
+      py::arg("type"), py::arg("json"),
+      "A finished message of `type` from JSON text (InvalidJson naming the field).");
 }

@@ -342,7 +342,8 @@ struct JsonCodec::Impl {
   explicit Impl(Verifier v) : verifier(std::move(v)) {}
   [[nodiscard]] const std::string& type_name() const noexcept { return verifier.type_name(); }
   [[nodiscard]] std::unique_ptr<flatbuffers::Parser> fresh_parser() const {
-    return make_parser(detail::VerifierAccess::bfbs(verifier), type_name(), verifier.file_identifier());
+    return make_parser(detail::VerifierAccess::bfbs(verifier), type_name(),
+                       verifier.file_identifier());
   }
 };
 
@@ -351,8 +352,7 @@ JsonCodec::JsonCodec(std::span<const std::uint8_t> bfbs, std::string_view type_n
   impl_->parser = impl_->fresh_parser();
 }
 
-JsonCodec::JsonCodec(const TypeInfo& type)
-    : impl_(std::make_unique<Impl>(Verifier(type))) {
+JsonCodec::JsonCodec(const TypeInfo& type) : impl_(std::make_unique<Impl>(Verifier(type))) {
   impl_->parser = impl_->fresh_parser();
 }
 
@@ -404,8 +404,8 @@ std::vector<std::byte> JsonCodec::from_json(std::string_view json) const {
     throw Error(Errc::InvalidJson, "invalid JSON for " + d.type_name() + ": a NUL byte at offset " +
                                        std::to_string(nul) + "; JSON text cannot contain one.");
   if (json.find_first_not_of(" \t\r\n") == std::string_view::npos)
-    throw Error(Errc::InvalidJson,
-                "invalid JSON for " + d.type_name() + ": the text is empty; expected a JSON object.");
+    throw Error(Errc::InvalidJson, "invalid JSON for " + d.type_name() +
+                                       ": the text is empty; expected a JSON object.");
   const std::string text(json);  // the parser wants a terminated string
   flatbuffers::Parser& parser = *d.parser;
   parser.error_.clear();
@@ -433,7 +433,9 @@ std::vector<std::byte> JsonCodec::from_json(std::string_view json) const {
     }
     msg += ": " + f.reason;
     if (f.reason.rfind("unknown field", 0) == 0) {
-      if (const reflection::Object* table = table_at(detail::VerifierAccess::schema(d.verifier), detail::VerifierAccess::root(d.verifier), path))
+      if (const reflection::Object* table =
+              table_at(detail::VerifierAccess::schema(d.verifier),
+                       detail::VerifierAccess::root(d.verifier), path))
         msg += "; " + std::string(view(table->name())) + " has the fields " + field_list(*table);
     }
     throw Error(Errc::InvalidJson, msg + ".");

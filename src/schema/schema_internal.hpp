@@ -28,7 +28,8 @@ struct VerifierAccess {
 const reflection::Schema& checked_schema(std::span<const std::uint8_t> bfbs, std::string_view what);
 
 // The object (table or struct) named `name`, or nullptr.
-const reflection::Object* find_object(const reflection::Schema& schema, std::string_view name) noexcept;
+const reflection::Object* find_object(const reflection::Schema& schema,
+                                      std::string_view name) noexcept;
 
 // "a, b, c" of the tables (not structs) of `schema`, sorted, for messages.
 std::string table_list(const reflection::Schema& schema);

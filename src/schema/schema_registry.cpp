@@ -45,8 +45,8 @@
 //   separately.
 #include "shmbus/schema/registry.hpp"
 
-#include "shmbus/error.hpp"
 #include "schema_internal.hpp"
+#include "shmbus/error.hpp"
 
 #include <flatbuffers/reflection.h>
 #include <flatbuffers/reflection_generated.h>
@@ -73,7 +73,6 @@ namespace shmbus::detail {
 // aligned and live for the whole program.
 using EmbeddedBfbs = std::pair<std::string_view, std::span<const std::uint8_t>>;
 std::span<const EmbeddedBfbs> embedded_bfbs() noexcept;
-
 
 }  // namespace shmbus::detail
 
@@ -118,8 +117,10 @@ std::string_view view(const flatbuffers::String* s) noexcept {
 // stored schema with a flipped bit).
 bool valid_base_type(const reflection::Type& type, flatbuffers::voffset_t field) noexcept {
   // Private base in the generated class; every table is a flatbuffers::Table.
-  const auto raw = reinterpret_cast<const flatbuffers::Table*>(&type)->GetField<std::int8_t>(field, 0);
-  return raw >= static_cast<std::int8_t>(reflection::None) && raw < static_cast<std::int8_t>(reflection::MaxBaseType);
+  const auto raw =
+      reinterpret_cast<const flatbuffers::Table*>(&type)->GetField<std::int8_t>(field, 0);
+  return raw >= static_cast<std::int8_t>(reflection::None) &&
+         raw < static_cast<std::int8_t>(reflection::MaxBaseType);
 }
 
 void check_type(const reflection::Schema& schema, const reflection::Type* type,

@@ -127,11 +127,19 @@ std::string Verifier::check(std::span<const std::byte> message) const {
 }
 
 namespace detail {
-const std::vector<std::uint8_t>& VerifierAccess::bfbs(const Verifier& v) noexcept { return v.impl_->bfbs; }
-const reflection::Schema& VerifierAccess::schema(const Verifier& v) noexcept { return *v.impl_->schema; }
-const reflection::Object& VerifierAccess::root(const Verifier& v) noexcept { return *v.impl_->root; }
+const std::vector<std::uint8_t>& VerifierAccess::bfbs(const Verifier& v) noexcept {
+  return v.impl_->bfbs;
+}
+const reflection::Schema& VerifierAccess::schema(const Verifier& v) noexcept {
+  return *v.impl_->schema;
+}
+const reflection::Object& VerifierAccess::root(const Verifier& v) noexcept {
+  return *v.impl_->root;
+}
 }  // namespace detail
 
-bool Verifier::verify(std::span<const std::byte> message) const { return check(message).empty(); }
+bool Verifier::verify(std::span<const std::byte> message) const {
+  return check(message).empty();
+}
 
 }  // namespace shmbus

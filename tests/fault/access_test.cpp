@@ -35,7 +35,7 @@ std::string faultproc() {
 }
 
 std::uint32_t mode_of(const std::string& segment) {
-  struct stat st{};
+  struct stat st {};
   if (::stat(detail::shm_path(segment).c_str(), &st) != 0) return 0;
   return st.st_mode & 07777;
 }
@@ -69,7 +69,7 @@ TEST(FaultAccess, GroupSharedBusIs0660WithThatGroup) {
   (void)bus.topic("t", config(Policy::Lossy, 8));
   for (const std::string& seg :
        {detail::directory_segment_name(sb.name()), detail::topic_segment_name(sb.name(), "t")}) {
-    struct stat st{};
+    struct stat st {};
     ASSERT_EQ(::stat(detail::shm_path(seg).c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 07777, 0660u) << seg;
     EXPECT_EQ(st.st_gid, ::getegid()) << seg;
@@ -128,12 +128,14 @@ TEST(FaultAccess, NamesStartingWithDashAreRejected) {
 TEST(FaultAccess, FullDevShmIsANamedErrorAndLeavesNothing) {
   if (faultproc().empty()) GTEST_SKIP() << "SHMBUS_FAULTPROC is not set";
   if (run("unshare -m true").status != 0)
-    GTEST_SKIP() << "unshare -m is not permitted here (needs root / CAP_SYS_ADMIN): cannot make a private tmpfs";
+    GTEST_SKIP() << "unshare -m is not permitted here (needs root / CAP_SYS_ADMIN): cannot make a "
+                    "private tmpfs";
   // A 4 MiB /dev/shm and a 16 MiB topic (16384 slots of 1 KiB).
-  const CmdResult r = run("unshare -m sh -c 'mount -t tmpfs -o size=4m tmpfs /dev/shm && exec " + faultproc() +
-                    " create full 16384 1024'");
+  const CmdResult r = run("unshare -m sh -c 'mount -t tmpfs -o size=4m tmpfs /dev/shm && exec " +
+                          faultproc() + " create full 16384 1024'");
   EXPECT_EQ(r.status, 0) << "the helper died (SIGBUS?): " << r.out;
-  EXPECT_NE(r.out.find("error no_space: /dev/shm is full: cannot reserve"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("error no_space: /dev/shm is full: cannot reserve"), std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("temporaries 0"), std::string::npos) << r.out;
 }
 

@@ -22,7 +22,8 @@ int temporaries() {
   int n = 0;
   DIR* d = ::opendir("/dev/shm");
   if (d == nullptr) return -1;
-  while (const dirent* e = ::readdir(d)) n += std::string(e->d_name).rfind("shmbus-tmp.", 0) == 0 ? 1 : 0;
+  while (const dirent* e = ::readdir(d))
+    n += std::string(e->d_name).rfind("shmbus-tmp.", 0) == 0 ? 1 : 0;
   ::closedir(d);
   return n;
 }
@@ -52,7 +53,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (cmd == "open" && argc == 4) {
-      const auto access = std::string(argv[3]) == "ro" ? shmbus::Access::ReadOnly : shmbus::Access::ReadWrite;
+      const auto access =
+          std::string(argv[3]) == "ro" ? shmbus::Access::ReadOnly : shmbus::Access::ReadWrite;
       (void)shmbus::Bus::open(bus, access);
       std::printf("ok\n");
       return 0;

@@ -34,19 +34,23 @@ TEST(FaultFreeze, StoppedSleeperDoesNotCostAWakeEveryCommit) {
   ASSERT_EQ(consumer.line(), "ready");
   const Topic md = bus.open_topic("md");
   auto& wait = detail::Internals::state(md)->header->wait;
-  ASSERT_TRUE(eventually([&] { return wait.sleepers.load() == 1; }, 10s)) << "the consumer never slept";
+  ASSERT_TRUE(eventually([&] { return wait.sleepers.load() == 1; }, 10s))
+      << "the consumer never slept";
   consumer.kill(SIGSTOP);
   const auto start = std::chrono::steady_clock::now();
   const std::uint64_t before = pub.wakes();
   const int n = static_cast<int>(200'000 * stress_scale());
   for (int i = 0; i < n; ++i) ASSERT_EQ(pub.try_publish(as_bytes(&i, sizeof i)), PublishResult::Ok);
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::steady_clock::now() - start)
+                      .count();
   const std::uint64_t wakes = pub.wakes() - before;
   // The first wake takes the stopped task off the futex queue; then a run of
   // kRateLimitAfterIdleWakes that wake nobody; then one per 25 us at most.
-  const std::uint64_t bound = 2 + detail::RingWriter::kRateLimitAfterIdleWakes + static_cast<std::uint64_t>(us) / 25;
-  std::printf("%d commits in %lld us with a stopped sleeper: %llu FUTEX_WAKE calls (bound %llu)\n", n,
-              static_cast<long long>(us), static_cast<unsigned long long>(wakes),
+  const std::uint64_t bound =
+      2 + detail::RingWriter::kRateLimitAfterIdleWakes + static_cast<std::uint64_t>(us) / 25;
+  std::printf("%d commits in %lld us with a stopped sleeper: %llu FUTEX_WAKE calls (bound %llu)\n",
+              n, static_cast<long long>(us), static_cast<unsigned long long>(wakes),
               static_cast<unsigned long long>(bound));
   EXPECT_LE(wakes, bound);
   EXPECT_LT(wakes, static_cast<std::uint64_t>(n) / 4);
@@ -62,7 +66,8 @@ TEST(FaultFreeze, StoppedSleeperDoesNotCostAWakeEveryCommit) {
       if (s.wait(10s)) woke = s.poll([](const Message&) {}, 1u << 20) > 0;
     }
   });
-  ASSERT_TRUE(eventually([&] { return wait.sleepers.load() == 2; }, 10s)) << "the second consumer never slept";
+  ASSERT_TRUE(eventually([&] { return wait.sleepers.load() == 2; }, 10s))
+      << "the second consumer never slept";
   const std::uint64_t w1 = pub.wakes();
   ASSERT_EQ(pub.try_publish(as_bytes("y", 1)), PublishResult::Ok);
   EXPECT_EQ(pub.wakes(), w1 + 1) << "a new sleeper's wake-up was rate-limited away";
@@ -109,7 +114,8 @@ TEST(FaultFreeze, TailFollowsARecreatedTopic) {
   if (pid == 0) {
     ::dup2(fds[1], 1);
     ::close(fds[0]);
-    ::execl(tool, tool, "tail", sb.name().c_str(), "md", "-n", "1", "--follow", static_cast<char*>(nullptr));
+    ::execl(tool, tool, "tail", sb.name().c_str(), "md", "-n", "1", "--follow",
+            static_cast<char*>(nullptr));
     ::_exit(127);
   }
   ::close(fds[1]);

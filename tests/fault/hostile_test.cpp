@@ -15,14 +15,17 @@ namespace {
 
 using namespace std::chrono_literals;
 
-detail::ClockBlock& clock_block(const Bus& bus) { return detail::Internals::state(bus)->header->clock; }
+detail::ClockBlock& clock_block(const Bus& bus) {
+  return detail::Internals::state(bus)->header->clock;
+}
 
 // A clock anchor left odd (its writer killed mid-update, or a stray write)
 // must not make readers spin: to_ns() falls back and counts it.
 TEST(FaultHostile, ClockAnchorLeftOddDoesNotHangReaders) {
   ScopedBus sb("fh");
   Bus bus = sb.open();
-  if (!bus.clock().uses_tsc()) GTEST_SKIP() << "this host's bus clock is the wall clock (no anchors)";
+  if (!bus.clock().uses_tsc())
+    GTEST_SKIP() << "this host's bus clock is the wall clock (no anchors)";
   detail::ClockBlock& c = clock_block(bus);
   for (auto& a : c.anchors) a.version.fetch_or(1);
   Child child([&](Child& self) {
@@ -34,14 +37,16 @@ TEST(FaultHostile, ClockAnchorLeftOddDoesNotHangReaders) {
     return Clock::fallbacks() - before == 1 && std::llabs(ns - wall) < 1'000'000'000 ? 0 : 1;
   });
   const auto line = child.line(10s);
-  EXPECT_EQ(child.wait(10s), 0) << "to_ns() on an odd anchor: " << line.value_or("hung (killed after 10 s)");
+  EXPECT_EQ(child.wait(10s), 0) << "to_ns() on an odd anchor: "
+                                << line.value_or("hung (killed after 10 s)");
 }
 
 // Absurd anchors saturate instead of overflowing (UBSan checks this build).
 TEST(FaultHostile, HostileClockAnchorSaturates) {
   ScopedBus sb("fh");
   Bus bus = sb.open();
-  if (!bus.clock().uses_tsc()) GTEST_SKIP() << "this host's bus clock is the wall clock (no anchors)";
+  if (!bus.clock().uses_tsc())
+    GTEST_SKIP() << "this host's bus clock is the wall clock (no anchors)";
   detail::ClockBlock& c = clock_block(bus);
   auto& a = c.anchors[c.current.load() & 1u];
   const std::uint64_t v = a.version.load();
@@ -66,7 +71,8 @@ TEST(FaultHostile, HostileClockAnchorSaturates) {
 TEST(FaultHostile, ClockStepBackwardsKeepsTheRate) {
   ScopedBus sb("fh");
   Bus bus = sb.open();
-  if (!bus.clock().uses_tsc()) GTEST_SKIP() << "this host's bus clock is the wall clock (no anchors)";
+  if (!bus.clock().uses_tsc())
+    GTEST_SKIP() << "this host's bus clock is the wall clock (no anchors)";
   detail::ClockBlock& c = clock_block(bus);
   const unsigned cur = c.current.load() & 1u;
   const std::uint64_t rate = c.anchors[cur].ns_per_tick_q32.load();
@@ -118,7 +124,9 @@ TEST(FaultHostile, DamagedStoredSchemaIsANamedError) {
     FAIL() << "a topic with a damaged stored schema was opened";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::ForeignSegment) << e.what();
-    EXPECT_NE(std::string(e.what()).find("schema stored in its segment is damaged"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("schema stored in its segment is damaged"),
+              std::string::npos)
+        << e.what();
   }
 }
 
@@ -129,7 +137,8 @@ TEST(FaultHostile, ScribbledConsumerHighWaterMarkIsClamped) {
   Bus bus = sb.open();
   Publisher pub = bus.publisher("orders", config(Policy::Reliable, 4, 64, 2));
   Subscriber s = bus.subscriber("orders");
-  detail::Internals::state(bus.open_topic("orders"))->header->registry.consumer_hwm.store(0xffffffffu);
+  detail::Internals::state(bus.open_topic("orders"))
+      ->header->registry.consumer_hwm.store(0xffffffffu);
   for (int i = 0; i < 4; ++i) ASSERT_EQ(pub.try_publish(as_bytes("x", 1)), PublishResult::Ok);
   EXPECT_EQ(pub.try_publish(as_bytes("x", 1)), PublishResult::WouldBlock);
   EXPECT_EQ(pub.publish(as_bytes("x", 1), 20ms), PublishResult::Timeout);

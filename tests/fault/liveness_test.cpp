@@ -39,13 +39,17 @@ TEST(FaultLiveness, TryPublishOnlyProducerGetsPastCrashedConsumer) {
   ASSERT_EQ(consumer.wait(), 128 + SIGKILL);
   // ...and once it is dead, try_publish alone (no waiting publish) gets past it.
   std::uint64_t would_block = 0;
-  const bool ok = eventually([&] {
-    const PublishResult r = pub.try_publish(as_bytes(&v, sizeof v));
-    if (r == PublishResult::WouldBlock) ++would_block;
-    return r == PublishResult::Ok;
-  }, 5s);
-  EXPECT_TRUE(ok) << "still blocked by a dead consumer after " << would_block << " try_publish calls";
-  EXPECT_EQ(detail::Internals::state(bus.open_topic("orders"))->header->hot.reaped_consumers.load(), 1u);
+  const bool ok = eventually(
+      [&] {
+        const PublishResult r = pub.try_publish(as_bytes(&v, sizeof v));
+        if (r == PublishResult::WouldBlock) ++would_block;
+        return r == PublishResult::Ok;
+      },
+      5s);
+  EXPECT_TRUE(ok) << "still blocked by a dead consumer after " << would_block
+                  << " try_publish calls";
+  EXPECT_EQ(detail::Internals::state(bus.open_topic("orders"))->header->hot.reaped_consumers.load(),
+            1u);
 }
 
 // Leaves this process no free file descriptor: the next open() fails with

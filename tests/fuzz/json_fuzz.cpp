@@ -20,7 +20,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (!codec->verify(buf)) __builtin_trap();  // the codec built an invalid buffer
       (void)codec->to_json(buf);
     } catch (const shmbus::Error& e) {
-      if (e.code() != shmbus::Errc::InvalidJson && e.code() != shmbus::Errc::InvalidMessage) __builtin_trap();
+      if (e.code() != shmbus::Errc::InvalidJson && e.code() != shmbus::Errc::InvalidMessage)
+        __builtin_trap();
     }
   }
   return 0;

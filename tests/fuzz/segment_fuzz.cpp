@@ -52,15 +52,18 @@ struct World {
       Publisher pub(*topic);
       for (std::uint64_t i = 0; i < 12; ++i) {  // wraps the ring once
         flatbuffers::FlatBufferBuilder fbb;
-        fbb.Finish(md::CreateQuoteDirect(fbb, "SYM", i, "XTST", 0, 0, i, 1.0 + static_cast<double>(i), 100, 2.0, 200),
+        fbb.Finish(md::CreateQuoteDirect(fbb, "SYM", i, "XTST", 0, 0, i,
+                                         1.0 + static_cast<double>(i), 100, 2.0, 200),
                    md::QuoteIdentifier());
         (void)pub.try_publish(fbb);
       }
     }
     const auto& t = detail::Internals::state(*topic)->segment;
-    topic_copy.assign(static_cast<std::byte*>(t.data()), static_cast<std::byte*>(t.data()) + t.size());
+    topic_copy.assign(static_cast<std::byte*>(t.data()),
+                      static_cast<std::byte*>(t.data()) + t.size());
     const auto& d = detail::Internals::state(*bus)->segment;
-    dir_copy.assign(static_cast<std::byte*>(d.data()), static_cast<std::byte*>(d.data()) + d.size());
+    dir_copy.assign(static_cast<std::byte*>(d.data()),
+                    static_cast<std::byte*>(d.data()) + d.size());
     std::atexit([] { Bus::remove(world().name); });
   }
 
@@ -70,7 +73,8 @@ struct World {
   }
 
   void restore() {
-    std::memcpy(detail::Internals::state(*topic)->segment.data(), topic_copy.data(), topic_copy.size());
+    std::memcpy(detail::Internals::state(*topic)->segment.data(), topic_copy.data(),
+                topic_copy.size());
     std::memcpy(detail::Internals::state(*bus)->segment.data(), dir_copy.data(), dir_copy.size());
   }
 };

@@ -144,9 +144,13 @@ std::string Agent::ok(const std::string& command) {
   return lines.empty() ? std::string() : lines.back();  // no answer: already a failure
 }
 
-std::uint32_t Agent::pid() const { return static_cast<std::uint32_t>(proc_.pid()); }
+std::uint32_t Agent::pid() const {
+  return static_cast<std::uint32_t>(proc_.pid());
+}
 
-int Agent::kill9() { return proc_.kill9(); }
+int Agent::kill9() {
+  return proc_.kill9();
+}
 
 std::string field(const std::string& line, const std::string& key) {
   for (const std::string& w : words(line))

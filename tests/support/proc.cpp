@@ -76,14 +76,18 @@ std::string Proc::line_starting(const std::string& prefix, std::chrono::millisec
   }
 }
 
-void Proc::send(const std::string& s) { write_all(in_, s); }
+void Proc::send(const std::string& s) {
+  write_all(in_, s);
+}
 
 void Proc::close_stdin() {
   ::close(in_);
   in_ = -1;
 }
 
-void Proc::signal(int sig) const { ::kill(pid_, sig); }
+void Proc::signal(int sig) const {
+  ::kill(pid_, sig);
+}
 
 int Proc::kill9() {
   signal(SIGKILL);
@@ -100,8 +104,7 @@ int Proc::wait_exit() {
 void Proc::start(const std::function<void(int, int)>& child) {
   int in[2];
   int out[2];
-  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0)
-    throw std::runtime_error("pipe");
+  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
   std::fflush(nullptr);
   pid_ = ::fork();
   if (pid_ < 0) throw std::runtime_error("fork");

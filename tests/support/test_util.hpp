@@ -38,7 +38,9 @@ class ScopedBus {
   ScopedBus(const ScopedBus&) = delete;
   ScopedBus& operator=(const ScopedBus&) = delete;
   [[nodiscard]] const std::string& name() const { return name_; }
-  [[nodiscard]] shmbus::Bus open(const shmbus::BusOptions& o = {}) const { return shmbus::Bus::open_or_create(name_, o); }
+  [[nodiscard]] shmbus::Bus open(const shmbus::BusOptions& o = {}) const {
+    return shmbus::Bus::open_or_create(name_, o);
+  }
 
  private:
   std::string name_;
@@ -68,7 +70,8 @@ inline double stress_scale() {
 }
 
 // A process identity that cannot be alive: its pid is above any pid_max.
-inline constexpr detail::Identity kDeadIdentity = (std::uint64_t{4190000} << detail::kIdentityPidShift) | 12345;
+inline constexpr detail::Identity kDeadIdentity =
+    (std::uint64_t{4190000} << detail::kIdentityPidShift) | 12345;
 
 inline SubscriberOptions from_oldest() {
   SubscriberOptions o;
@@ -76,8 +79,8 @@ inline SubscriberOptions from_oldest() {
   return o;
 }
 
-inline shmbus::TopicConfig config(shmbus::Policy p, std::uint32_t slots, std::uint32_t slot_size = 64,
-                                  std::uint32_t max_consumers = 8) {
+inline shmbus::TopicConfig config(shmbus::Policy p, std::uint32_t slots,
+                                  std::uint32_t slot_size = 64, std::uint32_t max_consumers = 8) {
   shmbus::TopicConfig c;
   c.policy = p;
   c.slot_count = slots;
@@ -101,8 +104,8 @@ class LineReader {
         buf_.erase(0, nl + 1);
         return l;
       }
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) return std::nullopt;
       pollfd p{fd_, POLLIN, 0};
       const int r = ::poll(&p, 1, static_cast<int>(left.count()));

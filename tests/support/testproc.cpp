@@ -38,7 +38,8 @@ void ready() {
   std::fflush(stdout);
 }
 
-int produce(shmbus::Bus& bus, const std::string& topic, std::uint64_t count, const shmbus::TopicConfig& c) {
+int produce(shmbus::Bus& bus, const std::string& topic, std::uint64_t count,
+            const shmbus::TopicConfig& c) {
   shmbus::PublisherOptions o;
   o.name = "testproc-producer";
   shmbus::Publisher pub = bus.publisher(topic, c, o);
@@ -49,7 +50,8 @@ int produce(shmbus::Bus& bus, const std::string& topic, std::uint64_t count, con
   for (std::uint64_t i = 1; count == 0 || i <= count; ++i) {
     const std::uint64_t seq = pub.next_sequence();
     shmbus::test::fill_payload(buf.data(), buf.size(), seq);
-    const auto r = pub.publish(buf, std::chrono::seconds(30), count != 0 && i == count ? kEndMarker : 0);
+    const auto r =
+        pub.publish(buf, std::chrono::seconds(30), count != 0 && i == count ? kEndMarker : 0);
     if (r != shmbus::PublishResult::Ok) {
       std::printf("error=publish_%s seq=%llu\n", std::string(shmbus::to_string(r)).c_str(),
                   static_cast<unsigned long long>(seq));
@@ -93,11 +95,13 @@ int consume(shmbus::Bus& bus, const std::string& topic, const shmbus::TopicConfi
         64);
     if (!end) (void)sub.wait(std::chrono::milliseconds(100));
   }
-  std::printf("received=%llu lost=%llu gaps=%llu first=%llu last=%llu corrupt=%llu disorder=%llu drops=%llu\n",
-              static_cast<unsigned long long>(received), static_cast<unsigned long long>(lost),
-              static_cast<unsigned long long>(gaps), static_cast<unsigned long long>(first),
-              static_cast<unsigned long long>(last), static_cast<unsigned long long>(corrupt),
-              static_cast<unsigned long long>(disorder), static_cast<unsigned long long>(sub.drops()));
+  std::printf(
+      "received=%llu lost=%llu gaps=%llu first=%llu last=%llu corrupt=%llu disorder=%llu "
+      "drops=%llu\n",
+      static_cast<unsigned long long>(received), static_cast<unsigned long long>(lost),
+      static_cast<unsigned long long>(gaps), static_cast<unsigned long long>(first),
+      static_cast<unsigned long long>(last), static_cast<unsigned long long>(corrupt),
+      static_cast<unsigned long long>(disorder), static_cast<unsigned long long>(sub.drops()));
   return 0;
 }
 
@@ -119,9 +123,11 @@ int main(int argc, char** argv) {
   const std::string mode = argv[1];
   try {
     shmbus::Bus bus = shmbus::Bus::open_or_create(argv[2]);
-    if (mode == "produce" && argc >= 7) return produce(bus, argv[3], std::stoull(argv[4]), config(argv[5], argv[6]));
+    if (mode == "produce" && argc >= 7)
+      return produce(bus, argv[3], std::stoull(argv[4]), config(argv[5], argv[6]));
     if (mode == "consume")
-      return consume(bus, argv[3], config(argv[4], argv[5]), argc >= 7 && std::string(argv[6]) == "slow");
+      return consume(bus, argv[3], config(argv[4], argv[5]),
+                     argc >= 7 && std::string(argv[6]) == "slow");
     if (mode == "stall") return stall(bus, argv[3], config(argv[4], argv[5]));
   } catch (const shmbus::Error& e) {
     std::printf("error=%s\n", std::string(shmbus::to_string(e.code())).c_str());

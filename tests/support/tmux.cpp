@@ -15,14 +15,18 @@ Tmux::~Tmux() {
   ::unlink(sock_.c_str());
 }
 
-bool Tmux::available() { return run({"tmux", "-V"}).code == 0; }
+bool Tmux::available() {
+  return run({"tmux", "-V"}).code == 0;
+}
 
 Result Tmux::cmd(std::vector<std::string> args) {
   args.insert(args.begin(), {"tmux", "-S", sock_});
   return run(args);
 }
 
-std::string Tmux::screen() { return cmd({"capture-pane", "-p", "-t", "w"}).out; }
+std::string Tmux::screen() {
+  return cmd({"capture-pane", "-p", "-t", "w"}).out;
+}
 
 std::string Tmux::show(const std::string& format) {
   std::string s = cmd({"display-message", "-p", "-t", "w", format}).out;
@@ -31,8 +35,8 @@ std::string Tmux::show(const std::string& format) {
 }
 
 void Tmux::start(const std::string& shell_command) {
-  const Result r = cmd({"-f", "/dev/null", "new-session", "-d", "-s", "w", "-x", "160", "-y", "50",
-                        shell_command});
+  const Result r = cmd(
+      {"-f", "/dev/null", "new-session", "-d", "-s", "w", "-x", "160", "-y", "50", shell_command});
   ASSERT_EQ(r.code, 0) << r;
 }
 

@@ -26,7 +26,9 @@ inline constexpr std::string_view kTradesTopic = "md.trades";
 inline std::atomic<bool> g_stop{false};
 static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler needs a lock-free flag");
 
-extern "C" inline void on_stop_signal(int) { g_stop.store(true, std::memory_order_relaxed); }
+extern "C" inline void on_stop_signal(int) {
+  g_stop.store(true, std::memory_order_relaxed);
+}
 
 // SIGINT and SIGTERM set g_stop; the program finishes its loop and reports.
 inline void stop_on_signals() {
@@ -57,7 +59,8 @@ struct PublishFailures {
   }
   // The name of reason `i` ("too_large", ...).
   [[nodiscard]] static std::string reason(std::size_t i) {
-    return i == 0 ? std::string("unknown") : std::string(shmbus::to_string(static_cast<shmbus::PublishResult>(i)));
+    return i == 0 ? std::string("unknown")
+                  : std::string(shmbus::to_string(static_cast<shmbus::PublishResult>(i)));
   }
   // "too_large 3, would_block 1" or "none".
   [[nodiscard]] std::string breakdown() const {
@@ -78,7 +81,8 @@ int run_reporting_errors(const char* program, F&& body) {
   try {
     return body();
   } catch (const shmbus::Error& e) {
-    std::fprintf(stderr, "%s: error (%s): %s\n", program, std::string(shmbus::to_string(e.code())).c_str(), e.what());
+    std::fprintf(stderr, "%s: error (%s): %s\n", program,
+                 std::string(shmbus::to_string(e.code())).c_str(), e.what());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: error: %s\n", program, e.what());
   }
@@ -87,11 +91,13 @@ int run_reporting_errors(const char* program, F&& body) {
 
 // A number option that must be >= 0 (or > 0), its default shown in --help.
 template <class T>
-CLI::Option* add_non_negative(CLI::App& app, const std::string& flag, T& value, const std::string& help) {
+CLI::Option* add_non_negative(CLI::App& app, const std::string& flag, T& value,
+                              const std::string& help) {
   return app.add_option(flag, value, help)->check(CLI::NonNegativeNumber)->capture_default_str();
 }
 template <class T>
-CLI::Option* add_positive(CLI::App& app, const std::string& flag, T& value, const std::string& help) {
+CLI::Option* add_positive(CLI::App& app, const std::string& flag, T& value,
+                          const std::string& help) {
   return app.add_option(flag, value, help)->check(CLI::PositiveNumber)->capture_default_str();
 }
 

@@ -15,8 +15,8 @@
 #include <iostream>
 #include <string>
 
-#include <shmbus/error.hpp>
 #include <shmbus/core/publisher.hpp>
+#include <shmbus/error.hpp>
 #include <shmbus/schema/json_codec.hpp>
 
 #include "cli.hpp"

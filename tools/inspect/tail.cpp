@@ -25,10 +25,10 @@
 #include <optional>
 #include <thread>
 
-#include <shmbus/error.hpp>
 #include <shmbus/admin/envelope.hpp>
 #include <shmbus/core/subscriber.hpp>
 #include <shmbus/detail/segments.hpp>
+#include <shmbus/error.hpp>
 
 #include "cli.hpp"
 
@@ -57,9 +57,10 @@ class Printer {
 int run_tail(const TailOptions& o) {
   const shmbus::Bus bus = shmbus::Bus::open(o.bus, shmbus::Access::ReadOnly);
   // The file we follow, taken before it is opened (see --follow below).
-  const std::string path = shmbus::detail::shm_path(shmbus::detail::topic_segment_name(o.bus, o.topic));
+  const std::string path =
+      shmbus::detail::shm_path(shmbus::detail::topic_segment_name(o.bus, o.topic));
   const auto inode_of = [&]() -> ino_t {
-    struct stat st{};
+    struct stat st {};
     return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
   };
   ino_t followed = inode_of();
@@ -124,7 +125,8 @@ int run_tail(const TailOptions& o) {
       if (now == followed) continue;
       if (now == 0) {
         if (!said_gone)
-          std::fprintf(stderr, "bus-inspect: topic '%s' was removed; waiting for it to be created again\n",
+          std::fprintf(stderr,
+                       "bus-inspect: topic '%s' was removed; waiting for it to be created again\n",
                        o.topic.c_str());
         said_gone = true;
         continue;
@@ -134,8 +136,10 @@ int run_tail(const TailOptions& o) {
       } catch (const shmbus::Error&) {
         continue;  // half re-created: try again in a second
       }
-      std::fprintf(stderr, "bus-inspect: topic '%s' was re-created; following the new one from its oldest message\n",
-                   o.topic.c_str());
+      std::fprintf(
+          stderr,
+          "bus-inspect: topic '%s' was re-created; following the new one from its oldest message\n",
+          o.topic.c_str());
       said_gone = false;
       followed = now;
       cur_printer = std::make_unique<Printer>(*cur_topic, o.hex);

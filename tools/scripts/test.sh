@@ -98,6 +98,15 @@ if [[ "$mode" != quick ]]; then
   fi
 fi
 
+# The C++ sources in the repository's format (clang-format 14, .clang-format).
+step "format"
+if "$root/tools/scripts/check-format.sh"; then
+  total_passed=$((total_passed + 1))
+else
+  total_failed=$((total_failed + 1))
+  failures+=("format (tools/scripts/check-format.sh --fix)")
+fi
+
 # The library's layering: no file includes a higher layer, no include cycle.
 step "layers"
 if "$root/tools/scripts/check-layers.sh"; then

@@ -53,11 +53,11 @@ enum class GcKind : std::uint8_t {
 
 struct GcItem {
   GcKind kind = GcKind::Unknown;
-  std::string segment;     // name in /dev/shm
-  std::string bus;         // "" when not known
-  std::string topic;       // topics and directory entries
-  std::uint64_t bytes = 0; // size of the segment (0 for directory entries)
-  std::string reason;      // why it was (or would be) removed, or why it was kept
+  std::string segment;      // name in /dev/shm
+  std::string bus;          // "" when not known
+  std::string topic;        // topics and directory entries
+  std::uint64_t bytes = 0;  // size of the segment (0 for directory entries)
+  std::string reason;       // why it was (or would be) removed, or why it was kept
 };
 
 struct GcReport {

@@ -169,7 +169,8 @@ static_assert(Histogram::bucket_index(Histogram::kMaxTrackable) == Histogram::kB
               "the largest trackable value must land in the last bucket");
 static_assert(Histogram::bucket_index(2 * Histogram::kSubBuckets) == 2 * Histogram::kSubBuckets,
               "the logarithmic buckets must follow the exact ones without a hole");
-static_assert(Histogram::bucket_lower(Histogram::kBucketCount - 1) + Histogram::bucket_width(Histogram::kBucketCount - 1) ==
+static_assert(Histogram::bucket_lower(Histogram::kBucketCount - 1) +
+                      Histogram::bucket_width(Histogram::kBucketCount - 1) ==
                   Histogram::kMaxTrackable + 1,
               "the last bucket must end at kMaxTrackable");
 

@@ -18,7 +18,7 @@
 namespace shmbus {
 
 struct ProducerSnapshot {
-  bool attached = false;   // an owner is recorded (alive or dead)
+  bool attached = false;  // an owner is recorded (alive or dead)
   bool alive = false;
   std::string name;
   std::uint32_t pid = 0;
@@ -27,7 +27,7 @@ struct ProducerSnapshot {
 };
 
 struct ConsumerSnapshot {
-  std::uint32_t index = 0;   // entry in the consumer table
+  std::uint32_t index = 0;  // entry in the consumer table
   std::string name;
   std::uint32_t pid = 0;
   bool alive = false;
@@ -43,7 +43,7 @@ struct ConsumerSnapshot {
 struct TopicSnapshot {
   std::string bus;
   std::string name;
-  std::string type_name;     // "" for raw topics
+  std::string type_name;  // "" for raw topics
   std::uint64_t schema_hash = 0;
   Policy policy = Policy::Lossy;
   std::uint32_t slot_size = 0;
@@ -52,7 +52,7 @@ struct TopicSnapshot {
   std::uint32_t max_consumers = 0;
   std::uint64_t segment_bytes = 0;
   std::int64_t created_ns = 0;
-  std::uint64_t head = 0;    // last committed sequence = messages published
+  std::uint64_t head = 0;            // last committed sequence = messages published
   std::int64_t last_publish_ns = 0;  // publish time of message `head` (0 if none)
   std::uint64_t too_large = 0;
   std::uint64_t would_block = 0;

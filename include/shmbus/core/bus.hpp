@@ -30,11 +30,11 @@
 #include <vector>
 
 #include "shmbus/core/clock.hpp"
+#include "shmbus/core/options.hpp"
+#include "shmbus/core/topic.hpp"
 #include "shmbus/detail/segment.hpp"
 #include "shmbus/detail/segments.hpp"
-#include "shmbus/core/options.hpp"
 #include "shmbus/schema/registry.hpp"
-#include "shmbus/core/topic.hpp"
 
 namespace shmbus {
 
@@ -72,9 +72,9 @@ struct DirectoryState {
   Segment segment;
   DirectoryHeader* header = nullptr;
   DirectoryEntry* entries = nullptr;
-  std::uint32_t capacity = 0;   // checked at open; the descriptor is never re-read
+  std::uint32_t capacity = 0;  // checked at open; the descriptor is never re-read
   std::int64_t created_ns = 0;
-  Permissions perms;            // topic segments are created with the directory's
+  Permissions perms;  // topic segments are created with the directory's
   bool allow_other_owner = false;
   std::string bus;
   std::unique_ptr<Clock> clock;
@@ -102,9 +102,11 @@ class Bus {
   // Creates the topic, or opens it and checks it against `config` (Match
   // says how strictly). The creator's config wins a creation race; a loser
   // whose config differs gets TopicMismatch.
-  [[nodiscard]] Topic topic(std::string_view name, const TopicConfig& config, Match match = Match::Exact);
+  [[nodiscard]] Topic topic(std::string_view name, const TopicConfig& config,
+                            Match match = Match::Exact);
   template <class T>
-  [[nodiscard]] Topic topic(std::string_view name, TopicConfig config = {}, Match match = Match::Exact) {
+  [[nodiscard]] Topic topic(std::string_view name, TopicConfig config = {},
+                            Match match = Match::Exact) {
     config.type = type_of<T>();
     return topic(name, config, match);
   }
@@ -132,11 +134,13 @@ class Bus {
   template <class T>
   [[nodiscard]] Publisher publisher(std::string_view topic, TopicConfig config = {},
                                     const PublisherOptions& options = {});
-  [[nodiscard]] Subscriber subscriber(std::string_view topic, const SubscriberOptions& options = {});
+  [[nodiscard]] Subscriber subscriber(std::string_view topic,
+                                      const SubscriberOptions& options = {});
   [[nodiscard]] Subscriber subscriber(std::string_view topic, const TopicConfig& config,
                                       const SubscriberOptions& options = {});
   template <class T>
-  [[nodiscard]] Subscriber subscriber(std::string_view topic, const SubscriberOptions& options = {});
+  [[nodiscard]] Subscriber subscriber(std::string_view topic,
+                                      const SubscriberOptions& options = {});
   template <class T>
   [[nodiscard]] Subscriber subscriber(std::string_view topic, TopicConfig config,
                                       const SubscriberOptions& options = {});
@@ -146,7 +150,6 @@ class Bus {
   [[nodiscard]] Access access() const noexcept {
     return d_->segment.writable() ? Access::ReadWrite : Access::ReadOnly;
   }
-
 
  private:
   friend struct detail::Internals;

@@ -18,7 +18,6 @@
 #pragma once
 
 #include <atomic>
-#include <cstdint>
 #include <climits>
 #include <cstdint>
 #include <ctime>
@@ -102,7 +101,8 @@ class Clock {
   [[nodiscard]] static std::int64_t convert(std::uint64_t raw, std::uint64_t tsc, std::int64_t ns,
                                             std::uint64_t q32) noexcept {
     const auto delta = static_cast<detail::int128>(static_cast<std::int64_t>(raw - tsc));
-    const detail::int128 r = static_cast<detail::int128>(ns) + ((delta * static_cast<detail::int128>(q32)) >> 32);
+    const detail::int128 r =
+        static_cast<detail::int128>(ns) + ((delta * static_cast<detail::int128>(q32)) >> 32);
     constexpr auto lo = static_cast<detail::int128>(INT64_MIN);
     constexpr auto hi = static_cast<detail::int128>(INT64_MAX);
     return static_cast<std::int64_t>(r < lo ? lo : r > hi ? hi : r);
@@ -126,9 +126,13 @@ class Clock {
   // Bus time now, in ns: use this (not wall_ns) to measure latency from a
   // message's publish time, so both ends use the same calibration. Ordered
   // after earlier loads (raw_now_ordered).
-  [[nodiscard]] std::int64_t now_ns() const noexcept { return to_ns(raw_now_ordered()); }
+  [[nodiscard]] std::int64_t now_ns() const noexcept {
+    return to_ns(raw_now_ordered());
+  }
 
-  [[nodiscard]] bool uses_tsc() const noexcept { return tsc_; }
+  [[nodiscard]] bool uses_tsc() const noexcept {
+    return tsc_;
+  }
 
   // A duration of `ns` nanoseconds in raw stamp units (ticks or ns), at the
   // current calibration; saturates at ~0. For thresholds, not for timestamps.

@@ -15,8 +15,12 @@
 namespace shmbus::detail {
 
 struct Internals {
-  [[nodiscard]] static const std::shared_ptr<TopicState>& state(const Topic& t) noexcept { return t.s_; }
-  [[nodiscard]] static const std::shared_ptr<DirectoryState>& state(const Bus& b) noexcept { return b.d_; }
+  [[nodiscard]] static const std::shared_ptr<TopicState>& state(const Topic& t) noexcept {
+    return t.s_;
+  }
+  [[nodiscard]] static const std::shared_ptr<DirectoryState>& state(const Bus& b) noexcept {
+    return b.d_;
+  }
   [[nodiscard]] static WaitBlock& wait_block(const Subscriber& s) noexcept {
     return s.topic_.s_->header->wait;
   }

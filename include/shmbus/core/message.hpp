@@ -20,11 +20,11 @@ namespace shmbus {
 
 struct MessageMeta {
   std::string_view topic;
-  std::string_view type;           // fully qualified root type, "" on raw topics
-  std::uint64_t seq = 0;           // 1, 2, 3, ... per topic, gap-free as published
-  std::uint64_t raw_ts = 0;        // publish stamp in the bus clock's raw units
-  std::uint64_t correlation = 0;   // request/reply correlation id, 0 if none
-  std::uint32_t producer = 0;      // pid of the publishing process
+  std::string_view type;          // fully qualified root type, "" on raw topics
+  std::uint64_t seq = 0;          // 1, 2, 3, ... per topic, gap-free as published
+  std::uint64_t raw_ts = 0;       // publish stamp in the bus clock's raw units
+  std::uint64_t correlation = 0;  // request/reply correlation id, 0 if none
+  std::uint32_t producer = 0;     // pid of the publishing process
   const Clock* clock = nullptr;
 
   // Publish time, ns since the epoch (bus clock; see clock.hpp).

@@ -27,10 +27,10 @@
 #include <flatbuffers/flatbuffers.h>
 
 #include "shmbus/core/bus.hpp"
-#include "shmbus/detail/ring.hpp"
 #include "shmbus/core/options.hpp"
-#include "shmbus/error.hpp"
 #include "shmbus/core/topic.hpp"
+#include "shmbus/detail/ring.hpp"
+#include "shmbus/error.hpp"
 
 namespace shmbus {
 
@@ -45,7 +45,9 @@ class Publisher;
 class [[nodiscard]] Claim {
  public:
   Claim() = default;
-  Claim(Claim&& o) noexcept : pub_(o.pub_), slot_(o.slot_), result_(o.result_) { o.slot_ = nullptr; }
+  Claim(Claim&& o) noexcept : pub_(o.pub_), slot_(o.slot_), result_(o.result_) {
+    o.slot_ = nullptr;
+  }
   Claim& operator=(Claim&& o) noexcept {
     if (this != &o) {
       abort();
@@ -71,12 +73,14 @@ class [[nodiscard]] Claim {
   // Publishes the first `size` bytes (size <= capacity(): asserted).
   void commit(std::size_t size, std::uint64_t correlation = 0) noexcept;
   // Publishes with a caller-supplied stamp in the bus clock's raw units.
-  void commit_with_ts(std::size_t size, std::uint64_t raw_ts, std::uint64_t correlation = 0) noexcept;
+  void commit_with_ts(std::size_t size, std::uint64_t raw_ts,
+                      std::uint64_t correlation = 0) noexcept;
   void abort() noexcept;
 
  private:
   friend class Publisher;
-  Claim(Publisher* p, detail::SlotHeader* s, PublishResult r) noexcept : pub_(p), slot_(s), result_(r) {}
+  Claim(Publisher* p, detail::SlotHeader* s, PublishResult r) noexcept
+      : pub_(p), slot_(s), result_(r) {}
   Publisher* pub_ = nullptr;
   detail::SlotHeader* slot_ = nullptr;
   PublishResult result_ = PublishResult::Ok;
@@ -96,7 +100,9 @@ class Publisher {
   // ---- hot path: noexcept, no allocation, result values
 
   [[nodiscard]] Claim try_claim(std::size_t size) noexcept {
-    SHMBUS_CONTRACT(!claim_open_, "try_claim while another Claim of this Publisher is open: commit or abort it first");
+    SHMBUS_CONTRACT(
+        !claim_open_,
+        "try_claim while another Claim of this Publisher is open: commit or abort it first");
     PublishResult r{};
     detail::SlotHeader* s = ring_.claim(size, r);
     if (r == PublishResult::WouldBlock) count_would_block();
@@ -105,8 +111,11 @@ class Publisher {
   }
 
   // Copies `payload` into the next slot and publishes it.
-  PublishResult try_publish(std::span<const std::byte> payload, std::uint64_t correlation = 0) noexcept {
-    SHMBUS_CONTRACT(!claim_open_, "try_publish while a Claim of this Publisher is open: commit or abort it first");
+  PublishResult try_publish(std::span<const std::byte> payload,
+                            std::uint64_t correlation = 0) noexcept {
+    SHMBUS_CONTRACT(
+        !claim_open_,
+        "try_publish while a Claim of this Publisher is open: commit or abort it first");
     PublishResult r{};
     detail::SlotHeader* s = ring_.claim(payload.size(), r);
     if (s == nullptr) [[unlikely]] {
@@ -120,9 +129,11 @@ class Publisher {
 
   // Publishes a finished FlatBuffer. Invalid if the builder is not finished,
   // or if its file identifier is not the topic type's.
-  PublishResult try_publish(const flatbuffers::FlatBufferBuilder& fbb, std::uint64_t correlation = 0) noexcept {
+  PublishResult try_publish(const flatbuffers::FlatBufferBuilder& fbb,
+                            std::uint64_t correlation = 0) noexcept {
     const std::span<const std::byte> buf = finished_bytes(fbb);
-    if (buf.empty() || !identifier_matches(buf)) [[unlikely]] return PublishResult::Invalid;
+    if (buf.empty() || !identifier_matches(buf)) [[unlikely]]
+      return PublishResult::Invalid;
     return try_publish(buf, correlation);
   }
 
@@ -134,7 +145,8 @@ class Publisher {
   PublishResult publish(const flatbuffers::FlatBufferBuilder& fbb, std::chrono::nanoseconds timeout,
                         std::uint64_t correlation = 0) noexcept {
     const std::span<const std::byte> buf = finished_bytes(fbb);
-    if (buf.empty() || !identifier_matches(buf)) [[unlikely]] return PublishResult::Invalid;
+    if (buf.empty() || !identifier_matches(buf)) [[unlikely]]
+      return PublishResult::Invalid;
     return publish(buf, timeout, correlation);
   }
 
@@ -156,7 +168,8 @@ class Publisher {
  private:
   friend class Claim;
 
-  static std::span<const std::byte> finished_bytes(const flatbuffers::FlatBufferBuilder& fbb) noexcept {
+  static std::span<const std::byte> finished_bytes(
+      const flatbuffers::FlatBufferBuilder& fbb) noexcept {
     // GetSize() of an unfinished builder is the partial buffer; a finished
     // builder has its root offset at the front, which is all we can check
     // without a verifier (the verifier runs where input is untrusted).
@@ -180,12 +193,17 @@ class Publisher {
   bool claim_open_ = false;  // a Claim holds the slot of message ring_.next()
 };
 
-inline std::size_t Claim::capacity() const noexcept { return pub_->ring_.view().capacity; }
-inline std::uint64_t Claim::sequence() const noexcept { return pub_->ring_.next(); }
+inline std::size_t Claim::capacity() const noexcept {
+  return pub_->ring_.view().capacity;
+}
+inline std::uint64_t Claim::sequence() const noexcept {
+  return pub_->ring_.next();
+}
 inline void Claim::commit(std::size_t size, std::uint64_t correlation) noexcept {
   commit_with_ts(size, pub_->clock_->raw_now(), correlation);
 }
-inline void Claim::commit_with_ts(std::size_t size, std::uint64_t raw_ts, std::uint64_t correlation) noexcept {
+inline void Claim::commit_with_ts(std::size_t size, std::uint64_t raw_ts,
+                                  std::uint64_t correlation) noexcept {
   SHMBUS_CONTRACT(slot_ != nullptr, "commit of an empty, aborted or already committed Claim");
   SHMBUS_CONTRACT(size <= capacity(), "Claim committed with more bytes than its capacity");
   pub_->ring_.commit(slot_, size, raw_ts, correlation);
@@ -203,7 +221,8 @@ inline void Claim::abort() noexcept {
 
 namespace shmbus {
 template <class T>
-Publisher Bus::publisher(std::string_view topic, TopicConfig config, const PublisherOptions& options) {
+Publisher Bus::publisher(std::string_view topic, TopicConfig config,
+                         const PublisherOptions& options) {
   config.type = type_of<T>();
   return Publisher(this->topic(topic, config, Match::Exact), options);
 }

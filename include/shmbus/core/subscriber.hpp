@@ -40,10 +40,10 @@
 #include <vector>
 
 #include "shmbus/core/bus.hpp"
-#include "shmbus/detail/ring.hpp"
 #include "shmbus/core/message.hpp"
 #include "shmbus/core/options.hpp"
 #include "shmbus/core/topic.hpp"
+#include "shmbus/detail/ring.hpp"
 
 namespace shmbus {
 
@@ -86,7 +86,8 @@ class Subscriber {
         m.meta.correlation = r.correlation;
         m.meta.producer = r.producer;
         m.data = r.data;
-        if (verify_ != nullptr && !verify(m)) [[unlikely]] return;
+        if (verify_ != nullptr && !verify(m)) [[unlikely]]
+          return;
         handler(static_cast<const Message&>(m));
       });
       if (st == detail::ReadStatus::Delivered) {
@@ -107,12 +108,16 @@ class Subscriber {
 
   // True if poll() would deliver something now (a snapshot), or has work to
   // do (the provisional topic it waits on was defined: see below).
-  [[nodiscard]] bool ready() const noexcept { return reader_.ready() || (provisional_ && defined()); }
+  [[nodiscard]] bool ready() const noexcept {
+    return reader_.ready() || (provisional_ && defined());
+  }
 
   // Called from poll() with every gap (setup-time registration).
   void on_gap(std::function<void(const Gap&)> handler) { on_gap_ = std::move(handler); }
   // Called from poll() with every message that fails verification.
-  void on_invalid(std::function<void(const MessageMeta&)> handler) { on_invalid_ = std::move(handler); }
+  void on_invalid(std::function<void(const MessageMeta&)> handler) {
+    on_invalid_ = std::move(handler);
+  }
 
   // Messages lost to lapping, in total.
   [[nodiscard]] std::uint64_t drops() const noexcept { return reader_.drops(); }
@@ -134,7 +139,8 @@ class Subscriber {
     // Every 256 empty polls (~1 us of spinning): the heartbeat, and on a
     // provisional topic whether it was defined. ready() checks the latter at
     // once, so a subscriber that waits follows without delay.
-    if ((++idle_polls_ & 0xffu) == 0) [[unlikely]] idle_slow();
+    if ((++idle_polls_ & 0xffu) == 0) [[unlikely]]
+      idle_slow();
   }
   void idle_slow() {
     if ((idle_polls_ & 0x3fffu) == 0) heartbeat();
@@ -157,8 +163,8 @@ class Subscriber {
   const Clock* clock_ = nullptr;
   detail::ConsumerEntry* entry_ = nullptr;
   std::uint64_t claim_word_ = 0;
-  std::uint32_t index_ = 0;      // of entry_ in the consumer table
-  bool provisional_ = false;     // the topic may still be defined afresh
+  std::uint32_t index_ = 0;   // of entry_ in the consumer table
+  bool provisional_ = false;  // the topic may still be defined afresh
   SubscriberOptions options_;
   detail::RingReader reader_;
   std::function<void(const Gap&)> on_gap_;
@@ -194,7 +200,8 @@ Subscriber Bus::subscriber(std::string_view topic, const SubscriberOptions& opti
   return Subscriber(this->topic(topic, config, Match::TypeOnly), options);
 }
 template <class T>
-Subscriber Bus::subscriber(std::string_view topic, TopicConfig config, const SubscriberOptions& options) {
+Subscriber Bus::subscriber(std::string_view topic, TopicConfig config,
+                           const SubscriberOptions& options) {
   config.type = type_of<T>();
   return Subscriber(this->topic(topic, config, Match::Exact), options);
 }

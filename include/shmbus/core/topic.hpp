@@ -21,8 +21,8 @@
 #include <memory>
 #include <span>
 #include <string>
-#include <vector>
 #include <string_view>
+#include <vector>
 
 #include "shmbus/core/clock.hpp"
 #include "shmbus/detail/layout.hpp"
@@ -63,8 +63,8 @@ struct TopicConfig {
 // refuses with InvalidArgument.
 [[nodiscard]] constexpr std::uint32_t slot_size_for(std::uint32_t max_payload) noexcept {
   const std::uint64_t need = std::uint64_t{max_payload} + detail::kSlotHeaderBytes;
-  const std::uint64_t size = detail::align_up(need < detail::kMinSlotSize ? detail::kMinSlotSize : need,
-                                              detail::kCacheLine);
+  const std::uint64_t size = detail::align_up(
+      need < detail::kMinSlotSize ? detail::kMinSlotSize : need, detail::kCacheLine);
   return size > 0xffffffffu ? 0xffffffc0u : static_cast<std::uint32_t>(size);
 }
 

@@ -28,16 +28,26 @@ namespace shmbus::detail {
 #if !defined(__x86_64__)
 #error "shmbus TSan builds rely on x86-64 fence semantics (see above)"
 #endif
-inline void fence_acquire() noexcept { asm volatile("" ::: "memory"); }
-inline void fence_release() noexcept { asm volatile("" ::: "memory"); }
+inline void fence_acquire() noexcept {
+  asm volatile("" ::: "memory");
+}
+inline void fence_release() noexcept {
+  asm volatile("" ::: "memory");
+}
 inline void fence_seq_cst() noexcept {
   static std::atomic<int> dummy{0};
   dummy.fetch_add(0, std::memory_order_seq_cst);
 }
 #else
-inline void fence_acquire() noexcept { std::atomic_thread_fence(std::memory_order_acquire); }
-inline void fence_release() noexcept { std::atomic_thread_fence(std::memory_order_release); }
-inline void fence_seq_cst() noexcept { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline void fence_acquire() noexcept {
+  std::atomic_thread_fence(std::memory_order_acquire);
+}
+inline void fence_release() noexcept {
+  std::atomic_thread_fence(std::memory_order_release);
+}
+inline void fence_seq_cst() noexcept {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
 #endif
 
 }  // namespace shmbus::detail

@@ -87,7 +87,7 @@ inline constexpr std::size_t kFalseSharing = 128;
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kPageSize = 4096;
 
-inline constexpr std::uint64_t kTopicMagic = 0x3150'4f54'5342'4d53ULL;      // "SMBSTOP1" little-endian
+inline constexpr std::uint64_t kTopicMagic = 0x3150'4f54'5342'4d53ULL;  // "SMBSTOP1" little-endian
 inline constexpr std::uint64_t kDirectoryMagic = 0x3152'4944'5342'4d53ULL;  // "SMBSDIR1"
 inline constexpr std::uint32_t kLayoutVersion = 2;
 
@@ -124,7 +124,8 @@ struct AtomicName {
       std::uint64_t v = 0;
       for (std::size_t b = 0; b < 8; ++b) {
         const std::size_t i = w * 8 + b;
-        const unsigned char c = i < s.size() && i < Bytes - 1 ? static_cast<unsigned char>(s[i]) : 0;
+        const unsigned char c =
+            i < s.size() && i < Bytes - 1 ? static_cast<unsigned char>(s[i]) : 0;
         v |= static_cast<std::uint64_t>(c) << (8 * b);
       }
       words[w].store(v, std::memory_order_relaxed);
@@ -152,26 +153,26 @@ enum class PolicyCode : std::uint32_t { Lossy = 1, Reliable = 2 };
 // for everyone afterwards (plain fields are safe: they happen-before the
 // release store of layout_version, which every opener acquire-loads first).
 struct TopicDescriptor {
-  std::uint64_t magic;                        // kTopicMagic
+  std::uint64_t magic;  // kTopicMagic
   // W: creator, once, release, after every other field. R: openers, acquire, first.
   std::atomic<std::uint32_t> layout_version;
-  std::uint32_t policy;                       // PolicyCode
-  std::uint64_t segment_bytes;                // total size of the segment
-  std::uint64_t consumers_offset;             // ConsumerEntry[max_consumers]
-  std::uint64_t schema_offset;                // binary schema bytes
-  std::uint64_t slots_offset;                 // Slot[slot_count]
+  std::uint32_t policy;            // PolicyCode
+  std::uint64_t segment_bytes;     // total size of the segment
+  std::uint64_t consumers_offset;  // ConsumerEntry[max_consumers]
+  std::uint64_t schema_offset;     // binary schema bytes
+  std::uint64_t slots_offset;      // Slot[slot_count]
   std::uint32_t schema_bytes;
-  std::uint32_t slot_size;                    // bytes per slot, multiple of 64, header included
-  std::uint32_t slot_count;                   // power of two
+  std::uint32_t slot_size;   // bytes per slot, multiple of 64, header included
+  std::uint32_t slot_count;  // power of two
   std::uint32_t max_consumers;
-  std::uint64_t schema_hash;                  // 0 for raw topics
-  std::int64_t created_ns;                    // wall clock
-  std::uint64_t creator;                      // Identity of the creating process
-  char file_identifier[8];                    // FlatBuffers file_identifier, NUL-padded
-  char bus[kMaxBusName + 8];                  // NUL-terminated
-  char topic[kMaxTopicName + 8];              // NUL-terminated
-  char type_name[kMaxTypeName + 1];           // "" for raw topics
-  std::uint32_t flags;                        // kTopicProvisional
+  std::uint64_t schema_hash;         // 0 for raw topics
+  std::int64_t created_ns;           // wall clock
+  std::uint64_t creator;             // Identity of the creating process
+  char file_identifier[8];           // FlatBuffers file_identifier, NUL-padded
+  char bus[kMaxBusName + 8];         // NUL-terminated
+  char topic[kMaxTopicName + 8];     // NUL-terminated
+  char type_name[kMaxTypeName + 1];  // "" for raw topics
+  std::uint32_t flags;               // kTopicProvisional
   std::uint8_t reserved[44];
 };
 static_assert(sizeof(TopicDescriptor) == 384);
@@ -349,14 +350,14 @@ static_assert(std::is_standard_layout_v<SlotHeader>);
 // ============================================================== directory segment
 
 struct DirectoryDescriptor {
-  std::uint64_t magic;                        // kDirectoryMagic
+  std::uint64_t magic;  // kDirectoryMagic
   // W: creator, once, release, last. R: openers, acquire, first.
   std::atomic<std::uint32_t> layout_version;
-  std::uint32_t capacity;                     // number of DirectoryEntry
+  std::uint32_t capacity;  // number of DirectoryEntry
   std::uint64_t segment_bytes;
   std::uint64_t entries_offset;
   std::int64_t created_ns;
-  std::uint64_t creator;                      // Identity
+  std::uint64_t creator;  // Identity
   char bus[kMaxBusName + 8];
   std::uint8_t reserved[40];
 };
@@ -379,9 +380,9 @@ static_assert(sizeof(ClockAnchor) == 32);
 enum class ClockMode : std::uint32_t { Wall = 0, Tsc = 1 };
 
 struct alignas(kFalseSharing) ClockBlock {
-  std::uint32_t mode;            // ClockMode: Wall = ns since the epoch, Tsc = raw TSC ticks
+  std::uint32_t mode;  // ClockMode: Wall = ns since the epoch, Tsc = raw TSC ticks
   std::uint32_t reserved0;
-  std::uint64_t base_tsc;        // the first calibration point (frequency baseline)
+  std::uint64_t base_tsc;  // the first calibration point (frequency baseline)
   std::int64_t base_ns;
   // W: re-anchoring process, release, after writing the other anchor.
   // R: converters, acquire.
@@ -444,8 +445,8 @@ struct TopicGeometry {
                                                      std::uint32_t slot_count) noexcept {
   TopicGeometry g{};
   g.consumers_offset = sizeof(TopicHeader);
-  g.schema_offset =
-      align_up(g.consumers_offset + std::uint64_t{max_consumers} * sizeof(ConsumerEntry), kFalseSharing);
+  g.schema_offset = align_up(
+      g.consumers_offset + std::uint64_t{max_consumers} * sizeof(ConsumerEntry), kFalseSharing);
   g.slots_offset = align_up(g.schema_offset + schema_bytes, kPageSize);
   g.segment_bytes = g.slots_offset + std::uint64_t{slot_size} * slot_count;
   return g;

@@ -75,9 +75,13 @@ enum class Liveness : std::uint8_t { Alive, Dead, Unknown };
 // slow path only. Identity 0 (nobody) is Dead.
 [[nodiscard]] Liveness liveness(Identity id);
 // liveness(id) == Alive: for display and for "someone is on it" checks.
-[[nodiscard]] inline bool is_alive(Identity id) { return liveness(id) == Liveness::Alive; }
+[[nodiscard]] inline bool is_alive(Identity id) {
+  return liveness(id) == Liveness::Alive;
+}
 // liveness(id) == Dead: the only answer that allows reaping or a takeover.
-[[nodiscard]] inline bool is_dead(Identity id) { return liveness(id) == Liveness::Dead; }
+[[nodiscard]] inline bool is_dead(Identity id) {
+  return liveness(id) == Liveness::Dead;
+}
 // How often liveness() answered Unknown in this process (tests, diagnostics).
 [[nodiscard]] std::uint64_t liveness_unknown_count() noexcept;
 

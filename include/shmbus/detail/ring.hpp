@@ -75,13 +75,13 @@ namespace shmbus::detail {
 // all checked by whoever built the block (core: at open, from the checked
 // copy of the descriptor; never re-read from shared memory).
 struct RingBlock {
-  TopicHeader* header = nullptr;        // producer, hot, wait and registry lines
-  ConsumerEntry* consumers = nullptr;   // [max_consumers]
-  std::byte* slots = nullptr;           // [slot_count] of slot_size bytes
-  Doorbell* doorbell = nullptr;         // the bus's multi-topic doorbell; may be null
+  TopicHeader* header = nullptr;       // producer, hot, wait and registry lines
+  ConsumerEntry* consumers = nullptr;  // [max_consumers]
+  std::byte* slots = nullptr;          // [slot_count] of slot_size bytes
+  Doorbell* doorbell = nullptr;        // the bus's multi-topic doorbell; may be null
   std::uint32_t max_consumers = 0;
-  std::uint32_t slot_size = 0;          // multiple of 64, >= 64
-  std::uint32_t slot_count = 0;         // power of two, >= 2
+  std::uint32_t slot_size = 0;   // multiple of 64, >= 64
+  std::uint32_t slot_count = 0;  // power of two, >= 2
   bool reliable = false;
 };
 
@@ -144,17 +144,22 @@ inline void cache_demote(const void* p) noexcept {
 // slot holds >= 32 payload bytes: slot_size >= 64) and the bytes it copies
 // past the message are never delivered.
 #if defined(SHMBUS_TSAN)
-__attribute__((no_sanitize("thread"))) inline void seqlock_copy(std::byte* dst, const std::byte* src, std::size_t n,
-                                                                 std::size_t /*capacity*/) noexcept {
+__attribute__((no_sanitize("thread"))) inline void seqlock_copy(std::byte* dst,
+                                                                const std::byte* src, std::size_t n,
+                                                                std::size_t /*capacity*/) noexcept {
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const std::uint64_t w = __atomic_load_n(reinterpret_cast<const std::uint64_t*>(src + i), __ATOMIC_RELAXED);
+    const std::uint64_t w =
+        __atomic_load_n(reinterpret_cast<const std::uint64_t*>(src + i), __ATOMIC_RELAXED);
     std::memcpy(dst + i, &w, 8);
   }
-  for (; i < n; ++i) dst[i] = static_cast<std::byte>(__atomic_load_n(reinterpret_cast<const unsigned char*>(src + i), __ATOMIC_RELAXED));
+  for (; i < n; ++i)
+    dst[i] = static_cast<std::byte>(
+        __atomic_load_n(reinterpret_cast<const unsigned char*>(src + i), __ATOMIC_RELAXED));
 }
 #else
-inline void seqlock_copy(std::byte* dst, const std::byte* src, std::size_t n, std::size_t capacity) noexcept {
+inline void seqlock_copy(std::byte* dst, const std::byte* src, std::size_t n,
+                         std::size_t capacity) noexcept {
   if (n <= 32) {
     std::memcpy(dst, src, 32);
   } else if (n <= 64 && capacity >= 64) {
@@ -179,7 +184,8 @@ class RingWriter {
         limit_(b.reliable ? 0 : ~std::uint64_t{0}),
         pid_(0),
         prefetch_slots_(b.reliable ? std::max<std::uint64_t>(1, kPrefetchBytes / b.slot_size) : 0),
-        prefetch_lines_(std::min<std::uint32_t>(kPrefetchMaxLines, b.slot_size / static_cast<std::uint32_t>(kCacheLine))) {}
+        prefetch_lines_(std::min<std::uint32_t>(
+            kPrefetchMaxLines, b.slot_size / static_cast<std::uint32_t>(kCacheLine))) {}
 
   // The next sequence to publish after a predecessor on the same block (a
   // producer that detached or died): head is stored after each commit, so a
@@ -217,7 +223,8 @@ class RingWriter {
   }
 
   // Commits the claimed slot as message next_.
-  void commit(SlotHeader* s, std::size_t size, std::uint64_t raw_ts, std::uint64_t correlation) noexcept {
+  void commit(SlotHeader* s, std::size_t size, std::uint64_t raw_ts,
+              std::uint64_t correlation) noexcept {
     // relaxed: ordered before the commit by its release.
     s->ts.store(raw_ts, std::memory_order_relaxed);
     s->correlation.store(correlation, std::memory_order_relaxed);
@@ -231,7 +238,8 @@ class RingWriter {
     // there instead of by a snoop of this core (Quote round trip -20%).
     // Back-to-back messages are not demoted: their consumer is behind, and
     // at ~10 ns a line the demotes would halve a streaming producer.
-    if (raw_ts - last_ts_ >= demote_idle_) [[unlikely]] demote(s, size);
+    if (raw_ts - last_ts_ >= demote_idle_) [[unlikely]]
+      demote(s, size);
     last_ts_ = raw_ts;
     // relaxed: a hint for joiners, lapped readers and tools, not a publication.
     hot_->head.store(next_, std::memory_order_relaxed);
@@ -243,9 +251,11 @@ class RingWriter {
     // never takes a line a consumer is about to read. (Lossy topics skip it:
     // it cost their multi-line round trips ~5% and they meet their
     // throughput without it. BENCHMARKS.md has the A/B figures.)
-    if (prefetch_slots_ != 0 && next_ + prefetch_slots_ <= limit_) prefetch_for_write(view_.slot(next_ + prefetch_slots_));
+    if (prefetch_slots_ != 0 && next_ + prefetch_slots_ <= limit_)
+      prefetch_for_write(view_.slot(next_ + prefetch_slots_));
     // relaxed: the sleeper's heavy barrier orders this load (detail/wait.hpp).
-    if (wait_->sleepers.load(std::memory_order_relaxed) != 0) [[unlikely]] wake();
+    if (wait_->sleepers.load(std::memory_order_relaxed) != 0) [[unlikely]]
+      wake();
   }
 
   // An aborted claim leaves the slot at 2n+1 ("being written"), which no
@@ -309,20 +319,22 @@ class RingWriter {
   std::uint32_t limit_arrivals_ = 0;  // WaitBlock::arrivals when the limit began
   std::uint64_t prefetch_slots_ = 0;  // 0: no write-prefetch (lossy topics)
   std::uint32_t prefetch_lines_ = 1;
-  std::uint64_t last_ts_ = 0;                  // stamp of the previous commit
+  std::uint64_t last_ts_ = 0;  // stamp of the previous commit
   std::uint64_t demote_idle_ = ~std::uint64_t{0};
   std::uint64_t demoted_ = 0;
   std::int64_t next_liveness_ns_ = 0;  // CLOCK_MONOTONIC_COARSE; 0: check at the first block
 
   void demote(const SlotHeader* s, std::size_t size) noexcept {
     const auto* p = reinterpret_cast<const char*>(s);
-    for (std::size_t off = 0; off < kSlotHeaderBytes + size; off += kCacheLine) cache_demote(p + off);
+    for (std::size_t off = 0; off < kSlotHeaderBytes + size; off += kCacheLine)
+      cache_demote(p + off);
     ++demoted_;
   }
 
   void prefetch_for_write(const SlotHeader* s) const noexcept {
     const auto* p = reinterpret_cast<const char*>(s);
-    for (std::uint32_t i = 0; i < prefetch_lines_; ++i) __builtin_prefetch(p + i * kCacheLine, 1, 3);
+    for (std::uint32_t i = 0; i < prefetch_lines_; ++i)
+      __builtin_prefetch(p + i * kCacheLine, 1, 3);
   }
 };
 
@@ -334,14 +346,16 @@ class RingReader {
  public:
   RingReader() = default;
   // `entry` is null for observers (tools), which gate nothing.
-  RingReader(const RingBlock& b, ConsumerEntry* entry, std::uint64_t next, std::uint64_t in_place_from) noexcept
+  RingReader(const RingBlock& b, ConsumerEntry* entry, std::uint64_t next,
+             std::uint64_t in_place_from) noexcept
       : view_(b),
         hot_(&b.header->hot),
         entry_(entry),
         next_(next),
         in_place_from_(in_place_from),
         batch_(static_cast<std::uint32_t>(std::clamp<std::uint64_t>(b.slot_count / 8, 1, 1024))),
-        copy_(static_cast<std::byte*>(::operator new(view_.capacity + 64, std::align_val_t{64}))) {}
+        copy_(static_cast<std::byte*>(::operator new (view_.capacity + 64, std::align_val_t{64}))) {
+  }
 
   // Reads message next_ if it is ready and hands it to deliver(const SlotRead&).
   // Lapped: the gap is recorded (gap_first/gap_count) and next_ moved on;
@@ -423,7 +437,7 @@ class RingReader {
 
  private:
   struct AlignedDelete {
-    void operator()(std::byte* p) const noexcept { ::operator delete(p, std::align_val_t{64}); }
+    void operator()(std::byte* p) const noexcept { ::operator delete (p, std::align_val_t{64}); }
   };
 
   // Skip to the newest message: what a market-data consumer that fell a whole

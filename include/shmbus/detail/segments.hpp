@@ -47,9 +47,9 @@ void validate_participant_name(std::string_view name);
 struct SegmentName {
   enum class Kind : std::uint8_t { Directory, Topic, Temporary, Unknown };
   Kind kind = Kind::Unknown;
-  std::string bus;          // Directory, Topic
-  std::string topic;        // Topic
-  std::uint32_t pid = 0;    // Temporary: its creator
+  std::string bus;        // Directory, Topic
+  std::string topic;      // Topic
+  std::uint32_t pid = 0;  // Temporary: its creator
 };
 // Unknown for names under our prefixes that are not valid bus/topic names
 // or temporaries, and for every other name.

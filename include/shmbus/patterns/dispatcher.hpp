@@ -1,10 +1,10 @@
 // shmbus — handler registration and a run loop.
 //
 //   shmbus::Dispatcher d(bus, {.name = "strategy", .idle = shmbus::Idle::Block});
-//   d.on<shmbus::md::Quote>("md.quotes", [&](const shmbus::md::Quote& q, const shmbus::MessageMeta& m) {...});
-//   d.on<shmbus::md::Trade>("md.trades", [&](const shmbus::md::Trade& t, const shmbus::MessageMeta& m) {...});
-//   d.on_gap([](const shmbus::Gap& g) {...});
-//   d.start();          // its own thread
+//   d.on<shmbus::md::Quote>("md.quotes", [&](const shmbus::md::Quote& q, const shmbus::MessageMeta&
+//   m) {...}); d.on<shmbus::md::Trade>("md.trades", [&](const shmbus::md::Trade& t, const
+//   shmbus::MessageMeta& m) {...}); d.on_gap([](const shmbus::Gap& g) {...}); d.start(); // its own
+//   thread
 //   ...
 //   d.stop();           // returns once the thread has finished its last handler
 //
@@ -24,8 +24,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -39,11 +39,11 @@ namespace shmbus {
 enum class Idle : std::uint8_t { Spin, Yield, Block };
 
 struct DispatcherOptions {
-  std::string name;                   // consumer name in every topic's table
+  std::string name;  // consumer name in every topic's table
   Idle idle = Idle::Spin;
-  std::size_t batch = 64;             // max messages per topic per turn
+  std::size_t batch = 64;  // max messages per topic per turn
   Start start = Start::Live;
-  int cpu = -1;                       // pin the start() thread to this CPU (-1: no pinning)
+  int cpu = -1;  // pin the start() thread to this CPU (-1: no pinning)
 };
 
 class Dispatcher {
@@ -66,7 +66,8 @@ class Dispatcher {
   }
   // handler(const Message&) for every message on `topic` (any type).
   template <class F>
-  void on_message(std::string_view topic, F&& handler, std::optional<TopicConfig> config = std::nullopt) {
+  void on_message(std::string_view topic, F&& handler,
+                  std::optional<TopicConfig> config = std::nullopt) {
     add(topic, config.value_or(TopicConfig{}), config.has_value(),
         std::function<void(const Message&)>(std::forward<F>(handler)));
   }
@@ -90,13 +91,17 @@ class Dispatcher {
   // something is ready.
   bool wait(std::chrono::nanoseconds timeout);
 
-  void start();   // runs the loop on a new thread
-  void run();     // runs the loop on this thread until stop()
-  void stop();    // asks the loop to stop and, if start()ed, joins it
+  void start();  // runs the loop on a new thread
+  void run();    // runs the loop on this thread until stop()
+  void stop();   // asks the loop to stop and, if start()ed, joins it
 
   [[nodiscard]] bool running() const noexcept { return running_.load(std::memory_order_acquire); }
-  [[nodiscard]] std::uint64_t delivered() const noexcept { return delivered_.load(std::memory_order_relaxed); }
-  [[nodiscard]] std::uint64_t drops() const noexcept { return drops_.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::uint64_t delivered() const noexcept {
+    return delivered_.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint64_t drops() const noexcept {
+    return drops_.load(std::memory_order_relaxed);
+  }
   [[nodiscard]] std::size_t subscriptions() const noexcept { return subs_.size(); }
 
  private:

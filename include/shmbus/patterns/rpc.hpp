@@ -41,8 +41,8 @@
 #pragma once
 
 #include <chrono>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -98,8 +98,8 @@ struct Reply {
   RpcStatus status = RpcStatus::Timeout;
   PublishResult send_result = PublishResult::Ok;  // why, when SendFailed
   std::uint64_t correlation = 0;
-  std::uint64_t seq = 0;                          // of the reply on the reply topic
-  std::int64_t ts_ns = 0;                         // reply publish time
+  std::uint64_t seq = 0;   // of the reply on the reply topic
+  std::int64_t ts_ns = 0;  // reply publish time
   std::vector<std::byte> payload;
 
   template <class T>
@@ -111,7 +111,8 @@ struct Reply {
 class Requester {
  public:
   // `client` names this requester's topic pair; default "<command>-<pid>".
-  Requester(Bus bus, std::string_view service, const RpcConfig& config = {}, std::string client = {});
+  Requester(Bus bus, std::string_view service, const RpcConfig& config = {},
+            std::string client = {});
   // Removes the client's request and reply topics.
   ~Requester();
   Requester(Requester&&) noexcept;
@@ -120,7 +121,8 @@ class Requester {
   // Sends `request` and waits for its reply (or the timeout, which covers
   // both sending and waiting).
   [[nodiscard]] Reply call(std::span<const std::byte> request, std::chrono::nanoseconds timeout);
-  [[nodiscard]] Reply call(const flatbuffers::FlatBufferBuilder& request, std::chrono::nanoseconds timeout);
+  [[nodiscard]] Reply call(const flatbuffers::FlatBufferBuilder& request,
+                           std::chrono::nanoseconds timeout);
 
   [[nodiscard]] std::uint64_t late_replies() const noexcept;
   [[nodiscard]] const std::string& client() const noexcept;
@@ -173,7 +175,8 @@ class Responder {
   [[nodiscard]] std::uint64_t expired_requests() const noexcept;
 
  private:
-  std::size_t poll_impl(const std::function<void(const Message&, ReplyWriter&)>& handler, std::size_t max);
+  std::size_t poll_impl(const std::function<void(const Message&, ReplyWriter&)>& handler,
+                        std::size_t max);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

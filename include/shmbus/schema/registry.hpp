@@ -32,11 +32,11 @@ namespace shmbus {
 // What a topic records about its message type. Raw (untyped) topics have an
 // empty name, hash 0 and no schema.
 struct TypeInfo {
-  std::string name;                  // fully qualified root type, e.g. "shmbus.md.Quote"
-  std::uint64_t hash = 0;            // structural hash of the root type (see above)
-  std::vector<std::uint8_t> bfbs;    // binary schema of the file defining the type
-  std::string file_identifier;       // the schema's file_identifier if the type is that file's
-                                     // root_type; "" for other tables (the identifier names the root)
+  std::string name;                // fully qualified root type, e.g. "shmbus.md.Quote"
+  std::uint64_t hash = 0;          // structural hash of the root type (see above)
+  std::vector<std::uint8_t> bfbs;  // binary schema of the file defining the type
+  std::string file_identifier;     // the schema's file_identifier if the type is that file's
+                                   // root_type; "" for other tables (the identifier names the root)
 
   [[nodiscard]] bool is_raw() const noexcept { return name.empty(); }
   static TypeInfo raw() { return {}; }

@@ -11,9 +11,9 @@
 #include <memory>
 #include <string>
 
+#include <shmbus/msg/md_quote_generated.h>
 #include <shmbus/core/publisher.hpp>
 #include <shmbus/core/subscriber.hpp>
-#include <shmbus/msg/md_quote_generated.h>
 
 #include "../transport/transport_test_util.hpp"
 
@@ -61,7 +61,8 @@ inline HttpReply http_get(std::uint16_t port, const std::string& path) {
     ::close(s);
     return r;
   }
-  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  const std::string req =
+      "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
   (void)!::write(s, req.data(), req.size());
   std::string all;
   char buf[8192];
@@ -82,7 +83,8 @@ class BridgeProc {
  public:
   explicit BridgeProc(const std::string& yaml, const std::string& tag = "bridge")
       : config_(tag + ".yaml", yaml) {
-    child_ = std::make_unique<Child>(std::vector<std::string>{bridge_exe(), "--config", config_.str()});
+    child_ =
+        std::make_unique<Child>(std::vector<std::string>{bridge_exe(), "--config", config_.str()});
   }
   // Waits for "bus-bridge: ready"; false (with the output in `output()`) otherwise.
   bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
@@ -131,8 +133,8 @@ class BridgeProc {
 inline flatbuffers::FlatBufferBuilder quote(std::uint64_t i) {
   flatbuffers::FlatBufferBuilder fbb;
   const std::string sym = "S" + std::to_string(i);
-  fbb.Finish(md::CreateQuoteDirect(fbb, sym.c_str(), i, "XNAS", 0, 0, i, static_cast<double>(i) + 0.5,
-                                   100.0),
+  fbb.Finish(md::CreateQuoteDirect(fbb, sym.c_str(), i, "XNAS", 0, 0, i,
+                                   static_cast<double>(i) + 0.5, 100.0),
              md::QuoteIdentifier());
   return fbb;
 }

@@ -8,10 +8,10 @@
 #include <sstream>
 #include <thread>
 
+#include <shmbus/msg/sys_dead_letter_generated.h>
 #include <nlohmann/json.hpp>
 #include <shmbus/admin/encoding.hpp>
 #include <shmbus/admin/snapshot.hpp>
-#include <shmbus/msg/sys_dead_letter_generated.h>
 
 #include "bridge_app_support.hpp"
 
@@ -30,9 +30,10 @@ struct Servers {
   std::string redis_password = service_env("SHMBUS_TEST_REDIS_PASSWORD");
 
   [[nodiscard]] std::string yaml_amqp() const {
-    return fmt::format("amqp: {{port: {}, user: {}, password_env: SHMBUS_TEST_AMQP_PASSWORD, "
-                       "vhost: {}}}\n",
-                       amqp, amqp_user, amqp_vhost);
+    return fmt::format(
+        "amqp: {{port: {}, user: {}, password_env: SHMBUS_TEST_AMQP_PASSWORD, "
+        "vhost: {}}}\n",
+        amqp, amqp_user, amqp_vhost);
   }
   [[nodiscard]] std::vector<std::string> pika_args() const {
     return {std::to_string(amqp), amqp_vhost, amqp_user, amqp_password};
@@ -166,7 +167,8 @@ redis: {{port: {}}}
   auto sub = python(kRedisSubscriber, {std::to_string(s.redis), topic, std::to_string(n)});
   ASSERT_TRUE(wait_for_line(*sub, "subscribed"));
   auto args = s.pika_args();
-  for (auto a : {exchange, unique_name("q"), std::string("md.#"), std::to_string(n)}) args.push_back(a);
+  for (auto a : {exchange, unique_name("q"), std::string("md.#"), std::to_string(n)})
+    args.push_back(a);
   auto amqp = python(kAmqpConsumer, args);
   ASSERT_TRUE(wait_for_line(*amqp, "ready"));
 
@@ -182,7 +184,8 @@ redis: {{port: {}}}
     EXPECT_EQ(amqp_got[i - 1], quote_line(topic, i, i) + " 2 " + std::to_string(i));
   }
 
-  auto reader = python(kStreamReader, {std::to_string(s.redis), stream_prefix + topic, std::to_string(n)});
+  auto reader =
+      python(kStreamReader, {std::to_string(s.redis), stream_prefix + topic, std::to_string(n)});
   const auto entries = lines(*reader, n);
   ASSERT_EQ(entries.size(), n);
   for (std::uint64_t i = 1; i <= n; ++i) {
@@ -206,12 +209,14 @@ redis: {{port: {}}}
   // Each route read the topic as its own registered consumer.
   std::set<std::string> names;
   for (const auto& c : snapshot(bus.open_topic(topic)).consumers) names.insert(c.name);
-  EXPECT_EQ(names, (std::set<std::string>{"bridge:to-redis", "bridge:to-stream", "bridge:to-amqp"}));
+  EXPECT_EQ(names,
+            (std::set<std::string>{"bridge:to-redis", "bridge:to-stream", "bridge:to-amqp"}));
 
   const HttpReply health = http_get(bridge.port(), "/health");
   EXPECT_EQ(health.status, 200) << health.body;
   const HttpReply metrics = http_get(bridge.port(), "/metrics");
-  EXPECT_NE(metrics.body.find("shmbus_bridge_route_confirmed_total{direction=\"out\",route=\"to-amqp\"} 300"),
+  EXPECT_NE(metrics.body.find(
+                "shmbus_bridge_route_confirmed_total{direction=\"out\",route=\"to-amqp\"} 300"),
             std::string::npos)
       << metrics.body;
 
@@ -260,14 +265,16 @@ print("pending %d" % r.xpending(sys.argv[2], sys.argv[3])["pending"], flush=True
 )";
 
 // Collects the messages of a topic as "symbol seq bid_px" lines.
-std::vector<std::string> collect(Subscriber& sub, std::size_t n, std::chrono::milliseconds t = 20s) {
+std::vector<std::string> collect(Subscriber& sub, std::size_t n,
+                                 std::chrono::milliseconds t = 20s) {
   std::vector<std::string> out;
   eventually(
       [&] {
-        sub.poll(typed<md::Quote>([&](const md::Quote& q, const MessageMeta&) {
-                   out.push_back(fmt::format("{} {} {:.2f}", q.symbol()->str(), q.seq(), q.bid_px()));
-                 }),
-                 64);
+        sub.poll(
+            typed<md::Quote>([&](const md::Quote& q, const MessageMeta&) {
+              out.push_back(fmt::format("{} {} {:.2f}", q.symbol()->str(), q.seq(), q.bid_px()));
+            }),
+            64);
         return out.size() >= n;
       },
       t);
@@ -325,7 +332,8 @@ redis: {{port: {}}}
   - {{name: amqp-in, direction: in, from: amqp, queue: {}, exchange: {}, bindings: ["in.#"], format: raw, topic: md.in.amqp, type: shmbus.md.Quote, policy: reliable}}
   - {{name: late-in, direction: in, from: redis-channel, channel: {}, accept: "md.>"}}
 )",
-                                sb.name(), s.redis, s.yaml_amqp(), chan, stream, queue, exchange, late));
+                                sb.name(), s.redis, s.yaml_amqp(), chan, stream, queue, exchange,
+                                late));
   ASSERT_TRUE(bridge.wait_ready()) << bridge.output();
 
   SubscriberOptions so;
@@ -338,8 +346,8 @@ redis: {{port: {}}}
   for (const auto& a : s.pika_args()) args.push_back(a);
   for (int i = 1; i <= 3; ++i) {
     auto fbb = quote(static_cast<std::uint64_t>(i));
-    args.push_back(base64_encode(std::span(reinterpret_cast<const std::byte*>(fbb.GetBufferPointer()),
-                                           fbb.GetSize())));
+    args.push_back(base64_encode(
+        std::span(reinterpret_cast<const std::byte*>(fbb.GetBufferPointer()), fbb.GetSize())));
   }
   auto sender = python(kInboundSender, args);
   ASSERT_TRUE(wait_for_line(*sender, "sent"));
@@ -370,9 +378,12 @@ redis: {{port: {}}}
   EXPECT_EQ(from_chan.topic().head_hint(), 3u);
   EXPECT_EQ(from_amqp.topic().head_hint(), 3u);
   const HttpReply metrics = http_get(bridge.port(), "/metrics");
-  EXPECT_NE(metrics.body.find("shmbus_bridge_route_echo_dropped_total{direction=\"in\",route=\"chan-in\"} 1"),
-            std::string::npos) << metrics.body;
-  EXPECT_NE(metrics.body.find("shmbus_bridge_dead_lettered_total{route=\"chan-in\"} 2"), std::string::npos);
+  EXPECT_NE(metrics.body.find(
+                "shmbus_bridge_route_echo_dropped_total{direction=\"in\",route=\"chan-in\"} 1"),
+            std::string::npos)
+      << metrics.body;
+  EXPECT_NE(metrics.body.find("shmbus_bridge_dead_lettered_total{route=\"chan-in\"} 2"),
+            std::string::npos);
   auto pending = python(kPending, {std::to_string(s.redis), stream, "bus-bridge"});
   EXPECT_TRUE(wait_for_line(*pending, "pending 0")) << "every stream entry acknowledged";
 
@@ -380,7 +391,8 @@ redis: {{port: {}}}
   TopicConfig tc;
   (void)bus.topic<md::Quote>("md.late", tc);
   std::string out;
-  const int rc = run({bridge_exe(), "redrive", "--config", bridge.config_file(), "--route", "late-in"}, out);
+  const int rc =
+      run({bridge_exe(), "redrive", "--config", bridge.config_file(), "--route", "late-in"}, out);
   EXPECT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("1 of 1 re-injected"), std::string::npos) << out;
   Subscriber late_sub(bus.open_topic("md.late"), so);
@@ -416,11 +428,13 @@ class PrivateRedis {
                   out),
               0)
         << out;
-    ASSERT_TRUE(eventually([&] {
-      std::string o;
-      return run({"redis-cli", "-p", std::to_string(port_), "PING"}, o, 2s) == 0 &&
-             o.find("PONG") != std::string::npos;
-    }, 10s));
+    ASSERT_TRUE(eventually(
+        [&] {
+          std::string o;
+          return run({"redis-cli", "-p", std::to_string(port_), "PING"}, o, 2s) == 0 &&
+                 o.find("PONG") != std::string::npos;
+        },
+        10s));
   }
   void kill() {
     std::ifstream f(dir_ / "redis.pid");
@@ -459,12 +473,13 @@ TEST(BusBridge, RemoteKilledAndRestartedMidStream) {
   Bus bus = sb.open();
   Publisher pub = bus.publisher<md::Quote>("orders.q", reliable_quotes(256));
   const std::string stream = unique_name("ks");
-  BridgeProc bridge(fmt::format(R"(bridge: {{name: kill, bus: {}, http: {{port: 0}}, backoff: {{initial_ms: 50, max_ms: 300}}}}
+  BridgeProc bridge(fmt::format(
+      R"(bridge: {{name: kill, bus: {}, http: {{port: 0}}, backoff: {{initial_ms: 50, max_ms: 300}}}}
 redis: {{port: {}, connect_timeout_ms: 500}}
 routes:
   - {{name: st, direction: out, to: redis-stream, topics: "orders.>", prefix: "{}."}}
 )",
-                                sb.name(), redis.port(), stream));
+      sb.name(), redis.port(), stream));
   ASSERT_TRUE(bridge.wait_ready()) << bridge.output();
   EXPECT_EQ(http_get(bridge.port(), "/health").status, 200);
 
@@ -492,19 +507,26 @@ routes:
   ASSERT_EQ(published.load(), n);
 
   // Every message, exactly once, in order.
-  EXPECT_TRUE(eventually([&] {
-    auto check = python(kStreamCheck, {std::to_string(redis.port()), stream + ".orders.q", std::to_string(n)});
-    auto l = check->line(10s);
-    return l && *l == "count 3000 exact True";
-  }, 20s)) << bridge.drain();
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto check = python(
+            kStreamCheck, {std::to_string(redis.port()), stream + ".orders.q", std::to_string(n)});
+        auto l = check->line(10s);
+        return l && *l == "count 3000 exact True";
+      },
+      20s))
+      << bridge.drain();
   const std::string m = http_get(bridge.port(), "/metrics").body;
-  EXPECT_GE(metric(m, "shmbus_bridge_route_reconnects_total{direction=\"out\",route=\"st\"}"), 1.0) << m;
+  EXPECT_GE(metric(m, "shmbus_bridge_route_reconnects_total{direction=\"out\",route=\"st\"}"), 1.0)
+      << m;
   EXPECT_EQ(metric(m, "shmbus_bridge_route_dropped_total{direction=\"out\",route=\"st\"}"), 0.0);
   EXPECT_EQ(bridge.terminate(), 0);
   // Logged once per state change, not per attempt.
   const std::string& log = bridge.output();
   std::size_t downs = 0;
-  for (auto p = log.find("disconnected"); p != std::string::npos; p = log.find("disconnected", p + 1)) ++downs;
+  for (auto p = log.find("disconnected"); p != std::string::npos;
+       p = log.find("disconnected", p + 1))
+    ++downs;
   EXPECT_EQ(downs, 1u) << log;
 }
 
@@ -541,7 +563,8 @@ TEST(BusBridge, FederationThroughAmqpBothWaysWithoutEcho) {
   std::vector<std::string> want_b, want_a;
   for (std::uint64_t i = 1; i <= n; ++i) {
     want_b.push_back(fmt::format("S{} {} {:.2f}", i, i, static_cast<double>(i) + 0.5));
-    want_a.push_back(fmt::format("S{} {} {:.2f}", i + 1000, i + 1000, static_cast<double>(i + 1000) + 0.5));
+    want_a.push_back(
+        fmt::format("S{} {} {:.2f}", i + 1000, i + 1000, static_cast<double>(i + 1000) + 0.5));
   }
   EXPECT_EQ(collect(at_b, n), want_b);
   EXPECT_EQ(collect(at_a, n), want_a);
@@ -555,9 +578,11 @@ TEST(BusBridge, FederationThroughAmqpBothWaysWithoutEcho) {
   for (BridgeProc* br : {&ba, &bb}) {
     const std::string m = http_get(br->port(), "/metrics").body;
     EXPECT_EQ(metric(m, "shmbus_bridge_route_echo_dropped_total{direction=\"in\",route=\"in\"}"),
-              static_cast<double>(n)) << m;
+              static_cast<double>(n))
+        << m;
     EXPECT_EQ(metric(m, "shmbus_bridge_route_echo_dropped_total{direction=\"out\",route=\"out\"}"),
-              static_cast<double>(n)) << m;
+              static_cast<double>(n))
+        << m;
   }
   EXPECT_EQ(ba.terminate(), 0);
   EXPECT_EQ(bb.terminate(), 0);
@@ -573,11 +598,15 @@ TEST(BusBridge, FederationThroughRedisStream) {
   BridgeProc ba(fmt::format(R"(bridge: {{name: sa, bus: {}, http: {{port: 0}}}}
 redis: {{port: {}}}
 routes: [{{name: out, direction: out, to: redis-stream, topics: "md.>", prefix: "{}"}}]
-)", sa.name(), s.redis, prefix), "sa");
+)",
+                            sa.name(), s.redis, prefix),
+                "sa");
   BridgeProc bb(fmt::format(R"(bridge: {{name: sb, bus: {}, http: {{port: 0}}}}
 redis: {{port: {}}}
 routes: [{{name: in, direction: in, from: redis-stream, stream: {}md.fed, start: "0", accept: "md.>", policy: reliable}}]
-)", sbb.name(), s.redis, prefix), "sb");
+)",
+                            sbb.name(), s.redis, prefix),
+                "sb");
   ASSERT_TRUE(ba.wait_ready()) << ba.output();
   ASSERT_TRUE(bb.wait_ready()) << bb.output();
   constexpr std::uint64_t n = 1000;
@@ -586,7 +615,8 @@ routes: [{{name: in, direction: in, from: redis-stream, stream: {}md.fed, start:
   so.start = Start::Oldest;
   Subscriber at_b(b.wait_for_topic("md.fed", 20s), so);
   std::vector<std::string> want;
-  for (std::uint64_t i = 1; i <= n; ++i) want.push_back(fmt::format("S{} {} {:.2f}", i, i, static_cast<double>(i) + 0.5));
+  for (std::uint64_t i = 1; i <= n; ++i)
+    want.push_back(fmt::format("S{} {} {:.2f}", i, i, static_cast<double>(i) + 0.5));
   EXPECT_EQ(collect(at_b, n), want);
   EXPECT_EQ(ba.terminate(), 0);
   EXPECT_EQ(bb.terminate(), 0);
@@ -613,15 +643,18 @@ routes:
   publish_quotes(pub, 1, 20);  // unroutable at AMQP: dead letters, logged reasons
   const HttpReply health = http_get(bridge.port(), "/health");
   EXPECT_EQ(health.status, 200) << health.body;
-  ASSERT_TRUE(eventually([&] {
-    return metric(http_get(bridge.port(), "/metrics").body,
-                  "shmbus_bridge_dead_lettered_total{route=\"a\"}") == 20.0;
-  }, 10s));
+  ASSERT_TRUE(eventually(
+      [&] {
+        return metric(http_get(bridge.port(), "/metrics").body,
+                      "shmbus_bridge_dead_lettered_total{route=\"a\"}") == 20.0;
+      },
+      10s));
   const HttpReply metrics = http_get(bridge.port(), "/metrics");
   TempFile file("metrics.txt", metrics.body);
   std::string out;
   EXPECT_EQ(run({"sh", "-c", "promtool check metrics < '" + file.str() + "'"}, out), 0)
-      << out << "\n" << metrics.body;
+      << out << "\n"
+      << metrics.body;
   EXPECT_EQ(bridge.terminate(), 0);
 
   // Wrong passwords: the start fails (exit 2), naming the server, never the password.
@@ -630,12 +663,15 @@ routes:
   TempFile bad_redis("bad-redis.yaml", fmt::format(R"(bridge: {{name: sec2, bus: {}}}
 redis: {{port: {}, user: {}, password: "{}", connect_timeout_ms: 1000}}
 routes: [{{name: r, direction: out, to: redis-publish, topics: "md.>"}}]
-)", sb.name(), s.redis, s.redis_user, wrong));
+)",
+                                                   sb.name(), s.redis, s.redis_user, wrong));
   EXPECT_EQ(run({bridge_exe(), "--config", bad_redis.str()}, err_redis), 2) << err_redis;
-  TempFile bad_amqp("bad-amqp.yaml", fmt::format(R"(bridge: {{name: sec3, bus: {}}}
+  TempFile bad_amqp("bad-amqp.yaml",
+                    fmt::format(R"(bridge: {{name: sec3, bus: {}}}
 amqp: {{port: {}, user: {}, password: "{}", vhost: {}, connect_timeout_ms: 2000}}
 routes: [{{name: a, direction: out, to: amqp, topics: "md.>"}}]
-)", sb.name(), s.amqp, s.amqp_user, wrong, s.amqp_vhost));
+)",
+                                sb.name(), s.amqp, s.amqp_user, wrong, s.amqp_vhost));
   EXPECT_EQ(run({bridge_exe(), "--config", bad_amqp.str()}, err_amqp), 2) << err_amqp;
   EXPECT_NE(err_redis.find("bad-redis.yaml:2: redis"), std::string::npos) << err_redis;
   EXPECT_NE(err_amqp.find("bad-amqp.yaml:2: amqp"), std::string::npos) << err_amqp;
@@ -657,15 +693,20 @@ TEST(BusBridge, BadConfigurationExitsTwoNamingFileLineAndKey) {
   struct Case {
     std::string yaml, want;
   };
-  const std::string head = fmt::format("bridge: {{name: cfg, bus: {}}}\nredis: {{port: {}}}\n", sb.name(), s.redis);
+  const std::string head =
+      fmt::format("bridge: {{name: cfg, bus: {}}}\nredis: {{port: {}}}\n", sb.name(), s.redis);
   const std::vector<Case> cases = {
-      {head + "routes:\n  - name: r\n    direction: out\n    to: redis-publish\n    topics: md.>\n    colour: blue\n",
+      {head + "routes:\n  - name: r\n    direction: out\n    to: redis-publish\n    topics: md.>\n "
+              "   colour: blue\n",
        ":8: routes[0].colour: unknown key"},
-      {head + "routes:\n  - name: r\n    direction: out\n    to: redis-publish\n    topics: \"md.q*\"\n",
+      {head + "routes:\n  - name: r\n    direction: out\n    to: redis-publish\n    topics: "
+              "\"md.q*\"\n",
        ":7: routes[0].topics: bad topic pattern"},
-      {head + "routes:\n  - {name: r, direction: out, to: redis-publish, topics: md.>, window: many}\n",
+      {head + "routes:\n  - {name: r, direction: out, to: redis-publish, topics: md.>, window: "
+              "many}\n",
        ":4: routes[0].window: expected an integer"},
-      {head + "routes:\n  - name: r\n    direction: in\n    from: redis-channel\n    channel: c\n    topic: md.typed\n    type: shmbus.md.Trade\n",
+      {head + "routes:\n  - name: r\n    direction: in\n    from: redis-channel\n    channel: c\n  "
+              "  topic: md.typed\n    type: shmbus.md.Trade\n",
        ":9: routes[0].type: route 'r' cannot publish on topic 'md.typed'"},
       {fmt::format("bridge: {{name: cfg, bus: {}}}\nredis: {{port: {}, connect_timeout_ms: 300}}\n"
                    "routes: [{{name: r, direction: out, to: redis-publish, topics: md.>}}]\n",
@@ -677,11 +718,13 @@ TEST(BusBridge, BadConfigurationExitsTwoNamingFileLineAndKey) {
     TempFile f("case" + std::to_string(i++) + ".yaml", c.yaml);
     std::string out;
     EXPECT_EQ(run({bridge_exe(), "--config", f.str()}, out), 2) << c.yaml << out;
-    EXPECT_NE(out.find(f.str() + c.want), std::string::npos) << "want " << c.want << "\ngot " << out;
+    EXPECT_NE(out.find(f.str() + c.want), std::string::npos)
+        << "want " << c.want << "\ngot " << out;
   }
   // The flags path names the flag.
   std::string out;
-  EXPECT_EQ(run({bridge_exe(), "--bus", sb.name(), "--redis", "127.0.0.1:1", "--out", "md.>.x"}, out), 2);
+  EXPECT_EQ(
+      run({bridge_exe(), "--bus", sb.name(), "--redis", "127.0.0.1:1", "--out", "md.>.x"}, out), 2);
   EXPECT_NE(out.find("command line: --out md.>.x: bad topic pattern"), std::string::npos) << out;
   // The example configuration parses (it fails only at connecting: exit 2 naming redis).
   out.clear();

@@ -55,7 +55,8 @@ class TestPrefix final : public PrefixHandler, public WsHandler {
     workers_.emplace_back([this, shared, keep] {
       std::this_thread::sleep_for(20ms);  // the answer really comes later
       server_.post([shared, keep] {
-        shared->send(make_response(*keep, http::status::ok, "later:" + std::string(keep->target())));
+        shared->send(
+            make_response(*keep, http::status::ok, "later:" + std::string(keep->target())));
       });
     });
   }
@@ -94,9 +95,8 @@ class HttpServerTest : public ::testing::Test {
     server_->route(http::verb::get, "/health", [](const Request& r) {
       return make_response(r, http::status::ok, "{\"ok\":true}", "application/json");
     });
-    server_->route(http::verb::post, "/echo", [](const Request& r) {
-      return make_response(r, http::status::ok, r.body());
-    });
+    server_->route(http::verb::post, "/echo",
+                   [](const Request& r) { return make_response(r, http::status::ok, r.body()); });
     prefix_ = std::make_shared<TestPrefix>(*server_);
     server_->mount("/p/", prefix_);
     port_ = server_->start();
@@ -170,7 +170,8 @@ TEST_F(HttpServerTest, ConnectionLimitClosesExtraConnections) {
     held.back()->connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
   }
   const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (server_->stats().connections_open.load() < 8 && std::chrono::steady_clock::now() < deadline) {
+  while (server_->stats().connections_open.load() < 8 &&
+         std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(2ms);
   }
   ASSERT_EQ(server_->stats().connections_open.load(), 8u);
@@ -178,7 +179,8 @@ TEST_F(HttpServerTest, ConnectionLimitClosesExtraConnections) {
   EXPECT_GE(server_->stats().connections_rejected.load(), 1u);
   held.clear();
   const auto deadline2 = std::chrono::steady_clock::now() + 5s;
-  while (server_->stats().connections_open.load() > 0 && std::chrono::steady_clock::now() < deadline2) {
+  while (server_->stats().connections_open.load() > 0 &&
+         std::chrono::steady_clock::now() < deadline2) {
     std::this_thread::sleep_for(2ms);
   }
   EXPECT_EQ(request(port_, http::verb::get, "/health").result(), http::status::ok);

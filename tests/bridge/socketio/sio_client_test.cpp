@@ -88,9 +88,9 @@ class ClientTest : public ::testing::Test {
           return !disconnect_reasons_.empty();
         },
         5000ms))
-        << "sessions open " << h_.server().engine_stats().sessions_open.load()
-        << ", websocket " << h_.server().engine_stats().websocket_open.load()
-        << ", sockets " << h_.server().stats().sockets_open.load();
+        << "sessions open " << h_.server().engine_stats().sessions_open.load() << ", websocket "
+        << h_.server().engine_stats().websocket_open.load() << ", sockets "
+        << h_.server().stats().sockets_open.load();
   }
 
   static std::string node_dir() { return SIO_NODE_DIR; }
@@ -99,9 +99,9 @@ class ClientTest : public ::testing::Test {
   // missing node/npm or registry is a FAILURE with the reason, never a skip.
   static void ensure_node_modules() {
     const std::string dir = node_dir();
-    const auto r = run_command(
-        "flock " + dir + "/.npm-lock sh -c 'cd " + dir +
-        " && (test -d node_modules/socket.io-client || npm ci --no-audit --no-fund)'");
+    const auto r =
+        run_command("flock " + dir + "/.npm-lock sh -c 'cd " + dir +
+                    " && (test -d node_modules/socket.io-client || npm ci --no-audit --no-fund)'");
     ASSERT_EQ(r.status, 0) << "npm ci failed in " << dir
                            << " (node and npm are required for the socket.io-client tests; "
                               "is the npm registry reachable?):\n"
@@ -109,8 +109,8 @@ class ClientTest : public ::testing::Test {
   }
 
   std::string node_client(const std::string& token, const std::string& mode) {
-    return "env NODE_PATH=" + node_dir() + "/node_modules node " SIO_TEST_DIR
-           "/node_client.js " + h_.url() + " " + token + " " + std::to_string(kTicks) + " " + mode;
+    return "env NODE_PATH=" + node_dir() + "/node_modules node " SIO_TEST_DIR "/node_client.js " +
+           h_.url() + " " + token + " " + std::to_string(kTicks) + " " + mode;
   }
 
   // Real clients under load (500 events handled in Python threads, sanitizer builds) may

@@ -19,11 +19,16 @@ TEST(EioCodec, TextPacketsOfEveryType) {
     std::string data;
   };
   const std::vector<Case> cases{
-      {"0{\"sid\":\"x\"}", EioType::Open, "{\"sid\":\"x\"}"}, {"1", EioType::Close, ""},
-      {"2", EioType::Ping, ""},         {"2probe", EioType::Ping, "probe"},
-      {"3", EioType::Pong, ""},         {"3probe", EioType::Pong, "probe"},
-      {"4hello", EioType::Message, "hello"}, {"4", EioType::Message, ""},
-      {"5", EioType::Upgrade, ""},      {"6", EioType::Noop, ""},
+      {"0{\"sid\":\"x\"}", EioType::Open, "{\"sid\":\"x\"}"},
+      {"1", EioType::Close, ""},
+      {"2", EioType::Ping, ""},
+      {"2probe", EioType::Ping, "probe"},
+      {"3", EioType::Pong, ""},
+      {"3probe", EioType::Pong, "probe"},
+      {"4hello", EioType::Message, "hello"},
+      {"4", EioType::Message, ""},
+      {"5", EioType::Upgrade, ""},
+      {"6", EioType::Noop, ""},
   };
   for (const auto& c : cases) {
     EioPacket p;
@@ -51,7 +56,11 @@ TEST(EioCodec, MalformedTextPacketsNamed) {
 TEST(EioCodec, PollingPayloadSplitsTextAndBinary) {
   std::vector<EioPacket> packets;
   std::vector<std::string> binaries;
-  ASSERT_EQ(parse_polling_payload("4hello\x1e" "bAQIDBA==\x1e" "2\x1e" "4world", packets, binaries),
+  ASSERT_EQ(parse_polling_payload("4hello\x1e"
+                                  "bAQIDBA==\x1e"
+                                  "2\x1e"
+                                  "4world",
+                                  packets, binaries),
             CodecError::Ok);
   ASSERT_EQ(packets.size(), 4u);
   EXPECT_EQ(packets[0].type, EioType::Message);
@@ -67,20 +76,29 @@ TEST(EioCodec, PollingPayloadRoundTrip) {
   append_polling_packet(out, "4test1", false);
   append_polling_packet(out, "4test2", false);
   append_polling_packet(out, std::string("\x01\x02\x03\x04", 4), true);
-  EXPECT_EQ(out, "4test1\x1e" "4test2\x1e" "bAQIDBA==");
+  EXPECT_EQ(out,
+            "4test1\x1e"
+            "4test2\x1e"
+            "bAQIDBA==");
 }
 
 TEST(EioCodec, MalformedPollingPayloadsNamed) {
   const std::vector<std::pair<std::string, CodecError>> cases{
       {"", CodecError::Empty},
       {"abc", CodecError::UnknownEngineType},
-      {"4a\x1e", CodecError::Empty},          // trailing separator: an empty packet
-      {"\x1e" "4a", CodecError::Empty},
-      {"4a\x1e\x1e" "4b", CodecError::Empty},
-      {"4a\x1e" "x", CodecError::UnknownEngineType},
+      {"4a\x1e", CodecError::Empty},  // trailing separator: an empty packet
+      {"\x1e"
+       "4a",
+       CodecError::Empty},
+      {"4a\x1e\x1e"
+       "4b",
+       CodecError::Empty},
+      {"4a\x1e"
+       "x",
+       CodecError::UnknownEngineType},
       {"b!!!!", CodecError::BadBase64},
-      {"bA", CodecError::BadBase64},          // 1 char of a 4-char group cannot decode
-      {"bAQ==AA", CodecError::BadBase64},     // data after padding
+      {"bA", CodecError::BadBase64},       // 1 char of a 4-char group cannot decode
+      {"bAQ==AA", CodecError::BadBase64},  // data after padding
   };
   for (const auto& [in, err] : cases) {
     std::vector<EioPacket> packets;
@@ -126,15 +144,26 @@ TEST(SioCodec, ValidPacketsDecodeAndReencode) {
       {"0/custom,{\"token\":\"abc\"}", SioType::Connect, "/custom", {}, 0, "{\"token\":\"abc\"}"},
       {"1", SioType::Disconnect, "/", {}, 0, ""},
       {"1/custom,", SioType::Disconnect, "/custom", {}, 0, ""},
-      {"2[\"message\",1,\"2\",{\"3\":[true]}]", SioType::Event, "/", {}, 0,
+      {"2[\"message\",1,\"2\",{\"3\":[true]}]",
+       SioType::Event,
+       "/",
+       {},
+       0,
        "[\"message\",1,\"2\",{\"3\":[true]}]"},
       {"2456[\"message-with-ack\",1]", SioType::Event, "/", 456, 0, "[\"message-with-ack\",1]"},
       {"2/admin,12[\"x\"]", SioType::Event, "/admin", 12, 0, "[\"x\"]"},
       {"3456[1,\"2\",{\"3\":[false]}]", SioType::Ack, "/", 456, 0, "[1,\"2\",{\"3\":[false]}]"},
-      {"4{\"message\":\"Invalid namespace\"}", SioType::ConnectError, "/", {}, 0,
+      {"4{\"message\":\"Invalid namespace\"}",
+       SioType::ConnectError,
+       "/",
+       {},
+       0,
        "{\"message\":\"Invalid namespace\"}"},
       {"52-[\"message\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]",
-       SioType::BinaryEvent, "/", {}, 2,
+       SioType::BinaryEvent,
+       "/",
+       {},
+       2,
        "[\"message\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]"},
       {"52-789[\"m\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]",
        SioType::BinaryEvent, "/", 789, 2,
@@ -166,19 +195,19 @@ TEST(SioCodec, MalformedPacketsNamed) {
       {"", CodecError::Empty},
       {"abc", CodecError::UnknownSocketType},  // the suites' "4abc"
       {"7", CodecError::UnknownSocketType},
-      {"2{}", CodecError::BadPayload},         // the suites' "42{}": not an array
+      {"2{}", CodecError::BadPayload},                        // the suites' "42{}": not an array
       {"2abc[\"message-with-ack\",1]", CodecError::BadJson},  // the suites' bad ack id
       {"2", CodecError::BadPayload},
       {"2[]", CodecError::BadPayload},
-      {"2[{}]", CodecError::BadPayload},       // event name must be a string or number
+      {"2[{}]", CodecError::BadPayload},           // event name must be a string or number
       {"2[\"connect\"]", CodecError::BadPayload},  // reserved name
       {"2[\"disconnect\",1]", CodecError::BadPayload},
       {"2[\"a\"", CodecError::BadJson},
-      {"2[\"a\"] x", CodecError::BadJson},     // trailing bytes
-      {"0[1]", CodecError::BadPayload},        // connect payload must be an object
+      {"2[\"a\"] x", CodecError::BadJson},  // trailing bytes
+      {"0[1]", CodecError::BadPayload},     // connect payload must be an object
       {"0\"str\"", CodecError::BadPayload},
-      {"1{}", CodecError::BadPayload},         // disconnect carries nothing
-      {"3{}", CodecError::BadPayload},         // ack payload must be an array
+      {"1{}", CodecError::BadPayload},  // disconnect carries nothing
+      {"3{}", CodecError::BadPayload},  // ack payload must be an array
       {"3", CodecError::BadPayload},
       {"4", CodecError::BadPayload},
       {"4[1]", CodecError::BadPayload},
@@ -239,9 +268,9 @@ TEST(SioCodec, ReconstructBinaries) {
   EXPECT_EQ(p.data[2]["k"].get_binary(), json::binary_t(std::vector<std::uint8_t>{'A', 'B'}));
   EXPECT_TRUE(contains_binary(p.data));
 
-  for (const char* bad : {"[{\"_placeholder\":true,\"num\":2}]", "[{\"_placeholder\":true}]",
-                          "[{\"_placeholder\":true,\"num\":-1}]",
-                          "[{\"_placeholder\":true,\"num\":\"0\"}]"}) {
+  for (const char* bad :
+       {"[{\"_placeholder\":true,\"num\":2}]", "[{\"_placeholder\":true}]",
+        "[{\"_placeholder\":true,\"num\":-1}]", "[{\"_placeholder\":true,\"num\":\"0\"}]"}) {
     json j = json::parse(bad);
     EXPECT_EQ(reconstruct_binaries(j, att), CodecError::BadPlaceholder) << bad;
   }
@@ -255,7 +284,9 @@ TEST(SioCodec, JsonDepthScanIgnoresBracketsInStrings) {
 }
 
 TEST(SioCodec, InvalidUtf8IsReplacedNotThrown) {
-  json j = std::string("a\xff" "b");
+  json j = std::string(
+      "a\xff"
+      "b");
   std::string out;
   EXPECT_NO_THROW(dump_json(j, out));
   EXPECT_FALSE(out.empty());

@@ -106,7 +106,8 @@ TEST_F(ProtocolTest, PollingHandshakeMessagesAndUpgrade) {
 
   // Socket.IO CONNECT and an event in one payload; both answers in the next poll.
   auto post = http_request(port, http::verb::post, polling(sid),
-                           "40\x1e" "42[\"message\",1,\"2\"]");
+                           "40\x1e"
+                           "42[\"message\",1,\"2\"]");
   ASSERT_EQ(post.result_int(), 200u);
   EXPECT_EQ(post.body(), "ok");
   auto poll = http_request(port, http::verb::get, polling(sid));
@@ -144,7 +145,8 @@ TEST_F(ProtocolTest, DuplicatePollClosesTheSession) {
   EXPECT_EQ(second.result_int(), 400u);
   EXPECT_EQ(first_body, "1");
   EXPECT_EQ(http_request(port, http::verb::get, polling(sid)).result_int(), 400u);
-  EXPECT_EQ(h_.server().engine_stats()
+  EXPECT_EQ(h_.server()
+                .engine_stats()
                 .closed[static_cast<std::size_t>(sio::CloseReason::DuplicatePoll)]
                 .load(),
             1u);
@@ -163,11 +165,12 @@ TEST_F(ProtocolTest, ClientThatStopsAnsweringPingsIsClosedAfterPingTimeout) {
     ASSERT_TRUE(ws.write("3"));
   }
   const auto silent_from = std::chrono::steady_clock::now();
-  EXPECT_EQ(ws.read(2000ms), "2");  // not answered
+  EXPECT_EQ(ws.read(2000ms), "2");           // not answered
   EXPECT_EQ(ws.read(3000ms), std::nullopt);  // closed by the server
   const auto took = std::chrono::steady_clock::now() - silent_from;
   EXPECT_LT(took, 1500ms);
-  EXPECT_EQ(h_.server().engine_stats()
+  EXPECT_EQ(h_.server()
+                .engine_stats()
                 .closed[static_cast<std::size_t>(sio::CloseReason::PingTimeout)]
                 .load(),
             1u);
@@ -189,7 +192,8 @@ TEST_F(ProtocolTest, OversizePayloadRejectedOnBothTransports) {
   const auto sid = sid_of_open(http_request(port, http::verb::get, polling()).body());
   EXPECT_EQ(http_request(port, http::verb::post, polling(sid), big).result_int(), 413u);
   EXPECT_EQ(http_request(port, http::verb::get, polling(sid)).result_int(), 400u);
-  EXPECT_EQ(h_.server().engine_stats()
+  EXPECT_EQ(h_.server()
+                .engine_stats()
                 .closed[static_cast<std::size_t>(sio::CloseReason::PayloadTooLarge)]
                 .load(),
             2u);
@@ -215,7 +219,12 @@ TEST_F(ProtocolTest, FullSendQueueDropsCountsAndReports) {
   const auto port = h_.port();
   const auto sid = sid_of_open(http_request(port, http::verb::get, polling()).body());
   ASSERT_EQ(http_request(port, http::verb::post, polling(sid), "40").body(), "ok");
-  ASSERT_TRUE(wait_until([&] { std::lock_guard l(m_); return sockets_.size() == 1; }, 2000ms));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        std::lock_guard l(m_);
+        return sockets_.size() == 1;
+      },
+      2000ms));
   const sio::SocketId id = sockets_[0];
   // The client does not poll: the CONNECT reply plus 4095 events fill the 4096 slots.
   const auto max = h_.server().engine_stats().sessions_open.load() == 1 ? 4096 : 0;
@@ -253,7 +262,8 @@ TEST_F(ProtocolTest, NamespacesAcksBinariesAndMalformedClientAlone) {
   good.write("42/custom,17[\"x\"]");
   EXPECT_EQ(good.read_skip_pings(), "43/custom,17[\"acked\"]");
   // Binary event: two attachments echoed back as binary frames after the text.
-  good.write("452-[\"message\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]");
+  good.write(
+      "452-[\"message\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]");
   good.write(std::string("\x01\x02\x03", 3), true);
   good.write(std::string("\x04\x05", 2), true);
   EXPECT_EQ(good.read_skip_pings(),
@@ -304,7 +314,8 @@ TEST(ProtocolTimeouts, NoConnectWithinConnectTimeoutCloses) {
     if (*f == "2") ws.write("3");
   }
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2000ms);
-  EXPECT_EQ(h.server().engine_stats()
+  EXPECT_EQ(h.server()
+                .engine_stats()
                 .closed[static_cast<std::size_t>(sio::CloseReason::ConnectTimeout)]
                 .load(),
             1u);

@@ -35,7 +35,9 @@ int rabbitmqctl(const std::string& args, std::string& out) {
 
 // services.sh's second vhost: closing "all connections" of it touches no other test
 // running in parallel (only this test uses it).
-std::string own_vhost() { return service_env("SHMBUS_TEST_AMQP_ISOLATED_VHOST"); }
+std::string own_vhost() {
+  return service_env("SHMBUS_TEST_AMQP_ISOLATED_VHOST");
+}
 
 // The pika side, as users' consumers are written: BlockingConnection, basic_consume.
 const char* kPikaConsumer = R"(
@@ -86,9 +88,10 @@ AmqpMessage message(const std::string& key, std::uint64_t seq) {
 TEST(AmqpPublisher, ConfirmsCountedPerDeliveryTagAndAPikaConsumerGetsEverything) {
   const std::string exchange = unique_name("shmbus.x");
   const int n = 5000;
-  auto pika = python(kPikaConsumer, {service_env("SHMBUS_TEST_AMQP_PORT"), service_env("SHMBUS_TEST_AMQP_USER"),
-                                     service_env("SHMBUS_TEST_AMQP_PASSWORD"), service_env("SHMBUS_TEST_AMQP_VHOST"),
-                                     exchange, "md.#", std::to_string(n)});
+  auto pika = python(kPikaConsumer,
+                     {service_env("SHMBUS_TEST_AMQP_PORT"), service_env("SHMBUS_TEST_AMQP_USER"),
+                      service_env("SHMBUS_TEST_AMQP_PASSWORD"),
+                      service_env("SHMBUS_TEST_AMQP_VHOST"), exchange, "md.#", std::to_string(n)});
   std::string seen;
   ASSERT_TRUE(pika->expect_line("ready", 30s, seen)) << seen;
   AmqpPublisher pub({broker(), exchange, "topic", true, 256});
@@ -133,7 +136,8 @@ TEST(AmqpPublisher, UnroutableMandatoryMessagesAreReturnedWithTheMessage) {
   AmqpPublisher pub({broker(), exchange, "topic", true, 256});
   ASSERT_TRUE(pub.connect(10s)) << pub.last_error();
   for (std::uint64_t i = 0; i < 40; ++i) {
-    ASSERT_EQ(pub.publish(message(i % 4 == 1 ? "orders.eu" : "md.quotes", i)), SubmitStatus::Queued);
+    ASSERT_EQ(pub.publish(message(i % 4 == 1 ? "orders.eu" : "md.quotes", i)),
+              SubmitStatus::Queued);
   }
   std::vector<AmqpCompletion> done;
   ASSERT_TRUE(pub.flush(20s, done)) << pub.last_error();
@@ -176,7 +180,8 @@ TEST(AmqpPublisher, ConnectionClosedByTheBrokerReconnectsAndReportsUnconfirmed) 
   AmqpPublisher pub({broker(vhost), exchange, "topic", true, 256});
   ASSERT_TRUE(pub.connect(10s)) << pub.last_error();
   std::vector<AmqpCompletion> done;
-  for (std::uint64_t i = 0; i < 100; ++i) ASSERT_EQ(pub.publish(message("md.q", i)), SubmitStatus::Queued);
+  for (std::uint64_t i = 0; i < 100; ++i)
+    ASSERT_EQ(pub.publish(message("md.q", i)), SubmitStatus::Queued);
   ASSERT_TRUE(pub.flush(20s, done));
   ASSERT_EQ(done.size(), 100u);
   // The consumer takes its prefetch and holds the acks (back-pressure).
@@ -194,9 +199,11 @@ TEST(AmqpPublisher, ConnectionClosedByTheBrokerReconnectsAndReportsUnconfirmed) 
   EXPECT_EQ(held[0].headers[0], (std::pair<std::string, std::string>{"origin", "bus-a"}));
   for (std::size_t i = 0; i < 10; ++i) EXPECT_EQ(consumer.ack(held[i].tag), SettleStatus::Ok);
 
-  for (std::uint64_t i = 100; i < 150; ++i) ASSERT_EQ(pub.publish(message("md.q", i)), SubmitStatus::Queued);
+  for (std::uint64_t i = 100; i < 150; ++i)
+    ASSERT_EQ(pub.publish(message("md.q", i)), SubmitStatus::Queued);
   std::string out;
-  ASSERT_EQ(rabbitmqctl("close_all_connections --vhost " + vhost + " 'test: forced close'", out), 0) << out;
+  ASSERT_EQ(rabbitmqctl("close_all_connections --vhost " + vhost + " 'test: forced close'", out), 0)
+      << out;
 
   // Both notice the close, report, and come back after a backoff delay.
   until = Clock::now() + 30s;
@@ -206,9 +213,12 @@ TEST(AmqpPublisher, ConnectionClosedByTheBrokerReconnectsAndReportsUnconfirmed) 
   while (pub.reconnects() == 0 && Clock::now() < until) (void)pub.poll(50ms, done);
   ASSERT_EQ(pub.reconnects(), 1u) << pub.last_error();
   for (auto& c : done) {
-    if (c.outcome == AmqpOutcome::Confirmed) settled.insert(c.message.token);
-    else if (c.outcome == AmqpOutcome::Unconfirmed) resend.push_back(std::move(c.message));
-    else ADD_FAILURE() << to_string(c.outcome) << " " << c.reason;
+    if (c.outcome == AmqpOutcome::Confirmed)
+      settled.insert(c.message.token);
+    else if (c.outcome == AmqpOutcome::Unconfirmed)
+      resend.push_back(std::move(c.message));
+    else
+      ADD_FAILURE() << to_string(c.outcome) << " " << c.reason;
   }
   EXPECT_EQ(settled.size() + resend.size(), 50u);
   for (auto& m : resend) ASSERT_EQ(pub.publish(std::move(m)), SubmitStatus::Queued);
@@ -256,7 +266,8 @@ TEST(AmqpConsumer, PoisonMessagesAreRejectedAndNotRedelivered) {
   AmqpConsumer consumer(co);
   ASSERT_TRUE(consumer.connect(10s)) << consumer.last_error();
   // pika publishes to the queue through the default exchange, as users' code does.
-  auto pub = python(R"(
+  auto pub = python(
+      R"(
 import sys, pika
 port, user, pw, vhost, queue = sys.argv[1:6]
 conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", int(port), vhost, pika.PlainCredentials(user, pw)))
@@ -268,8 +279,8 @@ for i in range(20):
 print("sent", flush=True)
 conn.close()
 )",
-                    {service_env("SHMBUS_TEST_AMQP_PORT"), service_env("SHMBUS_TEST_AMQP_USER"),
-                     service_env("SHMBUS_TEST_AMQP_PASSWORD"), service_env("SHMBUS_TEST_AMQP_VHOST"), queue});
+      {service_env("SHMBUS_TEST_AMQP_PORT"), service_env("SHMBUS_TEST_AMQP_USER"),
+       service_env("SHMBUS_TEST_AMQP_PASSWORD"), service_env("SHMBUS_TEST_AMQP_VHOST"), queue});
   ASSERT_EQ(pub->line(30s).value_or(""), "sent");
   std::vector<AmqpDelivery> got;
   std::size_t good = 0, poison = 0;

@@ -49,7 +49,12 @@ class OwnRedis {
         "--appendonly", "yes", "--appendfsync", "always", "--dir", dir_.string()});
     std::string out;
     ASSERT_TRUE(shmbus::test::eventually(
-        [&] { out.clear(); return shmbus::test::run({"redis-cli", "-p", std::to_string(port_), "PING"}, out, 2s) == 0 && out == "PONG\n"; },
+        [&] {
+          out.clear();
+          return shmbus::test::run({"redis-cli", "-p", std::to_string(port_), "PING"}, out, 2s) ==
+                     0 &&
+                 out == "PONG\n";
+        },
         10s))
         << "redis-server on port " << port_ << " did not start";
   }
@@ -133,8 +138,9 @@ TEST(RedisPublisher, XaddWithIdsFromTheBusSequenceIsIdempotent) {
   std::vector<RedisCompletion> done;
   auto send = [&](std::uint64_t from, std::uint64_t to) {
     for (std::uint64_t s = from; s <= to; ++s) {
-      ASSERT_EQ(pub.submit(RedisMessage::xadd(stream, {s, 0}, {{"data", payload_for(s, 50)}}, 100000, s)),
-                SubmitStatus::Queued);
+      ASSERT_EQ(
+          pub.submit(RedisMessage::xadd(stream, {s, 0}, {{"data", payload_for(s, 50)}}, 100000, s)),
+          SubmitStatus::Queued);
     }
     ASSERT_TRUE(pub.flush(10s, done)) << pub.last_error();
   };
@@ -201,10 +207,20 @@ TEST(RedisPublisher, ServerKilledAndRestartedMidStreamReconnectsAndReportsUnconf
   auto account = [&] {
     for (auto& c : done) {
       switch (c.outcome) {
-        case RedisOutcome::Confirmed: stored.insert(c.message.token); break;
-        case RedisOutcome::Duplicate: ++duplicates; stored.insert(c.message.token); break;
-        case RedisOutcome::Unconfirmed: ++unconfirmed; resend.push_back(std::move(c.message)); break;
-        case RedisOutcome::Failed: ADD_FAILURE() << c.error; break;
+        case RedisOutcome::Confirmed:
+          stored.insert(c.message.token);
+          break;
+        case RedisOutcome::Duplicate:
+          ++duplicates;
+          stored.insert(c.message.token);
+          break;
+        case RedisOutcome::Unconfirmed:
+          ++unconfirmed;
+          resend.push_back(std::move(c.message));
+          break;
+        case RedisOutcome::Failed:
+          ADD_FAILURE() << c.error;
+          break;
       }
     }
     done.clear();
@@ -260,8 +276,8 @@ print("count %d exact %s" % (len(ids), ids == list(range(1, int(sys.argv[3]) + 1
 )",
                        {std::to_string(server.port()), stream, std::to_string(n)});
   EXPECT_EQ(reader->line(20s).value_or("(nothing)"), "count " + std::to_string(n) + " exact True");
-  std::cout << "unconfirmed after the kill: " << unconfirmed << ", of which already stored (duplicates on re-send): "
-            << duplicates << "\n";
+  std::cout << "unconfirmed after the kill: " << unconfirmed
+            << ", of which already stored (duplicates on re-send): " << duplicates << "\n";
 }
 
 TEST(RedisPublisher, AuthWithBadPasswordIsAClearErrorWithoutThePassword) {

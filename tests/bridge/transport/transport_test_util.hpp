@@ -89,7 +89,9 @@ class Child {
   Child& operator=(const Child&) = delete;
 
   // The next line of output, or nullopt on EOF/timeout.
-  std::optional<std::string> line(std::chrono::milliseconds timeout) { return reader_->next(timeout); }
+  std::optional<std::string> line(std::chrono::milliseconds timeout) {
+    return reader_->next(timeout);
+  }
   // Waits for a line equal to `want`; returns the lines seen before it for diagnostics.
   bool expect_line(const std::string& want, std::chrono::milliseconds timeout, std::string& seen) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -135,7 +137,8 @@ class Child {
 };
 
 // A Python script run by Debian's /usr/bin/python3 (which has redis-py and pika).
-inline std::unique_ptr<Child> python(const std::string& script, std::vector<std::string> args = {}) {
+inline std::unique_ptr<Child> python(const std::string& script,
+                                     std::vector<std::string> args = {}) {
   std::vector<std::string> argv{"/usr/bin/python3", "-u", "-c", script};
   for (auto& a : args) argv.push_back(std::move(a));
   return std::make_unique<Child>(std::move(argv));
@@ -151,7 +154,9 @@ inline int run(const std::vector<std::string>& argv, std::string& output,
     output += *l + "\n";
   }
   return c.wait(std::chrono::milliseconds(std::max<long>(
-      1, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count())));
+      1, std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
+                                                               std::chrono::steady_clock::now())
+             .count())));
 }
 
 }  // namespace shmbus::test

@@ -71,7 +71,8 @@ TEST(Backoff, DecorrelatedJitterGrowsFromThePreviousDelayAndIsCapped) {
 TEST(Backoff, RejectsPoliciesThatWouldLoopTightly) {
   EXPECT_THROW(Backoff(BackoffPolicy{0ms, 1000ms, 10ms, 2.0, Jitter::Full}), std::invalid_argument);
   EXPECT_THROW(Backoff(BackoffPolicy{100ms, 50ms, 10ms, 2.0, Jitter::Full}), std::invalid_argument);
-  EXPECT_THROW(Backoff(BackoffPolicy{100ms, 500ms, 10ms, 0.5, Jitter::Full}), std::invalid_argument);
+  EXPECT_THROW(Backoff(BackoffPolicy{100ms, 500ms, 10ms, 0.5, Jitter::Full}),
+               std::invalid_argument);
 }
 
 TEST(TopicPattern, MatchTable) {
@@ -81,17 +82,28 @@ TEST(TopicPattern, MatchTable) {
     bool match;
   };
   const Row rows[] = {
-      {"md.quotes", "md.quotes", true},     {"md.quotes", "md.quotes.AAPL", false},
-      {"md.quotes", "md.quote", false},     {"md.*", "md.quotes", true},
-      {"md.*", "md.quotes.AAPL", false},    {"md.*", "md", false},
-      {"md.*.AAPL", "md.quotes.AAPL", true}, {"md.*.AAPL", "md.trades.MSFT", false},
-      {"md.*.AAPL", "md.AAPL", false},      {"md.>", "md.quotes", true},
-      {"md.>", "md.quotes.AAPL", true},     {"md.>", "md", false},
-      {"md.>", "mdx.quotes", false},        {">", "anything.at.all", true},
-      {">", "x", true},                     {"*", "x", true},
-      {"*", "x.y", false},                  {"*.*", "x.y", true},
-      {"*.>", "x", false},                  {"*.>", "x.y.z", true},
-      {"md.quotes.>", "md.quotes", false},  {"md-1.q_2", "md-1.q_2", true},
+      {"md.quotes", "md.quotes", true},
+      {"md.quotes", "md.quotes.AAPL", false},
+      {"md.quotes", "md.quote", false},
+      {"md.*", "md.quotes", true},
+      {"md.*", "md.quotes.AAPL", false},
+      {"md.*", "md", false},
+      {"md.*.AAPL", "md.quotes.AAPL", true},
+      {"md.*.AAPL", "md.trades.MSFT", false},
+      {"md.*.AAPL", "md.AAPL", false},
+      {"md.>", "md.quotes", true},
+      {"md.>", "md.quotes.AAPL", true},
+      {"md.>", "md", false},
+      {"md.>", "mdx.quotes", false},
+      {">", "anything.at.all", true},
+      {">", "x", true},
+      {"*", "x", true},
+      {"*", "x.y", false},
+      {"*.*", "x.y", true},
+      {"*.>", "x", false},
+      {"*.>", "x.y.z", true},
+      {"md.quotes.>", "md.quotes", false},
+      {"md-1.q_2", "md-1.q_2", true},
   };
   for (const auto& r : rows) {
     TopicPattern p(r.pattern);

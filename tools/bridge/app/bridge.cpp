@@ -29,7 +29,9 @@ Bridge::Bridge(Config config) : config_(std::move(config)) {
   http_ = std::make_unique<net::HttpServer>(io_, o);
 }
 
-Bridge::~Bridge() { shutdown(); }
+Bridge::~Bridge() {
+  shutdown();
+}
 
 void Bridge::add_component(std::unique_ptr<Component> component) {
   for (const auto& c : components_) {
@@ -78,8 +80,8 @@ void Bridge::start_http() {
   http_->route(net::http::verb::get, "/health", [this](const net::Request& req) {
     bool ok = true;
     const nlohmann::json j = health_json(ok);
-    return net::make_response(req, ok ? net::http::status::ok
-                                      : net::http::status::service_unavailable,
+    return net::make_response(req,
+                              ok ? net::http::status::ok : net::http::status::service_unavailable,
                               scrub(j.dump()) + "\n", "application/json");
   });
   http_->route(net::http::verb::get, "/metrics", [this](const net::Request& req) {
@@ -190,8 +192,8 @@ void Bridge::dead_letter(const DeadLetterInfo& info) {
   const auto topic_s = fbb.CreateString(info.original_topic);
   const auto reason_s = fbb.CreateString(reason);
   const auto type_s = info.original_type.empty() ? 0 : fbb.CreateString(info.original_type);
-  const auto payload_v = fbb.CreateVector(reinterpret_cast<const std::uint8_t*>(payload.data()),
-                                          payload.size());
+  const auto payload_v =
+      fbb.CreateVector(reinterpret_cast<const std::uint8_t*>(payload.data()), payload.size());
   const auto source_s = fbb.CreateString(config_.name + "/" + info.route);
   sys::DeadLetterBuilder b(fbb);
   b.add_original_topic(topic_s);

@@ -37,9 +37,9 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <shmbus/msg/sys_dead_letter_generated.h>
 #include <shmbus/core/bus.hpp>
 #include <shmbus/core/publisher.hpp>
-#include <shmbus/msg/sys_dead_letter_generated.h>
 
 #include "component.hpp"
 #include "config.hpp"

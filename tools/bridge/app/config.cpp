@@ -26,16 +26,23 @@ void config_fail(const Origin& at, const std::string& what) {
 
 const char* to_string(RouteKind k) noexcept {
   switch (k) {
-    case RouteKind::RedisPublish: return "redis-publish";
-    case RouteKind::RedisStream: return "redis-stream";
-    case RouteKind::Amqp: return "amqp";
-    case RouteKind::RedisChannel: return "redis-channel";
-    case RouteKind::RedisPattern: return "redis-pattern";
+    case RouteKind::RedisPublish:
+      return "redis-publish";
+    case RouteKind::RedisStream:
+      return "redis-stream";
+    case RouteKind::Amqp:
+      return "amqp";
+    case RouteKind::RedisChannel:
+      return "redis-channel";
+    case RouteKind::RedisPattern:
+      return "redis-pattern";
   }
   return "?";
 }
 
-const char* to_string(Direction d) noexcept { return d == Direction::Out ? "out" : "in"; }
+const char* to_string(Direction d) noexcept {
+  return d == Direction::Out ? "out" : "in";
+}
 
 const RouteConfig* Config::route(std::string_view wanted) const {
   for (const auto& r : routes) {
@@ -200,14 +207,13 @@ std::chrono::milliseconds millis(Section& s, const std::string& key, std::chrono
 }
 
 void check_name(const Origin& at, const std::string& name, const char* what) {
-  const bool ok = !name.empty() && name.size() <= 64 &&
-                  std::all_of(name.begin(), name.end(), [](char c) {
-                    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' ||
-                           c == '_';
-                  });
+  const bool ok =
+      !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '-' || c == '_';
+      });
   if (!ok) {
-    config_fail(at, fmt::format("'{}' is not a valid {} (1-64 characters of [A-Za-z0-9_-])",
-                                name, what));
+    config_fail(
+        at, fmt::format("'{}' is not a valid {} (1-64 characters of [A-Za-z0-9_-])", name, what));
   }
 }
 
@@ -230,14 +236,15 @@ void parse_bridge(Section s, Config& c) {
   if (s.has("dead_letter")) {
     Section d(s.node("dead_letter"), s.file(), s.join("dead_letter"));
     c.dead_letter.topic = d.str("topic");
-    c.dead_letter.slot_size = d.integer<std::uint32_t>("slot_size", c.dead_letter.slot_size, 256,
-                                                       1u << 20);
-    c.dead_letter.slot_count = d.integer<std::uint32_t>("slot_count", c.dead_letter.slot_count, 2,
-                                                        1u << 20);
+    c.dead_letter.slot_size =
+        d.integer<std::uint32_t>("slot_size", c.dead_letter.slot_size, 256, 1u << 20);
+    c.dead_letter.slot_count =
+        d.integer<std::uint32_t>("slot_count", c.dead_letter.slot_count, 2, 1u << 20);
     if ((c.dead_letter.slot_count & (c.dead_letter.slot_count - 1)) != 0) {
       config_fail(d.at("slot_count"), "must be a power of two");
     }
-    if (c.dead_letter.slot_size % 64 != 0) config_fail(d.at("slot_size"), "must be a multiple of 64");
+    if (c.dead_letter.slot_size % 64 != 0)
+      config_fail(d.at("slot_size"), "must be a multiple of 64");
     d.done();
   }
   c.shutdown_timeout = millis(s, "shutdown_timeout_ms", c.shutdown_timeout, 0, 600'000);
@@ -310,7 +317,7 @@ RouteConfig parse_route(Section s, const Config& c) {
     if (r.kind == RouteKind::Amqp) {
       r.exchange = s.str("exchange", r.exchange);
       const std::string p = s.choice("persistent", "auto", {"auto", "always", "never"});
-      r.persistent = p == "auto" ? Persistence::Auto
+      r.persistent = p == "auto"     ? Persistence::Auto
                      : p == "always" ? Persistence::Always
                                      : Persistence::Never;
     }
@@ -323,8 +330,12 @@ RouteConfig parse_route(Section s, const Config& c) {
              : from == "redis-stream"  ? RouteKind::RedisStream
                                        : RouteKind::Amqp;
     switch (r.kind) {
-      case RouteKind::RedisChannel: r.channel = s.required_str("channel", "Redis channel"); break;
-      case RouteKind::RedisPattern: r.pattern = s.required_str("pattern", "Redis glob"); break;
+      case RouteKind::RedisChannel:
+        r.channel = s.required_str("channel", "Redis channel");
+        break;
+      case RouteKind::RedisPattern:
+        r.pattern = s.required_str("pattern", "Redis glob");
+        break;
       case RouteKind::RedisStream:
         r.stream = s.required_str("stream", "Redis stream key");
         r.group = s.str("group", r.group);
@@ -340,7 +351,8 @@ RouteConfig parse_route(Section s, const Config& c) {
         }
         r.prefetch = s.integer<std::uint16_t>("prefetch", r.prefetch, 1, 65535);
         break;
-      default: break;
+      default:
+        break;
     }
     if (s.has("topic") == s.has("accept")) {
       config_fail(s.here(), fmt::format("give exactly one of '{}' (a fixed bus topic) or '{}' "
@@ -366,11 +378,11 @@ RouteConfig parse_route(Section s, const Config& c) {
       config_fail(s.at("slot_count"), "must be a power of two");
     }
   }
-  for (const char* k : {"name", "direction", "format", "required", "to", "from", "topics",
-                        "exclude", "prefix", "maxlen", "exchange", "persistent", "window",
-                        "channel", "pattern", "stream", "group", "consumer", "start", "queue",
-                        "bindings", "prefetch", "topic", "accept", "type", "policy", "slot_size",
-                        "slot_count", "skip_own"}) {
+  for (const char* k : {"name",   "direction", "format",    "required",   "to",       "from",
+                        "topics", "exclude",   "prefix",    "maxlen",     "exchange", "persistent",
+                        "window", "channel",   "pattern",   "stream",     "group",    "consumer",
+                        "start",  "queue",     "bindings",  "prefetch",   "topic",    "accept",
+                        "type",   "policy",    "slot_size", "slot_count", "skip_own"}) {
     if (s.has(k)) r.keys[k] = s.at(k);
   }
   s.done();
@@ -403,8 +415,7 @@ Config parse_config(const std::string& text, const std::string& file) {
       const YAML::Node routes = top.node("routes");
       if (!routes.IsSequence()) config_fail(top.at("routes"), "expected a list of routes");
       for (std::size_t i = 0; i < routes.size(); ++i) {
-        c.routes.push_back(
-            parse_route(Section(routes[i], file, fmt::format("routes[{}]", i)), c));
+        c.routes.push_back(parse_route(Section(routes[i], file, fmt::format("routes[{}]", i)), c));
       }
     }
     top.done();
@@ -429,7 +440,8 @@ void split_host_port(const std::string& flag, const std::string& v, std::string&
                      std::uint16_t& port, bool allow_zero = false) {
   const auto colon = v.rfind(':');
   Origin at{"command line", 0, flag};
-  if (colon == std::string::npos || colon == 0) config_fail(at, "expected HOST:PORT, got '" + v + "'");
+  if (colon == std::string::npos || colon == 0)
+    config_fail(at, "expected HOST:PORT, got '" + v + "'");
   host = v.substr(0, colon);
   try {
     const int p = std::stoi(v.substr(colon + 1));
@@ -479,8 +491,9 @@ Config config_from_flags(const FlagOptions& f) {
   std::string to = f.to;
   if (to.empty()) to = !f.redis.empty() ? "redis-publish" : "amqp";
   if (to != "redis-publish" && to != "redis-stream" && to != "amqp") {
-    config_fail(Origin{"command line", 0, "--to"}, "'" + to + "' is not one of: redis-publish, "
-                                                   "redis-stream, amqp");
+    config_fail(Origin{"command line", 0, "--to"}, "'" + to +
+                                                       "' is not one of: redis-publish, "
+                                                       "redis-stream, amqp");
   }
   if (f.format != "json" && f.format != "raw") {
     config_fail(Origin{"command line", 0, "--format"}, "'" + f.format + "' is not json or raw");
@@ -502,7 +515,9 @@ Config config_from_flags(const FlagOptions& f) {
     if (!r.topics) config_fail(r.origin, "bad topic pattern: " + error);
     c.routes.push_back(std::move(r));
   }
-  if (c.routes.empty()) config_fail(Origin{"command line", 0, "--out"}, "give at least one --out PATTERN (or --config FILE)");
+  if (c.routes.empty())
+    config_fail(Origin{"command line", 0, "--out"},
+                "give at least one --out PATTERN (or --config FILE)");
   validate(c);
   return c;
 }
@@ -516,7 +531,8 @@ void validate(Config& c) {
   }
   std::set<std::string> names;
   for (auto& r : c.routes) {
-    if (!names.insert(r.name).second) config_fail(r.origin, "route name '" + r.name + "' is used twice");
+    if (!names.insert(r.name).second)
+      config_fail(r.origin, "route name '" + r.name + "' is used twice");
     const bool redis = r.kind != RouteKind::Amqp;
     if (redis && !c.redis.configured) {
       config_fail(r.origin, fmt::format("route '{}' needs a 'redis' section (host, port)", r.name));

@@ -34,8 +34,8 @@ class ConfigError : public std::runtime_error {
 // unreachable at start, a topic of another type).
 struct Origin {
   std::string file;
-  int line = 0;     // 1-based; 0 when unknown
-  std::string key;  // "routes[2].type"
+  int line = 0;                           // 1-based; 0 when unknown
+  std::string key;                        // "routes[2].type"
   [[nodiscard]] std::string str() const;  // "bridge.yaml:14: routes[2].type"
 };
 // Throws ConfigError("<origin>: <what>").
@@ -83,8 +83,8 @@ struct RouteConfig {
   Direction direction = Direction::Out;
   RouteKind kind = RouteKind::RedisPublish;
   Format format = Format::Json;
-  bool required = true;  // /health is 503 while a required route is not connected
-  Origin origin;         // the route's entry (routes[i])
+  bool required = true;                // /health is 503 while a required route is not connected
+  Origin origin;                       // the route's entry (routes[i])
   std::map<std::string, Origin> keys;  // origin of each key given
 
   // ---- outbound
@@ -98,13 +98,13 @@ struct RouteConfig {
   bool skip_own = true;  // don't forward what this bridge itself published (no echo)
 
   // ---- inbound
-  std::string channel;   // redis-channel
-  std::string pattern;   // redis-pattern (Redis glob)
-  std::string stream;    // redis-stream
+  std::string channel;  // redis-channel
+  std::string pattern;  // redis-pattern (Redis glob)
+  std::string stream;   // redis-stream
   std::string group = "bus-bridge";
-  std::string consumer;  // default: the bridge's name
-  std::string start = "$";  // where a new consumer group starts: "$" or "0"
-  std::string queue;     // amqp
+  std::string consumer;               // default: the bridge's name
+  std::string start = "$";            // where a new consumer group starts: "$" or "0"
+  std::string queue;                  // amqp
   std::vector<std::string> bindings;  // amqp: routing-key patterns bound to `exchange`
   std::uint16_t prefetch = 256;
   std::string topic;                              // the bus topic (fixed) ...
@@ -113,7 +113,7 @@ struct RouteConfig {
   bool reliable = false;                          // policy of a topic to create
   std::uint32_t slot_size = 0;                    // 0: fitted to the type (default 1 KiB)
   std::uint32_t slot_count = 4096;
-  std::chrono::milliseconds publish_timeout{0};   // unused: a blocked reliable topic holds
+  std::chrono::milliseconds publish_timeout{0};  // unused: a blocked reliable topic holds
 };
 
 struct DeadLetterConfig {
@@ -157,7 +157,7 @@ struct FlagOptions {
   std::string redis;  // host:port
   std::string amqp;   // host:port
   std::vector<std::string> out;
-  std::string to;      // redis-publish | redis-stream | amqp (default: from the servers given)
+  std::string to;  // redis-publish | redis-stream | amqp (default: from the servers given)
   std::string format = "json";
   std::string prefix;
   std::string http = "127.0.0.1:0";

@@ -68,15 +68,16 @@ class PubSubSource final : public Source {
     got_.clear();
     sub_.poll(timeout, got_);
     const std::int64_t now = now_ns();
-    for (auto& m : got_) out.push_back(Item{std::move(m.channel), std::move(m.payload), {}, {}, now});
+    for (auto& m : got_)
+      out.push_back(Item{std::move(m.channel), std::move(m.payload), {}, {}, now});
   }
   void ack(const Item&) override {}
   bool ready() const override { return sub_.subscribed(); }
   transport::LinkState state() const override {
     // Connected but not yet subscribed is not "connected" for /health: messages are missed.
-    return sub_.subscribed() ? transport::LinkState::Ready
+    return sub_.subscribed()                             ? transport::LinkState::Ready
            : sub_.state() == transport::LinkState::Ready ? transport::LinkState::Authenticating
-                                                          : sub_.state();
+                                                         : sub_.state();
   }
   const std::string& last_error() const override { return sub_.last_error(); }
   std::uint64_t reconnects() const override { return sub_.reconnects(); }
@@ -183,8 +184,8 @@ class InboundRoute final : public RouteBase {
     const auto l = labels();
     received_ = &m.counter("shmbus_bridge_route_received_total",
                            "Messages received from the remote source", l);
-    published_ = &m.counter("shmbus_bridge_route_published_total",
-                            "Messages published on the bus", l);
+    published_ =
+        &m.counter("shmbus_bridge_route_published_total", "Messages published on the bus", l);
     rejected_ = &m.counter("shmbus_bridge_route_rejected_total",
                            "Messages refused (invalid, wrong type, too large): dead-lettered", l);
     echo_ = &m.counter("shmbus_bridge_route_echo_dropped_total", kEchoHelp, l);
@@ -219,11 +220,13 @@ class InboundRoute final : public RouteBase {
       case RouteKind::RedisPattern: {
         transport::RedisSubscriberOptions o;
         o.endpoint = redis_endpoint();
-        if (route_.kind == RouteKind::RedisChannel) o.channels = {route_.channel};
-        else o.patterns = {route_.pattern};
-        target_ = fmt::format("redis {}:{} {}", config_.redis.host, config_.redis.port,
-                              route_.kind == RouteKind::RedisChannel ? route_.channel
-                                                                     : route_.pattern);
+        if (route_.kind == RouteKind::RedisChannel)
+          o.channels = {route_.channel};
+        else
+          o.patterns = {route_.pattern};
+        target_ =
+            fmt::format("redis {}:{} {}", config_.redis.host, config_.redis.port,
+                        route_.kind == RouteKind::RedisChannel ? route_.channel : route_.pattern);
         source_ = std::make_unique<PubSubSource>(std::move(o));
         break;
       }
@@ -253,8 +256,8 @@ class InboundRoute final : public RouteBase {
         o.exchange = route_.exchange;
         o.bindings = route_.bindings;
         o.prefetch = route_.prefetch;
-        target_ = fmt::format("amqp {}:{} queue {}", config_.amqp.host, config_.amqp.port,
-                              route_.queue);
+        target_ =
+            fmt::format("amqp {}:{} queue {}", config_.amqp.host, config_.amqp.port, route_.queue);
         timeout = config_.amqp.connect_timeout;
         source_ = std::make_unique<AmqpSource>(std::move(o));
         break;
@@ -265,7 +268,8 @@ class InboundRoute final : public RouteBase {
     const auto deadline = std::chrono::steady_clock::now() + timeout + std::chrono::seconds(1);
     while (!source_->ready() && std::chrono::steady_clock::now() < deadline) {
       source_->poll(std::chrono::milliseconds(20), queue_);
-      if (source_->state() == transport::LinkState::Disconnected && !source_->last_error().empty()) {
+      if (source_->state() == transport::LinkState::Disconnected &&
+          !source_->last_error().empty()) {
         break;
       }
     }
@@ -299,13 +303,12 @@ class InboundRoute final : public RouteBase {
     TopicConfig tc;
     if (bus.has_topic(topic)) {
       Topic t = bus.open_topic(topic);
-      tc.type = t.type_name().empty() ? TypeInfo::raw()
-                                      : SchemaRegistry::instance().find(t.type_name());
+      tc.type =
+          t.type_name().empty() ? TypeInfo::raw() : SchemaRegistry::instance().find(t.type_name());
       if (!route_.type.empty() && route_.type != t.type_name()) {
         throw Error(Errc::TypeMismatch,
                     fmt::format("the topic carries {} and the route says {}",
-                                t.type_name().empty() ? "raw bytes" : t.type_name(),
-                                route_.type));
+                                t.type_name().empty() ? "raw bytes" : t.type_name(), route_.type));
       }
     } else {
       const std::string type = !route_.type.empty() ? route_.type : type_hint;
@@ -334,7 +337,8 @@ class InboundRoute final : public RouteBase {
   Verifier& verifier(const std::string& type) {
     auto it = verifiers_.find(type);
     if (it == verifiers_.end()) {
-      it = verifiers_.emplace(type, std::make_unique<Verifier>(SchemaRegistry::instance().find(type)))
+      it = verifiers_
+               .emplace(type, std::make_unique<Verifier>(SchemaRegistry::instance().find(type)))
                .first;
     }
     return *it->second;
@@ -363,7 +367,8 @@ class InboundRoute final : public RouteBase {
       const nlohmann::json* data = &j;
       if (j.is_object() && j.contains("data") && (j.contains("topic") || j.contains("type"))) {
         if (j.contains("bus") && j["bus"].is_string()) origin_bus = j["bus"].get<std::string>();
-        if (j.contains("topic") && j["topic"].is_string()) msg_topic = j["topic"].get<std::string>();
+        if (j.contains("topic") && j["topic"].is_string())
+          msg_topic = j["topic"].get<std::string>();
         if (j.contains("type") && j["type"].is_string()) msg_type = j["type"].get<std::string>();
         data = &j["data"];
       }
@@ -373,8 +378,8 @@ class InboundRoute final : public RouteBase {
       if (target == nullptr) return Result::Rejected;
       if (target->type.empty()) {
         rej = {sys::DeadLetterReason::UnknownType,
-               "the topic is raw (untyped): JSON cannot be converted for it; use format raw",
-               topic, msg_type};
+               "the topic is raw (untyped): JSON cannot be converted for it; use format raw", topic,
+               msg_type};
         return Result::Rejected;
       }
       if (!msg_type.empty() && msg_type != target->type) {
@@ -385,10 +390,10 @@ class InboundRoute final : public RouteBase {
         return Result::Rejected;
       }
       if (!data->is_object()) {
-        rej = {sys::DeadLetterReason::InvalidJson,
-               fmt::format("expected a JSON object for {}, got {}", target->type,
-                           data->type_name()),
-               topic, target->type};
+        rej = {
+            sys::DeadLetterReason::InvalidJson,
+            fmt::format("expected a JSON object for {}, got {}", target->type, data->type_name()),
+            topic, target->type};
         return Result::Rejected;
       }
       try {
@@ -408,10 +413,10 @@ class InboundRoute final : public RouteBase {
     Target* target = resolve(msg_topic, msg_type, topic, rej);
     if (target == nullptr) return Result::Rejected;
     if (!msg_type.empty() && !target->type.empty() && msg_type != target->type) {
-      rej = {sys::DeadLetterReason::SchemaMismatch,
-             fmt::format("the message is a {} and topic {} carries {}", msg_type, topic,
-                         target->type),
-             topic, msg_type};
+      rej = {
+          sys::DeadLetterReason::SchemaMismatch,
+          fmt::format("the message is a {} and topic {} carries {}", msg_type, topic, target->type),
+          topic, msg_type};
       return Result::Rejected;
     }
     const auto* p = reinterpret_cast<const std::byte*>(item.body.data());
@@ -420,8 +425,8 @@ class InboundRoute final : public RouteBase {
       const std::string why = verifier(target->type).check(bytes);
       if (!why.empty()) {
         rej = {sys::DeadLetterReason::VerifyFailed,
-               fmt::format("failed the FlatBuffers verifier for {}: {}", target->type, why),
-               topic, target->type};
+               fmt::format("failed the FlatBuffers verifier for {}: {}", target->type, why), topic,
+               target->type};
         return Result::Rejected;
       }
     }
@@ -435,8 +440,10 @@ class InboundRoute final : public RouteBase {
     } else if (msg_topic.empty()) {
       rej = {sys::DeadLetterReason::NoRoute,
              "the message names no topic (the route takes the envelope's \"topic\", which must "
-             "match '" + route_.accept->str() + "')",
-             {}, msg_type};
+             "match '" +
+                 route_.accept->str() + "')",
+             {},
+             msg_type};
       return nullptr;
     } else if (!route_.accept->matches(msg_topic)) {
       rej = {sys::DeadLetterReason::NoRoute,
@@ -463,8 +470,10 @@ class InboundRoute final : public RouteBase {
     std::lock_guard lock(target.pub->mutex);
     const PublishResult r = target.pub->publisher->try_publish(std::span(bytes));
     switch (r) {
-      case PublishResult::Ok: return Result::Published;
-      case PublishResult::WouldBlock: return Result::Held;
+      case PublishResult::Ok:
+        return Result::Published;
+      case PublishResult::WouldBlock:
+        return Result::Held;
       case PublishResult::TooLarge:
         rej = {sys::DeadLetterReason::TooLarge,
                fmt::format("{} bytes do not fit topic {} (at most {})", bytes.size(), topic,
@@ -512,8 +521,8 @@ class InboundRoute final : public RouteBase {
           dl.reason = rej.reason;
           dl.code = rej.code;
           dl.original_type = rej.type;
-          dl.payload = std::span(reinterpret_cast<const std::byte*>(item.body.data()),
-                                 item.body.size());
+          dl.payload =
+              std::span(reinterpret_cast<const std::byte*>(item.body.data()), item.body.size());
           dl.received_ns = item.received_ns;
           bridge_->dead_letter(dl);
         }

@@ -6,8 +6,8 @@
 //
 // Exit codes: 0 stopped by SIGTERM/SIGINT (or redrive done), 1 a runtime error,
 // 2 bad configuration or usage (the message names file:line:key).
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <iostream>
@@ -47,9 +47,10 @@ int main(int argc, char** argv) {
   using namespace shmbus::bridge;
   Bridge::block_signals();
 
-  CLI::App app{"bus-bridge: carries shmbus topics to Redis and RabbitMQ, and messages from them "
-               "onto the bus.",
-               "bus-bridge"};
+  CLI::App app{
+      "bus-bridge: carries shmbus topics to Redis and RabbitMQ, and messages from them "
+      "onto the bus.",
+      "bus-bridge"};
   app.footer(kFooter);
   std::string config_file;
   FlagOptions flags;
@@ -94,8 +95,7 @@ int main(int argc, char** argv) {
     if (c_redrive->parsed()) return run_redrive(redrive);
     Config config;
     if (!config_file.empty()) {
-      if (!flags.bus.empty() || !flags.out.empty() || !flags.redis.empty() ||
-          !flags.amqp.empty()) {
+      if (!flags.bus.empty() || !flags.out.empty() || !flags.redis.empty() || !flags.amqp.empty()) {
         return fail("give either --config or the flags (--bus, --redis, --amqp, --out), not both",
                     2);
       }

@@ -157,16 +157,16 @@ class OutboundRoute final : public RouteBase {
     const auto l = labels();
     forwarded_ = &m.counter("shmbus_bridge_route_forwarded_total",
                             "Messages read from the bus and sent to the remote", l);
-    confirmed_ = &m.counter("shmbus_bridge_route_confirmed_total",
-                            "Messages the remote confirmed (Redis reply, AMQP publisher confirm)",
-                            l);
+    confirmed_ =
+        &m.counter("shmbus_bridge_route_confirmed_total",
+                   "Messages the remote confirmed (Redis reply, AMQP publisher confirm)", l);
     failed_ = &m.counter("shmbus_bridge_route_failed_total",
                          "Messages the remote refused (error reply, returned as unroutable)", l);
     resent_ = &m.counter("shmbus_bridge_route_resent_total",
                          "Messages sent again after a lost connection or a nack", l);
-    dropped_ = &m.counter("shmbus_bridge_route_dropped_total",
-                          "Messages lost to lapping on lossy topics (the route fell a ring behind)",
-                          l);
+    dropped_ =
+        &m.counter("shmbus_bridge_route_dropped_total",
+                   "Messages lost to lapping on lossy topics (the route fell a ring behind)", l);
     echo_ = &m.counter("shmbus_bridge_route_echo_dropped_total", kEchoHelp, l);
     lag_gauge_ = &m.gauge("shmbus_bridge_route_lag",
                           "Messages published on the route's topics and not yet read by it", l);
@@ -263,8 +263,8 @@ class OutboundRoute final : public RouteBase {
                                  reliable ? "reliable" : "lossy"));
       } catch (const Error& e) {
         failed_topics_.insert(name);
-        bridge_->log(fmt::format("route {}: cannot read topic {}: {}", route_.name, name,
-                                 e.what()));
+        bridge_->log(
+            fmt::format("route {}: cannot read topic {}: {}", route_.name, name, e.what()));
       }
     }
     for (auto& [name, src] : sources_) {
@@ -282,10 +282,10 @@ class OutboundRoute final : public RouteBase {
     const std::string key = route_.prefix + topic;
     const std::uint64_t seq = m.meta.seq;
     if (route_.kind == RouteKind::RedisPublish) {
-      std::string body = route_.format == Format::Json
-                             ? src.env.message(m)
-                             : std::string(reinterpret_cast<const char*>(m.data.data()),
-                                           m.data.size());
+      std::string body =
+          route_.format == Format::Json
+              ? src.env.message(m)
+              : std::string(reinterpret_cast<const char*>(m.data.data()), m.data.size());
       return RedisMessage::publish(key, std::move(body), seq);
     }
     transport::Fields fields;
@@ -293,8 +293,8 @@ class OutboundRoute final : public RouteBase {
       fields.emplace_back("json", src.env.message(m));
     } else {
       metadata(fields, topic, m, "");
-      fields.emplace_back("payload", std::string(reinterpret_cast<const char*>(m.data.data()),
-                                                 m.data.size()));
+      fields.emplace_back("payload",
+                          std::string(reinterpret_cast<const char*>(m.data.data()), m.data.size()));
     }
     if (route_.kind == RouteKind::RedisStream) {
       const auto ms = static_cast<std::uint64_t>(m.meta.ts_ns() / 1'000'000);
@@ -337,7 +337,9 @@ class OutboundRoute final : public RouteBase {
     std::vector<OutMessage> resend;
     for (auto& d : done) {
       switch (d.outcome) {
-        case Outcome::Confirmed: confirmed_->inc(); break;
+        case Outcome::Confirmed:
+          confirmed_->inc();
+          break;
         case Outcome::Failed: {
           failed_->inc();
           DeadLetterInfo dl;
@@ -362,7 +364,9 @@ class OutboundRoute final : public RouteBase {
           bridge_->dead_letter(dl);
           break;
         }
-        case Outcome::Resend: resend.push_back(std::move(d.message)); break;
+        case Outcome::Resend:
+          resend.push_back(std::move(d.message));
+          break;
       }
     }
     if (!resend.empty()) {
@@ -451,9 +455,10 @@ class OutboundRoute final : public RouteBase {
       handle(done);
     }
     if (!pending_.empty() || sink_->in_flight() > 0) {
-      bridge_->log(fmt::format("route {}: shutdown deadline reached with {} message(s) unsent "
-                               "and {} unconfirmed",
-                               route_.name, pending_.size(), sink_->in_flight()));
+      bridge_->log(
+          fmt::format("route {}: shutdown deadline reached with {} message(s) unsent "
+                      "and {} unconfirmed",
+                      route_.name, pending_.size(), sink_->in_flight()));
     }
     publish_state();
     sources_.clear();  // leaves the consumer tables

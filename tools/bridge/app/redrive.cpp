@@ -6,10 +6,10 @@
 #include <ctime>
 #include <vector>
 
+#include <shmbus/msg/sys_dead_letter_generated.h>
 #include <shmbus/core/bus.hpp>
 #include <shmbus/core/subscriber.hpp>
 #include <shmbus/error.hpp>
-#include <shmbus/msg/sys_dead_letter_generated.h>
 
 #include "bridge.hpp"
 #include "config.hpp"
@@ -41,8 +41,9 @@ std::int64_t parse_since(const std::string& s) {
       end != nullptr && (*end == '\0' || *end == 'Z')) {
     return static_cast<std::int64_t>(::timegm(&tm)) * 1'000'000'000LL;
   }
-  config_fail(at, "'" + s + "' is not epoch seconds, an ISO time (2025-06-01T12:00:00Z) or an "
-                            "age (90s, 15m, 2h, 1d)");
+  config_fail(at, "'" + s +
+                      "' is not epoch seconds, an ISO time (2025-06-01T12:00:00Z) or an "
+                      "age (90s, 15m, 2h, 1d)");
 }
 
 struct Letter {
@@ -99,13 +100,16 @@ int run_redrive(const RedriveOptions& options) {
       if (n == 0 && !sub.ready()) break;
     }
     if (gaps > 0) {
-      std::fprintf(stderr, "bus-bridge redrive: %llu older dead letters were overwritten in the "
-                   "ring before they could be read\n", static_cast<unsigned long long>(gaps));
+      std::fprintf(stderr,
+                   "bus-bridge redrive: %llu older dead letters were overwritten in the "
+                   "ring before they could be read\n",
+                   static_cast<unsigned long long>(gaps));
     }
   }
   std::printf("redrive: %zu dead letter(s) of route %s\n", letters.size(), route->name.c_str());
   if (options.dry_run || letters.empty()) {
-    for (const auto& l : letters) std::printf("  %s: %s\n", l.original_topic.c_str(), l.reason.c_str());
+    for (const auto& l : letters)
+      std::printf("  %s: %s\n", l.original_topic.c_str(), l.reason.c_str());
     return 0;
   }
 
@@ -144,9 +148,11 @@ int run_redrive(const RedriveOptions& options) {
     }
     if (!pub.flush(std::chrono::seconds(30), done)) throw std::runtime_error("confirms timed out");
     for (const auto& d : done) {
-      if (d.outcome == transport::AmqpOutcome::Confirmed) ++sent;
-      else std::fprintf(stderr, "redrive: %s: %s %s\n", d.message.routing_key.c_str(),
-                        transport::to_string(d.outcome), d.reason.c_str());
+      if (d.outcome == transport::AmqpOutcome::Confirmed)
+        ++sent;
+      else
+        std::fprintf(stderr, "redrive: %s: %s %s\n", d.message.routing_key.c_str(),
+                     transport::to_string(d.outcome), d.reason.c_str());
     }
   } else {
     transport::RedisPublisherOptions o;
@@ -167,8 +173,7 @@ int run_redrive(const RedriveOptions& options) {
       if (route->kind == RouteKind::RedisStream) {
         const std::string key = inbound ? route->stream : l.original_topic;
         const char* field = route->format == Format::Json ? "json" : "payload";
-        m = transport::RedisMessage::xadd(key, transport::StreamId{ms, i++},
-                                          {{field, l.payload}});
+        m = transport::RedisMessage::xadd(key, transport::StreamId{ms, i++}, {{field, l.payload}});
       } else {
         m = transport::RedisMessage::publish(l.original_topic, l.payload);
       }
@@ -179,9 +184,11 @@ int run_redrive(const RedriveOptions& options) {
     }
     if (!pub.flush(std::chrono::seconds(30), done)) throw std::runtime_error("replies timed out");
     for (const auto& d : done) {
-      if (d.outcome == transport::RedisOutcome::Confirmed) ++sent;
-      else std::fprintf(stderr, "redrive: %s: %s %s\n", d.message.key.c_str(),
-                        transport::to_string(d.outcome), d.error.c_str());
+      if (d.outcome == transport::RedisOutcome::Confirmed)
+        ++sent;
+      else
+        std::fprintf(stderr, "redrive: %s: %s %s\n", d.message.key.c_str(),
+                     transport::to_string(d.outcome), d.error.c_str());
     }
   }
   std::printf("redrive: %zu of %zu re-injected\n", sent, letters.size());

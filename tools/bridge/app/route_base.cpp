@@ -9,7 +9,9 @@ namespace shmbus::bridge {
 RouteBase::RouteBase(const Config& config, const RouteConfig& route)
     : config_(config), route_(route) {}
 
-RouteBase::~RouteBase() { RouteBase::stop(); }
+RouteBase::~RouteBase() {
+  RouteBase::stop();
+}
 
 void RouteBase::stop() {
   stop_.store(true, std::memory_order_release);
@@ -98,7 +100,8 @@ void RouteBase::health(nlohmann::json& out) const {
 void RouteBase::collect(transport::MetricsRegistry&) {}
 
 void RouteBase::unreachable(const std::string& what, const std::string& error) const {
-  const Origin& server = route_.kind == RouteKind::Amqp ? config_.amqp.origin : config_.redis.origin;
+  const Origin& server =
+      route_.kind == RouteKind::Amqp ? config_.amqp.origin : config_.redis.origin;
   config_fail(server, fmt::format("route '{}' cannot reach {} at start: {}", route_.name, what,
                                   bridge_->scrub(error)));
 }

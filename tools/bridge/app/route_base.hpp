@@ -47,8 +47,7 @@ class RouteBase : public Component {
   virtual void health_extra(nlohmann::json& out) const = 0;
 
   // The transport's state after each poll: logs changes, counts reconnects.
-  void observe(transport::LinkState state, const std::string& last_error,
-               std::uint64_t reconnects);
+  void observe(transport::LinkState state, const std::string& last_error, std::uint64_t reconnects);
   [[nodiscard]] bool stop_requested() const noexcept {
     return stop_.load(std::memory_order_acquire);
   }

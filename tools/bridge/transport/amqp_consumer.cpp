@@ -9,20 +9,33 @@ namespace {
 std::string field_text(const amqp_field_value_t& v) {
   switch (v.kind) {
     case AMQP_FIELD_KIND_UTF8:
-    case AMQP_FIELD_KIND_BYTES: return to_string(v.value.bytes);
-    case AMQP_FIELD_KIND_BOOLEAN: return v.value.boolean ? "true" : "false";
-    case AMQP_FIELD_KIND_I8: return std::to_string(v.value.i8);
-    case AMQP_FIELD_KIND_U8: return std::to_string(v.value.u8);
-    case AMQP_FIELD_KIND_I16: return std::to_string(v.value.i16);
-    case AMQP_FIELD_KIND_U16: return std::to_string(v.value.u16);
-    case AMQP_FIELD_KIND_I32: return std::to_string(v.value.i32);
-    case AMQP_FIELD_KIND_U32: return std::to_string(v.value.u32);
-    case AMQP_FIELD_KIND_I64: return std::to_string(v.value.i64);
+    case AMQP_FIELD_KIND_BYTES:
+      return to_string(v.value.bytes);
+    case AMQP_FIELD_KIND_BOOLEAN:
+      return v.value.boolean ? "true" : "false";
+    case AMQP_FIELD_KIND_I8:
+      return std::to_string(v.value.i8);
+    case AMQP_FIELD_KIND_U8:
+      return std::to_string(v.value.u8);
+    case AMQP_FIELD_KIND_I16:
+      return std::to_string(v.value.i16);
+    case AMQP_FIELD_KIND_U16:
+      return std::to_string(v.value.u16);
+    case AMQP_FIELD_KIND_I32:
+      return std::to_string(v.value.i32);
+    case AMQP_FIELD_KIND_U32:
+      return std::to_string(v.value.u32);
+    case AMQP_FIELD_KIND_I64:
+      return std::to_string(v.value.i64);
     case AMQP_FIELD_KIND_U64:
-    case AMQP_FIELD_KIND_TIMESTAMP: return std::to_string(v.value.u64);
-    case AMQP_FIELD_KIND_F32: return std::to_string(v.value.f32);
-    case AMQP_FIELD_KIND_F64: return std::to_string(v.value.f64);
-    default: return {};  // tables, arrays, decimals: not carried
+    case AMQP_FIELD_KIND_TIMESTAMP:
+      return std::to_string(v.value.u64);
+    case AMQP_FIELD_KIND_F32:
+      return std::to_string(v.value.f32);
+    case AMQP_FIELD_KIND_F64:
+      return std::to_string(v.value.f64);
+    default:
+      return {};  // tables, arrays, decimals: not carried
   }
 }
 
@@ -30,9 +43,9 @@ std::string field_text(const amqp_field_value_t& v) {
 
 AmqpConsumer::AmqpConsumer(AmqpConsumerOptions options, Backoff::Random random)
     : options_(std::move(options)),
-      link_(options_.endpoint, [this](AmqpLink& l) { return setup(l); }, std::move(random)) {
-  if (options_.queue.empty())
-    throw std::invalid_argument("amqp consumer: the queue name is empty");
+      link_(
+          options_.endpoint, [this](AmqpLink& l) { return setup(l); }, std::move(random)) {
+  if (options_.queue.empty()) throw std::invalid_argument("amqp consumer: the queue name is empty");
   if (options_.prefetch == 0) options_.prefetch = 1;
 }
 
@@ -44,8 +57,8 @@ std::string AmqpConsumer::setup(AmqpLink& link) {
     if (auto e = link.rpc_error(("exchange.declare " + options_.exchange).c_str()); !e.empty())
       return e;
   }
-  amqp_queue_declare(c, AmqpLink::channel, as_bytes(options_.queue), 0, options_.durable ? 1 : 0,
-                     0, 0, amqp_empty_table);
+  amqp_queue_declare(c, AmqpLink::channel, as_bytes(options_.queue), 0, options_.durable ? 1 : 0, 0,
+                     0, amqp_empty_table);
   if (auto e = link.rpc_error(("queue.declare " + options_.queue).c_str()); !e.empty()) return e;
   for (const auto& key : options_.bindings) {
     amqp_queue_bind(c, AmqpLink::channel, as_bytes(options_.queue), as_bytes(options_.exchange),
@@ -78,7 +91,8 @@ std::size_t AmqpConsumer::poll(std::chrono::milliseconds timeout, std::vector<Am
     const auto until = out.size() > before ? Clock::now() : deadline;
     const AmqpLink::Read rd = link_.read_frame(frame, until);
     if (rd != AmqpLink::Read::Frame) break;
-    if (frame.frame_type != AMQP_FRAME_METHOD || frame.payload.method.id != AMQP_BASIC_DELIVER_METHOD)
+    if (frame.frame_type != AMQP_FRAME_METHOD ||
+        frame.payload.method.id != AMQP_BASIC_DELIVER_METHOD)
       continue;
     const auto* d = static_cast<const amqp_basic_deliver_t*>(frame.payload.method.decoded);
     AmqpDelivery delivery;

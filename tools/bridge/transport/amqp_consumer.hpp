@@ -30,7 +30,7 @@ namespace shmbus::bridge::transport {
 struct AmqpConsumerOptions {
   AmqpEndpoint endpoint;
   std::string queue;
-  std::string exchange;               // empty: bind nothing (the default exchange routes by name)
+  std::string exchange;  // empty: bind nothing (the default exchange routes by name)
   std::string exchange_type = "topic";
   std::vector<std::string> bindings;  // routing-key patterns bound to `exchange`
   bool durable = true;

@@ -31,10 +31,13 @@ std::string method_close_text(const amqp_method_t& m) {
 }  // namespace
 
 AmqpLink::AmqpLink(AmqpEndpoint endpoint, Setup setup, Backoff::Random random)
-    : endpoint_(std::move(endpoint)), setup_(std::move(setup)),
+    : endpoint_(std::move(endpoint)),
+      setup_(std::move(setup)),
       backoff_(endpoint_.backoff, std::move(random)) {}
 
-AmqpLink::~AmqpLink() { close_socket(); }
+AmqpLink::~AmqpLink() {
+  close_socket();
+}
 
 std::string AmqpLink::describe() const {
   return "amqp://" + endpoint_.user + "@" + endpoint_.host + ":" + std::to_string(endpoint_.port) +
@@ -60,8 +63,10 @@ void AmqpLink::lose(const std::string& why) {
 std::string AmqpLink::rpc_error(const char* what) {
   const amqp_rpc_reply_t r = amqp_get_rpc_reply(conn_);
   switch (r.reply_type) {
-    case AMQP_RESPONSE_NORMAL: return {};
-    case AMQP_RESPONSE_NONE: return std::string(what) + ": no reply";
+    case AMQP_RESPONSE_NORMAL:
+      return {};
+    case AMQP_RESPONSE_NONE:
+      return std::string(what) + ": no reply";
     case AMQP_RESPONSE_LIBRARY_EXCEPTION:
       return std::string(what) + ": " + amqp_error_string2(r.library_error);
     case AMQP_RESPONSE_SERVER_EXCEPTION:
@@ -122,7 +127,8 @@ bool AmqpLink::frame_buffered() const {
 
 AmqpLink::Read AmqpLink::read_frame(amqp_frame_t& frame, Clock::time_point deadline) {
   if (state_ != LinkState::Ready) return Read::Lost;
-  timeval tv = to_timeval(std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now()));
+  timeval tv =
+      to_timeval(std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now()));
   const int rc = amqp_simple_wait_frame_noblock(conn_, &frame, &tv);
   if (rc == AMQP_STATUS_TIMEOUT) return Read::Timeout;
   if (rc != AMQP_STATUS_OK) {

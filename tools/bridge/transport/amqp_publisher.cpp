@@ -6,17 +6,22 @@ namespace shmbus::bridge::transport {
 
 const char* to_string(AmqpOutcome o) noexcept {
   switch (o) {
-    case AmqpOutcome::Confirmed: return "confirmed";
-    case AmqpOutcome::Returned: return "returned";
-    case AmqpOutcome::Nacked: return "nacked";
-    case AmqpOutcome::Unconfirmed: return "unconfirmed";
+    case AmqpOutcome::Confirmed:
+      return "confirmed";
+    case AmqpOutcome::Returned:
+      return "returned";
+    case AmqpOutcome::Nacked:
+      return "nacked";
+    case AmqpOutcome::Unconfirmed:
+      return "unconfirmed";
   }
   return "?";
 }
 
 AmqpPublisher::AmqpPublisher(AmqpPublisherOptions options, Backoff::Random random)
     : options_(std::move(options)),
-      link_(options_.endpoint, [this](AmqpLink& l) { return setup(l); }, std::move(random)) {
+      link_(
+          options_.endpoint, [this](AmqpLink& l) { return setup(l); }, std::move(random)) {
   if (options_.window == 0) options_.window = 1;
 }
 

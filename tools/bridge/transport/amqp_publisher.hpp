@@ -37,8 +37,8 @@ struct AmqpMessage {
   std::string body;
   Fields headers;  // sent as string-valued AMQP headers
   std::string content_type;
-  bool persistent = true;  // delivery_mode 2
-  bool mandatory = true;   // unroutable -> Returned
+  bool persistent = true;   // delivery_mode 2
+  bool mandatory = true;    // unroutable -> Returned
   std::uint64_t token = 0;  // the caller's (e.g. the bus sequence), returned as is
 };
 

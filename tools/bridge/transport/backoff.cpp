@@ -10,7 +10,8 @@ namespace shmbus::bridge::transport {
 Backoff::Backoff(BackoffPolicy policy, Random random)
     : policy_(policy), random_(std::move(random)) {
   if (policy_.initial.count() <= 0)
-    throw std::invalid_argument("backoff: initial delay must be > 0 ms (a zero delay loops tightly)");
+    throw std::invalid_argument(
+        "backoff: initial delay must be > 0 ms (a zero delay loops tightly)");
   if (policy_.max < policy_.initial)
     throw std::invalid_argument("backoff: max delay must be >= the initial delay");
   if (!(policy_.multiplier >= 1.0))
@@ -32,10 +33,13 @@ std::chrono::milliseconds Backoff::next() {
   const std::int64_t initial = policy_.initial.count();
   const std::int64_t cap = policy_.max.count();
   // initial * multiplier^attempts, computed in double and clamped before it can overflow.
-  const double grown = static_cast<double>(initial) *
-                       std::pow(policy_.multiplier, static_cast<double>(std::min(attempts_, 1000u)));
+  const double grown =
+      static_cast<double>(initial) *
+      std::pow(policy_.multiplier, static_cast<double>(std::min(attempts_, 1000u)));
   const std::int64_t ceiling =
-      grown >= static_cast<double>(cap) ? cap : std::max<std::int64_t>(initial, static_cast<std::int64_t>(grown));
+      grown >= static_cast<double>(cap)
+          ? cap
+          : std::max<std::int64_t>(initial, static_cast<std::int64_t>(grown));
   std::int64_t delay = ceiling;
   switch (policy_.jitter) {
     case Jitter::None:

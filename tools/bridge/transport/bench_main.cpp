@@ -50,11 +50,14 @@ Result redis_run(const char* name, RedisEndpoint ep, bool xadd, std::size_t n) {
     done.clear();
   };
   const auto t0 = Clock::now();
-  const std::uint64_t base = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+  const std::uint64_t base =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
   for (std::uint64_t i = 0; i < n; ++i) {
-    RedisMessage m = xadd ? RedisMessage::xadd(key, {base, i + 1}, {{"data", payload(i)}}, 100000, i)
-                          : RedisMessage::publish(key, payload(i), i);
+    RedisMessage m = xadd
+                         ? RedisMessage::xadd(key, {base, i + 1}, {{"data", payload(i)}}, 100000, i)
+                         : RedisMessage::publish(key, payload(i), i);
     while (pub.submit(m) != SubmitStatus::Queued) {
       (void)pub.poll(1ms, done);
       drain();
@@ -131,20 +134,30 @@ int main(int argc, char** argv) {
   if (const char* pw = std::getenv("SHMBUS_BENCH_AMQP_PASSWORD")) amqp.password = Secret(pw);
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--redis-port") redis.port = static_cast<std::uint16_t>(std::stoi(v));
-    else if (k == "--amqp-port") { amqp.port = static_cast<std::uint16_t>(std::stoi(v)); with_amqp = true; }
-    else if (k == "--amqp-user") amqp.user = v;
-    else if (k == "--amqp-password") amqp.password = Secret(v);
-    else if (k == "--amqp-vhost") amqp.vhost = v;
-    else if (k == "--messages") n = std::stoul(v);
-    else if (k == "--amqp-messages") amqp_n = std::stoul(v);
+    if (k == "--redis-port")
+      redis.port = static_cast<std::uint16_t>(std::stoi(v));
+    else if (k == "--amqp-port") {
+      amqp.port = static_cast<std::uint16_t>(std::stoi(v));
+      with_amqp = true;
+    } else if (k == "--amqp-user")
+      amqp.user = v;
+    else if (k == "--amqp-password")
+      amqp.password = Secret(v);
+    else if (k == "--amqp-vhost")
+      amqp.vhost = v;
+    else if (k == "--messages")
+      n = std::stoul(v);
+    else if (k == "--amqp-messages")
+      amqp_n = std::stoul(v);
     else {
-      std::fprintf(stderr, "unknown option %s (see the comment at the top of bench_main.cpp)\n", k.c_str());
+      std::fprintf(stderr, "unknown option %s (see the comment at the top of bench_main.cpp)\n",
+                   k.c_str());
       return 2;
     }
   }
   std::vector<Result> rows;
-  rows.push_back(redis_run("Redis PUBLISH 200 B, pipelined (batch 64, window 1024)", redis, false, n));
+  rows.push_back(
+      redis_run("Redis PUBLISH 200 B, pipelined (batch 64, window 1024)", redis, false, n));
   rows.push_back(redis_run("Redis XADD MAXLEN ~ 100000, 200 B, pipelined", redis, true, n / 2));
   if (with_amqp) {
     AmqpConsumer consumer(bench_queue(amqp));

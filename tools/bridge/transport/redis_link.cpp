@@ -19,10 +19,14 @@ int remaining_ms(Clock::time_point deadline) {
 
 const char* to_string(LinkState s) noexcept {
   switch (s) {
-    case LinkState::Disconnected: return "disconnected";
-    case LinkState::Connecting: return "connecting";
-    case LinkState::Authenticating: return "authenticating";
-    case LinkState::Ready: return "connected";
+    case LinkState::Disconnected:
+      return "disconnected";
+    case LinkState::Connecting:
+      return "connecting";
+    case LinkState::Authenticating:
+      return "authenticating";
+    case LinkState::Ready:
+      return "connected";
   }
   return "?";
 }
@@ -32,11 +36,16 @@ std::string reply_text(const redisReply* r) {
   switch (r->type) {
     case REDIS_REPLY_ERROR:
     case REDIS_REPLY_STATUS:
-    case REDIS_REPLY_STRING: return std::string(r->str, r->len);
-    case REDIS_REPLY_INTEGER: return "integer " + std::to_string(r->integer);
-    case REDIS_REPLY_NIL: return "nil";
-    case REDIS_REPLY_ARRAY: return "array of " + std::to_string(r->elements);
-    default: return "reply type " + std::to_string(r->type);
+    case REDIS_REPLY_STRING:
+      return std::string(r->str, r->len);
+    case REDIS_REPLY_INTEGER:
+      return "integer " + std::to_string(r->integer);
+    case REDIS_REPLY_NIL:
+      return "nil";
+    case REDIS_REPLY_ARRAY:
+      return "array of " + std::to_string(r->elements);
+    default:
+      return "reply type " + std::to_string(r->type);
   }
 }
 
@@ -67,7 +76,9 @@ void RedisLink::fail(const std::string& why) {
   set_state(LinkState::Disconnected);
 }
 
-void RedisLink::lose(const std::string& why) { fail(why); }
+void RedisLink::lose(const std::string& why) {
+  fail(why);
+}
 
 bool RedisLink::start_connect() {
   ctx_ = redisConnectNonBlock(endpoint_.host.c_str(), endpoint_.port);
@@ -140,8 +151,10 @@ bool RedisLink::step(Clock::time_point deadline) {
         if (error) return false;
         if (r) {
           if (r->type == REDIS_REPLY_ERROR) {
-            fail("AUTH as user \"" + (endpoint_.user.empty() ? std::string("default") : endpoint_.user) +
-                 "\" refused: " + reply_text(r.get()) + " (check the configured user and password)");
+            fail("AUTH as user \"" +
+                 (endpoint_.user.empty() ? std::string("default") : endpoint_.user) +
+                 "\" refused: " + reply_text(r.get()) +
+                 " (check the configured user and password)");
             return false;
           }
           set_state(LinkState::Ready);

@@ -34,10 +34,14 @@ std::size_t RedisMessage::wire_size() const noexcept {
 
 const char* to_string(RedisOutcome o) noexcept {
   switch (o) {
-    case RedisOutcome::Confirmed: return "confirmed";
-    case RedisOutcome::Duplicate: return "duplicate";
-    case RedisOutcome::Failed: return "failed";
-    case RedisOutcome::Unconfirmed: return "unconfirmed";
+    case RedisOutcome::Confirmed:
+      return "confirmed";
+    case RedisOutcome::Duplicate:
+      return "duplicate";
+    case RedisOutcome::Failed:
+      return "failed";
+    case RedisOutcome::Unconfirmed:
+      return "unconfirmed";
   }
   return "?";
 }
@@ -120,8 +124,8 @@ void RedisPublisher::handle(ReplyPtr reply, std::vector<RedisCompletion>& out) {
   if (reply->type == REDIS_REPLY_ERROR) {
     c.error = scrub(reply_text(reply.get()), options_.endpoint.password);
     // "ERR The ID specified in XADD is equal or smaller than the target stream top item"
-    const bool duplicate = c.message.op == RedisOp::XAdd &&
-                           c.error.find("equal or smaller") != std::string::npos;
+    const bool duplicate =
+        c.message.op == RedisOp::XAdd && c.error.find("equal or smaller") != std::string::npos;
     c.outcome = duplicate ? RedisOutcome::Duplicate : RedisOutcome::Failed;
   } else if (reply->type == REDIS_REPLY_INTEGER) {
     c.receivers = reply->integer;

@@ -45,9 +45,9 @@ enum class RedisOp : std::uint8_t { Publish, XAdd };
 
 struct RedisMessage {
   RedisOp op = RedisOp::Publish;
-  std::string key;      // channel (PUBLISH) or stream (XADD)
-  std::string payload;  // PUBLISH only
-  StreamId id;          // XADD only
+  std::string key;           // channel (PUBLISH) or stream (XADD)
+  std::string payload;       // PUBLISH only
+  StreamId id;               // XADD only
   std::uint64_t maxlen = 0;  // XADD only: MAXLEN ~ maxlen when > 0
   Fields fields;             // XADD only
   std::uint64_t token = 0;   // the caller's (e.g. the bus sequence), returned as is

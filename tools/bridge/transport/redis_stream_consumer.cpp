@@ -12,8 +12,7 @@ std::string_view str(const redisReply* r) {
 
 }  // namespace
 
-RedisStreamConsumer::RedisStreamConsumer(RedisStreamConsumerOptions options,
-                                         Backoff::Random random)
+RedisStreamConsumer::RedisStreamConsumer(RedisStreamConsumerOptions options, Backoff::Random random)
     : options_(std::move(options)), link_(options_.endpoint, std::move(random)) {
   if (options_.stream.empty() || options_.group.empty() || options_.consumer.empty())
     throw std::invalid_argument(
@@ -105,7 +104,8 @@ void RedisStreamConsumer::parse_entries(const redisReply* list, bool redelivered
       continue;
     }
     for (std::size_t k = 0; k + 1 < f->elements; k += 2) {
-      entry.fields.emplace_back(std::string(str(f->element[k])), std::string(str(f->element[k + 1])));
+      entry.fields.emplace_back(std::string(str(f->element[k])),
+                                std::string(str(f->element[k + 1])));
     }
     unacked_.insert(entry.id);
     out.push_back(std::move(entry));
@@ -117,11 +117,12 @@ void RedisStreamConsumer::handle(Expect what, const redisReply* r, std::vector<S
   switch (what) {
     case Expect::Group:
       if (is_error && reply_text(r).rfind("BUSYGROUP", 0) != 0)
-        link_.lose("XGROUP CREATE " + options_.stream + " " + options_.group + " failed: " +
-                   reply_text(r));
+        link_.lose("XGROUP CREATE " + options_.stream + " " + options_.group +
+                   " failed: " + reply_text(r));
       return;
     case Expect::Ack:
-      if (!is_error && r->type == REDIS_REPLY_INTEGER) acks_confirmed_ += static_cast<std::uint64_t>(r->integer);
+      if (!is_error && r->type == REDIS_REPLY_INTEGER)
+        acks_confirmed_ += static_cast<std::uint64_t>(r->integer);
       return;
     case Expect::ReadPending:
     case Expect::ReadNew:

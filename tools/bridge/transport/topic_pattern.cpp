@@ -23,7 +23,8 @@ std::string TopicPattern::check(std::string_view p) {
   std::size_t start = 0;
   while (true) {
     const std::size_t dot = p.find('.', start);
-    const std::string_view w = p.substr(start, dot == std::string_view::npos ? p.npos : dot - start);
+    const std::string_view w =
+        p.substr(start, dot == std::string_view::npos ? p.npos : dot - start);
     if (w.empty()) return fail("empty word at position " + std::to_string(start));
     if (w == ">" && dot != std::string_view::npos)
       return fail("'>' at position " + std::to_string(start) + " is not the last word");
@@ -52,7 +53,8 @@ std::optional<TopicPattern> TopicPattern::parse(std::string_view pattern, std::s
   std::size_t start = 0;
   while (true) {
     const std::size_t dot = pattern.find('.', start);
-    t.words_.emplace_back(pattern.substr(start, dot == std::string_view::npos ? pattern.npos : dot - start));
+    t.words_.emplace_back(
+        pattern.substr(start, dot == std::string_view::npos ? pattern.npos : dot - start));
     if (t.words_.back() == "*" || t.words_.back() == ">") t.exact_ = false;
     if (dot == std::string_view::npos) break;
     start = dot + 1;
@@ -73,7 +75,7 @@ bool TopicPattern::matches(std::string_view topic) const noexcept {
   std::size_t pos = 0;
   const std::size_t n = words_.size();
   for (std::size_t i = 0; i < n; ++i) {
-    if (pos > topic.size()) return false;  // the topic ran out of words
+    if (pos > topic.size()) return false;                // the topic ran out of words
     if (tail_ && i + 1 == n) return pos < topic.size();  // '>' needs at least one word
     const std::size_t dot = topic.find('.', pos);
     const std::size_t end = dot == std::string_view::npos ? topic.size() : dot;

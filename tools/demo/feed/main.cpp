@@ -47,7 +47,8 @@ constexpr std::size_t kMaxSymbolLength = 16;
 constexpr std::int64_t kMaxLagNs = 10'000'000;
 
 std::int64_t steady_ns() noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -55,8 +56,8 @@ void pin_to_cpu(int cpu) {
   if (const int err = shmbus::tools::pin_to_cpu(cpu); err != 0) {
     throw shmbus::Error(shmbus::Errc::InvalidArgument,
                         "cannot pin to CPU " + std::to_string(cpu) + ": " + std::strerror(err) +
-                            " (this machine has CPUs 0.." + std::to_string(std::thread::hardware_concurrency() - 1) +
-                            ")");
+                            " (this machine has CPUs 0.." +
+                            std::to_string(std::thread::hardware_concurrency() - 1) + ")");
   }
 }
 
@@ -74,10 +75,14 @@ void wait_for_consumers(const Feed& feed, const Options& o) {
   const std::int64_t deadline = steady_ns() + static_cast<std::int64_t>(o.wait * 1e9);
   while (feed.consumers() < o.wait_consumers) {
     if (g_stop.load(std::memory_order_relaxed) || steady_ns() >= deadline) {
-      throw shmbus::Error(shmbus::Errc::Timeout,
-                          "bus '" + o.bus + "': " + std::to_string(feed.consumers()) + " of the " +
-                              std::to_string(o.wait_consumers) + " subscriber(s) asked for (--wait-consumers) are on "
-                              "md.quotes and md.trades" + (g_stop.load() ? std::string(" when stopped") : " after " + seconds(o.wait)) + "; start the strategy on that bus, or lower --wait-consumers");
+      throw shmbus::Error(
+          shmbus::Errc::Timeout,
+          "bus '" + o.bus + "': " + std::to_string(feed.consumers()) + " of the " +
+              std::to_string(o.wait_consumers) +
+              " subscriber(s) asked for (--wait-consumers) are on "
+              "md.quotes and md.trades" +
+              (g_stop.load() ? std::string(" when stopped") : " after " + seconds(o.wait)) +
+              "; start the strategy on that bus, or lower --wait-consumers");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
@@ -92,23 +97,29 @@ int run(const Options& o) {
 
   char rate[32];
   char duration[48];
-  if (o.rate > 0) std::snprintf(rate, sizeof rate, "%.0f msg/s", o.rate);
-  else std::snprintf(rate, sizeof rate, "as fast as possible");
-  if (o.duration > 0) std::snprintf(duration, sizeof duration, "%g s", o.duration);
-  else std::snprintf(duration, sizeof duration, "until SIGINT/SIGTERM");
-  std::printf("feed: bus '%s', %zu symbols, rate %s, duration %s, lossy rings of %u x %u B "
-              "(largest quote %zu B, trade %zu B), clock %s%s\n",
-              o.bus.c_str(), o.symbols.size(), rate, duration, feed.quote_slots(), kSlotSize, feed.quote_bytes(),
-              feed.trade_bytes(), bus.clock().uses_tsc() ? "TSC" : "CLOCK_REALTIME",
-              o.cpu >= 0 ? (", pinned to CPU " + std::to_string(o.cpu)).c_str() : "");
+  if (o.rate > 0)
+    std::snprintf(rate, sizeof rate, "%.0f msg/s", o.rate);
+  else
+    std::snprintf(rate, sizeof rate, "as fast as possible");
+  if (o.duration > 0)
+    std::snprintf(duration, sizeof duration, "%g s", o.duration);
+  else
+    std::snprintf(duration, sizeof duration, "until SIGINT/SIGTERM");
+  std::printf(
+      "feed: bus '%s', %zu symbols, rate %s, duration %s, lossy rings of %u x %u B "
+      "(largest quote %zu B, trade %zu B), clock %s%s\n",
+      o.bus.c_str(), o.symbols.size(), rate, duration, feed.quote_slots(), kSlotSize,
+      feed.quote_bytes(), feed.trade_bytes(), bus.clock().uses_tsc() ? "TSC" : "CLOCK_REALTIME",
+      o.cpu >= 0 ? (", pinned to CPU " + std::to_string(o.cpu)).c_str() : "");
   wait_for_consumers(feed, o);
 
   const double period_ns = o.rate > 0 ? 1e9 / o.rate : 0.0;
   const std::int64_t start = steady_ns();
-  const std::int64_t end = o.duration > 0 ? start + static_cast<std::int64_t>(o.duration * 1e9) : INT64_MAX;
-  std::int64_t epoch = start;   // schedule origin (moves when the pacer starts over)
-  std::uint64_t due = 0;        // messages due since `epoch`
-  std::uint64_t restarts = 0;   // times the pacer fell > 10 ms behind
+  const std::int64_t end =
+      o.duration > 0 ? start + static_cast<std::int64_t>(o.duration * 1e9) : INT64_MAX;
+  std::int64_t epoch = start;  // schedule origin (moves when the pacer starts over)
+  std::uint64_t due = 0;       // messages due since `epoch`
+  std::uint64_t restarts = 0;  // times the pacer fell > 10 ms behind
   std::int64_t next_report = start + kNsPerSec;
   std::uint64_t last_total = 0;
   std::uint64_t last_failed = 0;
@@ -117,7 +128,8 @@ int run(const Options& o) {
   std::int64_t now = start;
   while (!g_stop.load(std::memory_order_relaxed)) {
     if (period_ns > 0) {
-      const std::int64_t deadline = epoch + static_cast<std::int64_t>(static_cast<double>(due) * period_ns);
+      const std::int64_t deadline =
+          epoch + static_cast<std::int64_t>(static_cast<double>(due) * period_ns);
       now = steady_ns();
       while (now < deadline && !g_stop.load(std::memory_order_relaxed)) {
         shmbus::tools::cpu_pause();
@@ -136,7 +148,8 @@ int run(const Options& o) {
       ++second;
       const std::uint64_t total = feed.published();
       std::printf("feed: %3d s  published %9llu/s  total %11llu  not published %llu\n", second,
-                  static_cast<unsigned long long>(total - last_total), static_cast<unsigned long long>(total),
+                  static_cast<unsigned long long>(total - last_total),
+                  static_cast<unsigned long long>(total),
                   static_cast<unsigned long long>(feed.failed() - last_failed));
       last_total = total;
       last_failed = feed.failed();
@@ -148,15 +161,19 @@ int run(const Options& o) {
 
   const double elapsed = static_cast<double>(steady_ns() - start) / 1e9;
   const std::uint64_t total = feed.published();
-  std::printf("feed: done after %.2f s%s: published %llu messages (%llu quotes, %llu trades), %.0f msg/s average; "
-              "not published: %llu (%s); pacer restarted %llu times (fell > 10 ms behind)\n",
-              elapsed, g_stop.load() ? " (signal)" : "", static_cast<unsigned long long>(total),
-              static_cast<unsigned long long>(feed.quotes()), static_cast<unsigned long long>(feed.trades()),
-              elapsed > 0 ? static_cast<double>(total) / elapsed : 0.0,
-              static_cast<unsigned long long>(feed.failed()), feed.failure_breakdown().c_str(),
-              static_cast<unsigned long long>(restarts));
+  std::printf(
+      "feed: done after %.2f s%s: published %llu messages (%llu quotes, %llu trades), %.0f msg/s "
+      "average; "
+      "not published: %llu (%s); pacer restarted %llu times (fell > 10 ms behind)\n",
+      elapsed, g_stop.load() ? " (signal)" : "", static_cast<unsigned long long>(total),
+      static_cast<unsigned long long>(feed.quotes()),
+      static_cast<unsigned long long>(feed.trades()),
+      elapsed > 0 ? static_cast<double>(total) / elapsed : 0.0,
+      static_cast<unsigned long long>(feed.failed()), feed.failure_breakdown().c_str(),
+      static_cast<unsigned long long>(restarts));
   std::printf("feed: last mids:");
-  for (const Instrument& in : feed.instruments()) std::printf(" %s %.2f", in.symbol.c_str(), in.mid);
+  for (const Instrument& in : feed.instruments())
+    std::printf(" %s %.2f", in.symbol.c_str(), in.mid);
   std::printf("\n");
   return 0;
 }
@@ -199,6 +216,6 @@ void add_options(CLI::App& app, Options& o) {
 }  // namespace demo::feed
 
 int main(int argc, char** argv) {
-  return demo::program_main(argc, argv, "shmbus-feed", demo::feed::kAbout,
-                            demo::feed::add_options, demo::feed::run);
+  return demo::program_main(argc, argv, "shmbus-feed", demo::feed::kAbout, demo::feed::add_options,
+                            demo::feed::run);
 }

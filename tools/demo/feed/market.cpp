@@ -5,10 +5,10 @@
 #include <cmath>
 #include <string_view>
 
-#include <shmbus/admin/snapshot.hpp>
-#include <shmbus/error.hpp>
 #include <shmbus/msg/md_quote_generated.h>
 #include <shmbus/msg/md_trade_generated.h>
+#include <shmbus/admin/snapshot.hpp>
+#include <shmbus/error.hpp>
 
 namespace demo::feed {
 namespace {
@@ -73,8 +73,9 @@ void Feed::publish_one(std::int64_t now_steady) noexcept {
 std::size_t Feed::consumers() const {
   const auto live = [](const shmbus::Topic& t) {
     const shmbus::TopicSnapshot snap = shmbus::snapshot(t);
-    return static_cast<std::size_t>(std::count_if(snap.consumers.begin(), snap.consumers.end(),
-                                                  [](const shmbus::ConsumerSnapshot& c) { return c.alive && !c.joining; }));
+    return static_cast<std::size_t>(
+        std::count_if(snap.consumers.begin(), snap.consumers.end(),
+                      [](const shmbus::ConsumerSnapshot& c) { return c.alive && !c.joining; }));
   };
   return std::min(live(quotes_.topic()), live(trades_.topic()));
 }
@@ -82,10 +83,9 @@ std::size_t Feed::consumers() const {
 // The largest messages this run can produce must fit the slots: refuse to
 // start, rather than count TooLarge on every message.
 void Feed::check_sizes() {
-  Instrument longest = *std::max_element(instruments_.begin(), instruments_.end(),
-                                         [](const Instrument& a, const Instrument& b) {
-                                           return a.symbol.size() < b.symbol.size();
-                                         });
+  Instrument longest = *std::max_element(
+      instruments_.begin(), instruments_.end(),
+      [](const Instrument& a, const Instrument& b) { return a.symbol.size() < b.symbol.size(); });
   Venue v{"XXXX", 0, ~std::uint64_t{0} - 1};  // the longest trade id
   build_quote(longest, v);
   quote_bytes_ = fbb_.GetSize();
@@ -94,7 +94,8 @@ void Feed::check_sizes() {
   const std::size_t room = quotes_.max_payload();
   if (quote_bytes_ > room || trade_bytes_ > trades_.max_payload()) {
     throw shmbus::Error(shmbus::Errc::InvalidArgument,
-                        "symbol '" + longest.symbol + "' makes a " + std::to_string(std::max(quote_bytes_, trade_bytes_)) +
+                        "symbol '" + longest.symbol + "' makes a " +
+                            std::to_string(std::max(quote_bytes_, trade_bytes_)) +
                             "-byte message, more than the " + std::to_string(room) +
                             " bytes a slot of md.quotes/md.trades holds; use shorter symbols");
   }
@@ -118,7 +119,9 @@ void Feed::move(Instrument& in, std::int64_t now_steady) noexcept {
   in.last_ns = now_steady;
 }
 
-double Feed::round_lot() noexcept { return 100.0 * static_cast<double>(1 + pick_(rng_) % 20); }
+double Feed::round_lot() noexcept {
+  return 100.0 * static_cast<double>(1 + pick_(rng_) % 20);
+}
 
 std::uint64_t Feed::spread_ticks() noexcept {
   const double u = unit_(rng_);
@@ -129,7 +132,8 @@ std::uint64_t Feed::spread_ticks() noexcept {
 void Feed::stamps(std::uint64_t& exchange_ts, std::uint64_t& receive_ts) noexcept {
   const std::int64_t now = clock_->now_ns();
   receive_ts = static_cast<std::uint64_t>(now);
-  exchange_ts = static_cast<std::uint64_t>(now - 5'000 - static_cast<std::int64_t>(pick_(rng_) % 45'000));
+  exchange_ts =
+      static_cast<std::uint64_t>(now - 5'000 - static_cast<std::int64_t>(pick_(rng_) % 45'000));
 }
 
 void Feed::build_quote(const Instrument& in, Venue& v) noexcept {

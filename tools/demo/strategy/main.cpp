@@ -46,7 +46,8 @@ bool sleep_until(std::chrono::steady_clock::time_point t) {
   while (!g_stop.load(std::memory_order_relaxed)) {
     const auto now = std::chrono::steady_clock::now();
     if (now >= t) return true;
-    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(t - now, std::chrono::milliseconds(20)));
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(t - now, std::chrono::milliseconds(20)));
   }
   return false;
 }
@@ -57,14 +58,15 @@ void wait_for_topics(const shmbus::Bus& bus, const Options& o) {
   for (;;) {
     if (bus.has_topic(kQuotesTopic) && bus.has_topic(kTradesTopic)) return;
     if (!said) {
-      std::printf("strategy: waiting up to %.0f s for the feed to create %s and %s on bus '%s'\n", o.wait,
-                  kQuotesTopic.data(), kTradesTopic.data(), o.bus.c_str());
+      std::printf("strategy: waiting up to %.0f s for the feed to create %s and %s on bus '%s'\n",
+                  o.wait, kQuotesTopic.data(), kTradesTopic.data(), o.bus.c_str());
       said = true;
     }
     if (g_stop.load() || std::chrono::steady_clock::now() >= deadline) {
       throw shmbus::Error(shmbus::Errc::NoSuchTopic,
-                          "bus '" + o.bus + "' has no topics " + std::string(kQuotesTopic) + " and " +
-                              std::string(kTradesTopic) + (g_stop.load() ? " (stopped while waiting)" : "") +
+                          "bus '" + o.bus + "' has no topics " + std::string(kQuotesTopic) +
+                              " and " + std::string(kTradesTopic) +
+                              (g_stop.load() ? " (stopped while waiting)" : "") +
                               " after waiting " + std::to_string(static_cast<int>(o.wait)) +
                               " s; start shmbus-feed on that bus, or raise --wait");
     }
@@ -77,8 +79,10 @@ void wait_for_topics(const shmbus::Bus& bus, const Options& o) {
 void add_options(CLI::App& app, Options& o) {
   add_non_negative(app, "--duration", o.duration,
                    "Seconds to run once subscribed; 0 = until SIGINT/SIGTERM");
-  app.add_option("--cpu", o.cpu, "Pin the dispatcher thread to this CPU (-1: no pinning)")->capture_default_str();
-  app.add_option("--idle", o.idle, "When no message is ready: spin (lowest latency, burns a core), yield, or block")
+  app.add_option("--cpu", o.cpu, "Pin the dispatcher thread to this CPU (-1: no pinning)")
+      ->capture_default_str();
+  app.add_option("--idle", o.idle,
+                 "When no message is ready: spin (lowest latency, burns a core), yield, or block")
       ->check(CLI::IsMember({"spin", "yield", "block"}))
       ->capture_default_str();
   add_positive(app, "--ewma-halflife", o.ewma_halflife,
@@ -88,8 +92,10 @@ void add_options(CLI::App& app, Options& o) {
   add_non_negative(app, "--wait", o.wait,
                    "Seconds to wait for the feed to create md.quotes and md.trades");
   app.add_option("--json", o.json, "Write the final figures as JSON to this file");
-  app.add_option("--name", o.name, "Consumer/publisher name shown by bus-inspect")->capture_default_str();
-  app.add_option("--strategy-id", o.strategy_id, "strategy_id stamped on every signal")->capture_default_str();
+  app.add_option("--name", o.name, "Consumer/publisher name shown by bus-inspect")
+      ->capture_default_str();
+  app.add_option("--strategy-id", o.strategy_id, "strategy_id stamped on every signal")
+      ->capture_default_str();
 }
 
 int run(const Options& o) {
@@ -101,27 +107,31 @@ int run(const Options& o) {
 
   shmbus::DispatcherOptions dopt;
   dopt.name = o.name;
-  dopt.idle = o.idle == "block" ? shmbus::Idle::Block : o.idle == "yield" ? shmbus::Idle::Yield : shmbus::Idle::Spin;
+  dopt.idle = o.idle == "block"   ? shmbus::Idle::Block
+              : o.idle == "yield" ? shmbus::Idle::Yield
+                                  : shmbus::Idle::Spin;
   dopt.cpu = o.cpu;
   shmbus::Dispatcher dispatcher(bus, dopt);
-  dispatcher.on<shmbus::md::Quote>(kQuotesTopic, [&model](const shmbus::md::Quote& q, const shmbus::MessageMeta& m) {
-    model.on_quote(q, m);
-  });
-  dispatcher.on<shmbus::md::Trade>(kTradesTopic, [&model](const shmbus::md::Trade& t, const shmbus::MessageMeta& m) {
-    model.on_trade(t, m);
-  });
+  dispatcher.on<shmbus::md::Quote>(
+      kQuotesTopic,
+      [&model](const shmbus::md::Quote& q, const shmbus::MessageMeta& m) { model.on_quote(q, m); });
+  dispatcher.on<shmbus::md::Trade>(
+      kTradesTopic,
+      [&model](const shmbus::md::Trade& t, const shmbus::MessageMeta& m) { model.on_trade(t, m); });
   dispatcher.on_gap([&model](const shmbus::Gap& g) { model.on_gap(g); });
 
-  std::printf("strategy: bus '%s', subscribed to %s and %s, publishing %s; idle %s, EWMA half-life %.3g s, "
-              "threshold %.3g bps, clock %s%s\n",
-              o.bus.c_str(), kQuotesTopic.data(), kTradesTopic.data(), kSignalsTopic.data(), o.idle.c_str(),
-              o.ewma_halflife, o.threshold_bps, bus.clock().uses_tsc() ? "TSC" : "CLOCK_REALTIME",
-              o.cpu >= 0 ? (", dispatcher pinned to CPU " + std::to_string(o.cpu)).c_str() : "");
+  std::printf(
+      "strategy: bus '%s', subscribed to %s and %s, publishing %s; idle %s, EWMA half-life %.3g s, "
+      "threshold %.3g bps, clock %s%s\n",
+      o.bus.c_str(), kQuotesTopic.data(), kTradesTopic.data(), kSignalsTopic.data(), o.idle.c_str(),
+      o.ewma_halflife, o.threshold_bps, bus.clock().uses_tsc() ? "TSC" : "CLOCK_REALTIME",
+      o.cpu >= 0 ? (", dispatcher pinned to CPU " + std::to_string(o.cpu)).c_str() : "");
 
   const auto start = std::chrono::steady_clock::now();
-  const auto end = o.duration > 0 ? start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                                std::chrono::duration<double>(o.duration))
-                                  : std::chrono::steady_clock::time_point::max();
+  const auto end = o.duration > 0
+                       ? start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                     std::chrono::duration<double>(o.duration))
+                       : std::chrono::steady_clock::time_point::max();
   dispatcher.start();
 
   Window total;  // the whole run, owned by this thread
@@ -145,7 +155,8 @@ int run(const Options& o) {
   summary.options = &o;
   summary.total = &total;
   summary.model = &model;
-  summary.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  summary.elapsed_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   summary.stopped_by_signal = g_stop.load();
   summary.tsc_clock = bus.clock().uses_tsc();
   summary.bus_drops = dispatcher.drops();

@@ -18,7 +18,9 @@ constexpr std::uint64_t kGapLinesMax = 10;
 // One-way latency of a message: MessageMeta::age_ns() reads the bus clock
 // ordered after the loads that delivered the message (LFENCE; RDTSC), so the
 // age is never read before the message has arrived.
-std::int64_t age_ns(const shmbus::MessageMeta& meta) noexcept { return meta.age_ns(); }
+std::int64_t age_ns(const shmbus::MessageMeta& meta) noexcept {
+  return meta.age_ns();
+}
 
 shmbus::Publisher make_signal_publisher(shmbus::Bus& bus, const Options& o) {
   shmbus::TopicConfig cfg;
@@ -103,10 +105,12 @@ void Model::on_gap(const shmbus::Gap& g) {
   });
   nth = ++gap_lines_;
   if (nth <= kGapLinesMax) {
-    std::printf("strategy: GAP on %.*s: lost %llu messages (seq %llu..%llu), lapped by the producer%s\n",
-                static_cast<int>(g.topic.size()), g.topic.data(), static_cast<unsigned long long>(g.count),
-                static_cast<unsigned long long>(g.first), static_cast<unsigned long long>(g.first + g.count - 1),
-                nth == kGapLinesMax ? "; further gaps are counted in the summaries only" : "");
+    std::printf(
+        "strategy: GAP on %.*s: lost %llu messages (seq %llu..%llu), lapped by the producer%s\n",
+        static_cast<int>(g.topic.size()), g.topic.data(), static_cast<unsigned long long>(g.count),
+        static_cast<unsigned long long>(g.first),
+        static_cast<unsigned long long>(g.first + g.count - 1),
+        nth == kGapLinesMax ? "; further gaps are counted in the summaries only" : "");
   }
 }
 
@@ -144,8 +148,10 @@ int Model::decide(SymbolState& s) const noexcept {
   const double vwap = s.vwap();
   int view = s.position;
   if (s.position == 0) {
-    if (dev > opt_.threshold_bps && (vwap == 0 || s.mid > vwap)) view = -1;
-    else if (dev < -opt_.threshold_bps && (vwap == 0 || s.mid < vwap)) view = +1;
+    if (dev > opt_.threshold_bps && (vwap == 0 || s.mid > vwap))
+      view = -1;
+    else if (dev < -opt_.threshold_bps && (vwap == 0 || s.mid < vwap))
+      view = +1;
   } else if (std::fabs(dev) < opt_.threshold_bps / 2) {
     view = 0;
   } else if (s.position > 0 && dev > opt_.threshold_bps) {
@@ -157,13 +163,15 @@ int Model::decide(SymbolState& s) const noexcept {
   return view;
 }
 
-shmbus::PublishResult Model::publish_signal(SymbolState& s, int view, const flatbuffers::String* venue,
+shmbus::PublishResult Model::publish_signal(SymbolState& s, int view,
+                                            const flatbuffers::String* venue,
                                             std::uint64_t source_ts) {
   const double dev = s.deviation_bps();
   fbb_.Clear();
   const auto strategy_id = fbb_.CreateString(opt_.strategy_id);
   const auto symbol = fbb_.CreateString(s.symbol);
-  const auto venue_str = fbb_.CreateString(venue != nullptr ? venue->string_view() : std::string_view{});
+  const auto venue_str =
+      fbb_.CreateString(venue != nullptr ? venue->string_view() : std::string_view{});
   const auto model = fbb_.CreateString(kModel.data(), kModel.size());
   shmbus::strategy::SignalBuilder b(fbb_);
   b.add_strategy_id(strategy_id);

@@ -24,11 +24,11 @@
 #include <string>
 #include <vector>
 
-#include <shmbus/core/bus.hpp>
-#include <shmbus/core/publisher.hpp>
-#include <shmbus/core/message.hpp>
 #include <shmbus/msg/md_quote_generated.h>
 #include <shmbus/msg/md_trade_generated.h>
+#include <shmbus/core/bus.hpp>
+#include <shmbus/core/message.hpp>
+#include <shmbus/core/publisher.hpp>
 
 #include "options.hpp"
 #include "window.hpp"
@@ -50,7 +50,9 @@ struct SymbolState {
   std::uint64_t signals = 0;
 
   [[nodiscard]] double vwap() const noexcept { return qty > 0 ? pxqty / qty : 0.0; }
-  [[nodiscard]] double deviation_bps() const noexcept { return ewma > 0 ? (mid - ewma) / ewma * 1e4 : 0.0; }
+  [[nodiscard]] double deviation_bps() const noexcept {
+    return ewma > 0 ? (mid - ewma) / ewma * 1e4 : 0.0;
+  }
 };
 
 // First and last bus sequence seen on a topic: last - first + 1 must equal

@@ -27,7 +27,8 @@ struct Options {
 
 // The first line of --help.
 inline constexpr const char* kAbout =
-    "shmbus-strategy: EWMA mean-reversion on md.quotes/md.trades, signals on 'signals', latency figures";
+    "shmbus-strategy: EWMA mean-reversion on md.quotes/md.trades, signals on 'signals', latency "
+    "figures";
 
 // Declares every option but --bus (demo::program_main adds it) on `app`, bound to `o`.
 void add_options(CLI::App& app, Options& o);

@@ -33,7 +33,8 @@ struct Window {
 
   void reset() noexcept {
     latency.reset();
-    quotes = trades = quote_gaps = quote_drops = trade_gaps = trade_drops = negative_ages = most_negative_ns = signals = 0;
+    quotes = trades = quote_gaps = quote_drops = trade_gaps = trade_drops = negative_ages =
+        most_negative_ns = signals = 0;
     signal_failures.reset();
   }
   void add(const Window& w) noexcept {

@@ -24,11 +24,16 @@ using tcp = asio::ip::tcp;
 
 std::string_view to_string(WsCloseCause cause) noexcept {
   switch (cause) {
-    case WsCloseCause::Remote: return "remote closed";
-    case WsCloseCause::Local: return "closed locally";
-    case WsCloseCause::TooLarge: return "message too large";
-    case WsCloseCause::Timeout: return "timeout";
-    case WsCloseCause::Error: return "transport error";
+    case WsCloseCause::Remote:
+      return "remote closed";
+    case WsCloseCause::Local:
+      return "closed locally";
+    case WsCloseCause::TooLarge:
+      return "message too large";
+    case WsCloseCause::Timeout:
+      return "timeout";
+    case WsCloseCause::Error:
+      return "transport error";
   }
   return "unknown";
 }
@@ -133,9 +138,8 @@ class WsSession final : public WsConnection,
     ws_.set_option(timeouts);
     ws_.read_message_max(options_.max_message);
     ws_.auto_fragment(false);
-    ws_.async_accept(request, [self = shared_from_this()](beast::error_code ec) {
-      self->on_accept(ec);
-    });
+    ws_.async_accept(request,
+                     [self = shared_from_this()](beast::error_code ec) { self->on_accept(ec); });
   }
 
   SendResult send(Message message, bool binary) override {
@@ -207,10 +211,9 @@ class WsSession final : public WsConnection,
     writing_ = true;
     const Outgoing& out = queue_.front();
     ws_.binary(out.binary);
-    ws_.async_write(asio::buffer(*out.data),
-                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                      self->on_write(ec);
-                    });
+    ws_.async_write(
+        asio::buffer(*out.data),
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
   }
 
   void on_write(beast::error_code ec) {
@@ -224,10 +227,9 @@ class WsSession final : public WsConnection,
 
   void do_close() {
     writing_ = true;  // no further writes may start while the close frame goes out
-    ws_.async_close(websocket::close_reason(close_code_),
-                    [self = shared_from_this()](beast::error_code) {
-                      self->finish(WsCloseCause::Local);
-                    });
+    ws_.async_close(
+        websocket::close_reason(close_code_),
+        [self = shared_from_this()](beast::error_code) { self->finish(WsCloseCause::Local); });
   }
 
   void fail(beast::error_code ec) {
@@ -321,10 +323,9 @@ class HttpSession final : public SessionBase, public std::enable_shared_from_thi
     // (a keep-alive connection may sit quietly between requests).
     stream_.expires_after(first_request_ ? state_->options.request_timeout
                                          : state_->options.idle_timeout);
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                       self->on_read(ec);
-                     });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {
@@ -405,10 +406,9 @@ class HttpSession final : public SessionBase, public std::enable_shared_from_thi
   void write(Response&& res) {
     res_ = std::make_shared<Response>(std::move(res));
     stream_.expires_after(state_->options.write_timeout);
-    http::async_write(stream_, *res_,
-                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                        self->on_write(ec);
-                      });
+    http::async_write(
+        stream_, *res_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
   }
 
   void on_write(beast::error_code ec) {
@@ -561,8 +561,7 @@ std::uint16_t HttpServer::start() {
   if (!ec) acceptor.bind(endpoint, ec);
   if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
-    throw std::system_error(ec, "cannot listen on " + opt.address + ":" +
-                                    std::to_string(opt.port) +
+    throw std::system_error(ec, "cannot listen on " + opt.address + ":" + std::to_string(opt.port) +
                                     " (port in use? pick another or 0 for any)");
   }
   port_ = acceptor.local_endpoint().port();
@@ -584,6 +583,8 @@ void HttpServer::stop() {
   });
 }
 
-const ServerStats& HttpServer::stats() const noexcept { return state_->stats; }
+const ServerStats& HttpServer::stats() const noexcept {
+  return state_->stats;
+}
 
 }  // namespace shmbus::bridge::net

@@ -7,19 +7,30 @@ namespace shmbus::bridge::sio {
 
 std::string_view to_string(CodecError error) noexcept {
   switch (error) {
-    case CodecError::Ok: return "ok";
-    case CodecError::Empty: return "empty packet";
-    case CodecError::UnknownEngineType: return "unknown Engine.IO packet type (expected 0-6)";
-    case CodecError::BadBase64: return "binary polling entry is not valid base64";
-    case CodecError::UnknownSocketType: return "unknown Socket.IO packet type (expected 0-6)";
+    case CodecError::Ok:
+      return "ok";
+    case CodecError::Empty:
+      return "empty packet";
+    case CodecError::UnknownEngineType:
+      return "unknown Engine.IO packet type (expected 0-6)";
+    case CodecError::BadBase64:
+      return "binary polling entry is not valid base64";
+    case CodecError::UnknownSocketType:
+      return "unknown Socket.IO packet type (expected 0-6)";
     case CodecError::BadAttachments:
       return "binary packet needs '<count>-' with a count between 1 and 1000";
-    case CodecError::BadNamespace: return "namespace must start with '/' and be at most 256 bytes";
-    case CodecError::BadAckId: return "ack id longer than 15 digits";
-    case CodecError::BadJson: return "payload is not valid JSON";
-    case CodecError::JsonTooDeep: return "payload JSON nests deeper than 64 levels";
-    case CodecError::BadPayload: return "payload has the wrong shape for its packet type";
-    case CodecError::BadPlaceholder: return "binary placeholder refers to no attachment";
+    case CodecError::BadNamespace:
+      return "namespace must start with '/' and be at most 256 bytes";
+    case CodecError::BadAckId:
+      return "ack id longer than 15 digits";
+    case CodecError::BadJson:
+      return "payload is not valid JSON";
+    case CodecError::JsonTooDeep:
+      return "payload JSON nests deeper than 64 levels";
+    case CodecError::BadPayload:
+      return "payload has the wrong shape for its packet type";
+    case CodecError::BadPlaceholder:
+      return "binary placeholder refers to no attachment";
   }
   return "unknown codec error";
 }
@@ -41,14 +52,18 @@ constexpr std::array<std::int8_t, 256> make_decode_table() {
 }
 constexpr auto kDecode = make_decode_table();
 
-bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+bool is_digit(char c) noexcept {
+  return c >= '0' && c <= '9';
+}
 
 }  // namespace
 
 void base64_encode(std::string_view in, std::string& out) {
   out.reserve(out.size() + (in.size() + 2) / 3 * 4);
   std::size_t i = 0;
-  const auto byte = [&](std::size_t k) { return static_cast<std::uint32_t>(static_cast<unsigned char>(in[k])); };
+  const auto byte = [&](std::size_t k) {
+    return static_cast<std::uint32_t>(static_cast<unsigned char>(in[k]));
+  };
   for (; i + 3 <= in.size(); i += 3) {
     const std::uint32_t v = byte(i) << 16 | byte(i + 1) << 8 | byte(i + 2);
     out += kAlphabet[v >> 18 & 63];
@@ -198,8 +213,10 @@ bool is_reserved_event(std::string_view name) noexcept {
 
 CodecError check_payload(SioType type, const json& p) {
   switch (type) {
-    case SioType::Connect: return p.is_object() ? CodecError::Ok : CodecError::BadPayload;
-    case SioType::Disconnect: return CodecError::BadPayload;  // carries no payload
+    case SioType::Connect:
+      return p.is_object() ? CodecError::Ok : CodecError::BadPayload;
+    case SioType::Disconnect:
+      return CodecError::BadPayload;  // carries no payload
     case SioType::ConnectError:
       return p.is_object() || p.is_string() ? CodecError::Ok : CodecError::BadPayload;
     case SioType::Event:
@@ -211,7 +228,8 @@ CodecError check_payload(SioType type, const json& p) {
       }
       return CodecError::Ok;
     case SioType::Ack:
-    case SioType::BinaryAck: return p.is_array() ? CodecError::Ok : CodecError::BadPayload;
+    case SioType::BinaryAck:
+      return p.is_array() ? CodecError::Ok : CodecError::BadPayload;
   }
   return CodecError::BadPayload;
 }
@@ -279,7 +297,8 @@ CodecError parse_sio(std::string_view text, SioPacket& out) {
 
 bool contains_binary(const json& value) noexcept {
   switch (value.type()) {
-    case json::value_t::binary: return true;
+    case json::value_t::binary:
+      return true;
     case json::value_t::array:
       for (const auto& v : value) {
         if (contains_binary(v)) return true;
@@ -290,7 +309,8 @@ bool contains_binary(const json& value) noexcept {
         if (contains_binary(v)) return true;
       }
       return false;
-    default: return false;
+    default:
+      return false;
   }
 }
 

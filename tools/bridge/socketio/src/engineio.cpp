@@ -12,16 +12,26 @@ namespace http = net::http;
 
 std::string_view to_string(CloseReason reason) noexcept {
   switch (reason) {
-    case CloseReason::ClientClose: return "client close";
-    case CloseReason::PingTimeout: return "ping timeout";
-    case CloseReason::ParseError: return "parse error";
-    case CloseReason::PayloadTooLarge: return "payload too large";
-    case CloseReason::DuplicatePoll: return "duplicate poll";
-    case CloseReason::TransportError: return "transport error";
-    case CloseReason::ServerClose: return "server close";
-    case CloseReason::ConnectTimeout: return "connect timeout";
-    case CloseReason::Shutdown: return "server shutdown";
-    case CloseReason::kCount: break;
+    case CloseReason::ClientClose:
+      return "client close";
+    case CloseReason::PingTimeout:
+      return "ping timeout";
+    case CloseReason::ParseError:
+      return "parse error";
+    case CloseReason::PayloadTooLarge:
+      return "payload too large";
+    case CloseReason::DuplicatePoll:
+      return "duplicate poll";
+    case CloseReason::TransportError:
+      return "transport error";
+    case CloseReason::ServerClose:
+      return "server close";
+    case CloseReason::ConnectTimeout:
+      return "connect timeout";
+    case CloseReason::Shutdown:
+      return "server shutdown";
+    case CloseReason::kCount:
+      break;
   }
   return "unknown";
 }
@@ -40,12 +50,18 @@ enum class EioErrorCode : int {
 
 std::string_view message_of(EioErrorCode code) {
   switch (code) {
-    case EioErrorCode::UnknownTransport: return "Transport unknown";
-    case EioErrorCode::UnknownSid: return "Session ID unknown";
-    case EioErrorCode::BadHandshakeMethod: return "Bad handshake method";
-    case EioErrorCode::BadRequest: return "Bad request";
-    case EioErrorCode::Forbidden: return "Forbidden";
-    case EioErrorCode::UnsupportedProtocolVersion: return "Unsupported protocol version";
+    case EioErrorCode::UnknownTransport:
+      return "Transport unknown";
+    case EioErrorCode::UnknownSid:
+      return "Session ID unknown";
+    case EioErrorCode::BadHandshakeMethod:
+      return "Bad handshake method";
+    case EioErrorCode::BadRequest:
+      return "Bad request";
+    case EioErrorCode::Forbidden:
+      return "Forbidden";
+    case EioErrorCode::UnsupportedProtocolVersion:
+      return "Unsupported protocol version";
   }
   return "Bad request";
 }
@@ -60,7 +76,9 @@ net::Response error_response(const net::Request& req, EioErrorCode code,
   return net::make_response(req, status, std::move(text), "application/json");
 }
 
-Frame constant(std::string_view s) { return std::make_shared<const std::string>(s); }
+Frame constant(std::string_view s) {
+  return std::make_shared<const std::string>(s);
+}
 
 const Frame& ping_packet() {
   static const Frame m = constant("2");
@@ -86,7 +104,10 @@ class EngineIoServer::Session final : public EngineSession,
                                       public std::enable_shared_from_this<Session> {
  public:
   Session(EngineIoServer& server, std::uint64_t id, std::string sid, bool websocket)
-      : server_(&server), id_(id), sid_(std::move(sid)), websocket_(websocket),
+      : server_(&server),
+        id_(id),
+        sid_(std::move(sid)),
+        websocket_(websocket),
         timer_(server.io_) {}
 
   std::uint64_t id() const noexcept override { return id_; }
@@ -145,12 +166,12 @@ class EngineIoServer::Session final : public EngineSession,
 
   [[nodiscard]] std::string open_packet() const {
     const auto& o = server_->options_;
-    json open{{"sid", sid_},
-              {"upgrades", websocket_ || !o.allow_websocket ? json::array()
-                                                            : json::array({"websocket"})},
-              {"pingInterval", o.ping_interval.count()},
-              {"pingTimeout", o.ping_timeout.count()},
-              {"maxPayload", o.max_payload}};
+    json open{
+        {"sid", sid_},
+        {"upgrades", websocket_ || !o.allow_websocket ? json::array() : json::array({"websocket"})},
+        {"pingInterval", o.ping_interval.count()},
+        {"pingTimeout", o.ping_timeout.count()},
+        {"maxPayload", o.max_payload}};
     std::string out = "0";
     dump_json(open, out);
     return out;
@@ -163,16 +184,14 @@ class EngineIoServer::Session final : public EngineSession,
 
   void on_poll(net::Request&& req, net::Responder responder) {
     if (websocket_) {
-      return void(responder.send(error_response(req, EioErrorCode::BadRequest,
-                                                http::status::bad_request,
-                                                "session moved to WebSocket")));
+      return void(responder.send(error_response(
+          req, EioErrorCode::BadRequest, http::status::bad_request, "session moved to WebSocket")));
     }
     if (poll_.pending()) {
       auto self = shared_from_this();
       close(CloseReason::DuplicatePoll);
-      return void(responder.send(error_response(req, EioErrorCode::BadRequest,
-                                                http::status::bad_request,
-                                                "overlapping GET requests")));
+      return void(responder.send(error_response(
+          req, EioErrorCode::BadRequest, http::status::bad_request, "overlapping GET requests")));
     }
     poll_ = std::move(responder);
     poll_version_ = req.version();
@@ -187,23 +206,22 @@ class EngineIoServer::Session final : public EngineSession,
   void on_post(net::Request&& req, net::Responder responder) {
     auto self = shared_from_this();
     if (websocket_) {
-      return void(responder.send(error_response(req, EioErrorCode::BadRequest,
-                                                http::status::bad_request,
-                                                "session moved to WebSocket")));
+      return void(responder.send(error_response(
+          req, EioErrorCode::BadRequest, http::status::bad_request, "session moved to WebSocket")));
     }
     const std::string& body = req.body();
     if (body.size() > server_->options_.max_payload) {
-      responder.send(net::make_response(
-          req, http::status::payload_too_large,
-          "payload of " + std::to_string(body.size()) + " bytes above maxPayload " +
-              std::to_string(server_->options_.max_payload) + "\n"));
+      responder.send(net::make_response(req, http::status::payload_too_large,
+                                        "payload of " + std::to_string(body.size()) +
+                                            " bytes above maxPayload " +
+                                            std::to_string(server_->options_.max_payload) + "\n"));
       return close(CloseReason::PayloadTooLarge);
     }
     packets_.clear();
     binaries_.clear();
     if (const auto err = parse_polling_payload(body, packets_, binaries_); err != CodecError::Ok) {
-      responder.send(error_response(req, EioErrorCode::BadRequest, http::status::bad_request,
-                                    to_string(err)));
+      responder.send(
+          error_response(req, EioErrorCode::BadRequest, http::status::bad_request, to_string(err)));
       return close(CloseReason::ParseError);
     }
     auto res = net::make_response(req, http::status::ok, "ok");
@@ -244,9 +262,12 @@ class EngineIoServer::Session final : public EngineSession,
     if (!ws_ || &conn != ws_.get()) return;
     ws_.reset();
     switch (cause) {
-      case net::WsCloseCause::Remote: return close(CloseReason::ClientClose);
-      case net::WsCloseCause::TooLarge: return close(CloseReason::PayloadTooLarge);
-      default: return close(CloseReason::TransportError);
+      case net::WsCloseCause::Remote:
+        return close(CloseReason::ClientClose);
+      case net::WsCloseCause::TooLarge:
+        return close(CloseReason::PayloadTooLarge);
+      default:
+        return close(CloseReason::TransportError);
     }
   }
 
@@ -315,12 +336,14 @@ class EngineIoServer::Session final : public EngineSession,
       case EioType::Pong:
         if (awaiting_pong_) arm_ping();
         return;
-      case EioType::Close: return close(CloseReason::ClientClose);
+      case EioType::Close:
+        return close(CloseReason::ClientClose);
       case EioType::Noop:
       case EioType::Ping:  // v4 clients never ping; tolerated, not answered
         return;
       case EioType::Open:
-      case EioType::Upgrade: return close(CloseReason::ParseError);
+      case EioType::Upgrade:
+        return close(CloseReason::ParseError);
     }
   }
 
@@ -431,7 +454,9 @@ EngineIoServer::EngineIoServer(asio::io_context& io, EngineOptions options,
                                EngineListener& listener)
     : io_(io), options_(std::move(options)), listener_(&listener), rng_(std::random_device{}()) {}
 
-EngineIoServer::~EngineIoServer() { close_all(); }
+EngineIoServer::~EngineIoServer() {
+  close_all();
+}
 
 void EngineIoServer::detach() {
   listener_ = nullptr;
@@ -532,7 +557,8 @@ void EngineIoServer::on_request(net::Request&& req, net::Responder responder) {
     const auto it = by_sid_.find(std::string(q.sid));
     if (it == by_sid_.end()) return reject(EioErrorCode::UnknownSid);
     auto session = it->second;  // may close (and leave the map) while handling
-    if (req.method() == http::verb::get) return session->on_poll(std::move(req), std::move(responder));
+    if (req.method() == http::verb::get)
+      return session->on_poll(std::move(req), std::move(responder));
     if (req.method() == http::verb::post) {
       return session->on_post(std::move(req), std::move(responder));
     }

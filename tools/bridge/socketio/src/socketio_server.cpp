@@ -42,8 +42,8 @@ SocketIoServer::SocketIoServer(net::HttpServer& http, SocketIoOptions options)
       options_(std::move(options)),
       alive_(std::make_shared<bool>(true)),
       rng_(std::random_device{}()) {
-  engine_ = std::make_shared<EngineIoServer>(io_, options_.engine,
-                                             static_cast<EngineListener&>(*this));
+  engine_ =
+      std::make_shared<EngineIoServer>(io_, options_.engine, static_cast<EngineListener&>(*this));
   http.mount(options_.path, engine_);
 }
 
@@ -74,16 +74,15 @@ void SocketIoServer::run(F&& fn) {
 void SocketIoServer::on_open(EngineSession& session) {
   auto client = std::make_unique<Client>(session.id(), io_);
   client->connect_timer.expires_after(options_.connect_timeout);
-  client->connect_timer.async_wait(
-      [this, alive = std::weak_ptr<bool>(alive_), id = session.id()](
-          const boost::system::error_code& ec) {
-        if (ec) return;
-        auto a = alive.lock();
-        if (!a || !*a) return;
-        const auto it = clients_.find(id);
-        if (it == clients_.end() || !it->second->sockets.empty()) return;
-        if (auto* s = engine_->find(id)) s->close(CloseReason::ConnectTimeout);
-      });
+  client->connect_timer.async_wait([this, alive = std::weak_ptr<bool>(alive_),
+                                    id = session.id()](const boost::system::error_code& ec) {
+    if (ec) return;
+    auto a = alive.lock();
+    if (!a || !*a) return;
+    const auto it = clients_.find(id);
+    if (it == clients_.end() || !it->second->sockets.empty()) return;
+    if (auto* s = engine_->find(id)) s->close(CloseReason::ConnectTimeout);
+  });
   clients_.emplace(session.id(), std::move(client));
 }
 
@@ -134,7 +133,8 @@ void SocketIoServer::on_message(EngineSession& session, std::string_view data, b
 void SocketIoServer::handle_packet(Client& client, EngineSession& session, SioPacket& packet,
                                    std::vector<std::string>& /*attachments*/) {
   switch (packet.type) {
-    case SioType::Connect: return handle_connect(client, session, packet);
+    case SioType::Connect:
+      return handle_connect(client, session, packet);
     case SioType::Disconnect:
       if (const SocketId id = client.find(packet.nsp)) {
         remove_socket(id, "client namespace disconnect", false);
@@ -149,8 +149,7 @@ void SocketIoServer::handle_packet(Client& client, EngineSession& session, SioPa
       }
       stats_.events_in.fetch_add(1, std::memory_order_relaxed);
       json& list = packet.data;
-      const std::string name =
-          list[0].is_string() ? list[0].get<std::string>() : list[0].dump();
+      const std::string name = list[0].is_string() ? list[0].get<std::string>() : list[0].dump();
       json args = json::array();
       for (std::size_t i = 1; i < list.size(); ++i) args.push_back(std::move(list[i]));
       Ack ack;
@@ -266,9 +265,8 @@ void SocketIoServer::remove_socket(SocketId id, std::string_view reason, bool no
   }
   if (notify_client) {
     if (auto* session = engine_->find(socket->engine_id)) {
-      (void)session->send(std::make_shared<const std::string>(
-                              encode_sio(SioType::Disconnect, socket->nsp, std::nullopt, 0,
-                                         nullptr)),
+      (void)session->send(std::make_shared<const std::string>(encode_sio(
+                              SioType::Disconnect, socket->nsp, std::nullopt, 0, nullptr)),
                           false);
     }
   }

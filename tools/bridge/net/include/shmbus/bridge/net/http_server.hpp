@@ -46,11 +46,11 @@ using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
 
 struct ServerOptions {
-  std::string address = "127.0.0.1";  // loopback unless the operator says otherwise
-  std::uint16_t port = 0;             // 0: the OS picks one; start() returns it
+  std::string address = "127.0.0.1";   // loopback unless the operator says otherwise
+  std::uint16_t port = 0;              // 0: the OS picks one; start() returns it
   std::size_t max_connections = 4096;  // HTTP and WebSocket connections at once
   std::size_t max_header = 16 * 1024;
-  std::size_t max_body = 1024 * 1024;  // request body; larger -> 413 and close
+  std::size_t max_body = 1024 * 1024;                 // request body; larger -> 413 and close
   std::chrono::milliseconds request_timeout{30'000};  // to read one whole request
   std::chrono::milliseconds idle_timeout{60'000};     // keep-alive: wait for the next one
   std::chrono::milliseconds write_timeout{30'000};    // to write one HTTP response
@@ -123,8 +123,7 @@ class PrefixHandler {
 using RouteHandler = std::function<Response(const Request&)>;
 
 // Builds a response with the request's version and keep-alive, the body and content type set.
-[[nodiscard]] Response make_response(const Request& request, http::status status,
-                                     std::string body,
+[[nodiscard]] Response make_response(const Request& request, http::status status, std::string body,
                                      std::string_view content_type = "text/plain; charset=UTF-8");
 
 // The path of a request target without its query ("/a/b?x=1" -> "/a/b").

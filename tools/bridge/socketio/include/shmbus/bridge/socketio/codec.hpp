@@ -35,17 +35,17 @@ inline constexpr char kRecordSeparator = '\x1e';
 
 enum class CodecError : std::uint8_t {
   Ok,
-  Empty,                // nothing where a packet was expected
-  UnknownEngineType,    // Engine.IO type not a digit 0-6
-  BadBase64,            // "b" entry of a polling payload is not base64
-  UnknownSocketType,    // Socket.IO type not a digit 0-6
-  BadAttachments,       // binary packet without "<n>-", n = 0 or too many
-  BadNamespace,         // namespace not "/...", too long, or not followed by ","
-  BadAckId,             // ack id too long
-  BadJson,              // not JSON, or trailing bytes after it
-  JsonTooDeep,          // nesting above kMaxJsonDepth
-  BadPayload,           // JSON of the wrong shape for the packet type
-  BadPlaceholder,       // binary placeholder whose num is out of range or malformed
+  Empty,              // nothing where a packet was expected
+  UnknownEngineType,  // Engine.IO type not a digit 0-6
+  BadBase64,          // "b" entry of a polling payload is not base64
+  UnknownSocketType,  // Socket.IO type not a digit 0-6
+  BadAttachments,     // binary packet without "<n>-", n = 0 or too many
+  BadNamespace,       // namespace not "/...", too long, or not followed by ","
+  BadAckId,           // ack id too long
+  BadJson,            // not JSON, or trailing bytes after it
+  JsonTooDeep,        // nesting above kMaxJsonDepth
+  BadPayload,         // JSON of the wrong shape for the packet type
+  BadPlaceholder,     // binary placeholder whose num is out of range or malformed
 };
 [[nodiscard]] std::string_view to_string(CodecError error) noexcept;
 

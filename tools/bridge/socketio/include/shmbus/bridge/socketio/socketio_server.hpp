@@ -88,9 +88,9 @@ struct SocketIoStats {
   std::atomic<std::uint64_t> events_out{0};
   std::atomic<std::uint64_t> acks_in{0};
   std::atomic<std::uint64_t> acks_out{0};
-  std::atomic<std::uint64_t> dropped{0};        // sends refused by a full queue
-  std::atomic<std::uint64_t> parse_errors{0};   // sessions closed for malformed packets
-  std::atomic<std::uint64_t> unroutable{0};     // packets for a namespace not connected
+  std::atomic<std::uint64_t> dropped{0};       // sends refused by a full queue
+  std::atomic<std::uint64_t> parse_errors{0};  // sessions closed for malformed packets
+  std::atomic<std::uint64_t> unroutable{0};    // packets for a namespace not connected
 };
 
 class SocketIoServer final : private EngineListener {
@@ -145,15 +145,15 @@ class SocketIoServer final : private EngineListener {
   void handle_connect(Client& client, EngineSession& session, SioPacket& packet);
   void send_now(SocketId id, const EncodedPacket& packet);
   void remove_socket(SocketId id, std::string_view reason, bool notify_client);
-  SendResult send_raw_counted(Socket& socket, const Frame& text,
-                              const std::vector<Frame>& binaries, bool report_overflow);
+  SendResult send_raw_counted(Socket& socket, const Frame& text, const std::vector<Frame>& binaries,
+                              bool report_overflow);
   void protocol_error(EngineSession& session, CodecError error);
 
   boost::asio::io_context& io_;
   SocketIoOptions options_;
   SocketIoStats stats_;
   std::shared_ptr<EngineIoServer> engine_;  // mounted on the HttpServer (shared)
-  std::shared_ptr<bool> alive_;  // posted work checks it: the server may be gone
+  std::shared_ptr<bool> alive_;             // posted work checks it: the server may be gone
   std::unordered_map<std::uint64_t, std::unique_ptr<Client>> clients_;  // by Engine.IO id
   std::unordered_map<SocketId, std::unique_ptr<Socket>> sockets_;
   std::unordered_map<std::string, std::unordered_set<SocketId>> by_nsp_;
