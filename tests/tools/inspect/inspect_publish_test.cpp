@@ -103,6 +103,20 @@ TEST(BusInspectPublish, InvalidInputSaysWhereAndWhyAndPublishesNothing) {
   EXPECT_EQ(topic_in(j, "md.quotes").at("messages"), 2) << "nothing was published";
 }
 
+// The first-hour report: trying the README's bad-JSON example while the demo
+// runs must show the JSON error, not the live producer's.
+TEST(BusInspectPublish, BadJsonIsReportedAsSuchWhileAProducerLives) {
+  TestBus tb;
+  Agent feed;
+  feed.ok("publisher " + tb.name() + " md.quotes quote lossy 64 feed-under-test");
+  const Result r =
+      inspect({"publish", tb.name(), "md.quotes", "--json", R"({"symbol":"TEST","bid":1.5})"});
+  EXPECT_EQ(r.code, 1) << r;
+  EXPECT_NE(r.err.find("invalid JSON for shmbus.md.Quote"), std::string::npos) << r;
+  EXPECT_NE(r.err.find("field \"bid\""), std::string::npos) << r;
+  EXPECT_EQ(r.err.find("live producer"), std::string::npos) << r;
+}
+
 TEST(BusInspectPublish, RefusesWhileAnotherProducerLivesAndNamesIt) {
   TestBus tb;
   Agent feed, strat;
