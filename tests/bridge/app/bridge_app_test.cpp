@@ -507,14 +507,17 @@ routes:
   ASSERT_EQ(published.load(), n);
 
   // Every message, exactly once, in order.
+  std::string last = "(no answer from the checker)";
   EXPECT_TRUE(eventually(
       [&] {
         auto check = python(
             kStreamCheck, {std::to_string(redis.port()), stream + ".orders.q", std::to_string(n)});
-        auto l = check->line(10s);
+        auto l = check->line(30s);
+        if (l) last = *l;
         return l && *l == "count 3000 exact True";
       },
-      20s))
+      60s))
+      << "last check: " << last << "\n"
       << bridge.drain();
   const std::string m = http_get(bridge.port(), "/metrics").body;
   EXPECT_GE(metric(m, "shmbus_bridge_route_reconnects_total{direction=\"out\",route=\"st\"}"), 1.0)
