@@ -18,6 +18,7 @@
 #include "config.hpp"
 #include "redrive.hpp"
 #include "routes.hpp"
+#include "socketio_endpoint.hpp"
 
 namespace {
 
@@ -105,6 +106,7 @@ int main(int argc, char** argv) {
     }
     Bridge bridge(config);
     for (const auto& r : bridge.config().routes) bridge.add_component(make_route(config, r));
+    if (auto sio = make_socketio_endpoint(bridge.config())) bridge.add_component(std::move(sio));
     bridge.start();
     bridge.log(fmt::format("running: bus '{}', {} route(s), dead letters on '{}'", config.bus,
                            config.routes.size(), config.dead_letter.topic));

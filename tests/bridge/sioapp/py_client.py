@@ -1,0 +1,55 @@
+"""A real python-socketio client (Debian's python3-socketio, default options: HTTP long-polling
+first, then the upgrade to WebSocket) driven by sioapp_test. It subscribes, receives COUNT
+messages of TOPIC (confirming each with `consumed`), then emits each publish of the JSON list
+in $PUBLISHES with an ack. Prints one line "RESULT <json>".
+
+usage: /usr/bin/python3 py_client.py URL TOKEN TOPIC COUNT
+"""
+import json
+import os
+import sys
+import threading
+
+import socketio
+
+url, token, topic, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+out = {"events": []}
+sio = socketio.Client()
+done = threading.Event()
+
+
+def on_message(envelope):
+    out["events"].append(envelope)
+    sio.emit("consumed", envelope.get("seq"))
+    if len(out["events"]) == count:
+        done.set()
+
+
+sio.on(topic, on_message)
+
+
+@sio.event
+def connect_error(data):
+    out["connect_error"] = data.get("message") if isinstance(data, dict) else str(data)
+
+
+def finish():
+    print("RESULT " + json.dumps(out), flush=True)
+    os._exit(0)  # a refused client keeps reconnecting in the background: leave at once
+
+
+try:
+    sio.connect(url, auth={"token": token, "consumer": "py-test"}, wait_timeout=5)
+except socketio.exceptions.ConnectionError as e:
+    out.setdefault("connect_error", str(e))
+    finish()
+
+out["subscribe_ack"] = sio.call("subscribe", [topic], timeout=5) if count >= 0 else None
+print("SUBSCRIBED", flush=True)
+if count > 0:
+    out["complete"] = done.wait(30)
+out["transport"] = sio.transport()
+out["publish_acks"] = [sio.call("publish", p, timeout=5)
+                       for p in json.loads(os.environ.get("PUBLISHES", "[]"))]
+sio.disconnect()
+finish()

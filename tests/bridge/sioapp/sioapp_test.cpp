@@ -1,0 +1,454 @@
+// bus-bridge's Socket.IO endpoint (tools/bridge/app/socketio_endpoint.*) end to end: a real
+// Bridge on a bus of its own, a bus producer and subscriber in this process, and real,
+// unmodified clients in child processes:
+//   - Debian's python3-socketio under /usr/bin/python3, default options (polling, then the
+//     upgrade to WebSocket);
+//   - npm's socket.io-client@4 under node, default options and websocket-only (npm ci into
+//     the build tree, shared with tests/bridge/socketio);
+//   - a raw WebSocket client (Beast) for the client that stops reading.
+#include <utility>  // before Asio (g++ 12 + C++20)
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <thread>
+
+#include <shmbus/msg/md_quote_generated.h>
+#include <shmbus/msg/oms_new_order_generated.h>
+#include <shmbus/core/bus.hpp>
+#include <shmbus/core/publisher.hpp>
+#include <shmbus/core/subscriber.hpp>
+
+#include "bridge.hpp"
+#include "config.hpp"
+#include "sio_test_util.hpp"
+#include "socketio_endpoint.hpp"
+
+namespace shmbus::bridge::test {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kToken = "s3cret-token";
+
+std::string unique_bus() {
+  static std::atomic<int> n{0};
+  return "sioapp-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
+}
+
+// One HTTP exchange with optional Authorization header.
+http::response<http::string_body> http_call(std::uint16_t port, http::verb method,
+                                            const std::string& target, const std::string& body,
+                                            const std::string& bearer = {}) {
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  stream.expires_after(10s);
+  stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+  http::request<http::string_body> req{method, target, 11};
+  req.set(http::field::host, "127.0.0.1");
+  req.set(http::field::content_type, "application/json");
+  if (!bearer.empty()) req.set(http::field::authorization, "Bearer " + bearer);
+  req.body() = body;
+  req.prepare_payload();
+  http::write(stream, req);
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  beast::error_code ec;
+  http::read(stream, buf, res, ec);
+  if (ec) res.result(http::status::unknown);
+  return res;
+}
+
+// The value of one Prometheus series (-1 if absent).
+double metric(const std::string& text, const std::string& series) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  }
+  return -1;
+}
+
+// A Socket.IO client on a raw WebSocket whose receive buffer is small and fixed (no
+// autotuning), so that when it stops reading the bridge's queue for it fills quickly.
+class StalledClient {
+ public:
+  explicit StalledClient(std::uint16_t port) : ws_(io_) {
+    auto& sock = beast::get_lowest_layer(ws_).socket();
+    sock.open(tcp::v4());
+    sock.set_option(asio::socket_base::receive_buffer_size(4096));
+    beast::get_lowest_layer(ws_).expires_after(10s);
+    beast::get_lowest_layer(ws_).connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    ws_.handshake("127.0.0.1", "/socket.io/?EIO=4&transport=websocket");
+  }
+  std::string read() {
+    for (;;) {
+      beast::flat_buffer buf;
+      ws_.read(buf);
+      std::string s = beast::buffers_to_string(buf.data());
+      if (s != "2") return s;
+    }
+  }
+  void write(const std::string& s) { ws_.write(asio::buffer(s)); }
+
+ private:
+  asio::io_context io_;
+  websocket::stream<beast::tcp_stream> ws_;
+};
+
+class SioAppTest : public ::testing::Test {
+ protected:
+  void start(const std::string& socketio_yaml) {
+    const std::string yaml = "bridge:\n  name: sioapp\n  bus: " + bus_name_ +
+                             "\n  topic_scan_ms: 50\n  http:\n    address: 127.0.0.1\n"
+                             "    port: 0\n" +
+                             socketio_yaml;
+    Config c = parse_config(yaml, "sioapp-test.yaml");
+    bridge_ = std::make_unique<Bridge>(std::move(c));
+    auto sio = make_socketio_endpoint(bridge_->config());
+    ASSERT_NE(sio, nullptr);
+    bridge_->add_component(std::move(sio));
+    bridge_->start();
+    bus_.emplace(Bus::open(bus_name_));
+  }
+
+  static std::string default_yaml(const std::string& extra = {}, int ping_ms = 500) {
+    return std::string("socketio:\n  token: ") + kToken +
+           "\n  subscribe: [\"md.>\"]\n  publish: [\"orders.>\", \"md.quotes\"]\n"
+           "  ping_interval_ms: " +
+           std::to_string(ping_ms) + "\n  ping_timeout_ms: " + std::to_string(ping_ms) + "\n" +
+           extra;
+  }
+
+  void TearDown() override {
+    bridge_.reset();
+    bus_.reset();
+    Bus::remove(bus_name_);
+  }
+
+  [[nodiscard]] std::uint16_t port() const { return bridge_->http_port(); }
+  [[nodiscard]] std::string url() const { return "http://127.0.0.1:" + std::to_string(port()); }
+
+  [[nodiscard]] json health() const {
+    const auto r = http_call(port(), http::verb::get, "/health", "");
+    return json::parse(r.body(), nullptr, false);
+  }
+  [[nodiscard]] std::size_t topics_read() const {
+    const json h = health();
+    for (const auto& r : h.value("routes", json::array())) {
+      if (r.value("name", "") == "socketio") return r.value("topics_read", std::size_t{0});
+    }
+    return 0;
+  }
+  [[nodiscard]] std::string metrics() const {
+    return http_call(port(), http::verb::get, "/metrics", "").body();
+  }
+
+  Publisher quotes_publisher() {
+    TopicConfig tc;
+    tc.slot_size = 256;
+    tc.slot_count = 1024;
+    return bus_->publisher<md::Quote>("md.quotes", tc);
+  }
+
+  static void publish_quotes(Publisher& pub, int n, int per_ms = 0) {
+    flatbuffers::FlatBufferBuilder fbb(256);
+    for (int i = 0; i < n; ++i) {
+      fbb.Clear();
+      const auto sym = fbb.CreateString("AAPL");
+      md::QuoteBuilder b(fbb);
+      b.add_symbol(sym);
+      b.add_seq(static_cast<std::uint64_t>(i));
+      b.add_bid_px(100.0 + i);
+      b.add_bid_qty(5);
+      fbb.Finish(b.Finish(), md::QuoteIdentifier());
+      while (pub.try_publish(fbb) != PublishResult::Ok) std::this_thread::yield();
+      if (per_ms > 0 && (i + 1) % per_ms == 0) std::this_thread::sleep_for(1ms);
+    }
+  }
+
+  // Runs a client command in the background; returns its result once it exits.
+  static std::future<ProcessResult> launch(const std::string& command) {
+    return std::async(std::launch::async, [command] { return run_command(command); });
+  }
+
+  static std::string node_dir() { return SIO_NODE_DIR; }
+  static void ensure_node_modules() {
+    const std::string dir = node_dir();
+    const auto r =
+        run_command("flock " + dir + "/.npm-lock sh -c 'cd " + dir +
+                    " && (test -d node_modules/socket.io-client || npm ci --no-audit --no-fund)'");
+    ASSERT_EQ(r.status, 0) << "npm ci failed in " << dir
+                           << " (node and npm are required; is the npm registry reachable?):\n"
+                           << r.output;
+  }
+  std::string node_client(const std::string& token, const std::string& mode,
+                          const std::string& topic, int count,
+                          const std::string& publishes = "[]") {
+    return "env PUBLISHES='" + publishes + "' NODE_PATH=" + node_dir() +
+           "/node_modules node " SIOAPP_TEST_DIR "/node_client.mjs " + url() + " " + token + " " +
+           mode + " " + topic + " " + std::to_string(count);
+  }
+  std::string py_client(const std::string& token, const std::string& topic, int count,
+                        const std::string& publishes = "[]") {
+    return "env PUBLISHES='" + publishes + "' /usr/bin/python3 " SIOAPP_TEST_DIR "/py_client.py " +
+           url() + " " + token + " " + topic + " " + std::to_string(count);
+  }
+
+  // Checks `events` are `n` md.quotes envelopes with consecutive sequences from the first.
+  void expect_quotes(const json& events, int n) {
+    ASSERT_TRUE(events.is_array());
+    ASSERT_EQ(events.size(), static_cast<std::size_t>(n));
+    const std::uint64_t first = events[0].value("seq", std::uint64_t{0});
+    for (int i = 0; i < n; ++i) {
+      const json& e = events[static_cast<std::size_t>(i)];
+      ASSERT_EQ(e.value("topic", ""), "md.quotes");
+      ASSERT_EQ(e.value("seq", std::uint64_t{0}), first + static_cast<std::uint64_t>(i)) << e;
+      EXPECT_EQ(e.value("type", ""), "shmbus.md.Quote");
+      EXPECT_EQ(e.value("bus", ""), bus_name_);
+      EXPECT_EQ(e.value("producer", 0), ::getpid());
+      EXPECT_EQ(e.value("id", ""),
+                bus_name_ + "/md.quotes/" + std::to_string(first + static_cast<std::uint64_t>(i)));
+      EXPECT_TRUE(e.contains("ts") && e.contains("time"));
+      ASSERT_TRUE(e.contains("data")) << e;
+      EXPECT_EQ(e["data"].value("symbol", ""), "AAPL");
+      EXPECT_EQ(e["data"].value("seq", -1), i);
+      EXPECT_DOUBLE_EQ(e["data"].value("bid_px", 0.0), 100.0 + i);
+    }
+  }
+
+  std::string bus_name_ = unique_bus();
+  std::unique_ptr<Bridge> bridge_;
+  std::optional<Bus> bus_;
+};
+
+// python-socketio, default options: subscribe, every message in order with the envelope,
+// `consumed` counted per client in /metrics, upgraded to WebSocket.
+TEST_F(SioAppTest, PythonSubscribeReceivesEveryMessageInOrder) {
+  start(default_yaml());
+  Publisher pub = quotes_publisher();
+  constexpr int kN = 300;
+  auto client = launch(py_client(kToken, "md.quotes", kN));
+  ASSERT_TRUE(wait_until([&] { return topics_read() == 1; }, 20000ms))
+      << "the bridge never started reading md.quotes for the client";
+  publish_quotes(pub, kN);
+  const auto r = client.get();
+  const json out = result_of(r.output);
+  ASSERT_FALSE(out.is_discarded()) << r.output;
+  EXPECT_EQ(out["subscribe_ack"], json::parse(R"({"ok":true,"topics":["md.quotes"]})")) << out;
+  EXPECT_EQ(out.value("transport", ""), "websocket");
+  ASSERT_TRUE(out.value("complete", false)) << r.output.substr(0, 2000);
+  expect_quotes(out["events"], kN);
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return metric(metrics(), "shmbus_bridge_sio_consumed_total{client=\"py-test\"}") == kN;
+      },
+      5000ms))
+      << metrics();
+}
+
+// socket.io-client@4 defaults (polling, then upgrade) and websocket-only.
+TEST_F(SioAppTest, NodeClientsDefaultAndWebsocketOnlyReceiveInOrder) {
+  ensure_node_modules();
+  start(default_yaml());
+  Publisher pub = quotes_publisher();
+  constexpr int kN = 500;
+  auto a = launch(node_client(kToken, "default", "md.>", 0));  // pattern subscription only
+  auto b = launch(node_client(kToken, "default", "md.quotes", kN));
+  auto c = launch(node_client(kToken, "websocket", "md.quotes", kN));
+  ASSERT_TRUE(wait_until(
+      [&] { return metric(metrics(), "shmbus_bridge_sio_clients") >= 2 && topics_read() == 1; },
+      20000ms));
+  // Both receivers must have subscribed before the first message: wait for their acks.
+  std::this_thread::sleep_for(300ms);  // a, which exits at once, is not waited for here
+  (void)a.get();
+  publish_quotes(pub, kN);
+  for (auto* f : {&b, &c}) {
+    const auto r = f->get();
+    const json out = result_of(r.output);
+    ASSERT_FALSE(out.is_discarded()) << r.output;
+    ASSERT_FALSE(out.contains("timeout")) << r.output.substr(0, 2000);
+    EXPECT_EQ(out.value("transport", ""), "websocket");
+    expect_quotes(out["events"], kN);
+    EXPECT_EQ(out["missed"].size(), 0u);
+  }
+}
+
+// publish with ack (ok, then every refusal), seen by a bus subscriber: exactly the good ones.
+TEST_F(SioAppTest, PublishWithAckAndRefusals) {
+  start(default_yaml());
+  TopicConfig tc;
+  tc.slot_size = 256;
+  tc.policy = Policy::Reliable;
+  tc.slot_count = 64;
+  SubscriberOptions so;
+  so.name = "sioapp-test";
+  Subscriber orders = bus_->subscriber<oms::NewOrder>("orders.new", tc, so);
+  Publisher other = quotes_publisher();  // md.quotes is produced by this process
+  const std::string big(600, 'x');
+  const json publishes = json::array({
+      {{"topic", "orders.new"},
+       {"message", {{"cl_ord_id", "c1"}, {"symbol", "AAPL"}, {"qty", 10}, {"price", 1.5}}},
+       {"producer", "py"},
+       {"message_id", "m1"}},
+      {{"topic", "orders.nope"}, {"message", {{"cl_ord_id", "c2"}}}},
+      {{"topic", "secret.topic"}, {"message", {{"x", 1}}}},
+      {{"topic", "orders.new"}, {"message", {{"cl_ord_id", "c3"}, {"bogus", 1}}}},
+      {{"topic", "orders.new"}, {"message", {{"cl_ord_id", "c4"}, {"symbol", "X"}, {"text", big}}}},
+      {{"topic", "md.quotes"}, {"message", {{"symbol", "AAPL"}}}},
+  });
+  const auto r = run_command(py_client(kToken, "md.quotes", 0, publishes.dump()));
+  const json out = result_of(r.output);
+  ASSERT_FALSE(out.is_discarded()) << r.output;
+  const json& acks = out["publish_acks"];
+  ASSERT_EQ(acks.size(), 6u) << out;
+  EXPECT_EQ(acks[0].value("ok", false), true) << acks[0];
+  EXPECT_EQ(acks[0].value("message_id", ""), "m1");
+  const std::uint64_t seq = acks[0].value("seq", std::uint64_t{0});
+  const std::vector<std::string> why = {"",          "unknown topic", "not allowed", "does not fit",
+                                        "too large", "cannot publish"};
+  for (std::size_t i = 1; i < acks.size(); ++i) {
+    EXPECT_EQ(acks[i].value("ok", true), false) << acks[i];
+    EXPECT_NE(acks[i].value("error", "").find(why[i]), std::string::npos) << acks[i];
+  }
+  // Exactly one message on the bus, the good one, with the acked sequence.
+  std::vector<std::pair<std::uint64_t, std::string>> got;
+  wait_until(
+      [&] {
+        orders.poll(typed<oms::NewOrder>([&](const oms::NewOrder& o, const MessageMeta& m) {
+                      got.emplace_back(m.seq, o.cl_ord_id()->str());
+                    }),
+                    16);
+        return !got.empty();
+      },
+      5000ms);
+  std::this_thread::sleep_for(100ms);
+  orders.poll([&](const Message& m) { got.emplace_back(m.meta.seq, "?"); }, 16);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].first, seq);
+  EXPECT_EQ(got[0].second, "c1");
+}
+
+TEST_F(SioAppTest, PostPublish) {
+  start(default_yaml());
+  TopicConfig tc;
+  tc.slot_size = 256;
+  Subscriber orders = bus_->subscriber<oms::NewOrder>("orders.new", tc);
+  const std::string good =
+      R"({"topic":"orders.new","message":{"cl_ord_id":"p1","symbol":"MSFT"},"producer":"curl","message_id":"x"})";
+  auto r = http_call(port(), http::verb::post, "/publish", good, kToken);
+  ASSERT_EQ(r.result_int(), 200u) << r.body();
+  const json ok = json::parse(r.body());
+  EXPECT_TRUE(ok.value("ok", false));
+  const std::uint64_t seq = ok.value("seq", std::uint64_t{0});
+  r = http_call(port(), http::verb::post, "/publish", good, "wrong");
+  EXPECT_EQ(r.result_int(), 401u) << r.body();
+  r = http_call(port(), http::verb::post, "/publish", good);
+  EXPECT_EQ(r.result_int(), 401u) << r.body();
+  r = http_call(port(), http::verb::post, "/publish",
+                R"({"topic":"orders.zzz","message":{"cl_ord_id":"p2"}})", kToken);
+  EXPECT_EQ(r.result_int(), 404u) << r.body();
+  r = http_call(port(), http::verb::post, "/publish", "{not json", kToken);
+  EXPECT_EQ(r.result_int(), 400u) << r.body();
+  r = http_call(port(), http::verb::post, "/publish",
+                R"({"topic":"orders.new","message":{"cl_ord_id":"p3","price":"cheap"}})", kToken);
+  EXPECT_EQ(r.result_int(), 400u) << r.body();
+  EXPECT_FALSE(json::parse(r.body()).value("ok", true));
+  r = http_call(port(), http::verb::post, "/publish", R"({"topic":"risk.x","message":{}})", kToken);
+  EXPECT_EQ(r.result_int(), 403u) << r.body();
+
+  std::vector<std::uint64_t> seqs;
+  wait_until(
+      [&] {
+        orders.poll([&](const Message& m) { seqs.push_back(m.meta.seq); }, 16);
+        return !seqs.empty();
+      },
+      5000ms);
+  std::this_thread::sleep_for(50ms);
+  orders.poll([&](const Message& m) { seqs.push_back(m.meta.seq); }, 16);
+  ASSERT_EQ(seqs, std::vector<std::uint64_t>{seq});
+  const std::string m = metrics();
+  EXPECT_EQ(metric(m, "shmbus_bridge_sio_published_total{result=\"ok\"}"), 1);
+  EXPECT_EQ(metric(m, "shmbus_bridge_sio_published_total{result=\"error\"}"), 6);
+}
+
+TEST_F(SioAppTest, BadTokenAndTopicOutsideAllowListRejected) {
+  start(default_yaml());
+  auto r = run_command(py_client("wrong-token", "md.quotes", 0));
+  json out = result_of(r.output);
+  ASSERT_FALSE(out.is_discarded()) << r.output;
+  EXPECT_NE(out.value("connect_error", "").find("invalid token"), std::string::npos) << out;
+
+  r = run_command(py_client(kToken, "sys.secret", 0));
+  out = result_of(r.output);
+  ASSERT_FALSE(out.is_discarded()) << r.output;
+  EXPECT_EQ(out["subscribe_ack"].value("ok", true), false) << out;
+  EXPECT_NE(out["subscribe_ack"].value("error", "").find("not allowed"), std::string::npos);
+  EXPECT_GE(metric(metrics(), "shmbus_bridge_sio_auth_rejected_total"), 1);
+}
+
+// A raw WebSocket Socket.IO client that subscribes and then never reads is disconnected once
+// it has missed `disconnect_after` messages, while a node client receives every message and
+// the producer never waits.
+TEST_F(SioAppTest, ClientThatStopsReadingIsCutOffOthersCarryOn) {
+  ensure_node_modules();
+  // Pings far apart: the stalled client must be cut for being slow, not for its silence.
+  start(default_yaml("  queue: 4096\n  disconnect_after: 5000\n", 20000));
+  Publisher pub = quotes_publisher();
+  StalledClient stalled(port());
+  ASSERT_EQ(stalled.read().rfind("0{", 0), 0u);
+  stalled.write(std::string("40{\"token\":\"") + kToken + "\"}");
+  ASSERT_EQ(stalled.read().rfind("40{", 0), 0u);
+  stalled.write(R"(421["subscribe",["md.quotes"]])");
+  ASSERT_EQ(stalled.read().rfind("431", 0), 0u);
+  // From here on it reads nothing.
+
+  constexpr int kN = 40'000;
+  auto good = launch(node_client(kToken, "websocket", "md.quotes", kN));
+  ASSERT_TRUE(
+      wait_until([&] { return metric(metrics(), "shmbus_bridge_sio_clients") == 2; }, 20000ms));
+  std::this_thread::sleep_for(300ms);  // the node client's subscribe ack
+  const auto t0 = std::chrono::steady_clock::now();
+  publish_quotes(pub, kN, 20);  // ~20 k msg/s
+  const auto publish_time = std::chrono::steady_clock::now() - t0;
+  EXPECT_TRUE(wait_until(
+      [&] { return metric(metrics(), "shmbus_bridge_sio_slow_disconnects_total") == 1; }, 10000ms))
+      << metrics();
+  const auto r = good.get();
+  const json out = result_of(r.output);
+  ASSERT_FALSE(out.is_discarded()) << r.output.substr(0, 2000);
+  ASSERT_FALSE(out.contains("timeout"))
+      << "the well-behaved client did not get every message: " << out["events"].size() << " of "
+      << kN;
+  expect_quotes(out["events"], kN);
+  EXPECT_EQ(out["missed"].size(), 0u);
+  EXPECT_LT(publish_time, 10s) << "the producer was held back";
+  EXPECT_GE(metric(metrics(), "shmbus_bridge_sio_missed_total"), 5000) << metrics();
+}
+
+TEST(SioAppConfig, StrictKeys) {
+  const auto parse = [](const std::string& s) {
+    Config c = parse_config("bridge:\n  bus: b\n" + s, "t.yaml");
+    return make_socketio_endpoint(c);
+  };
+  EXPECT_EQ(parse(""), nullptr);
+  EXPECT_NE(parse("socketio:\n  queue: 100\n"), nullptr);
+  EXPECT_EQ(parse("socketio:\n  enabled: false\n"), nullptr);
+  try {
+    (void)parse("socketio:\n  queu: 100\n");
+    FAIL() << "an unknown key must be refused";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("t.yaml:4: socketio.queu: unknown key"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW((void)parse("socketio:\n  subscribe: [\"md.*x\"]\n"), ConfigError);
+  EXPECT_THROW((void)parse("socketio:\n  queue: 0\n"), ConfigError);
+  EXPECT_THROW((void)parse("socketio:\n  token: \"\"\n"), ConfigError);
+}
+
+}  // namespace
+}  // namespace shmbus::bridge::test
