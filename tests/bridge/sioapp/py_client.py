@@ -48,6 +48,9 @@ out["subscribe_ack"] = sio.call("subscribe", [topic], timeout=5) if count >= 0 e
 print("SUBSCRIBED", flush=True)
 if count > 0:
     out["complete"] = done.wait(30)
+    # A call with an ack is a barrier: the server handles a connection's packets in order,
+    # so once it answers, every `consumed` emitted before it has been counted.
+    sio.call("subscribe", [topic], timeout=5)
 out["transport"] = sio.transport()
 out["publish_acks"] = [sio.call("publish", p, timeout=5)
                        for p in json.loads(os.environ.get("PUBLISHES", "[]"))]
