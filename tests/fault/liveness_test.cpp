@@ -66,7 +66,20 @@ void exhaust_descriptors() {
 }
 
 // A process that cannot read /proc must not take over a live producer.
+// With every descriptor taken (RLIMIT_NOFILE), UBSan's vptr check cannot read
+// the process's memory map and reports a false "invalid vptr" on a shared_ptr
+// control block ("memory cannot be printed"). These tests run in the normal
+// and ThreadSanitizer builds; the ASan+UBSan build skips them, saying why.
+#if defined(__SANITIZE_ADDRESS__)
+#define SKIP_UNDER_UBSAN_EMFILE()                                                              \
+  GTEST_SKIP() << "UBSan's vptr check misfires with descriptors exhausted; run in the normal " \
+                  "build"
+#else
+#define SKIP_UNDER_UBSAN_EMFILE() (void)0
+#endif
+
 TEST(FaultLiveness, UnknownLivenessNeverTakesOverAProducer) {
+  SKIP_UNDER_UBSAN_EMFILE();
   ScopedBus sb("fl");
   Bus bus = sb.open();
   Publisher pub = bus.publisher("md", config(Policy::Lossy, 64));
@@ -91,6 +104,7 @@ TEST(FaultLiveness, UnknownLivenessNeverTakesOverAProducer) {
 
 // ... nor reap a live consumer that holds a reliable producer up ...
 TEST(FaultLiveness, UnknownLivenessNeverReapsAConsumer) {
+  SKIP_UNDER_UBSAN_EMFILE();
   ScopedBus sb("fl");
   Bus bus = sb.open();
   Topic topic = bus.topic("orders", config(Policy::Reliable, 4));
@@ -120,6 +134,7 @@ TEST(FaultLiveness, UnknownLivenessNeverReapsAConsumer) {
 
 // ... nor free a live subscriber's entry to make room in a full table.
 TEST(FaultLiveness, UnknownLivenessNeverFreesConsumerEntries) {
+  SKIP_UNDER_UBSAN_EMFILE();
   ScopedBus sb("fl");
   Bus bus = sb.open();
   Topic topic = bus.topic("t", config(Policy::Lossy, 8, 64, 2));
@@ -147,6 +162,7 @@ TEST(FaultLiveness, UnknownLivenessNeverFreesConsumerEntries) {
 // Without any descriptor a process cannot learn its own identity: taking a
 // role then fails with a clear error instead of registering as nobody.
 TEST(FaultLiveness, NoDescriptorForOwnIdentityIsAClearError) {
+  SKIP_UNDER_UBSAN_EMFILE();
   ScopedBus sb("fl");
   Bus bus = sb.open();
   (void)bus.topic("md", config(Policy::Lossy, 64));
