@@ -82,6 +82,20 @@ class Child {
     }
   }
   void kill(int sig) const { ::kill(pid_, sig); }
+  // SIGSTOP, returning once the child is stopped: kill(2) only queues the
+  // signal, and a child still running for a moment would take wake-ups and
+  // advance its cursor after the test believes it frozen. False on timeout.
+  [[nodiscard]] bool stop(std::chrono::milliseconds timeout = std::chrono::seconds(10)) const {
+    ::kill(pid_, SIGSTOP);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      const pid_t r = ::waitpid(pid_, &status, WUNTRACED | WNOHANG);
+      if (r == pid_ && WIFSTOPPED(status)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return false;
+  }
   [[nodiscard]] pid_t pid() const { return pid_; }
 
  private:

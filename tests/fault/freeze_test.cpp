@@ -36,7 +36,7 @@ TEST(FaultFreeze, StoppedSleeperDoesNotCostAWakeEveryCommit) {
   auto& wait = detail::Internals::state(md)->header->wait;
   ASSERT_TRUE(eventually([&] { return wait.sleepers.load() == 1; }, 10s))
       << "the consumer never slept";
-  consumer.kill(SIGSTOP);
+  ASSERT_TRUE(consumer.stop()) << "the consumer did not stop";
   const auto start = std::chrono::steady_clock::now();
   const std::uint64_t before = pub.wakes();
   const int n = static_cast<int>(200'000 * stress_scale());
