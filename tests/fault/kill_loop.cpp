@@ -239,8 +239,8 @@ int producers(const Args& a) {
       shmbus::soak::ProduceOptions o;
       o.mode = gen % 2 == 0 ? shmbus::soak::PublishMode::Try : shmbus::soak::PublishMode::Block;
       o.burst_max = 400;
-      // A lossy producer never waits: short pauses keep it mostly mid-burst.
-      o.pause_max_us = reliable ? 200 : 20;
+      // A lossy producer never waits: without pauses it is mostly mid-burst.
+      o.pause_max_us = reliable ? 200 : 0;
       o.limit = limit;
       return shmbus::soak::produce(pub, gen, b, o, a.seed);
     });

@@ -132,9 +132,9 @@ class StreamVerifier {
   void on_gap(std::uint64_t first, std::uint64_t count) {
     ++c_.gaps;
     c_.gap_msgs += count;
-    if (reliable_) note(c_.reliable_gap, "gap on a reliable topic", first);
+    if (reliable_) note(++c_.reliable_gap, "gap on a reliable topic", first);
     if (first < expected_) {
-      note(c_.dup, "gap reported over sequences already seen", first);
+      note(++c_.dup, "gap reported over sequences already seen", first);
     } else if (first > expected_) {
       c_.lost += first - expected_;
       note(c_.lost, "hole before a gap", expected_);
