@@ -50,6 +50,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using shmbus::soak::Board;
+using Checker = shmbus::soak::Checker;
 using shmbus::test::Child;
 
 struct Args {
@@ -147,57 +148,6 @@ shmbus::TopicConfig topic_config(shmbus::Policy p, std::uint32_t slots) {
   return c;
 }
 
-// This process's verifying consumer: a registered Subscriber and the verifier.
-class Checker {
- public:
-  Checker(shmbus::Bus& bus, const std::string& topic, const shmbus::TopicConfig& c)
-      : sub_(bus.subscriber(topic, c, options())),
-        v_(sub_.topic().max_payload(), c.policy == shmbus::Policy::Reliable,
-           sub_.next_sequence()) {
-    sub_.on_gap([this](const shmbus::Gap& g) { v_.on_gap(g.first, g.count); });
-  }
-  // Reads everything ready.
-  void pump() {
-    while (sub_.poll(
-               [this](const shmbus::Message& m) {
-                 v_.on_message(m.meta.seq, m.data);
-                 if (m.meta.correlation == shmbus::soak::kEndMarker) end_ = true;
-               },
-               256) > 0) {
-    }
-  }
-  // Reads (busily) for `d`; with `stall`, reads nothing for that long.
-  void pump_for(std::chrono::microseconds d, bool stall = false) {
-    const auto until = Clock::now() + d;
-    if (stall) {
-      while (Clock::now() < until) shmbus::soak::sleep_us(100);
-      return;
-    }
-    do {
-      pump();
-    } while (Clock::now() < until);
-  }
-  // Pumps until `cond` or `timeout`; returns cond().
-  bool pump_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
-    const auto until = Clock::now() + timeout;
-    while (!cond() && Clock::now() < until) pump();
-    return cond();
-  }
-  [[nodiscard]] bool end() const { return end_; }
-  [[nodiscard]] const shmbus::soak::StreamVerifier& verifier() const { return v_; }
-  [[nodiscard]] const shmbus::Topic& topic() const { return sub_.topic(); }
-
- private:
-  static shmbus::SubscriberOptions options() {
-    shmbus::SubscriberOptions o;
-    o.name = "killloop-check";
-    return o;
-  }
-  shmbus::Subscriber sub_;
-  shmbus::soak::StreamVerifier v_;
-  bool end_ = false;
-};
-
 // SIGKILL and reap (bounded).
 void kill9(Child& c) {
   c.kill(SIGKILL);
@@ -218,7 +168,7 @@ int producers(const Args& a) {
   BusGuard guard{bus_name("killp")};
   shmbus::Bus::remove(guard.name);
   shmbus::Bus bus = shmbus::Bus::open_or_create(guard.name);
-  Checker chk(bus, "kill.p", cfg);
+  Checker chk(bus, "kill.p", cfg, "killloop-check");
   shmbus::soak::Boards boards(1);
   Board& b = boards[0];
   std::mt19937_64 rng(a.seed);
@@ -324,7 +274,7 @@ int consumers(const Args& a) {
   BusGuard guard{bus_name("killc")};
   shmbus::Bus::remove(guard.name);
   shmbus::Bus bus = shmbus::Bus::open_or_create(guard.name);
-  Checker chk(bus, "kill.c", cfg);
+  Checker chk(bus, "kill.c", cfg, "killloop-check");
   shmbus::soak::Boards boards(2);
   Board& pb = boards[0];
   Board& cb = boards[1];

@@ -9,6 +9,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <string>
 #include <cstddef>
 #include <cstdint>
 #include <new>
@@ -189,5 +191,61 @@ inline int consume(Subscriber& sub, Board& b, const ConsumeOptions& o, bool reli
   }
   return v.clean() ? 0 : 1;
 }
+
+// A verifying consumer in the orchestrating process: a registered
+// Subscriber on the topic and the stream verifier, fed as it reads.
+class Checker {
+ public:
+  Checker(Bus& bus, const std::string& topic, const TopicConfig& c, const std::string& name)
+      : sub_(bus.subscriber(topic, c, options(name))),
+        v_(sub_.topic().max_payload(), c.policy == Policy::Reliable, sub_.next_sequence()) {
+    sub_.on_gap([this](const Gap& g) { v_.on_gap(g.first, g.count); });
+  }
+  // Reads everything ready; returns how many messages.
+  std::size_t pump() {
+    std::size_t total = 0;
+    for (;;) {
+      const std::size_t n = sub_.poll(
+          [this](const Message& m) {
+            v_.on_message(m.meta.seq, m.data);
+            if (m.meta.correlation == kEndMarker) end_ = true;
+          },
+          256);
+      total += n;
+      if (n == 0) return total;
+    }
+  }
+  // Reads (busily) for `d`; with `stall`, reads nothing for that long.
+  void pump_for(std::chrono::microseconds d, bool stall = false) {
+    const auto until = std::chrono::steady_clock::now() + d;
+    if (stall) {
+      while (std::chrono::steady_clock::now() < until) sleep_us(100);
+      return;
+    }
+    do {
+      (void)pump();
+    } while (std::chrono::steady_clock::now() < until);
+  }
+  // Pumps until `cond` or `timeout`; returns cond().
+  bool pump_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    while (!cond() && std::chrono::steady_clock::now() < until) (void)pump();
+    return cond();
+  }
+  // The end marker was delivered.
+  [[nodiscard]] bool end() const noexcept { return end_; }
+  [[nodiscard]] const StreamVerifier& verifier() const noexcept { return v_; }
+  [[nodiscard]] const Topic& topic() const noexcept { return sub_.topic(); }
+
+ private:
+  static SubscriberOptions options(const std::string& name) {
+    SubscriberOptions o;
+    o.name = name;
+    return o;
+  }
+  Subscriber sub_;
+  StreamVerifier v_;
+  bool end_ = false;
+};
 
 }  // namespace shmbus::soak
