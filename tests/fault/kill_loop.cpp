@@ -255,14 +255,13 @@ int producers(const Args& a) {
     run.fail("the stream ends at " + std::to_string(v.expected() - 1) + ", the topic's head is " +
              std::to_string(chk.topic().head_hint()));
   const std::uint64_t unaccounted = v.counts().lost + lost;
-  return run.finish("killloop producers policy=" + a.policy + " seed=" + std::to_string(a.seed) +
-                    " kills=" + std::to_string(kills) + " mid_burst=" + std::to_string(mid_burst) +
-                    " before_ready=" + std::to_string(before_ready) +
-                    " takeovers=" + std::to_string(takeovers) +
-                    " consumer_stalls=" + std::to_string(stalls) +
-                    " published>=" + std::to_string(published) + " " + v.summary() +
-                    " lost_total=" + std::to_string(unaccounted) +
-                    " phantom=" + std::to_string(phantom));
+  return run.finish(
+      "killloop producers policy=" + a.policy + " seed=" + std::to_string(a.seed) +
+      " kills=" + std::to_string(kills) + " mid_burst=" + std::to_string(mid_burst) +
+      " before_ready=" + std::to_string(before_ready) + " takeovers=" + std::to_string(takeovers) +
+      " consumer_stalls=" + std::to_string(stalls) + " published>=" + std::to_string(published) +
+      " " + v.summary() + " lost_total=" + std::to_string(unaccounted) +
+      " phantom=" + std::to_string(phantom));
 }
 
 // ------------------------------------------------------------------ consumers
@@ -419,9 +418,11 @@ int create(const Args& a) {
     shmbus::soak::sleep_us(delay_us);
     const std::uint32_t stage = b.stage.load();
     kill9(creator);
-    ++kills;
-    in_bus += stage <= 1 ? 1 : 0;
+    // Killed before the bus was open: inside its creation when it did not
+    // exist yet (else inside opening it).
+    in_bus += stage <= 1 && kills % 2 == 0 ? 1 : 0;
     in_topics += stage >= 2 ? 1 : 0;
+    ++kills;
     // A fresh process opens (or creates) the bus and every topic the killed
     // one may have touched, and publishes and reads on each (bounded).
     const std::uint32_t topics = stage >= 2 ? stage - 1 : 1;
@@ -433,8 +434,8 @@ int create(const Args& a) {
         shmbus::Subscriber sub(topic);
         shmbus::Publisher pub(topic);
         std::byte buf[64];
-        const std::size_t n = shmbus::soak::stamp(buf, shmbus::soak::stamp_size(1, j, 64), 1, j,
-                                                  pub.next_sequence());
+        const std::size_t n =
+            shmbus::soak::stamp(buf, shmbus::soak::stamp_size(1, j, 64), 1, j, pub.next_sequence());
         if (pub.publish(std::span<const std::byte>(buf, n), std::chrono::seconds(2)) !=
             shmbus::PublishResult::Ok) {
           self.report("publish on " + t + " failed");
@@ -484,10 +485,9 @@ int create(const Args& a) {
     }
   }
   return run.finish("killloop create seed=" + std::to_string(a.seed) +
-                    " kills=" + std::to_string(kills) + " in_bus_create=" +
-                    std::to_string(in_bus) + " in_topic_create=" + std::to_string(in_topics) +
-                    " reopened_and_used=" + std::to_string(reopened) +
-                    " gc_removed_bus=" + std::to_string(gc_clean) +
+                    " kills=" + std::to_string(kills) + " in_bus_create=" + std::to_string(in_bus) +
+                    " in_topic_create=" + std::to_string(in_topics) + " reopened_and_used=" +
+                    std::to_string(reopened) + " gc_removed_bus=" + std::to_string(gc_clean) +
                     " dead_temporaries=" + std::to_string(temporaries));
 }
 

@@ -9,14 +9,14 @@
 
 #include <atomic>
 #include <chrono>
-#include <functional>
-#include <string>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <new>
 #include <random>
 #include <span>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "shmbus/shmbus.hpp"
@@ -67,8 +67,8 @@ static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 class Boards {
  public:
   explicit Boards(std::size_t n) : n_(n) {
-    void* p = ::mmap(nullptr, n * sizeof(Board), PROT_READ | PROT_WRITE,
-                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    void* p = ::mmap(nullptr, n * sizeof(Board), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                     -1, 0);
     if (p == MAP_FAILED) throw std::runtime_error("mmap of the shared progress boards failed");
     b_ = static_cast<Board*>(p);
     for (std::size_t i = 0; i < n; ++i) new (&b_[i]) Board();
@@ -84,7 +84,8 @@ class Boards {
 };
 
 inline void sleep_us(std::uint64_t us) {
-  const timespec ts{static_cast<time_t>(us / 1'000'000), static_cast<long>((us % 1'000'000) * 1000)};
+  const timespec ts{static_cast<time_t>(us / 1'000'000),
+                    static_cast<long>((us % 1'000'000) * 1000)};
   ::nanosleep(&ts, nullptr);
 }
 
@@ -95,9 +96,9 @@ enum class PublishMode : std::uint8_t {
 
 struct ProduceOptions {
   PublishMode mode = PublishMode::Try;
-  std::uint32_t burst_max = 64;       // messages per burst: 1..burst_max
-  std::uint32_t pause_max_us = 200;   // pause between bursts: 0..pause_max_us
-  std::uint64_t limit = 0;            // stop after this many (0: until told)
+  std::uint32_t burst_max = 64;      // messages per burst: 1..burst_max
+  std::uint32_t pause_max_us = 200;  // pause between bursts: 0..pause_max_us
+  std::uint64_t limit = 0;           // stop after this many (0: until told)
   std::chrono::milliseconds block_timeout{200};
 };
 
@@ -123,8 +124,8 @@ inline int produce(Publisher& pub, std::uint64_t gen, Board& b, const ProduceOpt
         b.would_block.fetch_add(1, std::memory_order_relaxed);
       } else {
         stamp(buf.data(), size, gen, index, pub.next_sequence());
-        const PublishResult r = pub.publish(std::span<const std::byte>(buf.data(), size),
-                                            o.block_timeout, correlation);
+        const PublishResult r =
+            pub.publish(std::span<const std::byte>(buf.data(), size), o.block_timeout, correlation);
         if (r == PublishResult::Ok) break;
         b.timeouts.fetch_add(1, std::memory_order_relaxed);
       }

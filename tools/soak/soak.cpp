@@ -25,8 +25,8 @@
 #include <cstdio>
 #include <deque>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -65,7 +65,7 @@ struct Topic {
   std::unique_ptr<shmbus::soak::Checker> check;
   std::unique_ptr<Child> producer;
   std::uint64_t gen = 0;
-  std::uint64_t committed_dead = 0;  // by producers killed so far
+  std::uint64_t committed_dead = 0;                  // by producers killed so far
   std::map<std::uint64_t, std::uint64_t> committed;  // per killed generation
   std::uint64_t producer_kills = 0;
   std::uint64_t would_block = 0, timeouts = 0;
@@ -85,7 +85,8 @@ struct Stopped {
 
 class Soak {
  public:
-  explicit Soak(const Options& o) : o_(o), rng_(o.seed), boards_(static_cast<std::size_t>(o.topics) * 8) {}
+  explicit Soak(const Options& o)
+      : o_(o), rng_(o.seed), boards_(static_cast<std::size_t>(o.topics) * 8) {}
 
   int run() {
     const std::string bus_name = o_.bus;

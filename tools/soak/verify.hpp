@@ -173,8 +173,7 @@ class StreamVerifier {
         if (s.index - last_.index != s.seq - last_.seq)
           note(++c_.index_jump, "index does not advance with the sequence", seq);
       } else if (contiguous && s.index != 0) {
-        note(++c_.bad_handover, "new producer did not start after the last committed message",
-             seq);
+        note(++c_.bad_handover, "new producer did not start after the last committed message", seq);
       }
     }
     last_ = s;
