@@ -42,6 +42,7 @@
 
 #include "fault_util.hpp"
 #include "shmbus/admin/gc.hpp"
+#include "shmbus/core/internals.hpp"
 #include "shmbus/shmbus.hpp"
 #include "soak/roles.hpp"
 #include "soak/verify.hpp"
@@ -173,7 +174,8 @@ int producers(const Args& a) {
   Board& b = boards[0];
   std::mt19937_64 rng(a.seed);
   std::map<std::uint64_t, std::uint64_t> committed;  // per generation, at its death
-  int kills = 0, mid_burst = 0, before_ready = 0, takeovers = 0, stalls = 0;
+  int kills = 0, mid_burst = 0, mid_write = 0, before_ready = 0, takeovers = 0, stalls = 0;
+  const shmbus::detail::RingView ring(shmbus::detail::Internals::state(chk.topic())->ring);
   // Once a producer held the topic, every next one takes it over from a dead owner.
   bool ever_ready = false;
 
@@ -192,6 +194,8 @@ int producers(const Args& a) {
       // A lossy producer never waits: without pauses it is mostly mid-burst.
       o.pause_max_us = reliable ? 200 : 0;
       o.limit = limit;
+      o.hold_every = 16;
+      o.hold_us = 20;
       return shmbus::soak::produce(pub, gen, b, o, a.seed);
     });
   };
@@ -217,6 +221,10 @@ int producers(const Args& a) {
     mid_burst += b.in_burst.load() != 0 ? 1 : 0;
     kill9(*child);
     ++kills;
+    // Killed between claim and commit: the next slot is left marked "being
+    // written" (odd), which no consumer may deliver.
+    const std::uint64_t next = chk.topic().head_hint() + 1;
+    if (ring.slot(next)->seq.load(std::memory_order_acquire) == 2 * next + 1) ++mid_write;
     before_ready += ready ? 0 : 1;
     if (ready && b.took_over.load() != 0) ++takeovers;
     if (ready && ever_ready && b.took_over.load() == 0)
@@ -258,10 +266,10 @@ int producers(const Args& a) {
   return run.finish(
       "killloop producers policy=" + a.policy + " seed=" + std::to_string(a.seed) +
       " kills=" + std::to_string(kills) + " mid_burst=" + std::to_string(mid_burst) +
-      " before_ready=" + std::to_string(before_ready) + " takeovers=" + std::to_string(takeovers) +
-      " consumer_stalls=" + std::to_string(stalls) + " published>=" + std::to_string(published) +
-      " " + v.summary() + " lost_total=" + std::to_string(unaccounted) +
-      " phantom=" + std::to_string(phantom));
+      " mid_write=" + std::to_string(mid_write) + " before_ready=" + std::to_string(before_ready) +
+      " takeovers=" + std::to_string(takeovers) + " consumer_stalls=" + std::to_string(stalls) +
+      " published>=" + std::to_string(published) + " " + v.summary() +
+      " lost_total=" + std::to_string(unaccounted) + " phantom=" + std::to_string(phantom));
 }
 
 // ------------------------------------------------------------------ consumers

@@ -100,6 +100,11 @@ struct ProduceOptions {
   std::uint32_t pause_max_us = 200;  // pause between bursts: 0..pause_max_us
   std::uint64_t limit = 0;           // stop after this many (0: until told)
   std::chrono::milliseconds block_timeout{200};
+  // Try mode: every `hold_every`-th message (0: none) keeps its claim open
+  // for `hold_us` after writing, as a producer building a large message in
+  // place would: a kill then lands mid-write more often.
+  std::uint32_t hold_every = 0;
+  std::uint32_t hold_us = 0;
 };
 
 // Publishes stamped messages of generation `gen` in bursts until b.stop is
@@ -118,6 +123,12 @@ inline int produce(Publisher& pub, std::uint64_t gen, Board& b, const ProduceOpt
         Claim c = pub.try_claim(size);
         if (c) {
           stamp(c.data(), size, gen, index, c.sequence());
+          if (o.hold_every != 0 && index % o.hold_every == 0) {
+            const auto until =
+                std::chrono::steady_clock::now() + std::chrono::microseconds(o.hold_us);
+            while (std::chrono::steady_clock::now() < until) {
+            }
+          }
           c.commit(size, correlation);
           break;
         }
