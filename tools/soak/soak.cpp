@@ -58,7 +58,7 @@ struct Options {
   std::string inspect;
 };
 
-struct Topic {
+struct TopicRun {
   std::string name;
   bool reliable = false;
   shmbus::TopicConfig cfg;
@@ -94,7 +94,7 @@ class Soak {
     bus_.emplace(shmbus::Bus::open_or_create(bus_name));
     std::size_t board = 0;
     for (int i = 0; i < o_.topics; ++i) {
-      Topic t;
+      TopicRun t;
       t.name = "soak.t" + std::to_string(i);
       t.reliable = i % 2 == 0;
       t.cfg.policy = t.reliable ? shmbus::Policy::Reliable : shmbus::Policy::Lossy;
@@ -161,9 +161,9 @@ class Soak {
     const double f = 0.5 + static_cast<double>(rng_() % 1001) / 1000.0;
     return std::chrono::microseconds(static_cast<long>(mean_ms * 1000 * f));
   }
-  Topic& pick() { return topics_[rng_() % topics_.size()]; }
+  TopicRun& pick() { return topics_[rng_() % topics_.size()]; }
 
-  void start_producer(Topic& t) {
+  void start_producer(TopicRun& t) {
     const std::uint64_t gen = ++t.gen;
     Board& b = *t.pboard;
     b.reset();
@@ -183,7 +183,7 @@ class Soak {
     });
   }
 
-  std::unique_ptr<Child> start_consumer(Topic& t, Board& b, std::uint32_t work_us) {
+  std::unique_ptr<Child> start_consumer(TopicRun& t, Board& b, std::uint32_t work_us) {
     b.reset();
     const std::string bus = o_.bus;
     return std::make_unique<Child>([&b, &t, bus, work_us](Child&) {
@@ -203,7 +203,7 @@ class Soak {
     std::erase_if(stopped_, [c](const Stopped& s) { return s.who == c; });
   }
 
-  void kill_producer(Topic& t) {
+  void kill_producer(TopicRun& t) {
     forget_stopped(t.producer.get());
     t.producer->kill(SIGKILL);
     (void)t.producer->wait(std::chrono::seconds(10));
@@ -215,7 +215,7 @@ class Soak {
     start_producer(t);
   }
 
-  void restart_consumer(Topic& t) {
+  void restart_consumer(TopicRun& t) {
     if (t.churn.empty()) return;
     const std::size_t c = rng_() % t.churn.size();
     forget_stopped(t.churn[c].get());
@@ -228,7 +228,7 @@ class Soak {
   }
 
   void stop_one(Clock::time_point now) {
-    Topic& t = pick();
+    TopicRun& t = pick();
     Child* c = rng_() % 2 == 0 ? t.producer.get() : t.steady.get();
     for (const auto& s : stopped_)
       if (s.who == c) return;
@@ -362,7 +362,7 @@ class Soak {
   std::mt19937_64 rng_;
   shmbus::soak::Boards boards_;
   std::optional<shmbus::Bus> bus_;
-  std::deque<Topic> topics_;
+  std::deque<TopicRun> topics_;
   std::vector<Stopped> stopped_;
   std::uint64_t stops_ = 0;
   std::uint64_t inspect_runs_ = 0;
