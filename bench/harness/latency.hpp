@@ -184,8 +184,17 @@ void run_side(Link& link, RunShared& sh, const RunSpec& spec, bool pinger) {
 
 // ------------------------------------------------------------------ the systems
 
+// The single-line floor: one flag word each way, no payload.
 [[nodiscard]] System floor_system();
+// The floor of a payload's size: its bytes (rounded up to 8) and a flag each
+// way, written then released, acquired then read and checked.
+[[nodiscard]] System sized_floor_system(const PayloadSpec& payload);
+// The byte count sized_floor_system() moves for `payload`.
+[[nodiscard]] std::size_t floor_bytes(const PayloadSpec& payload);
 [[nodiscard]] System bus_system(bool reliable);
+// The bus's cache hints as bus-bench's publishers and subscribers run them,
+// each with whether it acts on this CPU (`cldemote`: the CPU has CLDEMOTE).
+[[nodiscard]] std::vector<std::string> active_hints(bool cldemote);
 [[nodiscard]] System boost_system(bool spin);
 [[nodiscard]] System uds_system();
 #if defined(SHMBUS_BENCH_HAVE_ZMQ)

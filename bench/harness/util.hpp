@@ -238,6 +238,9 @@ struct Switches {
 // "git rev-parse HEAD" of `source_dir` (plus "-dirty" with uncommitted
 // changes), or "unknown".
 [[nodiscard]] std::string git_commit(const std::string& source_dir);
+// Whether the CPU has CLDEMOTE: CPUID.(EAX=7,ECX=0):ECX[25] and the
+// "cldemote" flag of /proc/cpuinfo, e.g. "no (cpuid: no, /proc/cpuinfo: no)".
+[[nodiscard]] std::string cldemote_support();
 // The 1-minute load average.
 [[nodiscard]] double load_average();
 
