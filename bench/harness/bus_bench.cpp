@@ -112,6 +112,10 @@ std::vector<PayloadSpec> parse_payloads(const std::string& s) {
       out.push_back({PayloadKind::Quote, 0});
       continue;
     }
+    if (item == "quote-template" || item == "Quote-tpl") {
+      out.push_back({PayloadKind::QuoteTemplate, 0});
+      continue;
+    }
     std::size_t used = 0;
     unsigned long v = 0;
     try {
@@ -122,7 +126,8 @@ std::vector<PayloadSpec> parse_payloads(const std::string& s) {
     if (used != item.size() || v < 8 || v % 8 != 0 || v > (1u << 20) - 64)
       throw CLI::ValidationError(
           "--payloads",
-          "'" + item + "' is not 'quote' or a byte count (a multiple of 8, 8..1048512)");
+          "'" + item +
+              "' is not 'quote', 'quote-template' or a byte count (a multiple of 8, 8..1048512)");
     out.push_back({PayloadKind::Raw, v});
   }
   return out;
@@ -531,7 +536,9 @@ int main(int argc, char** argv) {
                  "round trips per floor run (default: --round-trips)");
   app.add_option("--peer-round-trips", o.peer_round_trips,
                  "round trips for the peers (default: --round-trips)");
-  app.add_option("--payloads", o.payloads, "payloads: byte counts and/or 'quote'")
+  app.add_option("--payloads", o.payloads,
+                 "payloads: byte counts, 'quote' (FlatBufferBuilder, then try_publish) and/or "
+                 "'quote-template' (the Quote built in place in the claimed slot from a template)")
       ->capture_default_str();
   app.add_option("--systems", o.systems, "systems to measure")->capture_default_str();
   app.add_option("--retries", o.retries, "repeats of an A/B/A whose floors disagree")

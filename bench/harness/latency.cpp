@@ -17,12 +17,24 @@ namespace busbench {
 
 std::string PayloadSpec::label() const {
   if (kind == PayloadKind::Quote) return "Quote";
+  if (kind == PayloadKind::QuoteTemplate) return "Quote-tpl";
   if (bytes >= 1024 && bytes % 1024 == 0) return std::to_string(bytes / 1024) + "KiB";
   return std::to_string(bytes) + "B";
 }
 
 std::size_t PayloadSpec::max_bytes() const {
   if (kind == PayloadKind::Raw) return bytes;
+  // The template is the same Quote with every scalar stored (ForceDefaults):
+  // never smaller than the builder's, measured the same way below.
+  if (kind == PayloadKind::QuoteTemplate) {
+    QuoteTemplatePayload t;
+    std::size_t most = 0;
+    for (bool pong : {false, true}) {
+      t.prepare(0, pong);
+      most = std::max(most, t.size());
+    }
+    return std::max(most, PayloadSpec{PayloadKind::Quote, 0}.max_bytes());
+  }
   QuotePayload q;
   std::size_t most = 0;
   for (std::uint64_t i : {std::uint64_t{0}, std::uint64_t{999}, ~std::uint64_t{0} >> 1}) {

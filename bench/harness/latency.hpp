@@ -35,7 +35,10 @@
 
 namespace busbench {
 
-enum class PayloadKind : std::uint8_t { Raw, Quote };
+// Quote: built with a FlatBufferBuilder, then published (copied into the
+// slot); QuoteTemplate: the same Quote built in place in the claimed slot
+// from a per-side template (util.hpp, QuoteTemplatePayload).
+enum class PayloadKind : std::uint8_t { Raw, Quote, QuoteTemplate };
 
 struct PayloadSpec {
   PayloadKind kind = PayloadKind::Raw;
@@ -175,6 +178,9 @@ void run_side(Link& link, RunShared& sh, const RunSpec& spec, bool pinger) {
   };
   if (spec.payload.kind == PayloadKind::Quote) {
     QuotePayload p;
+    run(p);
+  } else if (spec.payload.kind == PayloadKind::QuoteTemplate) {
+    QuoteTemplatePayload p;
     run(p);
   } else {
     RawPayload p(spec.payload.bytes);

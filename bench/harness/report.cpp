@@ -398,7 +398,6 @@ void evaluate_targets(Report& r) {
   for (const bool reliable : {false, true}) {
     const char* variant = reliable ? " (reliable)" : " (lossy)";
     const Measurement* m = r.bus(b32, reliable);
-    const Measurement* q = r.bus(quote, reliable);
     const auto window = [](const Measurement* x) {
       return x->fast_window ? std::string() : std::string(" [slow window]");
     };
@@ -424,22 +423,25 @@ void evaluate_targets(Report& r) {
                            fmt("%.0f", static_cast<double>(bp.p999)) + " ns" + window(m),
                            bp.p999 < 1000, true, ""});
     }
-    if (q != nullptr) {
+    for (const PayloadSpec& qs : {quote, PayloadSpec{PayloadKind::QuoteTemplate, 0}}) {
+      const Measurement* q = r.bus(qs, reliable);
+      if (q == nullptr) continue;
+      const std::string ql = qs.label();
       const auto qp = percentiles(*q->hist);
       const auto fp = percentiles(q->floor());
       const double rq =
           static_cast<double>(qp.p50) / static_cast<double>(std::max<std::uint64_t>(fp.p50, 1));
-      r.targets.push_back({std::string("Quote RTT p50 <= 1.5 x floor(Quote size) p50") + variant,
+      r.targets.push_back({ql + " RTT p50 <= 1.5 x floor(" + ql + " size) p50" + variant,
                            fmt("%.0f", static_cast<double>(qp.p50)) + " / " +
                                fmt("%.0f", static_cast<double>(fp.p50)) +
                                " ns = " + fmt("%.2f", rq) + window(q),
                            rq <= 1.5, true, ""});
       // The single-line floor measured with the Quote payload (--systems floor).
       for (const auto& l : r.latency) {
-        if (l.system.name != "floor" || l.payload.label() != "Quote" || !l.ok) continue;
+        if (l.system.name != "floor" || l.payload.label() != ql || !l.ok) continue;
         const double line = static_cast<double>(std::max<std::uint64_t>(l.hist->percentile(50), 1));
         const double rl = static_cast<double>(qp.p50) / line;
-        r.targets.push_back({std::string("Quote RTT p50 <= 2.0 x single-line floor p50") + variant,
+        r.targets.push_back({ql + " RTT p50 <= 2.0 x single-line floor p50" + variant,
                              fmt("%.0f", static_cast<double>(qp.p50)) + " / " +
                                  fmt("%.0f", line) + " ns = " + fmt("%.2f", rl) + window(q),
                              rl <= 2.0, true, ""});
