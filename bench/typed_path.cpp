@@ -50,8 +50,7 @@ using busbench::RawPayload;
   return true;
 }
 
-[[gnu::noinline]] bool op_receive(shmbus::Subscriber& sub, const QuotePayload& q,
-                                  std::uint64_t i) {
+[[gnu::noinline]] bool op_receive(shmbus::Subscriber& sub, const QuotePayload& q, std::uint64_t i) {
   bool ok = false;
   const std::size_t n =
       sub.poll([&](const shmbus::Message& m) { ok = q.check(m.data, i, false); }, 1);
@@ -134,10 +133,10 @@ int main(int argc, char** argv) {
       bad += op_raw_receive(rsub, r, i) ? 0 : 1;
     }
     const std::size_t hdr = shmbus::detail::kSlotHeaderBytes;
-    std::printf("Quote: %zu B built (largest), slot %u B; slot header %zu B + message = %zu B"
-                " -> %zu cache lines per message (message alone: %zu)\n",
-                q.size(), c.slot_size, hdr, hdr + q.size(), lines_of(hdr + q.size()),
-                lines_of(q.size()));
+    std::printf(
+        "Quote: %zu B built (largest), slot %u B; slot header %zu B + message = %zu B"
+        " -> %zu cache lines per message (message alone: %zu)\n",
+        q.size(), c.slot_size, hdr, hdr + q.size(), lines_of(hdr + q.size()), lines_of(q.size()));
     std::printf("Quote from the template: %zu B\n", tpl.size());
     std::printf("32 B raw: slot header %zu B + 32 B = %zu B -> %zu cache line(s)\n", hdr, hdr + 32,
                 lines_of(hdr + 32));

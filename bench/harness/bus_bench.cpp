@@ -67,6 +67,7 @@ struct Options {
   std::string payloads = "32,256,1024,4096,quote";
   std::string systems = "floor,bus,bus-reliable,boost-spin,boost-block,zmq,redis,uds";
   int retries = 3;
+  std::uint32_t floor_mailboxes = 1;
   int rounds = 0;  // 0: one A/B/A pass with retries; else interleaved rounds (windows)
   double max_seconds = 600;
   double floor_tolerance = 0.15;
@@ -141,7 +142,7 @@ class Harness {
   std::unique_ptr<shmbus::Histogram> floor_run(const RunSpec& base) {
     RunSpec s = base;
     s.round_trips = o_.floor_round_trips;
-    auto res = run_latency(sized_floor_system(base.payload), s);
+    auto res = run_latency(sized_floor_system(base.payload, o_.floor_mailboxes), s);
     if (!res->ok) {
       // The floor cannot fail unless the machine does; say so and go on
       // without it rather than lose the whole run.
@@ -176,7 +177,7 @@ class Harness {
       m.round_trips = spec.round_trips;
       m.warmup = spec.warmup;
       m.attempts = attempt;
-      m.floor_label = sized_floor_system(spec.payload).label;
+      m.floor_label = sized_floor_system(spec.payload, o_.floor_mailboxes).label;
       m.floor_before_reused = last_floor_ != nullptr;
       m.floor_before = last_floor_ ? std::move(last_floor_) : floor_run(base);
       auto res = run_latency(sys, spec);
@@ -293,6 +294,7 @@ int run(const Options& o, const std::string& command_line) {
   r.slot_count = o.slots;
   r.floor_tolerance = o.floor_tolerance;
   r.rounds = o.rounds;
+  r.floor_mailboxes = o.floor_mailboxes;
   r.max_seconds = o.max_seconds;
   r.cldemote = cldemote_support();
   r.hints = active_hints(r.cldemote.rfind("yes", 0) == 0);
@@ -547,6 +549,11 @@ int main(int argc, char** argv) {
                  "windows mode: at least this many short interleaved rounds (each payload x "
                  "system once, A/B/A, no retries), then more until every floor level seen has a "
                  "result of every system, or --max-seconds (0: one pass with --retries)")
+      ->capture_default_str();
+  app.add_option("--floor-mailboxes", o.floor_mailboxes,
+                 "mailboxes each way in the floor of each size, used in turn (1: one, rewritten "
+                 "every message; more: a fresh one per message, as a ring slot is)")
+      ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   app.add_option("--max-seconds", o.max_seconds,
                  "windows mode: stop starting rounds after this many seconds")

@@ -100,11 +100,11 @@ class BusSession final : public Session {
 std::vector<std::string> active_hints(bool cldemote) {
   const shmbus::PublisherOptions po;
   std::vector<std::string> out;
-  out.push_back(
-      "publisher: CLDEMOTE of a message's lines when it follows >= " +
-      std::to_string(po.demote_after_idle_ns) +
-      " ns without publishing (PublisherOptions::demote_after_idle_ns, default) -- " +
-      (cldemote ? "acts on this CPU" : "skipped on this CPU (no CLDEMOTE: the writer asks cpuid once)"));
+  out.push_back("publisher: CLDEMOTE of a message's lines when it follows >= " +
+                std::to_string(po.demote_after_idle_ns) +
+                " ns without publishing (PublisherOptions::demote_after_idle_ns, default) -- " +
+                (cldemote ? "acts on this CPU"
+                          : "skipped on this CPU (no CLDEMOTE: the writer asks cpuid once)"));
   out.push_back("reliable subscriber (in place): prefetch of every line of the message at once");
   out.push_back("reliable publisher: write-prefetch of the slot " +
                 std::to_string(shmbus::detail::RingWriter::kPrefetchBytes) + " B ahead (" +

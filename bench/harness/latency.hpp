@@ -193,8 +193,9 @@ void run_side(Link& link, RunShared& sh, const RunSpec& spec, bool pinger) {
 // The single-line floor: one flag word each way, no payload.
 [[nodiscard]] System floor_system();
 // The floor of a payload's size: its bytes (rounded up to 8) and a flag each
-// way, written then released, acquired then read and checked.
-[[nodiscard]] System sized_floor_system(const PayloadSpec& payload);
+// way, written then released, acquired then read and checked; `mailboxes`
+// of them each way, used in turn (1: the same one every time).
+[[nodiscard]] System sized_floor_system(const PayloadSpec& payload, std::uint32_t mailboxes = 1);
 // The byte count sized_floor_system() moves for `payload`.
 [[nodiscard]] std::size_t floor_bytes(const PayloadSpec& payload);
 [[nodiscard]] System bus_system(bool reliable);

@@ -305,22 +305,29 @@ const Measurement* Report::bus(const PayloadSpec& payload, bool reliable) const 
 }
 
 void classify_windows(Report& r) {
-  double fastest = 0;
+  // Floors of different sizes differ by their size, not by a window: the
+  // fastest floor is per payload.
+  std::map<std::string, double> fastest;
   for (const auto& m : r.latency) {
     for (const auto* f : {m.floor_before.get(), m.floor_after.get()}) {
       if (f == nullptr || f->empty()) continue;
       const auto p50 = static_cast<double>(f->percentile(50));
-      if (fastest == 0 || p50 < fastest) fastest = p50;
+      double& best = fastest[m.payload.label()];
+      if (best == 0 || p50 < best) best = p50;
     }
   }
-  r.fast_floor_p50 = fastest;
+  r.fast_floor_p50 = 0;
+  for (const auto& [label, v] : fastest)
+    if (r.fast_floor_p50 == 0 || v < r.fast_floor_p50) r.fast_floor_p50 = v;
   for (auto& m : r.latency) {
     bool fast = true;
+    const double best = fastest[m.payload.label()];
     for (const auto* f : {m.floor_before.get(), m.floor_after.get()})
-      if (f != nullptr && !f->empty() && static_cast<double>(f->percentile(50)) > 1.35 * fastest)
+      if (f != nullptr && !f->empty() && static_cast<double>(f->percentile(50)) > 1.35 * best)
         fast = false;
     m.fast_window = fast;
-    if (!fast) m.flags.push_back("slow window (floor p50 > 1.35 x the run's fastest floor)");
+    if (!fast)
+      m.flags.push_back("slow window (floor p50 > 1.35 x the run's fastest floor of this size)");
   }
 }
 
@@ -332,8 +339,8 @@ void classify_levels(Report& r) {
       if (m.payload.label() != p.label()) continue;
       // A reused floor_before is the previous measurement's floor_after:
       // one floor run, counted once.
-      for (const auto* f : {m.floor_before_reused ? nullptr : m.floor_before.get(),
-                            m.floor_after.get()})
+      for (const auto* f :
+           {m.floor_before_reused ? nullptr : m.floor_before.get(), m.floor_after.get()})
         if (f != nullptr && !f->empty()) p50s.push_back(f->percentile(50));
     }
     std::sort(p50s.begin(), p50s.end());
@@ -380,10 +387,11 @@ std::vector<std::string> missing_levels(const Report& r) {
         systems.push_back(m.system.label);
     for (std::size_t k = 0; k < pl.levels.size(); ++k) {
       for (const auto& sys : systems) {
-        const bool have = std::any_of(r.latency.begin(), r.latency.end(), [&](const Measurement& m) {
-          return m.ok && m.payload.label() == pl.payload.label() && m.system.label == sys &&
-                 m.level == static_cast<int>(k);
-        });
+        const bool have =
+            std::any_of(r.latency.begin(), r.latency.end(), [&](const Measurement& m) {
+              return m.ok && m.payload.label() == pl.payload.label() && m.system.label == sys &&
+                     m.level == static_cast<int>(k);
+            });
         if (!have) out.push_back(pl.payload.label() + " L" + std::to_string(k) + " " + sys);
       }
     }
@@ -442,8 +450,8 @@ void evaluate_targets(Report& r) {
         const double line = static_cast<double>(std::max<std::uint64_t>(l.hist->percentile(50), 1));
         const double rl = static_cast<double>(qp.p50) / line;
         r.targets.push_back({ql + " RTT p50 <= 2.0 x single-line floor p50" + variant,
-                             fmt("%.0f", static_cast<double>(qp.p50)) + " / " +
-                                 fmt("%.0f", line) + " ns = " + fmt("%.2f", rl) + window(q),
+                             fmt("%.0f", static_cast<double>(qp.p50)) + " / " + fmt("%.0f", line) +
+                                 " ns = " + fmt("%.2f", rl) + window(q),
                              rl <= 2.0, true, ""});
         break;
       }
@@ -453,11 +461,10 @@ void evaluate_targets(Report& r) {
       if (x == nullptr) continue;
       const double bx = static_cast<double>(x->hist->percentile(50));
       const double fx = static_cast<double>(std::max<std::uint64_t>(x->floor().percentile(50), 1));
-      r.targets.push_back({x->payload.label() + " RTT p50 <= 1.3 x floor(" + x->payload.label() +
-                               ") p50" + variant,
-                           fmt("%.0f", bx) + " / " + fmt("%.0f", fx) + " ns = " +
-                               fmt("%.2f", bx / fx) + window(x),
-                           bx / fx <= 1.3, true, ""});
+      r.targets.push_back(
+          {x->payload.label() + " RTT p50 <= 1.3 x floor(" + x->payload.label() + ") p50" + variant,
+           fmt("%.0f", bx) + " / " + fmt("%.0f", fx) + " ns = " + fmt("%.2f", bx / fx) + window(x),
+           bx / fx <= 1.3, true, ""});
     }
   }
   // Throughput 1 -> 1 at 32 B.
@@ -596,8 +603,8 @@ std::string format_tables(const Report& r) {
   for (const PayloadSpec& p : payload_order(r)) {
     bool first = true;
     if (const Measurement* fs = floor_source(r, p)) {
-      row(p.label(), fs->floor_label.empty() ? "floor" : fs->floor_label,
-          percentiles(fs->floor()), "", "(the floor of this size, runs around " + fs->system.name + ")");
+      row(p.label(), fs->floor_label.empty() ? "floor" : fs->floor_label, percentiles(fs->floor()),
+          "", "(the floor of this size, runs around " + fs->system.name + ")");
       first = false;
     }
     for (const auto& m : r.latency) {
@@ -614,9 +621,10 @@ std::string format_tables(const Report& r) {
           std::to_string(m.floor_after ? m.floor_after->percentile(50) : 0);
       std::string notes;
       if (m.round > 0)
-        notes += "round " + std::to_string(m.round) + ", " +
-                 (m.level >= 0 ? "L" + std::to_string(m.level) : std::string("floors in two levels")) +
-                 "; ";
+        notes +=
+            "round " + std::to_string(m.round) + ", " +
+            (m.level >= 0 ? "L" + std::to_string(m.level) : std::string("floors in two levels")) +
+            "; ";
       if (m.attempts > 1) notes += "attempt " + std::to_string(m.attempts) + "; ";
       for (const auto& f : m.flags) notes += f + "; ";
       if (!notes.empty()) notes.resize(notes.size() - 2);
@@ -727,6 +735,7 @@ void write_json(const Report& r, const std::string& path) {
   j["machine"]["cldemote"] = r.cldemote;
   j["hints"] = r.hints;
   j["settings"]["rounds"] = r.rounds;
+  j["settings"]["floor_mailboxes"] = r.floor_mailboxes;
   j["settings"]["max_seconds"] = r.max_seconds;
   j["rounds_done"] = r.rounds_done;
   j["rounds_seconds"] = r.rounds_seconds;
@@ -734,8 +743,8 @@ void write_json(const Report& r, const std::string& path) {
   for (const auto& pl : r.levels) {
     Json ls = Json::array();
     for (const auto& lv : pl.levels)
-      ls.push_back({{"floor_p50_lo_ns", lv.lo}, {"floor_p50_hi_ns", lv.hi},
-                    {"floor_runs", lv.floor_runs}});
+      ls.push_back(
+          {{"floor_p50_lo_ns", lv.lo}, {"floor_p50_hi_ns", lv.hi}, {"floor_runs", lv.floor_runs}});
     levels.push_back({{"payload", pl.payload.label()}, {"levels", ls}});
   }
   j["floor_levels"] = levels;
@@ -877,8 +886,8 @@ std::vector<std::string> write_plots(const Report& r, const std::string& dir) {
       }
     }
     if (first != nullptr && curves.size() > 1) {
-      curves.insert(curves.begin(),
-                    Curve{"floor of " + first->payload.label(), "#000000", true, curve(first->floor())});
+      curves.insert(curves.begin(), Curve{"floor of " + first->payload.label(), "#000000", true,
+                                          curve(first->floor())});
       const std::string path = dir + "/latency-bus-payloads.svg";
       svg_plot(path, "shmbus round-trip latency by payload", machine, curves);
       written.push_back(path);

@@ -42,11 +42,11 @@ struct Measurement {
   std::unique_ptr<shmbus::Histogram> floor_after;
   int attempts = 1;
   bool floors_agree = true;
-  double floor_disagreement = 0;  // |p50 before - p50 after| / the smaller
-  bool fast_window = true;        // filled in at the end, against the whole run's fastest floor
+  double floor_disagreement = 0;     // |p50 before - p50 after| / the smaller
+  bool fast_window = true;           // filled in at the end, against the whole run's fastest floor
   bool floor_before_reused = false;  // floor_before is the previous measurement's floor_after
-  std::string floor_label;        // which floor the A/B/A ran ("floor 32B")
-  int round = 0;                  // windows mode: the round it was measured in (1, 2, ...)
+  std::string floor_label;           // which floor the A/B/A ran ("floor 32B")
+  int round = 0;                     // windows mode: the round it was measured in (1, 2, ...)
   int level = -1;  // floor level of its A/B/A (classify_levels); -1: none or the floors differ
   bool ok = true;
   std::string error;
@@ -97,8 +97,9 @@ struct Report {
   std::uint64_t round_trips = 0, warmup = 0, floor_round_trips = 0, peer_round_trips = 0;
   std::uint32_t slot_count = 0;
   double floor_tolerance = 0;
-  double fast_floor_p50 = 0;  // the fastest floor p50 of the run
-  int rounds = 0;             // --rounds (0: one pass)
+  double fast_floor_p50 = 0;          // the fastest floor p50 of the run (the smallest payload's)
+  std::uint32_t floor_mailboxes = 1;  // --floor-mailboxes
+  int rounds = 0;                     // --rounds (0: one pass)
   double max_seconds = 0;
   int rounds_done = 0;
   double rounds_seconds = 0;

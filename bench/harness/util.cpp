@@ -40,7 +40,8 @@ std::string cldemote_support() {
       break;
     }
   }
-  const std::string verdict = by_cpuid && by_flags ? "yes" : (!by_cpuid && !by_flags ? "no" : "unclear");
+  const std::string verdict =
+      by_cpuid && by_flags ? "yes" : (!by_cpuid && !by_flags ? "no" : "unclear");
   return verdict + " (cpuid leaf 7 ECX bit 25: " + (by_cpuid ? "set" : "clear") +
          ", /proc/cpuinfo flag: " + (by_flags ? "present" : "absent") + ")";
 }

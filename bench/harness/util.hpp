@@ -6,11 +6,11 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <array>
 #include <new>
 #include <span>
 #include <string>
@@ -234,18 +234,16 @@ class QuoteTemplatePayload {
       flatbuffers::FlatBufferBuilder fbb(256);
       fbb.ForceDefaults(true);  // every scalar stored, so every one can be patched
       const QuotePayload::Fields f = QuotePayload::fields(0, pong);
-      fbb.Finish(shmbus::md::CreateQuoteDirect(fbb, f.symbol, f.instrument_id, f.venue,
-                                               f.exchange_ts, f.receive_ts, f.seq, f.bid_px,
-                                               f.bid_qty, f.ask_px, f.ask_qty, f.bid_orders,
-                                               f.ask_orders),
+      fbb.Finish(shmbus::md::CreateQuoteDirect(
+                     fbb, f.symbol, f.instrument_id, f.venue, f.exchange_ts, f.receive_ts, f.seq,
+                     f.bid_px, f.bid_qty, f.ask_px, f.ask_qty, f.bid_orders, f.ask_orders),
                  shmbus::md::QuoteIdentifier());
       Side& sd = side_[pong ? 1 : 0];
       sd.bytes.assign(reinterpret_cast<const std::byte*>(fbb.GetBufferPointer()),
                       reinterpret_cast<const std::byte*>(fbb.GetBufferPointer()) + fbb.GetSize());
       const auto* t = flatbuffers::GetRoot<flatbuffers::Table>(sd.bytes.data());
       const auto at = [&](flatbuffers::voffset_t vt) {
-        return static_cast<std::uint32_t>(reinterpret_cast<const std::byte*>(t) -
-                                          sd.bytes.data()) +
+        return static_cast<std::uint32_t>(reinterpret_cast<const std::byte*>(t) - sd.bytes.data()) +
                t->GetOptionalFieldOffset(vt);
       };
       using Q = shmbus::md::Quote;

@@ -331,7 +331,7 @@ class RingWriter {
   std::uint64_t last_ts_ = 0;  // stamp of the previous commit
   std::uint64_t demote_idle_ = ~std::uint64_t{0};
   std::uint64_t demoted_ = 0;
-  bool demote_lines_ = true;  // the CPU has CLDEMOTE (set_demote_idle asks)
+  bool demote_lines_ = true;           // the CPU has CLDEMOTE (set_demote_idle asks)
   std::int64_t next_liveness_ns_ = 0;  // CLOCK_MONOTONIC_COARSE; 0: check at the first block
 
   void demote(const SlotHeader* s, std::size_t size) noexcept {
