@@ -422,6 +422,8 @@ int run(const Options& o, const std::string& command_line) {
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         r.rounds_done = round;
         r.rounds_seconds = elapsed;
+        // A failed run is reported, not measured again until --max-seconds.
+        if (!all_ok) break;
         const std::vector<std::string> missing = missing_levels(r);
         if (round < o.rounds && elapsed < o.max_seconds) continue;
         if (missing.empty()) break;

@@ -864,9 +864,14 @@ std::vector<std::string> write_plots(const Report& r, const std::string& dir) {
     std::vector<Curve> curves;
     if (const Measurement* fs = floor_source(r, main))
       curves.push_back({"floor of this size", "#000000", true, curve(fs->floor())});
-    for (const auto& m : r.latency)
-      if (m.ok && m.payload.label() == main.label() && !m.system.is_floor)
-        curves.push_back({m.system.label, color_of(m.system.name), false, curve(*m.hist)});
+    // One curve per system: in windows mode (--rounds) its first round's.
+    std::vector<std::string> drawn;
+    for (const auto& m : r.latency) {
+      if (!m.ok || m.payload.label() != main.label() || m.system.is_floor) continue;
+      if (std::find(drawn.begin(), drawn.end(), m.system.label) != drawn.end()) continue;
+      drawn.push_back(m.system.label);
+      curves.push_back({m.system.label, color_of(m.system.name), false, curve(*m.hist)});
+    }
     const std::string path = dir + "/latency.svg";
     svg_plot(path, "Round-trip latency, " + main.label() + " ping-pong between two processes",
              machine, curves);
