@@ -32,6 +32,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -66,6 +67,9 @@ struct Options {
   std::string payloads = "32,256,1024,4096,quote";
   std::string systems = "floor,bus,bus-reliable,boost-spin,boost-block,zmq,redis,uds";
   int retries = 3;
+  std::uint32_t floor_mailboxes = 1;
+  int rounds = 0;  // 0: one A/B/A pass with retries; else interleaved rounds (windows)
+  double max_seconds = 600;
   double floor_tolerance = 0.15;
   std::uint32_t slots = 1024;
   std::uint64_t throughput_messages = 20'000'000;
@@ -109,6 +113,10 @@ std::vector<PayloadSpec> parse_payloads(const std::string& s) {
       out.push_back({PayloadKind::Quote, 0});
       continue;
     }
+    if (item == "quote-template" || item == "Quote-tpl") {
+      out.push_back({PayloadKind::QuoteTemplate, 0});
+      continue;
+    }
     std::size_t used = 0;
     unsigned long v = 0;
     try {
@@ -119,7 +127,8 @@ std::vector<PayloadSpec> parse_payloads(const std::string& s) {
     if (used != item.size() || v < 8 || v % 8 != 0 || v > (1u << 20) - 64)
       throw CLI::ValidationError(
           "--payloads",
-          "'" + item + "' is not 'quote' or a byte count (a multiple of 8, 8..1048512)");
+          "'" + item +
+              "' is not 'quote', 'quote-template' or a byte count (a multiple of 8, 8..1048512)");
     out.push_back({PayloadKind::Raw, v});
   }
   return out;
@@ -129,11 +138,11 @@ class Harness {
  public:
   Harness(const Options& o, Report& r) : o_(o), r_(r) {}
 
-  // The floor, once (its histogram), between systems.
+  // The floor of the payload's size, once (its histogram), between systems.
   std::unique_ptr<shmbus::Histogram> floor_run(const RunSpec& base) {
     RunSpec s = base;
     s.round_trips = o_.floor_round_trips;
-    auto res = run_latency(floor_system(), s);
+    auto res = run_latency(sized_floor_system(base.payload, o_.floor_mailboxes), s);
     if (!res->ok) {
       // The floor cannot fail unless the machine does; say so and go on
       // without it rather than lose the whole run.
@@ -141,20 +150,26 @@ class Harness {
       return nullptr;
     }
     const auto p50 = static_cast<double>(res->hist.percentile(50));
-    if (fastest_floor_ == 0 || p50 < fastest_floor_) fastest_floor_ = p50;
+    double& fastest = fastest_floor_[base.payload.label()];
+    if (fastest == 0 || p50 < fastest) fastest = p50;
     return std::make_unique<shmbus::Histogram>(res->hist);
   }
 
-  // A/B/A for one system: floor, system, floor; repeated while the floors
-  // disagree (or, for shmbus, while the window is slow).
-  Measurement measure(const System& sys, const RunSpec& base) {
+  // A/B/A for one system: the floor of the payload's size, system, floor;
+  // repeated (up to `retries` times) while the floors disagree (or, for
+  // shmbus, while the window is slow).
+  Measurement measure(const System& sys, const RunSpec& base, int retries) {
     const bool bus = sys.name == "bus" || sys.name == "bus-reliable";
     RunSpec spec = base;
     if (!bus && !sys.is_floor) spec.round_trips = o_.peer_round_trips;
 
     std::optional<Measurement> best;
     double best_score = 1e300;
-    for (int attempt = 1; attempt <= o_.retries + 1; ++attempt) {
+    // The floor after one measurement is the floor before the next one of
+    // the same payload.
+    if (last_floor_payload_ != base.payload.label()) last_floor_.reset();
+    last_floor_payload_ = base.payload.label();
+    for (int attempt = 1; attempt <= retries + 1; ++attempt) {
       Measurement m;
       m.system = sys;
       m.system.open = nullptr;
@@ -162,6 +177,8 @@ class Harness {
       m.round_trips = spec.round_trips;
       m.warmup = spec.warmup;
       m.attempts = attempt;
+      m.floor_label = sized_floor_system(spec.payload, o_.floor_mailboxes).label;
+      m.floor_before_reused = last_floor_ != nullptr;
       m.floor_before = last_floor_ ? std::move(last_floor_) : floor_run(base);
       auto res = run_latency(sys, spec);
       m.floor_after = floor_run(base);
@@ -181,7 +198,7 @@ class Harness {
         const auto a = static_cast<double>(m.floor_before->percentile(50));
         const auto b = static_cast<double>(m.floor_after->percentile(50));
         disagreement = std::abs(a - b) / std::max(1.0, std::min(a, b));
-        fast = std::max(a, b) <= 1.35 * fastest_floor_;
+        fast = std::max(a, b) <= 1.35 * fastest_floor_[base.payload.label()];
       }
       m.floors_agree = disagreement <= o_.floor_tolerance;
       m.floor_disagreement = disagreement;
@@ -234,7 +251,8 @@ class Harness {
   const Options& o_;
   Report& r_;
   std::unique_ptr<shmbus::Histogram> last_floor_;
-  double fastest_floor_ = 0;
+  std::string last_floor_payload_;
+  std::map<std::string, double> fastest_floor_;  // by payload label
 };
 
 int run(const Options& o, const std::string& command_line) {
@@ -275,6 +293,11 @@ int run(const Options& o, const std::string& command_line) {
   r.peer_round_trips = o.peer_round_trips;
   r.slot_count = o.slots;
   r.floor_tolerance = o.floor_tolerance;
+  r.rounds = o.rounds;
+  r.floor_mailboxes = o.floor_mailboxes;
+  r.max_seconds = o.max_seconds;
+  r.cldemote = cldemote_support();
+  r.hints = active_hints(r.cldemote.rfind("yes", 0) == 0);
 
   std::vector<PayloadSpec> payloads = parse_payloads(o.payloads);
   std::vector<std::string> names = split(o.systems);
@@ -290,6 +313,8 @@ int run(const Options& o, const std::string& command_line) {
     std::printf("  NOTE: %s\n", note.c_str());
     r.notes.push_back(note);
   }
+  std::printf("  CLDEMOTE: %s\n", r.cldemote.c_str());
+  for (const auto& hint : r.hints) std::printf("  hint: %s\n", hint.c_str());
   std::printf("\n");
   std::fflush(stdout);
 
@@ -300,7 +325,9 @@ int run(const Options& o, const std::string& command_line) {
 #endif
   for (const auto& n : names) {
     if (n == "floor") {
-      // The floor runs around every system anyway; naming it alone measures it alone.
+      // The floor of each payload's size runs around every system anyway;
+      // naming "floor" adds the single-line floor as a measured system.
+      systems.push_back(floor_system());
     } else if (n == "bus") {
       systems.push_back(bus_system(false));
     } else if (n == "bus-reliable") {
@@ -362,18 +389,54 @@ int run(const Options& o, const std::string& command_line) {
     base.slot_count = o.slots;
     base.timeout = std::chrono::seconds(o.timeout);
     if (systems.empty())
-      systems.push_back(floor_system());  // --systems floor: the floor alone, A/B/A
-    std::fprintf(stderr, "latency (A/B/A with the floor):\n");
-    for (const PayloadSpec& p : payloads) {
-      base.payload = p;
-      for (const System& sys : systems) {
-        Measurement m = h.measure(sys, base);
-        if (!m.ok) {
-          all_ok = false;
-          std::fprintf(stderr, "  %s %s FAILED: %s\n", p.label().c_str(), sys.label.c_str(),
-                       m.error.c_str());
+      systems.push_back(floor_system());  // nothing named: the single-line floor, A/B/A
+    const auto measure_all = [&](int round, int retries) {
+      for (const PayloadSpec& p : payloads) {
+        base.payload = p;
+        for (const System& sys : systems) {
+          Measurement m = h.measure(sys, base, retries);
+          m.round = round;
+          if (!m.ok) {
+            all_ok = false;
+            std::fprintf(stderr, "  %s %s FAILED: %s\n", p.label().c_str(), sys.label.c_str(),
+                         m.error.c_str());
+          }
+          r.latency.push_back(std::move(m));
         }
-        r.latency.push_back(std::move(m));
+      }
+    };
+    if (o.rounds <= 0) {
+      std::fprintf(stderr, "latency (A/B/A with the floor of each payload's size):\n");
+      measure_all(0, o.retries);
+    } else {
+      // Windows: short interleaved rounds, no retries (a slow window is data
+      // here, not noise), until every level of the floor seen for a payload
+      // has a result of every system, or --max-seconds.
+      const auto start = std::chrono::steady_clock::now();
+      for (int round = 1;; ++round) {
+        std::fprintf(stderr, "latency round %d (A/B/A with the floor of each payload's size):\n",
+                     round);
+        measure_all(round, 0);
+        classify_levels(r);
+        const double elapsed =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        r.rounds_done = round;
+        r.rounds_seconds = elapsed;
+        // A failed run is reported, not measured again until --max-seconds.
+        if (!all_ok) break;
+        const std::vector<std::string> missing = missing_levels(r);
+        if (round < o.rounds && elapsed < o.max_seconds) continue;
+        if (missing.empty()) break;
+        if (elapsed >= o.max_seconds) {
+          std::string what;
+          for (const auto& x : missing) what += (what.empty() ? "" : "; ") + x;
+          r.notes.push_back("--max-seconds " + std::to_string(static_cast<int>(o.max_seconds)) +
+                            " reached after " + std::to_string(round) +
+                            " rounds with levels still unmeasured: " + what);
+          break;
+        }
+        std::fprintf(stderr, "  levels without every system yet: %zu; another round\n",
+                     missing.size());
       }
     }
   }
@@ -437,6 +500,7 @@ int run(const Options& o, const std::string& command_line) {
   }
 
   classify_windows(r);
+  classify_levels(r);
   evaluate_targets(r);
   const std::string tables = format_tables(r);
   std::printf("%s", tables.c_str());
@@ -448,8 +512,9 @@ int run(const Options& o, const std::string& command_line) {
     std::ofstream txt(o.out + "/bus-bench.txt");
     txt << "bus-bench  " << r.date_utc << "\n  commit " << r.commit << "\n  " << r.cpu_model << ", "
         << r.kernel << ", CPUs " << r.cpu_ping << " <-> " << r.cpu_pong << "\n  " << command_line
-        << "\n\n"
-        << tables;
+        << "\n  CLDEMOTE: " << r.cldemote << '\n';
+    for (const auto& hint : r.hints) txt << "  hint: " << hint << '\n';
+    txt << '\n' << tables;
   }
   std::printf("wrote %s, %s/bus-bench.txt", json.c_str(), o.out.c_str());
   if (!o.no_plot && !r.latency.empty()) {
@@ -475,10 +540,25 @@ int main(int argc, char** argv) {
                  "round trips per floor run (default: --round-trips)");
   app.add_option("--peer-round-trips", o.peer_round_trips,
                  "round trips for the peers (default: --round-trips)");
-  app.add_option("--payloads", o.payloads, "payloads: byte counts and/or 'quote'")
+  app.add_option("--payloads", o.payloads,
+                 "payloads: byte counts, 'quote' (FlatBufferBuilder, then try_publish) and/or "
+                 "'quote-template' (the Quote built in place in the claimed slot from a template)")
       ->capture_default_str();
   app.add_option("--systems", o.systems, "systems to measure")->capture_default_str();
   app.add_option("--retries", o.retries, "repeats of an A/B/A whose floors disagree")
+      ->capture_default_str();
+  app.add_option("--rounds", o.rounds,
+                 "windows mode: at least this many short interleaved rounds (each payload x "
+                 "system once, A/B/A, no retries), then more until every floor level seen has a "
+                 "result of every system, or --max-seconds (0: one pass with --retries)")
+      ->capture_default_str();
+  app.add_option("--floor-mailboxes", o.floor_mailboxes,
+                 "mailboxes each way in the floor of each size, used in turn (1: one, rewritten "
+                 "every message; more: a fresh one per message, as a ring slot is)")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app.add_option("--max-seconds", o.max_seconds,
+                 "windows mode: stop starting rounds after this many seconds")
       ->capture_default_str();
   app.add_option("--floor-tolerance", o.floor_tolerance,
                  "largest relative p50 difference of agreeing floors")

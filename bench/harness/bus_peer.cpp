@@ -56,7 +56,7 @@ shmbus::TopicConfig topic_config(const RunSpec& spec, bool reliable) {
   c.slot_size = static_cast<std::uint32_t>((need + 63) / 64 * 64);
   c.slot_count = spec.slot_count;
   c.max_consumers = 4;
-  if (spec.payload.kind == PayloadKind::Quote) c.type = shmbus::type_of<shmbus::md::Quote>();
+  if (spec.payload.kind != PayloadKind::Raw) c.type = shmbus::type_of<shmbus::md::Quote>();
   return c;
 }
 
@@ -96,6 +96,22 @@ class BusSession final : public Session {
 };
 
 }  // namespace
+
+std::vector<std::string> active_hints(bool cldemote) {
+  const shmbus::PublisherOptions po;
+  std::vector<std::string> out;
+  out.push_back("publisher: CLDEMOTE of a message's lines when it follows >= " +
+                std::to_string(po.demote_after_idle_ns) +
+                " ns without publishing (PublisherOptions::demote_after_idle_ns, default) -- " +
+                (cldemote ? "acts on this CPU"
+                          : "skipped on this CPU (no CLDEMOTE: the writer asks cpuid once)"));
+  out.push_back("reliable subscriber (in place): prefetch of every line of the message at once");
+  out.push_back("reliable publisher: write-prefetch of the slot " +
+                std::to_string(shmbus::detail::RingWriter::kPrefetchBytes) + " B ahead (" +
+                std::to_string(shmbus::detail::RingWriter::kPrefetchMaxLines) +
+                " lines at most), only while the ring has room");
+  return out;
+}
 
 System bus_system(bool reliable) {
   if (reliable) {

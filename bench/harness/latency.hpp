@@ -35,7 +35,10 @@
 
 namespace busbench {
 
-enum class PayloadKind : std::uint8_t { Raw, Quote };
+// Quote: built with a FlatBufferBuilder, then published (copied into the
+// slot); QuoteTemplate: the same Quote built in place in the claimed slot
+// from a per-side template (util.hpp, QuoteTemplatePayload).
+enum class PayloadKind : std::uint8_t { Raw, Quote, QuoteTemplate };
 
 struct PayloadSpec {
   PayloadKind kind = PayloadKind::Raw;
@@ -176,6 +179,9 @@ void run_side(Link& link, RunShared& sh, const RunSpec& spec, bool pinger) {
   if (spec.payload.kind == PayloadKind::Quote) {
     QuotePayload p;
     run(p);
+  } else if (spec.payload.kind == PayloadKind::QuoteTemplate) {
+    QuoteTemplatePayload p;
+    run(p);
   } else {
     RawPayload p(spec.payload.bytes);
     run(p);
@@ -184,8 +190,18 @@ void run_side(Link& link, RunShared& sh, const RunSpec& spec, bool pinger) {
 
 // ------------------------------------------------------------------ the systems
 
+// The single-line floor: one flag word each way, no payload.
 [[nodiscard]] System floor_system();
+// The floor of a payload's size: its bytes (rounded up to 8) and a flag each
+// way, written then released, acquired then read and checked; `mailboxes`
+// of them each way, used in turn (1: the same one every time).
+[[nodiscard]] System sized_floor_system(const PayloadSpec& payload, std::uint32_t mailboxes = 1);
+// The byte count sized_floor_system() moves for `payload`.
+[[nodiscard]] std::size_t floor_bytes(const PayloadSpec& payload);
 [[nodiscard]] System bus_system(bool reliable);
+// The bus's cache hints as bus-bench's publishers and subscribers run them,
+// each with whether it acts on this CPU (`cldemote`: the CPU has CLDEMOTE).
+[[nodiscard]] std::vector<std::string> active_hints(bool cldemote);
 [[nodiscard]] System boost_system(bool spin);
 [[nodiscard]] System uds_system();
 #if defined(SHMBUS_BENCH_HAVE_ZMQ)

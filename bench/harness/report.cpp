@@ -305,23 +305,98 @@ const Measurement* Report::bus(const PayloadSpec& payload, bool reliable) const 
 }
 
 void classify_windows(Report& r) {
-  double fastest = 0;
+  // Floors of different sizes differ by their size, not by a window: the
+  // fastest floor is per payload.
+  std::map<std::string, double> fastest;
   for (const auto& m : r.latency) {
     for (const auto* f : {m.floor_before.get(), m.floor_after.get()}) {
       if (f == nullptr || f->empty()) continue;
       const auto p50 = static_cast<double>(f->percentile(50));
-      if (fastest == 0 || p50 < fastest) fastest = p50;
+      double& best = fastest[m.payload.label()];
+      if (best == 0 || p50 < best) best = p50;
     }
   }
-  r.fast_floor_p50 = fastest;
+  r.fast_floor_p50 = 0;
+  for (const auto& [label, v] : fastest)
+    if (r.fast_floor_p50 == 0 || v < r.fast_floor_p50) r.fast_floor_p50 = v;
   for (auto& m : r.latency) {
     bool fast = true;
+    const double best = fastest[m.payload.label()];
     for (const auto* f : {m.floor_before.get(), m.floor_after.get()})
-      if (f != nullptr && !f->empty() && static_cast<double>(f->percentile(50)) > 1.35 * fastest)
+      if (f != nullptr && !f->empty() && static_cast<double>(f->percentile(50)) > 1.35 * best)
         fast = false;
     m.fast_window = fast;
-    if (!fast) m.flags.push_back("slow window (floor p50 > 1.35 x the run's fastest floor)");
+    if (!fast)
+      m.flags.push_back("slow window (floor p50 > 1.35 x the run's fastest floor of this size)");
   }
+}
+
+void classify_levels(Report& r) {
+  r.levels.clear();
+  for (const PayloadSpec& p : payload_order(r)) {
+    std::vector<std::uint64_t> p50s;
+    for (const auto& m : r.latency) {
+      if (m.payload.label() != p.label()) continue;
+      // A reused floor_before is the previous measurement's floor_after:
+      // one floor run, counted once.
+      for (const auto* f :
+           {m.floor_before_reused ? nullptr : m.floor_before.get(), m.floor_after.get()})
+        if (f != nullptr && !f->empty()) p50s.push_back(f->percentile(50));
+    }
+    std::sort(p50s.begin(), p50s.end());
+    PayloadLevels pl{p, {}};
+    for (const std::uint64_t v : p50s) {
+      if (pl.levels.empty() ||
+          static_cast<double>(v) > kLevelGap * static_cast<double>(pl.levels.back().hi)) {
+        pl.levels.push_back({v, v, 0});
+      }
+      pl.levels.back().hi = v;
+      ++pl.levels.back().floor_runs;
+    }
+    r.levels.push_back(std::move(pl));
+  }
+  const auto level_of = [&](const PayloadSpec& p, std::uint64_t v) {
+    for (const auto& pl : r.levels) {
+      if (pl.payload.label() != p.label()) continue;
+      for (std::size_t k = 0; k < pl.levels.size(); ++k)
+        if (v >= pl.levels[k].lo && v <= pl.levels[k].hi) return static_cast<int>(k);
+    }
+    return -1;
+  };
+  for (auto& m : r.latency) {
+    m.level = -1;
+    int level = -1;
+    bool same = true;
+    for (const auto* f : {m.floor_before.get(), m.floor_after.get()}) {
+      if (f == nullptr || f->empty()) continue;
+      const int l = level_of(m.payload, f->percentile(50));
+      if (level >= 0 && l != level) same = false;
+      level = l;
+    }
+    if (same) m.level = level;
+  }
+}
+
+std::vector<std::string> missing_levels(const Report& r) {
+  std::vector<std::string> out;
+  for (const auto& pl : r.levels) {
+    std::vector<std::string> systems;
+    for (const auto& m : r.latency)
+      if (m.payload.label() == pl.payload.label() &&
+          std::find(systems.begin(), systems.end(), m.system.label) == systems.end())
+        systems.push_back(m.system.label);
+    for (std::size_t k = 0; k < pl.levels.size(); ++k) {
+      for (const auto& sys : systems) {
+        const bool have =
+            std::any_of(r.latency.begin(), r.latency.end(), [&](const Measurement& m) {
+              return m.ok && m.payload.label() == pl.payload.label() && m.system.label == sys &&
+                     m.level == static_cast<int>(k);
+            });
+        if (!have) out.push_back(pl.payload.label() + " L" + std::to_string(k) + " " + sys);
+      }
+    }
+  }
+  return out;
 }
 
 void evaluate_targets(Report& r) {
@@ -331,7 +406,6 @@ void evaluate_targets(Report& r) {
   for (const bool reliable : {false, true}) {
     const char* variant = reliable ? " (reliable)" : " (lossy)";
     const Measurement* m = r.bus(b32, reliable);
-    const Measurement* q = r.bus(quote, reliable);
     const auto window = [](const Measurement* x) {
       return x->fast_window ? std::string() : std::string(" [slow window]");
     };
@@ -343,12 +417,12 @@ void evaluate_targets(Report& r) {
           static_cast<double>(bp.p50) / static_cast<double>(std::max<std::uint64_t>(fp.p50, 1));
       const double r99 =
           static_cast<double>(bp.p99) / static_cast<double>(std::max<std::uint64_t>(fp.p99, 1));
-      r.targets.push_back({std::string("32 B RTT p50 <= 1.1 x floor p50") + variant,
+      r.targets.push_back({std::string("32 B RTT p50 <= 1.1 x floor(32 B) p50") + variant,
                            fmt("%.0f", static_cast<double>(bp.p50)) + " / " +
                                fmt("%.0f", static_cast<double>(fp.p50)) +
                                " ns = " + fmt("%.2f", r50) + window(m),
                            r50 <= 1.1, true, ""});
-      r.targets.push_back({std::string("32 B RTT p99 <= 1.5 x floor p99") + variant,
+      r.targets.push_back({std::string("32 B RTT p99 <= 1.5 x floor(32 B) p99") + variant,
                            fmt("%.0f", static_cast<double>(bp.p99)) + " / " +
                                fmt("%.0f", static_cast<double>(fp.p99)) +
                                " ns = " + fmt("%.2f", r99) + window(m),
@@ -357,16 +431,40 @@ void evaluate_targets(Report& r) {
                            fmt("%.0f", static_cast<double>(bp.p999)) + " ns" + window(m),
                            bp.p999 < 1000, true, ""});
     }
-    if (q != nullptr) {
+    for (const PayloadSpec& qs : {quote, PayloadSpec{PayloadKind::QuoteTemplate, 0}}) {
+      const Measurement* q = r.bus(qs, reliable);
+      if (q == nullptr) continue;
+      const std::string ql = qs.label();
       const auto qp = percentiles(*q->hist);
       const auto fp = percentiles(q->floor());
       const double rq =
           static_cast<double>(qp.p50) / static_cast<double>(std::max<std::uint64_t>(fp.p50, 1));
-      r.targets.push_back({std::string("Quote RTT p50 <= 1.5 x floor p50") + variant,
+      r.targets.push_back({ql + " RTT p50 <= 1.5 x floor(" + ql + " size) p50" + variant,
                            fmt("%.0f", static_cast<double>(qp.p50)) + " / " +
                                fmt("%.0f", static_cast<double>(fp.p50)) +
                                " ns = " + fmt("%.2f", rq) + window(q),
                            rq <= 1.5, true, ""});
+      // The single-line floor measured with the Quote payload (--systems floor).
+      for (const auto& l : r.latency) {
+        if (l.system.name != "floor" || l.payload.label() != ql || !l.ok) continue;
+        const double line = static_cast<double>(std::max<std::uint64_t>(l.hist->percentile(50), 1));
+        const double rl = static_cast<double>(qp.p50) / line;
+        r.targets.push_back({ql + " RTT p50 <= 2.0 x single-line floor p50" + variant,
+                             fmt("%.0f", static_cast<double>(qp.p50)) + " / " + fmt("%.0f", line) +
+                                 " ns = " + fmt("%.2f", rl) + window(q),
+                             rl <= 2.0, true, ""});
+        break;
+      }
+    }
+    for (const std::size_t n : {std::size_t{256}, std::size_t{1024}, std::size_t{4096}}) {
+      const Measurement* x = r.bus(PayloadSpec{PayloadKind::Raw, n}, reliable);
+      if (x == nullptr) continue;
+      const double bx = static_cast<double>(x->hist->percentile(50));
+      const double fx = static_cast<double>(std::max<std::uint64_t>(x->floor().percentile(50), 1));
+      r.targets.push_back(
+          {x->payload.label() + " RTT p50 <= 1.3 x floor(" + x->payload.label() + ") p50" + variant,
+           fmt("%.0f", bx) + " / " + fmt("%.0f", fx) + " ns = " + fmt("%.2f", bx / fx) + window(x),
+           bx / fx <= 1.3, true, ""});
     }
   }
   // Throughput 1 -> 1 at 32 B.
@@ -377,9 +475,9 @@ void evaluate_targets(Report& r) {
     if (!t.spec.reliable)
       measured += ", " + rate(t.published_per_s()) + "msg/s published, " +
                   std::to_string(t.drops()) + " dropped";
-    r.targets.push_back({std::string("throughput 1 -> 1, 32 B >= 50 M msg/s (") +
+    r.targets.push_back({std::string("throughput 1 -> 1, 32 B >= 60 M msg/s (") +
                              (t.spec.reliable ? "reliable" : "lossy") + ")",
-                         measured, d >= 50e6, true, ""});
+                         measured, d >= 60e6, true, ""});
   }
   // Faster than every peer at every percentile up to p99.9, payload by payload.
   for (const PayloadSpec& p : payload_order(r)) {
@@ -412,6 +510,77 @@ void evaluate_targets(Report& r) {
 
 // ------------------------------------------------------------------ text
 
+namespace {
+
+// The windows table: per payload and floor level, each system's ratio to the
+// floor of its own A/B/A (median over the runs in that level, min..max).
+std::string format_levels(const Report& r) {
+  std::ostringstream o;
+  o << "Windows: floor levels per payload (floor p50s clustered: a new level where a sorted p50 "
+       "is > "
+    << fmt("%.1f", kLevelGap) << " x the previous)";
+  if (r.rounds > 0)
+    o << ", " << r.rounds_done << " interleaved rounds in " << fmt("%.0f", r.rounds_seconds)
+      << " s";
+  o << "\n\n";
+  o << pad("payload", 8, false) << ' ' << pad("level", 6, false) << ' '
+    << pad("floor p50 ns (runs)", 22, false) << ' ' << pad("system", 20, false) << ' '
+    << pad("runs", 5) << ' ' << pad("p50/floor median (min..max)", 30, false) << ' '
+    << pad("p99/floor median", 17, false) << '\n';
+  const auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[v.size() / 2];
+  };
+  for (const auto& pl : r.levels) {
+    for (std::size_t k = 0; k < pl.levels.size(); ++k) {
+      const FloorLevel& lv = pl.levels[k];
+      bool first = true;
+      std::vector<std::string> systems;
+      for (const auto& m : r.latency)
+        if (m.payload.label() == pl.payload.label() &&
+            std::find(systems.begin(), systems.end(), m.system.label) == systems.end())
+          systems.push_back(m.system.label);
+      for (const auto& sys : systems) {
+        std::vector<double> r50, r99;
+        for (const auto& m : r.latency) {
+          if (!m.ok || m.payload.label() != pl.payload.label() || m.system.label != sys ||
+              m.level != static_cast<int>(k))
+            continue;
+          const shmbus::Histogram f = m.floor();
+          r50.push_back(static_cast<double>(m.hist->percentile(50)) /
+                        static_cast<double>(std::max<std::uint64_t>(f.percentile(50), 1)));
+          r99.push_back(static_cast<double>(m.hist->percentile(99)) /
+                        static_cast<double>(std::max<std::uint64_t>(f.percentile(99), 1)));
+        }
+        const std::string floors = std::to_string(lv.lo) + ".." + std::to_string(lv.hi) + " (" +
+                                   std::to_string(lv.floor_runs) + ")";
+        o << pad(first ? pl.payload.label() : "", 8, false) << ' '
+          << pad(first ? "L" + std::to_string(k) : "", 6, false) << ' '
+          << pad(first ? floors : "", 22, false) << ' ' << pad(sys, 20, false) << ' '
+          << pad(std::to_string(r50.size()), 5) << ' ';
+        first = false;
+        if (r50.empty()) {
+          o << "none in this level\n";
+          continue;
+        }
+        const auto [lo, hi] = std::minmax_element(r50.begin(), r50.end());
+        o << pad(fmt("%.2f", median(r50)) + " (" + fmt("%.2f", *lo) + ".." + fmt("%.2f", *hi) + ")",
+                 30, false)
+          << ' ' << pad(fmt("%.2f", median(r99)), 17, false) << '\n';
+      }
+    }
+    if (pl.levels.size() == 1) {
+      o << pad("", 8, false) << " only one level came for " << pl.payload.label()
+        << (r.rounds > 0 ? " in " + std::to_string(r.rounds_done) + " rounds" : std::string())
+        << ": no other window was seen; its ratio is unmeasured\n";
+    }
+  }
+  o << '\n';
+  return o.str();
+}
+
+}  // namespace
+
 std::string format_tables(const Report& r) {
   std::ostringstream o;
   o << "Latency: round-trip time in ns (" << r.round_trips << " round trips after " << r.warmup
@@ -434,8 +603,8 @@ std::string format_tables(const Report& r) {
   for (const PayloadSpec& p : payload_order(r)) {
     bool first = true;
     if (const Measurement* fs = floor_source(r, p)) {
-      row(p.label(), "floor", percentiles(fs->floor()), "",
-          "(the floor runs around " + fs->system.name + ")");
+      row(p.label(), fs->floor_label.empty() ? "floor" : fs->floor_label, percentiles(fs->floor()),
+          "", "(the floor of this size, runs around " + fs->system.name + ")");
       first = false;
     }
     for (const auto& m : r.latency) {
@@ -451,6 +620,11 @@ std::string format_tables(const Report& r) {
           std::to_string(m.floor_before ? m.floor_before->percentile(50) : 0) + " / " +
           std::to_string(m.floor_after ? m.floor_after->percentile(50) : 0);
       std::string notes;
+      if (m.round > 0)
+        notes +=
+            "round " + std::to_string(m.round) + ", " +
+            (m.level >= 0 ? "L" + std::to_string(m.level) : std::string("floors in two levels")) +
+            "; ";
       if (m.attempts > 1) notes += "attempt " + std::to_string(m.attempts) + "; ";
       for (const auto& f : m.flags) notes += f + "; ";
       if (!notes.empty()) notes.resize(notes.size() - 2);
@@ -459,8 +633,8 @@ std::string format_tables(const Report& r) {
     o << '\n';
   }
 
-  o << "Ratios from the same run: shmbus / floor (its own A/B/A floor), peer / shmbus (lossy, same "
-       "payload)\n\n";
+  o << "Ratios from the same run: shmbus / floor (its own A/B/A floor, of the payload's size), "
+       "peer / shmbus (lossy, same payload)\n\n";
   o << pad("payload", 8, false) << ' ' << pad("system", 20, false) << ' ' << pad("vs", 6, false);
   for (const auto& rp : kRatioPoints) o << ' ' << pad(rp.name, 8);
   o << '\n';
@@ -485,6 +659,8 @@ std::string format_tables(const Report& r) {
     }
   }
   o << '\n';
+
+  if (!r.levels.empty()) o << format_levels(r);
 
   if (!r.throughput.empty()) {
     o << "Throughput: one producer (CPU " << r.cpu_ping << "), consumers on CPU " << r.cpu_pong
@@ -556,6 +732,22 @@ void write_json(const Report& r, const std::string& path) {
   if (!r.redis_version.empty()) j["redis_version"] = r.redis_version;
   j["fast_floor_p50_ns"] = r.fast_floor_p50;
   j["notes"] = r.notes;
+  j["machine"]["cldemote"] = r.cldemote;
+  j["hints"] = r.hints;
+  j["settings"]["rounds"] = r.rounds;
+  j["settings"]["floor_mailboxes"] = r.floor_mailboxes;
+  j["settings"]["max_seconds"] = r.max_seconds;
+  j["rounds_done"] = r.rounds_done;
+  j["rounds_seconds"] = r.rounds_seconds;
+  Json levels = Json::array();
+  for (const auto& pl : r.levels) {
+    Json ls = Json::array();
+    for (const auto& lv : pl.levels)
+      ls.push_back(
+          {{"floor_p50_lo_ns", lv.lo}, {"floor_p50_hi_ns", lv.hi}, {"floor_runs", lv.floor_runs}});
+    levels.push_back({{"payload", pl.payload.label()}, {"levels", ls}});
+  }
+  j["floor_levels"] = levels;
 
   Json lat = Json::array();
   for (const auto& m : r.latency) {
@@ -572,6 +764,9 @@ void write_json(const Report& r, const std::string& path) {
     e["floors_agree"] = m.floors_agree;
     e["floor_disagreement"] = m.floor_disagreement;
     e["fast_window"] = m.fast_window;
+    e["floor"] = m.floor_label;
+    e["round"] = m.round;
+    e["level"] = m.level;
     e["flags"] = m.flags;
     e["seconds"] = m.seconds;
     e["involuntary_switches"] = {m.switches[0].involuntary, m.switches[1].involuntary};
@@ -668,10 +863,15 @@ std::vector<std::string> write_plots(const Report& r, const std::string& dir) {
       if (p.kind == PayloadKind::Raw && p.bytes == 32) main = p;
     std::vector<Curve> curves;
     if (const Measurement* fs = floor_source(r, main))
-      curves.push_back({"floor (cache line ping-pong)", "#000000", true, curve(fs->floor())});
-    for (const auto& m : r.latency)
-      if (m.ok && m.payload.label() == main.label() && !m.system.is_floor)
-        curves.push_back({m.system.label, color_of(m.system.name), false, curve(*m.hist)});
+      curves.push_back({"floor of this size", "#000000", true, curve(fs->floor())});
+    // One curve per system: in windows mode (--rounds) its first round's.
+    std::vector<std::string> drawn;
+    for (const auto& m : r.latency) {
+      if (!m.ok || m.payload.label() != main.label() || m.system.is_floor) continue;
+      if (std::find(drawn.begin(), drawn.end(), m.system.label) != drawn.end()) continue;
+      drawn.push_back(m.system.label);
+      curves.push_back({m.system.label, color_of(m.system.name), false, curve(*m.hist)});
+    }
     const std::string path = dir + "/latency.svg";
     svg_plot(path, "Round-trip latency, " + main.label() + " ping-pong between two processes",
              machine, curves);
@@ -691,8 +891,8 @@ std::vector<std::string> write_plots(const Report& r, const std::string& dir) {
       }
     }
     if (first != nullptr && curves.size() > 1) {
-      curves.insert(curves.begin(),
-                    Curve{"floor (cache line ping-pong)", "#000000", true, curve(first->floor())});
+      curves.insert(curves.begin(), Curve{"floor of " + first->payload.label(), "#000000", true,
+                                          curve(first->floor())});
       const std::string path = dir + "/latency-bus-payloads.svg";
       svg_plot(path, "shmbus round-trip latency by payload", machine, curves);
       written.push_back(path);

@@ -42,8 +42,12 @@ struct Measurement {
   std::unique_ptr<shmbus::Histogram> floor_after;
   int attempts = 1;
   bool floors_agree = true;
-  double floor_disagreement = 0;  // |p50 before - p50 after| / the smaller
-  bool fast_window = true;        // filled in at the end, against the whole run's fastest floor
+  double floor_disagreement = 0;     // |p50 before - p50 after| / the smaller
+  bool fast_window = true;           // filled in at the end, against the whole run's fastest floor
+  bool floor_before_reused = false;  // floor_before is the previous measurement's floor_after
+  std::string floor_label;           // which floor the A/B/A ran ("floor 32B")
+  int round = 0;                     // windows mode: the round it was measured in (1, 2, ...)
+  int level = -1;  // floor level of its A/B/A (classify_levels); -1: none or the floors differ
   bool ok = true;
   std::string error;
   std::vector<std::string> flags;  // what a reader should know about this figure
@@ -61,6 +65,18 @@ struct TargetCheck {
   bool met = false;
   bool applicable = true;  // false when the run did not measure it
   std::string note;
+};
+
+// One floor level of one payload: a cluster of floor p50s (a new level
+// starts where a sorted p50 is more than kLevelGap x the one before).
+inline constexpr double kLevelGap = 1.5;
+struct FloorLevel {
+  std::uint64_t lo = 0, hi = 0;  // floor p50 range, ns
+  std::size_t floor_runs = 0;
+};
+struct PayloadLevels {
+  PayloadSpec payload;
+  std::vector<FloorLevel> levels;  // fastest first
 };
 
 struct Report {
@@ -81,7 +97,15 @@ struct Report {
   std::uint64_t round_trips = 0, warmup = 0, floor_round_trips = 0, peer_round_trips = 0;
   std::uint32_t slot_count = 0;
   double floor_tolerance = 0;
-  double fast_floor_p50 = 0;  // the fastest floor p50 of the run
+  double fast_floor_p50 = 0;          // the fastest floor p50 of the run (the smallest payload's)
+  std::uint32_t floor_mailboxes = 1;  // --floor-mailboxes
+  int rounds = 0;                     // --rounds (0: one pass)
+  double max_seconds = 0;
+  int rounds_done = 0;
+  double rounds_seconds = 0;
+  std::string cldemote;            // whether the CPU has it, and how that was found
+  std::vector<std::string> hints;  // the bus's cache hints and whether they act here
+  std::vector<PayloadLevels> levels;
 
   std::vector<Measurement> latency;
   std::vector<ThroughputResult> throughput;
@@ -93,6 +117,12 @@ struct Report {
 
 // Fills fast_window of every measurement and Report::fast_floor_p50.
 void classify_windows(Report& r);
+// Clusters the floor p50s of each payload into levels (Report::levels) and
+// sets Measurement::level.
+void classify_levels(Report& r);
+// After classify_levels: "<payload> L<k> <system>" for every level seen of a
+// payload in which a system measured with that payload has no result yet.
+[[nodiscard]] std::vector<std::string> missing_levels(const Report& r);
 // Evaluates the targets against the run.
 void evaluate_targets(Report& r);
 

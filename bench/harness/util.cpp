@@ -3,6 +3,10 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -19,6 +23,28 @@
 #endif
 
 namespace busbench {
+
+std::string cldemote_support() {
+  bool by_cpuid = false;
+#if defined(__x86_64__)
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) != 0) by_cpuid = ((c >> 25) & 1u) != 0;
+#endif
+  bool by_flags = false;
+  {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("flags", 0) != 0) continue;
+      by_flags = (line + ' ').find(" cldemote ") != std::string::npos;
+      break;
+    }
+  }
+  const std::string verdict =
+      by_cpuid && by_flags ? "yes" : (!by_cpuid && !by_flags ? "no" : "unclear");
+  return verdict + " (cpuid leaf 7 ECX bit 25: " + (by_cpuid ? "set" : "clear") +
+         ", /proc/cpuinfo flag: " + (by_flags ? "present" : "absent") + ")";
+}
 
 namespace {
 

@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -172,6 +173,10 @@ class QuotePayload {
 
   [[nodiscard]] bool check(std::span<const std::byte> m, std::uint64_t i,
                            bool pong) const noexcept {
+    return check_quote(m, i, pong);
+  }
+  [[nodiscard]] static bool check_quote(std::span<const std::byte> m, std::uint64_t i,
+                                        bool pong) noexcept {
     if (m.size() < 8 || !flatbuffers::BufferHasIdentifier(m.data(), shmbus::md::QuoteIdentifier()))
       return false;
     const auto* q = flatbuffers::GetRoot<shmbus::md::Quote>(m.data());
@@ -187,6 +192,7 @@ class QuotePayload {
   }
 
  private:
+  friend class QuoteTemplatePayload;
   struct Fields {
     const char* symbol;
     const char* venue;
@@ -211,6 +217,77 @@ class QuotePayload {
   }
 
   flatbuffers::FlatBufferBuilder fbb_;
+};
+
+// The same Quote, built in place in the claimed slot: a finished Quote per
+// side (its strings are the side's, every scalar present: ForceDefaults) is
+// built once; each message copies it into the slot and stores its scalars
+// at their offsets in the buffer, found once from the vtable. What a feed
+// handler can do for a stream whose strings do not change (one template per
+// symbol): the FlatBufferBuilder's work (~950 instructions a Quote,
+// BENCHMARKS.md) leaves the hot path; the reader sees an ordinary Quote.
+class QuoteTemplatePayload {
+ public:
+  static constexpr bool kFlatBuffer = false;  // claim -> write in the slot -> commit
+  QuoteTemplatePayload() {
+    for (const bool pong : {false, true}) {
+      flatbuffers::FlatBufferBuilder fbb(256);
+      fbb.ForceDefaults(true);  // every scalar stored, so every one can be patched
+      const QuotePayload::Fields f = QuotePayload::fields(0, pong);
+      fbb.Finish(shmbus::md::CreateQuoteDirect(
+                     fbb, f.symbol, f.instrument_id, f.venue, f.exchange_ts, f.receive_ts, f.seq,
+                     f.bid_px, f.bid_qty, f.ask_px, f.ask_qty, f.bid_orders, f.ask_orders),
+                 shmbus::md::QuoteIdentifier());
+      Side& sd = side_[pong ? 1 : 0];
+      sd.bytes.assign(reinterpret_cast<const std::byte*>(fbb.GetBufferPointer()),
+                      reinterpret_cast<const std::byte*>(fbb.GetBufferPointer()) + fbb.GetSize());
+      const auto* t = flatbuffers::GetRoot<flatbuffers::Table>(sd.bytes.data());
+      const auto at = [&](flatbuffers::voffset_t vt) {
+        return static_cast<std::uint32_t>(reinterpret_cast<const std::byte*>(t) - sd.bytes.data()) +
+               t->GetOptionalFieldOffset(vt);
+      };
+      using Q = shmbus::md::Quote;
+      sd.off = {at(Q::VT_INSTRUMENT_ID), at(Q::VT_EXCHANGE_TS), at(Q::VT_RECEIVE_TS),
+                at(Q::VT_SEQ),           at(Q::VT_BID_PX),      at(Q::VT_BID_QTY),
+                at(Q::VT_ASK_PX),        at(Q::VT_ASK_QTY),     at(Q::VT_BID_ORDERS),
+                at(Q::VT_ASK_ORDERS)};
+    }
+  }
+
+  void prepare(std::uint64_t i, bool pong) noexcept {
+    i_ = i;
+    pong_ = pong;
+  }
+  [[nodiscard]] std::size_t size() const noexcept { return side_[pong_ ? 1 : 0].bytes.size(); }
+  void write(std::byte* dst) const noexcept {
+    const Side& sd = side_[pong_ ? 1 : 0];
+    std::memcpy(dst, sd.bytes.data(), sd.bytes.size());
+    const QuotePayload::Fields f = QuotePayload::fields(i_, pong_);
+    const auto put = [dst](std::uint32_t off, auto v) { std::memcpy(dst + off, &v, sizeof v); };
+    put(sd.off[0], f.instrument_id);
+    put(sd.off[1], f.exchange_ts);
+    put(sd.off[2], f.receive_ts);
+    put(sd.off[3], f.seq);
+    put(sd.off[4], f.bid_px);
+    put(sd.off[5], f.bid_qty);
+    put(sd.off[6], f.ask_px);
+    put(sd.off[7], f.ask_qty);
+    put(sd.off[8], f.bid_orders);
+    put(sd.off[9], f.ask_orders);
+  }
+  [[nodiscard]] bool check(std::span<const std::byte> m, std::uint64_t i,
+                           bool pong) const noexcept {
+    return QuotePayload::check_quote(m, i, pong);
+  }
+
+ private:
+  struct Side {
+    std::vector<std::byte> bytes;
+    std::array<std::uint32_t, 10> off{};
+  };
+  Side side_[2];
+  std::uint64_t i_ = 0;
+  bool pong_ = false;
 };
 
 // ------------------------------------------------------------------ processes
@@ -238,6 +315,9 @@ struct Switches {
 // "git rev-parse HEAD" of `source_dir` (plus "-dirty" with uncommitted
 // changes), or "unknown".
 [[nodiscard]] std::string git_commit(const std::string& source_dir);
+// Whether the CPU has CLDEMOTE: CPUID.(EAX=7,ECX=0):ECX[25] and the
+// "cldemote" flag of /proc/cpuinfo, e.g. "no (cpuid: no, /proc/cpuinfo: no)".
+[[nodiscard]] std::string cldemote_support();
 // The 1-minute load average.
 [[nodiscard]] double load_average();
 

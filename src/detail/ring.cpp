@@ -3,6 +3,9 @@
 #include "shmbus/detail/ring.hpp"
 
 #include <time.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
 #include <algorithm>
 
@@ -10,6 +13,18 @@
 #include "shmbus/detail/wait.hpp"
 
 namespace shmbus::detail {
+
+bool cache_demote_available() noexcept {
+#if defined(__x86_64__)
+  static const bool available = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    return __get_cpuid_count(7, 0, &a, &b, &c, &d) != 0 && ((c >> 25) & 1u) != 0;
+  }();
+  return available;
+#else
+  return false;
+#endif
+}
 
 std::uint64_t RingWriter::recover_next(const RingBlock& b) noexcept {
   const RingView view(b);

@@ -130,6 +130,12 @@ inline void cache_demote(const void* p) noexcept {
 #endif
 }
 
+// Whether this CPU executes CLDEMOTE (CPUID leaf 7, ECX bit 25), asked once
+// per process. Where it does not, the writer still decides which messages to
+// demote (demoted() counts them) but skips the per-line loop of NOPs: ~11
+// instructions a 3-line message (callgrind, BENCHMARKS.md).
+[[nodiscard]] bool cache_demote_available() noexcept;
+
 // Copies a payload of n bytes out of a slot that the producer may be
 // rewriting; `capacity` is the slot's payload capacity (>= n, >= 32). The
 // caller validates the slot's seq afterwards and discards a torn copy. Under
@@ -197,7 +203,10 @@ class RingWriter {
   void set_pid(std::uint32_t pid) noexcept { pid_ = pid; }
   // Messages committed at least `raw` clock units after the previous one
   // are demoted (0: every message; ~0: none). PublisherOptions::demote_after_idle_ns.
-  void set_demote_idle(std::uint64_t raw) noexcept { demote_idle_ = raw; }
+  void set_demote_idle(std::uint64_t raw) noexcept {
+    demote_idle_ = raw;
+    demote_lines_ = cache_demote_available();
+  }
 
   // Claims the slot for message next_. On success returns its header (seq is
   // now odd); otherwise nullptr and the reason in `r`.
@@ -322,12 +331,15 @@ class RingWriter {
   std::uint64_t last_ts_ = 0;  // stamp of the previous commit
   std::uint64_t demote_idle_ = ~std::uint64_t{0};
   std::uint64_t demoted_ = 0;
+  bool demote_lines_ = true;           // the CPU has CLDEMOTE (set_demote_idle asks)
   std::int64_t next_liveness_ns_ = 0;  // CLOCK_MONOTONIC_COARSE; 0: check at the first block
 
   void demote(const SlotHeader* s, std::size_t size) noexcept {
-    const auto* p = reinterpret_cast<const char*>(s);
-    for (std::size_t off = 0; off < kSlotHeaderBytes + size; off += kCacheLine)
-      cache_demote(p + off);
+    if (demote_lines_) {
+      const auto* p = reinterpret_cast<const char*>(s);
+      for (std::size_t off = 0; off < kSlotHeaderBytes + size; off += kCacheLine)
+        cache_demote(p + off);
+    }
     ++demoted_;
   }
 

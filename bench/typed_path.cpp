@@ -1,0 +1,151 @@
+// shmbus-typed-path: one process, one topic, the typed path step by step, for
+// instruction counts that do not depend on the machine's load:
+//
+//   valgrind --tool=callgrind --callgrind-out-file=cg.out
+//       build/bench/shmbus-typed-path --messages 10000 --policy lossy   (one line)
+//   callgrind_annotate --inclusive=yes cg.out | grep 'op_'
+//
+// Each step is its own non-inlined function (op_build, op_publish, ...), so
+// callgrind's inclusive count of a step divided by --messages is its cost per
+// message. The same steps as bus-bench's Quote round trip, one hop of it:
+// build the Quote (FlatBufferBuilder), publish it, receive it and read every
+// field; and the 32 B raw hop (claim, fill, commit; receive, check) beside it.
+// Also printed: the cache lines one message occupies in its slot (from the
+// layout: the slot header, then the message).
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <shmbus/shmbus.hpp>
+
+#include "harness/util.hpp"
+
+namespace {
+
+using busbench::QuotePayload;
+using busbench::QuoteTemplatePayload;
+using busbench::RawPayload;
+
+[[gnu::noinline]] void op_build(QuotePayload& q, std::uint64_t i) {
+  q.prepare(i, false);
+}
+
+[[gnu::noinline]] bool op_publish(shmbus::Publisher& pub, const QuotePayload& q) {
+  return pub.try_publish(q.builder()) == shmbus::PublishResult::Ok;
+}
+
+// The Quote built in place in the claimed slot from a template
+// (QuoteTemplatePayload): claim, copy the template, store the scalars, commit.
+[[gnu::noinline]] bool op_build_in_place(shmbus::Publisher& pub, QuoteTemplatePayload& t,
+                                         std::uint64_t i) {
+  t.prepare(i, false);
+  shmbus::Claim c = pub.try_claim(t.size());
+  if (!c) return false;
+  t.write(c.data());
+  c.commit(t.size());
+  return true;
+}
+
+[[gnu::noinline]] bool op_receive(shmbus::Subscriber& sub, const QuotePayload& q, std::uint64_t i) {
+  bool ok = false;
+  const std::size_t n =
+      sub.poll([&](const shmbus::Message& m) { ok = q.check(m.data, i, false); }, 1);
+  return n == 1 && ok;
+}
+
+[[gnu::noinline]] bool op_raw_publish(shmbus::Publisher& pub, RawPayload& p, std::uint64_t i) {
+  p.prepare(i, false);
+  shmbus::Claim c = pub.try_claim(p.size());
+  if (!c) return false;
+  p.write(c.data());
+  c.commit(p.size());
+  return true;
+}
+
+[[gnu::noinline]] bool op_raw_receive(shmbus::Subscriber& sub, const RawPayload& p,
+                                      std::uint64_t i) {
+  bool ok = false;
+  const std::size_t n =
+      sub.poll([&](const shmbus::Message& m) { ok = p.check(m.data, i, false); }, 1);
+  return n == 1 && ok;
+}
+
+std::size_t lines_of(std::size_t bytes) {
+  return (bytes + 63) / 64;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::uint64_t messages = 10'000;
+  std::string policy = "lossy";
+  bool in_place = false;
+  CLI::App app{"shmbus-typed-path: the typed path step by step, for callgrind"};
+  app.add_option("--messages", messages, "messages per step")->capture_default_str();
+  app.add_option("--policy", policy, "lossy or reliable")->capture_default_str();
+  app.add_flag("--in-place", in_place,
+               "build the Quote in place in the claimed slot from a template (try_claim, copy, "
+               "store the scalars, commit) instead of FlatBufferBuilder -> try_publish");
+  CLI11_PARSE(app, argc, argv);
+  if (policy != "lossy" && policy != "reliable") {
+    std::fprintf(stderr, "shmbus-typed-path: --policy takes lossy or reliable\n");
+    return 2;
+  }
+
+  const std::string bus_name = "typed-path-" + std::to_string(::getpid());
+  int status = 0;
+  {
+    shmbus::Bus bus = shmbus::Bus::open_or_create(bus_name);
+    QuotePayload q;
+    QuoteTemplatePayload tpl;
+    q.prepare(~std::uint64_t{0} >> 1, true);
+    shmbus::TopicConfig c;
+    c.policy = policy == "reliable" ? shmbus::Policy::Reliable : shmbus::Policy::Lossy;
+    tpl.prepare(0, true);
+    c.slot_size = static_cast<std::uint32_t>(
+        (std::max(q.size(), tpl.size()) + shmbus::detail::kSlotHeaderBytes + 63) / 64 * 64);
+    c.slot_count = 1024;
+    c.max_consumers = 4;
+    shmbus::TopicConfig typed = c;
+    typed.type = shmbus::type_of<shmbus::md::Quote>();
+    shmbus::Publisher pub(bus.topic("quote", typed));
+    shmbus::Subscriber sub(bus.topic("quote", typed));
+    shmbus::TopicConfig raw = c;
+    raw.slot_size = 64;
+    shmbus::Publisher rpub(bus.topic("raw", raw));
+    shmbus::Subscriber rsub(bus.topic("raw", raw));
+
+    std::uint64_t bad = 0;
+    RawPayload r(32);
+    for (std::uint64_t i = 1; i <= messages; ++i) {
+      if (in_place) {
+        bad += op_build_in_place(pub, tpl, i) ? 0 : 1;
+      } else {
+        op_build(q, i);
+        bad += op_publish(pub, q) ? 0 : 1;
+      }
+      bad += op_receive(sub, q, i) ? 0 : 1;
+      bad += op_raw_publish(rpub, r, i) ? 0 : 1;
+      bad += op_raw_receive(rsub, r, i) ? 0 : 1;
+    }
+    const std::size_t hdr = shmbus::detail::kSlotHeaderBytes;
+    std::printf(
+        "Quote: %zu B built (largest), slot %u B; slot header %zu B + message = %zu B"
+        " -> %zu cache lines per message (message alone: %zu)\n",
+        q.size(), c.slot_size, hdr, hdr + q.size(), lines_of(hdr + q.size()), lines_of(q.size()));
+    std::printf("Quote from the template: %zu B\n", tpl.size());
+    std::printf("32 B raw: slot header %zu B + 32 B = %zu B -> %zu cache line(s)\n", hdr, hdr + 32,
+                lines_of(hdr + 32));
+    std::printf("%llu messages per step, %s, %s, %llu failed\n",
+                static_cast<unsigned long long>(messages), policy.c_str(),
+                in_place ? "Quote built in the claimed slot" : "Quote built, then copied in",
+                static_cast<unsigned long long>(bad));
+    status = bad == 0 ? 0 : 1;
+  }
+  shmbus::Bus::remove(bus_name);
+  return status;
+}
