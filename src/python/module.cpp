@@ -11,9 +11,10 @@
 //    a reliable publish with a timeout, Requester::call, Dispatcher::wait),
 //    so other Python threads run while one waits on the bus; waits are cut
 //    into slices so Ctrl-C (PyErr_CheckSignals) is seen within ~50 ms.
-//  * Messages handed to Python own their bytes (a copy out of the slot,
-//    which the lossy read path makes anyway): a Message stays valid after
-//    the handler returns, whatever the producer does next.
+//  * Messages from poll/recv own their bytes (a copy out of the slot): they
+//    stay valid whatever the producer does next. In a Dispatcher handler
+//    msg.raw is a zero-copy memoryview, released when the handler returns
+//    (see PyMessage): a late use is a ValueError, never a stale read.
 //  * Only the public API (<shmbus/shmbus.hpp>) is used, so the module
 //    survives the library's internal reorganisations.
 #include <utility>
@@ -99,7 +100,9 @@ void register_errors(py::module_& m) {
     else
       bases = PyTuple_Pack(1, ec.base);
     const std::string qual = std::string("shmbus.") + name;
-    PyObject* cls = PyErr_NewException(qual.c_str(), bases, nullptr);
+    const std::string doc = std::string("shmbus error \"") + std::string(to_string(code)) +
+                            "\" (C++ Errc::" + name + "); str() is the C++ message.";
+    PyObject* cls = PyErr_NewExceptionWithDoc(qual.c_str(), doc.c_str(), bases, nullptr);
     Py_DECREF(bases);
     PyObject_SetAttrString(cls, "code", py::str(std::string(to_string(code))).ptr());
     ec.by_code[static_cast<std::size_t>(code)] = cls;
@@ -266,9 +269,22 @@ struct TopicContext {
   py::str topic_name;
 };
 
+// A message handed to Python. From poll/recv it owns a copy of its bytes
+// (`raw` is bytes). Inside a Dispatcher handler it borrows them instead:
+// `view` is a read-only memoryview straight over the C++ Message's bytes,
+// released when the handler returns, so a use afterwards is a ValueError,
+// never a read of memory the bus has reused. What the view sees while the
+// handler runs is stable: on a reliable topic the subscriber's cursor is not
+// advanced until the handler returns, so the producer cannot rewrite the
+// slot; on a lossy topic the bytes were already copied out of the slot and
+// validated against its sequence word (core/message.hpp), so the view is a
+// consistent message even if the producer laps the slot meanwhile.
 struct PyMessage {
   std::shared_ptr<TopicContext> ctx;
   py::bytes raw;
+  py::object view;  // borrowed mode: a memoryview, released after the handler
+  bool released = false;
+  bool copied = false;  // borrowed mode: raw holds a copy (raw_bytes was asked for)
   std::uint64_t seq = 0;
   std::uint64_t raw_ts = 0;
   std::uint64_t correlation = 0;
@@ -278,12 +294,43 @@ struct PyMessage {
 
   [[nodiscard]] std::int64_t ts_ns() const { return ctx->topic->clock().to_ns(raw_ts); }
 
+  void check_alive(const char* what) const {
+    if (released)
+      throw py::value_error(std::string("msg.") + what +
+                            " used after its handler returned: the message's bytes were borrowed "
+                            "from the bus for the handler only; keep bytes(msg.raw) or msg.data "
+                            "(taken inside the handler) instead");
+  }
+
+  // The bytes, as bytes (a copy in borrowed mode).
+  py::bytes get_raw_bytes() {
+    if (!view) return raw;
+    check_alive("raw_bytes");
+    if (!copied) {
+      const auto* mv = PyMemoryView_GET_BUFFER(view.ptr());
+      raw = py::bytes(static_cast<const char*>(mv->buf), mv->len);
+      copied = true;
+    }
+    return raw;
+  }
+
+  [[nodiscard]] py::object get_raw() const { return view ? view : py::object(raw); }
+
+  [[nodiscard]] std::string_view bytes_view() const {
+    if (view) {
+      check_alive("data");
+      const auto* mv = PyMemoryView_GET_BUFFER(view.ptr());
+      return {static_cast<const char*>(mv->buf), static_cast<std::size_t>(mv->len)};
+    }
+    return raw;
+  }
+
   py::object get_data() {
     if (!data) {
       if (!ctx->codec) {
-        data = raw;  // raw topic: the bytes are the data
+        data = get_raw_bytes();  // raw topic: the bytes are the data
       } else {
-        const std::string_view b = raw;
+        const std::string_view b = bytes_view();
         const std::string text =
             ctx->codec->to_json({reinterpret_cast<const std::byte*>(b.data()), b.size()});
         data = json().loads(py::str(text));
@@ -291,12 +338,30 @@ struct PyMessage {
     }
     return data;
   }
+
+  [[nodiscard]] std::size_t size() const {
+    if (view) {
+      if (released) return 0;
+      return static_cast<std::size_t>(PyMemoryView_GET_BUFFER(view.ptr())->len);
+    }
+    return static_cast<std::size_t>(PyBytes_GET_SIZE(raw.ptr()));
+  }
 };
 
-PyMessage make_message(const std::shared_ptr<TopicContext>& ctx, const Message& m) {
+PyMessage make_message(const std::shared_ptr<TopicContext>& ctx, const Message& m,
+                       bool borrowed = false) {
   PyMessage pm;
   pm.ctx = ctx;
-  pm.raw = py::bytes(reinterpret_cast<const char*>(m.data.data()), m.data.size());
+  if (borrowed) {
+    // const_cast: the memoryview is created read-only (PyBUF_READ).
+    PyObject* mv = PyMemoryView_FromMemory(
+        const_cast<char*>(reinterpret_cast<const char*>(m.data.data())),
+        static_cast<Py_ssize_t>(m.data.size()), PyBUF_READ);
+    if (mv == nullptr) throw py::error_already_set();
+    pm.view = py::reinterpret_steal<py::object>(mv);
+  } else {
+    pm.raw = py::bytes(reinterpret_cast<const char*>(m.data.data()), m.data.size());
+  }
   pm.seq = m.meta.seq;
   pm.raw_ts = m.meta.raw_ts;
   pm.correlation = m.meta.correlation;
@@ -508,7 +573,27 @@ struct PyDispatcher {
     auto ctx = std::make_shared<TopicContext>();
     contexts.push_back(ctx);
     d->on_message(topic, info, [this, ctx, fn = std::move(fn)](const Message& m) {
-      py::object msg = py::cast(make_message(ctx, m));
+      py::object msg = py::cast(make_message(ctx, m, true));
+      // Whatever the handler does, its borrowed view ends with it.
+      struct Release {
+        py::object& msg;
+        ~Release() {
+          auto& pm = msg.cast<PyMessage&>();
+          pm.released = true;
+          PyObject* r = PyObject_CallMethod(pm.view.ptr(), "release", nullptr);
+          if (r == nullptr) {
+            // BufferError: the handler still exports the buffer (e.g. a numpy
+            // array over msg.raw that it kept). Say so; it must copy instead.
+            PyErr_Clear();
+            if (PyErr_WarnEx(PyExc_RuntimeWarning,
+                         "a handler kept a buffer exported from msg.raw past its return: it "
+                         "reads bus memory that will be reused; copy it (bytes(msg.raw))",
+                         1) != 0)
+              PyErr_Clear();
+          }
+          Py_XDECREF(r);
+        }
+      } release{msg};
       try {
         fn(msg);
       } catch (py::error_already_set& e) {
@@ -720,12 +805,19 @@ PYBIND11_MODULE(_shmbus, m) {
         return "MessageMeta(topic='" + x.topic + "', seq=" + std::to_string(x.seq) +
                ", ts_ns=" + std::to_string(x.ts_ns) + ", age_ns=" + std::to_string(x.age_ns) +
                ", producer=" + std::to_string(x.producer) + ", type='" + x.type + "')";
-      });
+      }, "the meta as text");
 
   py::class_<PyMessage>(
       m, "Message",
-      "A delivered message. It owns a copy of its bytes and stays valid after the handler.")
-      .def_readonly("raw", &PyMessage::raw, "the message's bytes")
+      "A delivered message. From poll/recv it owns a copy of its bytes; in a Dispatcher handler "
+      "msg.raw borrows them (a memoryview valid inside the handler).")
+      .def_property_readonly(
+          "raw", &PyMessage::get_raw,
+          "the message's bytes: bytes from poll/recv; in a Dispatcher handler a zero-copy "
+          "read-only memoryview over the bus's bytes, released when the handler returns (a use "
+          "afterwards raises ValueError; keep bytes(msg.raw) instead)")
+      .def_property_readonly("raw_bytes", &PyMessage::get_raw_bytes,
+                             "the message's bytes as bytes (a copy if msg.raw is a memoryview)")
       .def_property_readonly(
           "data", &PyMessage::get_data,
           "the message as a dict (typed topics; decoded on first access) or its bytes (raw)")
@@ -733,7 +825,7 @@ PYBIND11_MODULE(_shmbus, m) {
           "seq", [](const PyMessage& x) { return x.seq; }, "sequence number on the topic")
       .def_property_readonly("ts_ns", &PyMessage::ts_ns,
                              "publish time, ns since the epoch (bus clock)")
-      .def_property_readonly("correlation", [](const PyMessage& x) { return x.correlation; })
+      .def_property_readonly("correlation", [](const PyMessage& x) { return x.correlation; }, "request/reply correlation id, 0 if none")
       .def_property_readonly(
           "meta",
           [](const PyMessage& x) {
@@ -750,25 +842,28 @@ PYBIND11_MODULE(_shmbus, m) {
           "a MessageMeta (topic, seq, ts_ns, age_ns, producer, type)")
       .def(
           "as_",
-          [](const PyMessage& x, const py::object& cls) { return cls.attr("GetRootAs")(x.raw, 0); },
+          [](const PyMessage& x, const py::object& cls) {
+            if (x.view) x.check_alive("as_");
+            return cls.attr("GetRootAs")(x.get_raw(), 0);
+          },
           py::arg("cls"),
           "the generated FlatBuffers class over the bytes: msg.as_(shmbus.msg.md.Quote)")
-      .def("__len__", [](const PyMessage& x) { return PyBytes_GET_SIZE(x.raw.ptr()); })
+      .def("__len__", [](const PyMessage& x) { return x.size(); }, "the message's size in bytes (0 once a borrowed view is released)")
       .def("__repr__", [](const PyMessage& x) {
         return "Message(topic='" + x.ctx->topic_name.cast<std::string>() +
                "', seq=" + std::to_string(x.seq) + ", " +
-               std::to_string(PyBytes_GET_SIZE(x.raw.ptr())) + " bytes)";
-      });
+               std::to_string(x.size()) + " bytes)";
+      }, "the message as text");
 
   py::class_<PyGap>(
       m, "Gap", "Sequences [first, first + count) were lost (overwritten before they were read).")
-      .def_readonly("topic", &PyGap::topic)
-      .def_readonly("first", &PyGap::first)
-      .def_readonly("count", &PyGap::count)
+      .def_readonly("topic", &PyGap::topic, "the topic that lost messages")
+      .def_readonly("first", &PyGap::first, "the first lost sequence number")
+      .def_readonly("count", &PyGap::count, "how many consecutive sequences were lost")
       .def("__repr__", [](const PyGap& g) {
         return "Gap(topic='" + g.topic + "', first=" + std::to_string(g.first) +
                ", count=" + std::to_string(g.count) + ")";
-      });
+      }, "the gap as text");
 
   // ---------------------------------------------------------------- Bus
   py::class_<PyBus>(
@@ -794,13 +889,13 @@ PYBIND11_MODULE(_shmbus, m) {
       .def_static("remove", &Bus::remove, py::arg("name"),
                   "Unlinks the bus and all its topics (use when nothing runs on it); returns how "
                   "many segments.")
-      .def_property_readonly("name", [](PyBus& b) { return b.get().name(); })
+      .def_property_readonly("name", [](PyBus& b) { return b.get().name(); }, "the bus's name")
       .def(
           "topic_names", [](PyBus& b) { return b.get().topic_names(); },
           "Topics in the directory, sorted.")
       .def(
           "has_topic", [](PyBus& b, const std::string& t) { return b.get().has_topic(t); },
-          py::arg("topic"))
+          py::arg("topic"), "Whether the topic exists on the bus.")
       .def(
           "wait_for_topic",
           [](PyBus& b, const std::string& t, double timeout) {
@@ -913,8 +1008,11 @@ PYBIND11_MODULE(_shmbus, m) {
       .def(
           "close", [](PyBus& b) { b.bus.reset(); },
           "Releases this handle (topics opened from it stay mapped).")
-      .def("__enter__", [](py::object self) { return self; })
-      .def("__exit__", [](PyBus& b, py::args) { b.bus.reset(); })
+      .def(
+          "__enter__", [](py::object self) { return self; }, "The object itself (a context manager).")
+      .def(
+          "__exit__", [](PyBus& b, py::args) { b.bus.reset(); },
+          "Closes it.")
       .def("__repr__", [](PyBus& b) {
         return b.bus ? "Bus('" + b.bus->name() + "')" : std::string("Bus(closed)");
       });
@@ -960,20 +1058,23 @@ PYBIND11_MODULE(_shmbus, m) {
           },
           py::arg("items"),
           "Publishes a list of bytes in order, never waiting; returns how many were published.")
-      .def_property_readonly("topic", [](PyPublisher& p) { return p.get().topic().name(); })
-      .def_property_readonly("type", [](PyPublisher& p) { return p.get().topic().type_name(); })
+      .def_property_readonly("topic", [](PyPublisher& p) { return p.get().topic().name(); }, "the topic's name")
+      .def_property_readonly("type", [](PyPublisher& p) { return p.get().topic().type_name(); }, "the topic's message type ('' on raw topics)")
       .def_property_readonly(
-          "policy", [](PyPublisher& p) { return std::string(to_string(p.get().topic().policy())); })
+          "policy", [](PyPublisher& p) { return std::string(to_string(p.get().topic().policy())); }, "\"lossy\" or \"reliable\"")
       .def_property_readonly("next_sequence",
-                             [](PyPublisher& p) { return p.get().next_sequence(); })
-      .def_property_readonly("max_payload", [](PyPublisher& p) { return p.get().max_payload(); })
+                             [](PyPublisher& p) { return p.get().next_sequence(); }, "the sequence number the next message gets")
+      .def_property_readonly("max_payload", [](PyPublisher& p) { return p.get().max_payload(); }, "the largest message the topic's slots hold, in bytes")
       .def_property_readonly(
           "took_over", [](PyPublisher& p) { return p.get().took_over(); },
           "True if this publisher took the topic over from a dead producer")
       .def(
           "close", [](PyPublisher& p) { p.pub.reset(); }, "Releases the producer role.")
-      .def("__enter__", [](py::object self) { return self; })
-      .def("__exit__", [](PyPublisher& p, py::args) { p.pub.reset(); });
+      .def(
+          "__enter__", [](py::object self) { return self; }, "The object itself (a context manager).")
+      .def(
+          "__exit__", [](PyPublisher& p, py::args) { p.pub.reset(); },
+          "Closes it.");
 
   // ---------------------------------------------------------------- Subscriber
   py::class_<PySubscriber>(m, "Subscriber",
@@ -1000,27 +1101,30 @@ PYBIND11_MODULE(_shmbus, m) {
             return g;
           },
           "Gaps seen while no on_gap handler was set (and forgets them).")
-      .def_property_readonly("ready", [](PySubscriber& s) { return s.get().ready(); })
+      .def_property_readonly("ready", [](PySubscriber& s) { return s.get().ready(); }, "whether a message (or gap) is ready to poll")
       .def_property_readonly(
           "drops", [](PySubscriber& s) { return s.get().drops(); }, "messages lost in total")
-      .def_property_readonly("delivered", [](PySubscriber& s) { return s.get().delivered(); })
+      .def_property_readonly("delivered", [](PySubscriber& s) { return s.get().delivered(); }, "messages delivered so far")
       .def_property_readonly("next_sequence",
-                             [](PySubscriber& s) { return s.get().next_sequence(); })
-      .def_property_readonly("topic", [](PySubscriber& s) { return s.get().topic().name(); })
-      .def_property_readonly("type", [](PySubscriber& s) { return s.get().topic().type_name(); })
+                             [](PySubscriber& s) { return s.get().next_sequence(); }, "the sequence number of the next message to deliver")
+      .def_property_readonly("topic", [](PySubscriber& s) { return s.get().topic().name(); }, "the topic's name")
+      .def_property_readonly("type", [](PySubscriber& s) { return s.get().topic().type_name(); }, "the topic's message type ('' on raw topics)")
       .def_property_readonly(
           "policy",
-          [](PySubscriber& s) { return std::string(to_string(s.get().topic().policy())); })
+          [](PySubscriber& s) { return std::string(to_string(s.get().topic().policy())); }, "\"lossy\" or \"reliable\"")
       .def(
           "close", [](PySubscriber& s) { s.sub.reset(); }, "Leaves the consumer table.")
-      .def("__enter__", [](py::object self) { return self; })
-      .def("__exit__", [](PySubscriber& s, py::args) { s.sub.reset(); })
-      .def("__iter__", [](py::object self) { return self; })
+      .def(
+          "__enter__", [](py::object self) { return self; }, "The object itself (a context manager).")
+      .def(
+          "__exit__", [](PySubscriber& s, py::args) { s.sub.reset(); },
+          "Closes it.")
+      .def("__iter__", [](py::object self) { return self; }, "The subscriber itself: `for msg in sub` blocks for each message.")
       .def("__next__", [](PySubscriber& s) {
         py::object got = s.recv(std::nullopt);
         if (got.is_none()) throw py::stop_iteration();
         return got;
-      });
+      }, "The next message, waiting for it (without the GIL).");
 
   // ---------------------------------------------------------------- Dispatcher
   py::class_<PyDispatcher>(m, "_Dispatcher")
@@ -1067,14 +1171,14 @@ PYBIND11_MODULE(_shmbus, m) {
 
   // ---------------------------------------------------------------- RPC
   py::class_<PyReply>(m, "Reply", "A reply to Requester.call.")
-      .def_readonly("raw", &PyReply::raw)
+      .def_readonly("raw", &PyReply::raw, "the reply's bytes")
       .def_property_readonly("data", &PyReply::data,
                              "the reply as a dict (typed reply) or its bytes")
-      .def_readonly("correlation", &PyReply::correlation)
-      .def_readonly("seq", &PyReply::seq)
-      .def_readonly("ts_ns", &PyReply::ts_ns)
+      .def_readonly("correlation", &PyReply::correlation, "the correlation id of the request it answers")
+      .def_readonly("seq", &PyReply::seq, "sequence number on the reply topic")
+      .def_readonly("ts_ns", &PyReply::ts_ns, "reply publish time, ns since the epoch (bus clock)")
       .def("as_",
-           [](const PyReply& r, const py::object& cls) { return cls.attr("GetRootAs")(r.raw, 0); });
+           [](const PyReply& r, const py::object& cls) { return cls.attr("GetRootAs")(r.raw, 0); }, "the generated FlatBuffers class over the reply's bytes");
 
   py::class_<PyRequester>(m, "Requester", "The client side of a request/reply service.")
       .def(
@@ -1135,11 +1239,14 @@ PYBIND11_MODULE(_shmbus, m) {
           "Sends a request (dict on a typed service, bytes, or a finished Builder) and waits for "
           "its reply; "
           "Timeout if none arrives within `timeout` seconds.")
-      .def_property_readonly("late_replies", [](PyRequester& r) { return r.req->late_replies(); })
-      .def_property_readonly("client", [](PyRequester& r) { return r.req->client(); })
-      .def("close", [](PyRequester& r) { r.req.reset(); })
-      .def("__enter__", [](py::object self) { return self; })
-      .def("__exit__", [](PyRequester& r, py::args) { r.req.reset(); });
+      .def_property_readonly("late_replies", [](PyRequester& r) { return r.req->late_replies(); }, "replies that arrived after their call timed out")
+      .def_property_readonly("client", [](PyRequester& r) { return r.req->client(); }, "this requester's client name (its reply topic)")
+      .def("close", [](PyRequester& r) { r.req.reset(); }, "Closes the requester.")
+      .def(
+          "__enter__", [](py::object self) { return self; }, "The object itself (a context manager).")
+      .def(
+          "__exit__", [](PyRequester& r, py::args) { r.req.reset(); },
+          "Closes it.");
 
   py::class_<PyResponder>(m, "Responder", "The server side of a request/reply service.")
       .def(
@@ -1166,14 +1273,17 @@ PYBIND11_MODULE(_shmbus, m) {
       .def(
           "stop", [](PyResponder& r) { r.stopping.store(true); },
           "Makes serve() return (within ~20 ms).")
-      .def("set_error_hook", [](PyResponder& r, py::object fn) { r.error_hook = std::move(fn); })
-      .def_property_readonly("errors", [](PyResponder& r) { return r.errors; })
-      .def_property_readonly("clients", [](PyResponder& r) { return r.rsp->clients(); })
+      .def("set_error_hook", [](PyResponder& r, py::object fn) { r.error_hook = std::move(fn); }, "fn(exc, traceback, msg) for each handler exception (set by the package: logs it).")
+      .def_property_readonly("errors", [](PyResponder& r) { return r.errors; }, "handler exceptions so far")
+      .def_property_readonly("clients", [](PyResponder& r) { return r.rsp->clients(); }, "clients seen so far")
       .def_property_readonly("failed_replies",
-                             [](PyResponder& r) { return r.rsp->failed_replies(); })
-      .def("close", [](PyResponder& r) { r.rsp.reset(); })
-      .def("__enter__", [](py::object self) { return self; })
-      .def("__exit__", [](PyResponder& r, py::args) { r.rsp.reset(); });
+                             [](PyResponder& r) { return r.rsp->failed_replies(); }, "replies that could not be published")
+      .def("close", [](PyResponder& r) { r.rsp.reset(); }, "Closes the responder.")
+      .def(
+          "__enter__", [](py::object self) { return self; }, "The object itself (a context manager).")
+      .def(
+          "__exit__", [](PyResponder& r, py::args) { r.rsp.reset(); },
+          "Closes it.");
 
   // ---------------------------------------------------------------- schemas
   m.def(
