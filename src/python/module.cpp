@@ -25,18 +25,18 @@
 
 #include <array>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdint>
-#include <cctype>
 #include <cstring>
 #include <limits>
-#include <type_traits>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <flatbuffers/reflection.h>
@@ -277,7 +277,9 @@ class FlatBuilder {
       const reflection::Field* f = fields_[i].f;
       const auto off = f->offset();
       switch (f->type()->base_type()) {
-        case reflection::String: fbb.AddOffset(off, flatbuffers::Offset<void>(strings_[i])); break;
+        case reflection::String:
+          fbb.AddOffset(off, flatbuffers::Offset<void>(strings_[i]));
+          break;
         case reflection::Bool:
           if (!PyBool_Check(v)) return false;
           fbb.AddElement<std::uint8_t>(off, v == Py_True ? 1 : 0, 0);
@@ -288,7 +290,8 @@ class FlatBuilder {
           const double d = PyFloat_AsDouble(v);
           if (PyErr_Occurred() != nullptr) return PyErr_Clear(), false;
           if (f->type()->base_type() == reflection::Float)
-            fbb.AddElement<float>(off, static_cast<float>(d), static_cast<float>(f->default_real()));
+            fbb.AddElement<float>(off, static_cast<float>(d),
+                                  static_cast<float>(f->default_real()));
           else
             fbb.AddElement<double>(off, d, f->default_real());
           break;
@@ -331,15 +334,24 @@ class FlatBuilder {
                       PyObject* v) {
     switch (f->type()->base_type()) {
       case reflection::UType:
-      case reflection::UByte: return add_as<std::uint8_t>(fbb, f, v);
-      case reflection::Byte: return add_as<std::int8_t>(fbb, f, v);
-      case reflection::Short: return add_as<std::int16_t>(fbb, f, v);
-      case reflection::UShort: return add_as<std::uint16_t>(fbb, f, v);
-      case reflection::Int: return add_as<std::int32_t>(fbb, f, v);
-      case reflection::UInt: return add_as<std::uint32_t>(fbb, f, v);
-      case reflection::Long: return add_as<std::int64_t>(fbb, f, v);
-      case reflection::ULong: return add_as<std::uint64_t>(fbb, f, v);
-      default: return false;
+      case reflection::UByte:
+        return add_as<std::uint8_t>(fbb, f, v);
+      case reflection::Byte:
+        return add_as<std::int8_t>(fbb, f, v);
+      case reflection::Short:
+        return add_as<std::int16_t>(fbb, f, v);
+      case reflection::UShort:
+        return add_as<std::uint16_t>(fbb, f, v);
+      case reflection::Int:
+        return add_as<std::int32_t>(fbb, f, v);
+      case reflection::UInt:
+        return add_as<std::uint32_t>(fbb, f, v);
+      case reflection::Long:
+        return add_as<std::int64_t>(fbb, f, v);
+      case reflection::ULong:
+        return add_as<std::uint64_t>(fbb, f, v);
+      default:
+        return false;
     }
   }
 
@@ -522,9 +534,9 @@ PyMessage make_message(const std::shared_ptr<TopicContext>& ctx, const Message& 
   pm.ctx = ctx;
   if (borrowed) {
     // const_cast: the memoryview is created read-only (PyBUF_READ).
-    PyObject* mv = PyMemoryView_FromMemory(
-        const_cast<char*>(reinterpret_cast<const char*>(m.data.data())),
-        static_cast<Py_ssize_t>(m.data.size()), PyBUF_READ);
+    PyObject* mv =
+        PyMemoryView_FromMemory(const_cast<char*>(reinterpret_cast<const char*>(m.data.data())),
+                                static_cast<Py_ssize_t>(m.data.size()), PyBUF_READ);
     if (mv == nullptr) throw py::error_already_set();
     pm.view = py::reinterpret_steal<py::object>(mv);
   } else {
@@ -778,9 +790,9 @@ struct PyDispatcher {
             // array over msg.raw that it kept). Say so; it must copy instead.
             PyErr_Clear();
             if (PyErr_WarnEx(PyExc_RuntimeWarning,
-                         "a handler kept a buffer exported from msg.raw past its return: it "
-                         "reads bus memory that will be reused; copy it (bytes(msg.raw))",
-                         1) != 0)
+                             "a handler kept a buffer exported from msg.raw past its return: it "
+                             "reads bus memory that will be reused; copy it (bytes(msg.raw))",
+                             1) != 0)
               PyErr_Clear();
           }
           Py_XDECREF(r);
@@ -1035,11 +1047,14 @@ PYBIND11_MODULE(_shmbus, m) {
                     "bus-clock now minus publish time when meta was read")
       .def_readonly("correlation", &PyMeta::correlation, "request/reply correlation id, 0 if none")
       .def_readonly("producer", &PyMeta::producer, "pid of the publishing process")
-      .def("__repr__", [](const PyMeta& x) {
-        return "MessageMeta(topic='" + x.topic + "', seq=" + std::to_string(x.seq) +
-               ", ts_ns=" + std::to_string(x.ts_ns) + ", age_ns=" + std::to_string(x.age_ns) +
-               ", producer=" + std::to_string(x.producer) + ", type='" + x.type + "')";
-      }, "the meta as text");
+      .def(
+          "__repr__",
+          [](const PyMeta& x) {
+            return "MessageMeta(topic='" + x.topic + "', seq=" + std::to_string(x.seq) +
+                   ", ts_ns=" + std::to_string(x.ts_ns) + ", age_ns=" + std::to_string(x.age_ns) +
+                   ", producer=" + std::to_string(x.producer) + ", type='" + x.type + "')";
+          },
+          "the meta as text");
 
   py::class_<PyMessage>(
       m, "Message",
@@ -1059,7 +1074,9 @@ PYBIND11_MODULE(_shmbus, m) {
           "seq", [](const PyMessage& x) { return x.seq; }, "sequence number on the topic")
       .def_property_readonly("ts_ns", &PyMessage::ts_ns,
                              "publish time, ns since the epoch (bus clock)")
-      .def_property_readonly("correlation", [](const PyMessage& x) { return x.correlation; }, "request/reply correlation id, 0 if none")
+      .def_property_readonly(
+          "correlation", [](const PyMessage& x) { return x.correlation; },
+          "request/reply correlation id, 0 if none")
       .def_property_readonly(
           "meta",
           [](const PyMessage& x) {
@@ -1082,22 +1099,29 @@ PYBIND11_MODULE(_shmbus, m) {
           },
           py::arg("cls"),
           "the generated FlatBuffers class over the bytes: msg.as_(shmbus.msg.md.Quote)")
-      .def("__len__", [](const PyMessage& x) { return x.size(); }, "the message's size in bytes (0 once a borrowed view is released)")
-      .def("__repr__", [](const PyMessage& x) {
-        return "Message(topic='" + x.ctx->topic_name.cast<std::string>() +
-               "', seq=" + std::to_string(x.seq) + ", " +
-               std::to_string(x.size()) + " bytes)";
-      }, "the message as text");
+      .def(
+          "__len__", [](const PyMessage& x) { return x.size(); },
+          "the message's size in bytes (0 once a borrowed view is released)")
+      .def(
+          "__repr__",
+          [](const PyMessage& x) {
+            return "Message(topic='" + x.ctx->topic_name.cast<std::string>() +
+                   "', seq=" + std::to_string(x.seq) + ", " + std::to_string(x.size()) + " bytes)";
+          },
+          "the message as text");
 
   py::class_<PyGap>(
       m, "Gap", "Sequences [first, first + count) were lost (overwritten before they were read).")
       .def_readonly("topic", &PyGap::topic, "the topic that lost messages")
       .def_readonly("first", &PyGap::first, "the first lost sequence number")
       .def_readonly("count", &PyGap::count, "how many consecutive sequences were lost")
-      .def("__repr__", [](const PyGap& g) {
-        return "Gap(topic='" + g.topic + "', first=" + std::to_string(g.first) +
-               ", count=" + std::to_string(g.count) + ")";
-      }, "the gap as text");
+      .def(
+          "__repr__",
+          [](const PyGap& g) {
+            return "Gap(topic='" + g.topic + "', first=" + std::to_string(g.first) +
+                   ", count=" + std::to_string(g.count) + ")";
+          },
+          "the gap as text");
 
   // ---------------------------------------------------------------- Bus
   py::class_<PyBus>(
@@ -1123,7 +1147,8 @@ PYBIND11_MODULE(_shmbus, m) {
       .def_static("remove", &Bus::remove, py::arg("name"),
                   "Unlinks the bus and all its topics (use when nothing runs on it); returns how "
                   "many segments.")
-      .def_property_readonly("name", [](PyBus& b) { return b.get().name(); }, "the bus's name")
+      .def_property_readonly(
+          "name", [](PyBus& b) { return b.get().name(); }, "the bus's name")
       .def(
           "topic_names", [](PyBus& b) { return b.get().topic_names(); },
           "Topics in the directory, sorted.")
@@ -1248,10 +1273,10 @@ PYBIND11_MODULE(_shmbus, m) {
           "close", [](PyBus& b) { b.bus.reset(); },
           "Releases this handle (topics opened from it stay mapped).")
       .def(
-          "__enter__", [](py::object self) { return self; }, "The object itself (a context manager).")
+          "__enter__", [](py::object self) { return self; },
+          "The object itself (a context manager).")
       .def(
-          "__exit__", [](PyBus& b, py::args) { b.bus.reset(); },
-          "Closes it.")
+          "__exit__", [](PyBus& b, py::args) { b.bus.reset(); }, "Closes it.")
       .def("__repr__", [](PyBus& b) {
         return b.bus ? "Bus('" + b.bus->name() + "')" : std::string("Bus(closed)");
       });
@@ -1299,23 +1324,30 @@ PYBIND11_MODULE(_shmbus, m) {
           },
           py::arg("items"),
           "Publishes a list of bytes in order, never waiting; returns how many were published.")
-      .def_property_readonly("topic", [](PyPublisher& p) { return p.get().topic().name(); }, "the topic's name")
-      .def_property_readonly("type", [](PyPublisher& p) { return p.get().topic().type_name(); }, "the topic's message type ('' on raw topics)")
       .def_property_readonly(
-          "policy", [](PyPublisher& p) { return std::string(to_string(p.get().topic().policy())); }, "\"lossy\" or \"reliable\"")
-      .def_property_readonly("next_sequence",
-                             [](PyPublisher& p) { return p.get().next_sequence(); }, "the sequence number the next message gets")
-      .def_property_readonly("max_payload", [](PyPublisher& p) { return p.get().max_payload(); }, "the largest message the topic's slots hold, in bytes")
+          "topic", [](PyPublisher& p) { return p.get().topic().name(); }, "the topic's name")
+      .def_property_readonly(
+          "type", [](PyPublisher& p) { return p.get().topic().type_name(); },
+          "the topic's message type ('' on raw topics)")
+      .def_property_readonly(
+          "policy", [](PyPublisher& p) { return std::string(to_string(p.get().topic().policy())); },
+          "\"lossy\" or \"reliable\"")
+      .def_property_readonly(
+          "next_sequence", [](PyPublisher& p) { return p.get().next_sequence(); },
+          "the sequence number the next message gets")
+      .def_property_readonly(
+          "max_payload", [](PyPublisher& p) { return p.get().max_payload(); },
+          "the largest message the topic's slots hold, in bytes")
       .def_property_readonly(
           "took_over", [](PyPublisher& p) { return p.get().took_over(); },
           "True if this publisher took the topic over from a dead producer")
       .def(
           "close", [](PyPublisher& p) { p.pub.reset(); }, "Releases the producer role.")
       .def(
-          "__enter__", [](py::object self) { return self; }, "The object itself (a context manager).")
+          "__enter__", [](py::object self) { return self; },
+          "The object itself (a context manager).")
       .def(
-          "__exit__", [](PyPublisher& p, py::args) { p.pub.reset(); },
-          "Closes it.");
+          "__exit__", [](PyPublisher& p, py::args) { p.pub.reset(); }, "Closes it.");
 
   {
     // The PublishResult members (kept alive by the class) and the fast method.
@@ -1360,30 +1392,44 @@ PYBIND11_MODULE(_shmbus, m) {
             return g;
           },
           "Gaps seen while no on_gap handler was set (and forgets them).")
-      .def_property_readonly("ready", [](PySubscriber& s) { return s.get().ready(); }, "whether a message (or gap) is ready to poll")
+      .def_property_readonly(
+          "ready", [](PySubscriber& s) { return s.get().ready(); },
+          "whether a message (or gap) is ready to poll")
       .def_property_readonly(
           "drops", [](PySubscriber& s) { return s.get().drops(); }, "messages lost in total")
-      .def_property_readonly("delivered", [](PySubscriber& s) { return s.get().delivered(); }, "messages delivered so far")
-      .def_property_readonly("next_sequence",
-                             [](PySubscriber& s) { return s.get().next_sequence(); }, "the sequence number of the next message to deliver")
-      .def_property_readonly("topic", [](PySubscriber& s) { return s.get().topic().name(); }, "the topic's name")
-      .def_property_readonly("type", [](PySubscriber& s) { return s.get().topic().type_name(); }, "the topic's message type ('' on raw topics)")
+      .def_property_readonly(
+          "delivered", [](PySubscriber& s) { return s.get().delivered(); },
+          "messages delivered so far")
+      .def_property_readonly(
+          "next_sequence", [](PySubscriber& s) { return s.get().next_sequence(); },
+          "the sequence number of the next message to deliver")
+      .def_property_readonly(
+          "topic", [](PySubscriber& s) { return s.get().topic().name(); }, "the topic's name")
+      .def_property_readonly(
+          "type", [](PySubscriber& s) { return s.get().topic().type_name(); },
+          "the topic's message type ('' on raw topics)")
       .def_property_readonly(
           "policy",
-          [](PySubscriber& s) { return std::string(to_string(s.get().topic().policy())); }, "\"lossy\" or \"reliable\"")
+          [](PySubscriber& s) { return std::string(to_string(s.get().topic().policy())); },
+          "\"lossy\" or \"reliable\"")
       .def(
           "close", [](PySubscriber& s) { s.sub.reset(); }, "Leaves the consumer table.")
       .def(
-          "__enter__", [](py::object self) { return self; }, "The object itself (a context manager).")
+          "__enter__", [](py::object self) { return self; },
+          "The object itself (a context manager).")
       .def(
-          "__exit__", [](PySubscriber& s, py::args) { s.sub.reset(); },
-          "Closes it.")
-      .def("__iter__", [](py::object self) { return self; }, "The subscriber itself: `for msg in sub` blocks for each message.")
-      .def("__next__", [](PySubscriber& s) {
-        py::object got = s.recv(std::nullopt);
-        if (got.is_none()) throw py::stop_iteration();
-        return got;
-      }, "The next message, waiting for it (without the GIL).");
+          "__exit__", [](PySubscriber& s, py::args) { s.sub.reset(); }, "Closes it.")
+      .def(
+          "__iter__", [](py::object self) { return self; },
+          "The subscriber itself: `for msg in sub` blocks for each message.")
+      .def(
+          "__next__",
+          [](PySubscriber& s) {
+            py::object got = s.recv(std::nullopt);
+            if (got.is_none()) throw py::stop_iteration();
+            return got;
+          },
+          "The next message, waiting for it (without the GIL).");
 
   // ---------------------------------------------------------------- Dispatcher
   py::class_<PyDispatcher>(m, "_Dispatcher")
@@ -1433,11 +1479,14 @@ PYBIND11_MODULE(_shmbus, m) {
       .def_readonly("raw", &PyReply::raw, "the reply's bytes")
       .def_property_readonly("data", &PyReply::data,
                              "the reply as a dict (typed reply) or its bytes")
-      .def_readonly("correlation", &PyReply::correlation, "the correlation id of the request it answers")
+      .def_readonly("correlation", &PyReply::correlation,
+                    "the correlation id of the request it answers")
       .def_readonly("seq", &PyReply::seq, "sequence number on the reply topic")
       .def_readonly("ts_ns", &PyReply::ts_ns, "reply publish time, ns since the epoch (bus clock)")
-      .def("as_",
-           [](const PyReply& r, const py::object& cls) { return cls.attr("GetRootAs")(r.raw, 0); }, "the generated FlatBuffers class over the reply's bytes");
+      .def(
+          "as_",
+          [](const PyReply& r, const py::object& cls) { return cls.attr("GetRootAs")(r.raw, 0); },
+          "the generated FlatBuffers class over the reply's bytes");
 
   py::class_<PyRequester>(m, "Requester", "The client side of a request/reply service.")
       .def(
@@ -1498,14 +1547,19 @@ PYBIND11_MODULE(_shmbus, m) {
           "Sends a request (dict on a typed service, bytes, or a finished Builder) and waits for "
           "its reply; "
           "Timeout if none arrives within `timeout` seconds.")
-      .def_property_readonly("late_replies", [](PyRequester& r) { return r.req->late_replies(); }, "replies that arrived after their call timed out")
-      .def_property_readonly("client", [](PyRequester& r) { return r.req->client(); }, "this requester's client name (its reply topic)")
-      .def("close", [](PyRequester& r) { r.req.reset(); }, "Closes the requester.")
+      .def_property_readonly(
+          "late_replies", [](PyRequester& r) { return r.req->late_replies(); },
+          "replies that arrived after their call timed out")
+      .def_property_readonly(
+          "client", [](PyRequester& r) { return r.req->client(); },
+          "this requester's client name (its reply topic)")
       .def(
-          "__enter__", [](py::object self) { return self; }, "The object itself (a context manager).")
+          "close", [](PyRequester& r) { r.req.reset(); }, "Closes the requester.")
       .def(
-          "__exit__", [](PyRequester& r, py::args) { r.req.reset(); },
-          "Closes it.");
+          "__enter__", [](py::object self) { return self; },
+          "The object itself (a context manager).")
+      .def(
+          "__exit__", [](PyRequester& r, py::args) { r.req.reset(); }, "Closes it.");
 
   py::class_<PyResponder>(m, "Responder", "The server side of a request/reply service.")
       .def(
@@ -1532,17 +1586,23 @@ PYBIND11_MODULE(_shmbus, m) {
       .def(
           "stop", [](PyResponder& r) { r.stopping.store(true); },
           "Makes serve() return (within ~20 ms).")
-      .def("set_error_hook", [](PyResponder& r, py::object fn) { r.error_hook = std::move(fn); }, "fn(exc, traceback, msg) for each handler exception (set by the package: logs it).")
-      .def_property_readonly("errors", [](PyResponder& r) { return r.errors; }, "handler exceptions so far")
-      .def_property_readonly("clients", [](PyResponder& r) { return r.rsp->clients(); }, "clients seen so far")
-      .def_property_readonly("failed_replies",
-                             [](PyResponder& r) { return r.rsp->failed_replies(); }, "replies that could not be published")
-      .def("close", [](PyResponder& r) { r.rsp.reset(); }, "Closes the responder.")
       .def(
-          "__enter__", [](py::object self) { return self; }, "The object itself (a context manager).")
+          "set_error_hook", [](PyResponder& r, py::object fn) { r.error_hook = std::move(fn); },
+          "fn(exc, traceback, msg) for each handler exception (set by the package: logs it).")
+      .def_property_readonly(
+          "errors", [](PyResponder& r) { return r.errors; }, "handler exceptions so far")
+      .def_property_readonly(
+          "clients", [](PyResponder& r) { return r.rsp->clients(); }, "clients seen so far")
+      .def_property_readonly(
+          "failed_replies", [](PyResponder& r) { return r.rsp->failed_replies(); },
+          "replies that could not be published")
       .def(
-          "__exit__", [](PyResponder& r, py::args) { r.rsp.reset(); },
-          "Closes it.");
+          "close", [](PyResponder& r) { r.rsp.reset(); }, "Closes the responder.")
+      .def(
+          "__enter__", [](py::object self) { return self; },
+          "The object itself (a context manager).")
+      .def(
+          "__exit__", [](PyResponder& r, py::args) { r.rsp.reset(); }, "Closes it.");
 
   // ---------------------------------------------------------------- schemas
   m.def(
