@@ -14,9 +14,11 @@ free loopback ports of their own and stopped at the end.
 
 shmbus cases: raw 32 B (publish_bytes / recv_bytes); typed Quote through
 dicts (publish(dict) -> msg.data on both sides); typed Quote through the
-flatc-generated class (flatbuffers.Builder -> msg.as_(Quote) on both sides).
+flatc-generated class (flatbuffers.Builder -> msg.as_(Quote) on both sides), and through
+flatc's object API (QuoteT -> pub.publish(obj), built in C++ by reflection -> msg.as_(Quote)).
 Throughput: one Python publisher, one Python subscriber, raw 32 B on a
-reliable topic (nothing lost), messages / second at the subscriber.
+reliable topic (nothing lost), messages / second at the subscriber: batched
+(publish_many) and one publish_bytes call per message.
 """
 import argparse
 import json
@@ -81,6 +83,15 @@ def build_quote(builder_cls, md, i):
     return b.Output()
 
 
+def quote_t(md, i):
+    """The same Quote through flatc's object API (QuoteT): published by pub.publish(obj),
+    built on the C++ side from the schema's reflection data."""
+    q = md.QuoteT()
+    q.symbol, q.venue, q.instrumentId, q.exchangeTs, q.receiveTs, q.seq = "AAPL", "XNAS", 7, i, i + 5, i
+    q.bidPx, q.bidQty, q.askPx, q.askQty, q.bidOrders, q.askOrders = 189.51, 300.0, 189.53, 200.0, 3, 2
+    return q
+
+
 def shm_peer(bus_name, case, role, n, cpu):
     """Runs one side: role 'ping' (measures) or 'pong' (echoes); 'tx'/'rx' for throughput."""
     import flatbuffers
@@ -120,8 +131,9 @@ def shm_peer(bus_name, case, role, n, cpu):
                 many = pub.publish_many
                 while i < n:
                     i += many(batch if n - i >= len(batch) else batch[: n - i])
+            publish = pub.try_publish_bytes  # returns the PublishResult members: compare with `is`
             while i < n:
-                if publish(PAYLOAD, 0) != wb:
+                if publish(PAYLOAD) is not wb:
                     i += 1
             print("done", flush=True)
         return
@@ -129,6 +141,7 @@ def shm_peer(bus_name, case, role, n, cpu):
     bus.wait_for_topic(f"{case}.{theirs}", timeout=30)
     sub = bus.subscriber(f"{case}.{theirs}", name=role, type=t)
     print("ready", flush=True)
+    qt = quote_t(md, 0)
     if role == "pong":
         for _ in range(n):
             if case == "raw":
@@ -138,6 +151,10 @@ def shm_peer(bus_name, case, role, n, cpu):
                 q = sub.recv(30).data
                 q["seq"] += 1
                 _ = pub.publish(q)
+            elif case == "objapi":
+                q = sub.recv(30).as_(md.Quote)
+                qt.seq = q.Seq() + 1
+                _ = pub.publish(qt)
             else:
                 q = sub.recv(30).as_(md.Quote)
                 _ = pub.publish_bytes(build_quote(flatbuffers.Builder, md, q.Seq() + 1))
@@ -157,6 +174,14 @@ def shm_peer(bus_name, case, role, n, cpu):
             q = sub.recv(30).data
             t1 = clock()
             assert q["seq"] == i + 1
+        elif case == "objapi":
+            t0 = clock()
+            qt.seq = i
+            _ = pub.publish(qt)
+            q = sub.recv(30).as_(md.Quote)
+            seq = q.Seq()
+            t1 = clock()
+            assert seq == i + 1
         else:
             t0 = clock()
             _ = pub.publish_bytes(build_quote(flatbuffers.Builder, md, i))
@@ -365,17 +390,22 @@ def main():
     bus = f"pybench-{os.getpid()}"
     shmbus.Bus.remove(bus)
     try:
-        for case in ("raw", "dict", "class"):
+        names = {"raw": "raw 32 B", "dict": "dict Quote", "class": "class Quote (flatbuffers.Builder)",
+                 "objapi": "class Quote (QuoteT, publish(obj))"}
+        for case in ("raw", "dict", "class", "objapi"):
             out_a, _ = run_pair(["--peer", "shm", bus, case, "ping", str(args.n), str(ca)],
                                 ["--peer", "shm", bus, case, "pong", str(args.n), str(cb)])
-            results.append(summary(f"shmbus {case}" + (" 32 B" if case == "raw" else " Quote"),
+            results.append(summary(f"shmbus {names[case]}",
                                    json.loads(out_a[-1]), args.n // 10))
             print(results[-1], flush=True)
-        out_rx, _ = run_pair(["--peer", "shm", bus, "tput", "rx", str(args.tput_n), str(ca)],
-                             ["--peer", "shm", bus, "tput", "tx", str(args.tput_n), str(cb)], go="b")
-        tp = json.loads(out_rx[-1])
-        results.append({"case": "shmbus throughput raw 32 B (reliable, 1 pub -> 1 sub)", **tp})
-        print(results[-1], flush=True)
+        for batch, label in (("64", "publish_many(64)"), ("1", "try_publish_bytes per call")):
+            os.environ["PYBENCH_BATCH"] = batch  # inherited by the peers
+            out_rx, _ = run_pair(["--peer", "shm", bus, "tput", "rx", str(args.tput_n), str(ca)],
+                                 ["--peer", "shm", bus, "tput", "tx", str(args.tput_n), str(cb)], go="b")
+            tp = json.loads(out_rx[-1])
+            results.append({"case": f"shmbus tput raw 32 B reliable 1->1, {label}", **tp})
+            print(results[-1], flush=True)
+            shmbus.Bus.remove(bus)  # a fresh topic (and consumer table) for the next run
     finally:
         shmbus.Bus.remove(bus)
 

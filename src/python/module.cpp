@@ -11,9 +11,10 @@
 //    a reliable publish with a timeout, Requester::call, Dispatcher::wait),
 //    so other Python threads run while one waits on the bus; waits are cut
 //    into slices so Ctrl-C (PyErr_CheckSignals) is seen within ~50 ms.
-//  * Messages handed to Python own their bytes (a copy out of the slot,
-//    which the lossy read path makes anyway): a Message stays valid after
-//    the handler returns, whatever the producer does next.
+//  * Messages from poll/recv own their bytes (a copy out of the slot): they
+//    stay valid whatever the producer does next. In a Dispatcher handler
+//    msg.raw is a zero-copy memoryview, released when the handler returns
+//    (see PyMessage): a late use is a ValueError, never a stale read.
 //  * Only the public API (<shmbus/shmbus.hpp>) is used, so the module
 //    survives the library's internal reorganisations.
 #include <utility>
@@ -24,17 +25,21 @@
 
 #include <array>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
+#include <flatbuffers/reflection.h>
 #include <shmbus/shmbus.hpp>
 
 namespace py = pybind11;
@@ -99,7 +104,9 @@ void register_errors(py::module_& m) {
     else
       bases = PyTuple_Pack(1, ec.base);
     const std::string qual = std::string("shmbus.") + name;
-    PyObject* cls = PyErr_NewException(qual.c_str(), bases, nullptr);
+    const std::string doc = std::string("shmbus error \"") + std::string(to_string(code)) +
+                            "\" (C++ Errc::" + name + "); str() is the C++ message.";
+    PyObject* cls = PyErr_NewExceptionWithDoc(qual.c_str(), doc.c_str(), bases, nullptr);
     Py_DECREF(bases);
     PyObject_SetAttrString(cls, "code", py::str(std::string(to_string(code))).ptr());
     ec.by_code[static_cast<std::size_t>(code)] = cls;
@@ -179,6 +186,182 @@ std::shared_ptr<JsonCodec> codec_for(const Topic& t) {
   if (t.type_name().empty()) return nullptr;
   return std::make_shared<JsonCodec>(t.schema(), t.type_name());
 }
+
+// Builds a flat message (a table of scalars and strings, as md.Quote) from a
+// dict or from an object's attributes (flatc's object API: QuoteT) straight
+// with the schema's reflection data: no JSON text in between. The JSON path
+// costs ~15 us per Quote (json.dumps, then FlatBuffers' parser) and the
+// pure-Python flatbuffers.Builder ~35 us; this one ~1 us. Anything it does
+// not handle exactly (a missing or extra key, an enum given by name, a value
+// out of range, a nested table or vector) makes build() return false and the
+// caller takes the JSON path, whose errors (InvalidJson naming the field)
+// stay the documented ones.
+class FlatBuilder {
+ public:
+  FlatBuilder(std::span<const std::uint8_t> bfbs, const std::string& type)
+      : bfbs_(bfbs.begin(), bfbs.end()) {
+    flatbuffers::Verifier v(bfbs_.data(), bfbs_.size());
+    if (!reflection::VerifySchemaBuffer(v)) return;
+    const reflection::Schema* schema = reflection::GetSchema(bfbs_.data());
+    const reflection::Object* obj = schema->objects()->LookupByKey(type.c_str());
+    if (obj == nullptr || obj->is_struct()) return;
+    if (schema->file_ident() != nullptr && schema->file_ident()->size() == 4 &&
+        schema->root_table() == obj)
+      ident_ = schema->file_ident()->str();
+    for (const reflection::Field* f : *obj->fields()) {
+      if (f->deprecated()) continue;
+      const auto bt = f->type()->base_type();
+      const bool scalar = bt >= reflection::Bool && bt <= reflection::Double;
+      if (!scalar && bt != reflection::String) return;  // not flat: JSON path only
+      Field fd;
+      fd.f = f;
+      fd.name = py::str(f->name()->str());
+      // The object API's attribute: bid_px -> bidPx.
+      std::string camel;
+      bool up = false;
+      for (char c : f->name()->str()) {
+        if (c == '_') {
+          up = true;
+          continue;
+        }
+        camel += up ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : c;
+        up = false;
+      }
+      fd.attr = py::str(camel);
+      fields_.push_back(std::move(fd));
+    }
+    strings_.resize(fields_.size());
+    usable_ = true;
+  }
+
+  [[nodiscard]] bool usable() const { return usable_; }
+
+  // Builds into fbb; false (fbb to be discarded) if the source does not fit exactly.
+  bool build(PyObject* src, flatbuffers::FlatBufferBuilder& fbb) {
+    const bool dict = PyDict_Check(src) != 0;
+    std::size_t found = 0;
+    values_.assign(fields_.size(), py::object());
+    for (std::size_t i = 0; i < fields_.size(); ++i) {
+      PyObject* v = nullptr;
+      if (dict) {
+        v = PyDict_GetItemWithError(src, fields_[i].name.ptr());
+        if (v != nullptr) values_[i] = py::reinterpret_borrow<py::object>(v);
+      } else {
+        v = PyObject_GetAttr(src, fields_[i].attr.ptr());
+        if (v == nullptr) {
+          PyErr_Clear();
+          v = PyObject_GetAttr(src, fields_[i].name.ptr());
+        }
+        if (v == nullptr) return PyErr_Clear(), false;
+        values_[i] = py::reinterpret_steal<py::object>(v);
+      }
+      if (PyErr_Occurred() != nullptr) return PyErr_Clear(), false;
+      if (v != nullptr) ++found;
+    }
+    if (dict && found != static_cast<std::size_t>(PyDict_GET_SIZE(src))) return false;
+    for (std::size_t i = 0; i < fields_.size(); ++i) {
+      strings_[i] = 0;
+      PyObject* v = values_[i].ptr();
+      if (v == nullptr || v == Py_None || fields_[i].f->type()->base_type() != reflection::String)
+        continue;
+      if (!PyUnicode_Check(v)) return false;
+      Py_ssize_t n = 0;
+      const char* u = PyUnicode_AsUTF8AndSize(v, &n);
+      if (u == nullptr) return PyErr_Clear(), false;
+      strings_[i] = fbb.CreateString(u, static_cast<std::size_t>(n)).o;
+    }
+    const auto start = fbb.StartTable();
+    for (std::size_t i = 0; i < fields_.size(); ++i) {
+      PyObject* v = values_[i].ptr();
+      if (v == nullptr || v == Py_None) continue;
+      const reflection::Field* f = fields_[i].f;
+      const auto off = f->offset();
+      switch (f->type()->base_type()) {
+        case reflection::String:
+          fbb.AddOffset(off, flatbuffers::Offset<void>(strings_[i]));
+          break;
+        case reflection::Bool:
+          if (!PyBool_Check(v)) return false;
+          fbb.AddElement<std::uint8_t>(off, v == Py_True ? 1 : 0, 0);
+          break;
+        case reflection::Float:
+        case reflection::Double: {
+          if (!PyFloat_Check(v) && !PyLong_Check(v)) return false;
+          const double d = PyFloat_AsDouble(v);
+          if (PyErr_Occurred() != nullptr) return PyErr_Clear(), false;
+          if (f->type()->base_type() == reflection::Float)
+            fbb.AddElement<float>(off, static_cast<float>(d),
+                                  static_cast<float>(f->default_real()));
+          else
+            fbb.AddElement<double>(off, d, f->default_real());
+          break;
+        }
+        default:
+          if (!add_int(fbb, f, v)) return false;
+      }
+    }
+    const auto end = fbb.EndTable(start);
+    fbb.Finish(flatbuffers::Offset<void>(end), ident_.empty() ? nullptr : ident_.c_str());
+    return true;
+  }
+
+ private:
+  struct Field {
+    const reflection::Field* f = nullptr;
+    py::str name;
+    py::str attr;
+  };
+
+  template <class T>
+  static bool add_as(flatbuffers::FlatBufferBuilder& fbb, const reflection::Field* f, PyObject* v) {
+    if (!PyLong_Check(v) || PyBool_Check(v)) return false;
+    if constexpr (std::is_unsigned_v<T>) {
+      const unsigned long long x = PyLong_AsUnsignedLongLong(v);
+      if (PyErr_Occurred() != nullptr || x > std::numeric_limits<T>::max())
+        return PyErr_Clear(), false;
+      fbb.AddElement<T>(f->offset(), static_cast<T>(x), static_cast<T>(f->default_integer()));
+    } else {
+      const long long x = PyLong_AsLongLong(v);
+      if (PyErr_Occurred() != nullptr || x > std::numeric_limits<T>::max() ||
+          x < std::numeric_limits<T>::min())
+        return PyErr_Clear(), false;
+      fbb.AddElement<T>(f->offset(), static_cast<T>(x), static_cast<T>(f->default_integer()));
+    }
+    return true;
+  }
+
+  static bool add_int(flatbuffers::FlatBufferBuilder& fbb, const reflection::Field* f,
+                      PyObject* v) {
+    switch (f->type()->base_type()) {
+      case reflection::UType:
+      case reflection::UByte:
+        return add_as<std::uint8_t>(fbb, f, v);
+      case reflection::Byte:
+        return add_as<std::int8_t>(fbb, f, v);
+      case reflection::Short:
+        return add_as<std::int16_t>(fbb, f, v);
+      case reflection::UShort:
+        return add_as<std::uint16_t>(fbb, f, v);
+      case reflection::Int:
+        return add_as<std::int32_t>(fbb, f, v);
+      case reflection::UInt:
+        return add_as<std::uint32_t>(fbb, f, v);
+      case reflection::Long:
+        return add_as<std::int64_t>(fbb, f, v);
+      case reflection::ULong:
+        return add_as<std::uint64_t>(fbb, f, v);
+      default:
+        return false;
+    }
+  }
+
+  std::vector<std::uint8_t> bfbs_;
+  std::string ident_;
+  std::vector<Field> fields_;
+  std::vector<py::object> values_;
+  std::vector<flatbuffers::uoffset_t> strings_;
+  bool usable_ = false;
+};
 
 // A message to publish as bytes: bytes/bytearray/memoryview, a dict (encoded
 // by the topic's schema), or a finished flatbuffers.Builder (its Output()).
@@ -266,9 +449,22 @@ struct TopicContext {
   py::str topic_name;
 };
 
+// A message handed to Python. From poll/recv it owns a copy of its bytes
+// (`raw` is bytes). Inside a Dispatcher handler it borrows them instead:
+// `view` is a read-only memoryview straight over the C++ Message's bytes,
+// released when the handler returns, so a use afterwards is a ValueError,
+// never a read of memory the bus has reused. What the view sees while the
+// handler runs is stable: on a reliable topic the subscriber's cursor is not
+// advanced until the handler returns, so the producer cannot rewrite the
+// slot; on a lossy topic the bytes were already copied out of the slot and
+// validated against its sequence word (core/message.hpp), so the view is a
+// consistent message even if the producer laps the slot meanwhile.
 struct PyMessage {
   std::shared_ptr<TopicContext> ctx;
   py::bytes raw;
+  py::object view;  // borrowed mode: a memoryview, released after the handler
+  bool released = false;
+  bool copied = false;  // borrowed mode: raw holds a copy (raw_bytes was asked for)
   std::uint64_t seq = 0;
   std::uint64_t raw_ts = 0;
   std::uint64_t correlation = 0;
@@ -278,12 +474,43 @@ struct PyMessage {
 
   [[nodiscard]] std::int64_t ts_ns() const { return ctx->topic->clock().to_ns(raw_ts); }
 
+  void check_alive(const char* what) const {
+    if (released)
+      throw py::value_error(std::string("msg.") + what +
+                            " used after its handler returned: the message's bytes were borrowed "
+                            "from the bus for the handler only; keep bytes(msg.raw) or msg.data "
+                            "(taken inside the handler) instead");
+  }
+
+  // The bytes, as bytes (a copy in borrowed mode).
+  py::bytes get_raw_bytes() {
+    if (!view) return raw;
+    check_alive("raw_bytes");
+    if (!copied) {
+      const auto* mv = PyMemoryView_GET_BUFFER(view.ptr());
+      raw = py::bytes(static_cast<const char*>(mv->buf), mv->len);
+      copied = true;
+    }
+    return raw;
+  }
+
+  [[nodiscard]] py::object get_raw() const { return view ? view : py::object(raw); }
+
+  [[nodiscard]] std::string_view bytes_view() const {
+    if (view) {
+      check_alive("data");
+      const auto* mv = PyMemoryView_GET_BUFFER(view.ptr());
+      return {static_cast<const char*>(mv->buf), static_cast<std::size_t>(mv->len)};
+    }
+    return raw;
+  }
+
   py::object get_data() {
     if (!data) {
       if (!ctx->codec) {
-        data = raw;  // raw topic: the bytes are the data
+        data = get_raw_bytes();  // raw topic: the bytes are the data
       } else {
-        const std::string_view b = raw;
+        const std::string_view b = bytes_view();
         const std::string text =
             ctx->codec->to_json({reinterpret_cast<const std::byte*>(b.data()), b.size()});
         data = json().loads(py::str(text));
@@ -291,12 +518,30 @@ struct PyMessage {
     }
     return data;
   }
+
+  [[nodiscard]] std::size_t size() const {
+    if (view) {
+      if (released) return 0;
+      return static_cast<std::size_t>(PyMemoryView_GET_BUFFER(view.ptr())->len);
+    }
+    return static_cast<std::size_t>(PyBytes_GET_SIZE(raw.ptr()));
+  }
 };
 
-PyMessage make_message(const std::shared_ptr<TopicContext>& ctx, const Message& m) {
+PyMessage make_message(const std::shared_ptr<TopicContext>& ctx, const Message& m,
+                       bool borrowed = false) {
   PyMessage pm;
   pm.ctx = ctx;
-  pm.raw = py::bytes(reinterpret_cast<const char*>(m.data.data()), m.data.size());
+  if (borrowed) {
+    // const_cast: the memoryview is created read-only (PyBUF_READ).
+    PyObject* mv =
+        PyMemoryView_FromMemory(const_cast<char*>(reinterpret_cast<const char*>(m.data.data())),
+                                static_cast<Py_ssize_t>(m.data.size()), PyBUF_READ);
+    if (mv == nullptr) throw py::error_already_set();
+    pm.view = py::reinterpret_steal<py::object>(mv);
+  } else {
+    pm.raw = py::bytes(reinterpret_cast<const char*>(m.data.data()), m.data.size());
+  }
   pm.seq = m.meta.seq;
   pm.raw_ts = m.meta.raw_ts;
   pm.correlation = m.meta.correlation;
@@ -337,6 +582,8 @@ TopicConfig make_config(const std::optional<std::string>& type, const std::strin
 struct PyPublisher {
   std::optional<Publisher> pub;
   std::shared_ptr<JsonCodec> codec;
+  std::unique_ptr<FlatBuilder> flat;  // typed topics with flat tables: dict/object fast path
+  flatbuffers::FlatBufferBuilder fbb{256};
   std::string ident;  // the type's file_identifier ("" if none or raw)
 
   Publisher& get() {
@@ -347,6 +594,28 @@ struct PyPublisher {
   PublishResult send(const py::handle& msg, std::optional<double> timeout,
                      std::uint64_t correlation) {
     Publisher& p = get();
+    PyObject* o = msg.ptr();
+    if (flat && (PyDict_Check(o) || (!PyBytes_Check(o) && !PyObject_CheckBuffer(o) &&
+                                     !PyObject_HasAttrString(o, "Output")))) {
+      fbb.Clear();
+      if (flat->build(o, fbb)) {
+        const std::span<const std::byte> payload{
+            reinterpret_cast<const std::byte*>(fbb.GetBufferPointer()), fbb.GetSize()};
+        if (payload.size() > p.max_payload()) return PublishResult::TooLarge;
+        const PublishResult r = p.try_publish(payload, correlation);
+        if (r != PublishResult::WouldBlock || !timeout || *timeout <= 0) return r;
+        const auto ns = seconds_to_ns(*timeout);
+        py::gil_scoped_release nogil;
+        return p.publish(payload, ns, correlation);
+      }
+      if (!PyDict_Check(o))
+        throw_error(Errc::InvalidArgument,
+                    std::string("cannot publish a ") + Py_TYPE(o)->tp_name + " on topic \"" +
+                        p.topic().name() +
+                        "\": an object is published by its attributes (flatc's object API, "
+                        "e.g. shmbus.msg.md.QuoteT), one per field of a flat table, with values "
+                        "of the field's type");
+    }
     PayloadHolder h;
     const auto payload =
         to_payload(msg, codec.get(), p.topic(), h.scratch, h.keep, h.view, h.have_view);
@@ -508,7 +777,27 @@ struct PyDispatcher {
     auto ctx = std::make_shared<TopicContext>();
     contexts.push_back(ctx);
     d->on_message(topic, info, [this, ctx, fn = std::move(fn)](const Message& m) {
-      py::object msg = py::cast(make_message(ctx, m));
+      py::object msg = py::cast(make_message(ctx, m, true));
+      // Whatever the handler does, its borrowed view ends with it.
+      struct Release {
+        py::object& msg;
+        ~Release() {
+          auto& pm = msg.cast<PyMessage&>();
+          pm.released = true;
+          PyObject* r = PyObject_CallMethod(pm.view.ptr(), "release", nullptr);
+          if (r == nullptr) {
+            // BufferError: the handler still exports the buffer (e.g. a numpy
+            // array over msg.raw that it kept). Say so; it must copy instead.
+            PyErr_Clear();
+            if (PyErr_WarnEx(PyExc_RuntimeWarning,
+                             "a handler kept a buffer exported from msg.raw past its return: it "
+                             "reads bus memory that will be reused; copy it (bytes(msg.raw))",
+                             1) != 0)
+              PyErr_Clear();
+          }
+          Py_XDECREF(r);
+        }
+      } release{msg};
       try {
         fn(msg);
       } catch (py::error_already_set& e) {
@@ -681,6 +970,48 @@ struct PyResponder {
   }
 };
 
+// Publisher.try_publish_bytes(b): the per-call hot path as a plain CPython
+// method (METH_O): no pybind11 argument dispatch, no GIL release (it never
+// waits), and the result is one of the PublishResult objects made once here,
+// so nothing is allocated per call. pybind11's dispatch plus a fresh enum
+// object per call cost ~0.5 us, as much as the publish itself.
+std::array<PyObject*, 8> g_results{};
+
+PyObject* try_publish_bytes(PyObject* self, PyObject* arg) noexcept {
+  try {
+    auto& pp = py::handle(self).cast<PyPublisher&>();
+    Publisher& p = pp.get();
+    PublishResult r = PublishResult::Invalid;
+    if (PyBytes_Check(arg)) {
+      r = p.try_publish({reinterpret_cast<const std::byte*>(PyBytes_AS_STRING(arg)),
+                         static_cast<std::size_t>(PyBytes_GET_SIZE(arg))});
+    } else {
+      Py_buffer view;
+      if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) != 0) return nullptr;
+      r = p.try_publish(
+          {static_cast<const std::byte*>(view.buf), static_cast<std::size_t>(view.len)});
+      PyBuffer_Release(&view);
+    }
+    PyObject* out = g_results[static_cast<std::size_t>(r)];
+    Py_INCREF(out);
+    return out;
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (const Error& e) {
+    PyObject* cls = error_classes().by_code[static_cast<std::size_t>(e.code())];
+    PyErr_SetString(cls != nullptr ? cls : error_classes().base, e.what());
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
+}
+
+PyMethodDef g_try_publish_bytes{
+    "try_publish_bytes", try_publish_bytes, METH_O,
+    "try_publish_bytes(data) -> PublishResult: publishes bytes (or any buffer) as they are, "
+    "never waiting (WouldBlock on a full reliable topic); the fastest per-call path. The result "
+    "is one of the PublishResult members themselves: compare with `is`."};
+
 }  // namespace
 }  // namespace shmbus::python
 
@@ -716,16 +1047,26 @@ PYBIND11_MODULE(_shmbus, m) {
                     "bus-clock now minus publish time when meta was read")
       .def_readonly("correlation", &PyMeta::correlation, "request/reply correlation id, 0 if none")
       .def_readonly("producer", &PyMeta::producer, "pid of the publishing process")
-      .def("__repr__", [](const PyMeta& x) {
-        return "MessageMeta(topic='" + x.topic + "', seq=" + std::to_string(x.seq) +
-               ", ts_ns=" + std::to_string(x.ts_ns) + ", age_ns=" + std::to_string(x.age_ns) +
-               ", producer=" + std::to_string(x.producer) + ", type='" + x.type + "')";
-      });
+      .def(
+          "__repr__",
+          [](const PyMeta& x) {
+            return "MessageMeta(topic='" + x.topic + "', seq=" + std::to_string(x.seq) +
+                   ", ts_ns=" + std::to_string(x.ts_ns) + ", age_ns=" + std::to_string(x.age_ns) +
+                   ", producer=" + std::to_string(x.producer) + ", type='" + x.type + "')";
+          },
+          "the meta as text");
 
   py::class_<PyMessage>(
       m, "Message",
-      "A delivered message. It owns a copy of its bytes and stays valid after the handler.")
-      .def_readonly("raw", &PyMessage::raw, "the message's bytes")
+      "A delivered message. From poll/recv it owns a copy of its bytes; in a Dispatcher handler "
+      "msg.raw borrows them (a memoryview valid inside the handler).")
+      .def_property_readonly(
+          "raw", &PyMessage::get_raw,
+          "the message's bytes: bytes from poll/recv; in a Dispatcher handler a zero-copy "
+          "read-only memoryview over the bus's bytes, released when the handler returns (a use "
+          "afterwards raises ValueError; keep bytes(msg.raw) instead)")
+      .def_property_readonly("raw_bytes", &PyMessage::get_raw_bytes,
+                             "the message's bytes as bytes (a copy if msg.raw is a memoryview)")
       .def_property_readonly(
           "data", &PyMessage::get_data,
           "the message as a dict (typed topics; decoded on first access) or its bytes (raw)")
@@ -733,7 +1074,9 @@ PYBIND11_MODULE(_shmbus, m) {
           "seq", [](const PyMessage& x) { return x.seq; }, "sequence number on the topic")
       .def_property_readonly("ts_ns", &PyMessage::ts_ns,
                              "publish time, ns since the epoch (bus clock)")
-      .def_property_readonly("correlation", [](const PyMessage& x) { return x.correlation; })
+      .def_property_readonly(
+          "correlation", [](const PyMessage& x) { return x.correlation; },
+          "request/reply correlation id, 0 if none")
       .def_property_readonly(
           "meta",
           [](const PyMessage& x) {
@@ -750,25 +1093,35 @@ PYBIND11_MODULE(_shmbus, m) {
           "a MessageMeta (topic, seq, ts_ns, age_ns, producer, type)")
       .def(
           "as_",
-          [](const PyMessage& x, const py::object& cls) { return cls.attr("GetRootAs")(x.raw, 0); },
+          [](const PyMessage& x, const py::object& cls) {
+            if (x.view) x.check_alive("as_");
+            return cls.attr("GetRootAs")(x.get_raw(), 0);
+          },
           py::arg("cls"),
           "the generated FlatBuffers class over the bytes: msg.as_(shmbus.msg.md.Quote)")
-      .def("__len__", [](const PyMessage& x) { return PyBytes_GET_SIZE(x.raw.ptr()); })
-      .def("__repr__", [](const PyMessage& x) {
-        return "Message(topic='" + x.ctx->topic_name.cast<std::string>() +
-               "', seq=" + std::to_string(x.seq) + ", " +
-               std::to_string(PyBytes_GET_SIZE(x.raw.ptr())) + " bytes)";
-      });
+      .def(
+          "__len__", [](const PyMessage& x) { return x.size(); },
+          "the message's size in bytes (0 once a borrowed view is released)")
+      .def(
+          "__repr__",
+          [](const PyMessage& x) {
+            return "Message(topic='" + x.ctx->topic_name.cast<std::string>() +
+                   "', seq=" + std::to_string(x.seq) + ", " + std::to_string(x.size()) + " bytes)";
+          },
+          "the message as text");
 
   py::class_<PyGap>(
       m, "Gap", "Sequences [first, first + count) were lost (overwritten before they were read).")
-      .def_readonly("topic", &PyGap::topic)
-      .def_readonly("first", &PyGap::first)
-      .def_readonly("count", &PyGap::count)
-      .def("__repr__", [](const PyGap& g) {
-        return "Gap(topic='" + g.topic + "', first=" + std::to_string(g.first) +
-               ", count=" + std::to_string(g.count) + ")";
-      });
+      .def_readonly("topic", &PyGap::topic, "the topic that lost messages")
+      .def_readonly("first", &PyGap::first, "the first lost sequence number")
+      .def_readonly("count", &PyGap::count, "how many consecutive sequences were lost")
+      .def(
+          "__repr__",
+          [](const PyGap& g) {
+            return "Gap(topic='" + g.topic + "', first=" + std::to_string(g.first) +
+                   ", count=" + std::to_string(g.count) + ")";
+          },
+          "the gap as text");
 
   // ---------------------------------------------------------------- Bus
   py::class_<PyBus>(
@@ -794,13 +1147,14 @@ PYBIND11_MODULE(_shmbus, m) {
       .def_static("remove", &Bus::remove, py::arg("name"),
                   "Unlinks the bus and all its topics (use when nothing runs on it); returns how "
                   "many segments.")
-      .def_property_readonly("name", [](PyBus& b) { return b.get().name(); })
+      .def_property_readonly(
+          "name", [](PyBus& b) { return b.get().name(); }, "the bus's name")
       .def(
           "topic_names", [](PyBus& b) { return b.get().topic_names(); },
           "Topics in the directory, sorted.")
       .def(
           "has_topic", [](PyBus& b, const std::string& t) { return b.get().has_topic(t); },
-          py::arg("topic"))
+          py::arg("topic"), "Whether the topic exists on the bus.")
       .def(
           "wait_for_topic",
           [](PyBus& b, const std::string& t, double timeout) {
@@ -837,6 +1191,11 @@ PYBIND11_MODULE(_shmbus, m) {
                           Match::Exact),
                 po);
             pp->codec = codec_for(pp->pub->topic());
+            if (pp->codec) {
+              auto fb = std::make_unique<FlatBuilder>(pp->pub->topic().schema(),
+                                                      pp->pub->topic().type_name());
+              if (fb->usable()) pp->flat = std::move(fb);
+            }
             if (!pp->pub->topic().type_name().empty() &&
                 SchemaRegistry::instance().contains(pp->pub->topic().type_name()))
               pp->ident =
@@ -913,8 +1272,11 @@ PYBIND11_MODULE(_shmbus, m) {
       .def(
           "close", [](PyBus& b) { b.bus.reset(); },
           "Releases this handle (topics opened from it stay mapped).")
-      .def("__enter__", [](py::object self) { return self; })
-      .def("__exit__", [](PyBus& b, py::args) { b.bus.reset(); })
+      .def(
+          "__enter__", [](py::object self) { return self; },
+          "The object itself (a context manager).")
+      .def(
+          "__exit__", [](PyBus& b, py::args) { b.bus.reset(); }, "Closes it.")
       .def("__repr__", [](PyBus& b) {
         return b.bus ? "Bus('" + b.bus->name() + "')" : std::string("Bus(closed)");
       });
@@ -926,7 +1288,9 @@ PYBIND11_MODULE(_shmbus, m) {
            py::arg("correlation") = 0,
            "Publishes a dict (typed topics: converted by the topic's schema; InvalidJson naming "
            "the field if it "
-           "does not fit, nothing published), bytes or a finished flatbuffers.Builder. On a "
+           "does not fit, nothing published), an object of flatc's object API (QuoteT: built in "
+           "C++ from its attributes, the fast typed path), bytes or a finished "
+           "flatbuffers.Builder. On a "
            "reliable topic "
            "waits up to `timeout` seconds for the slowest consumer. Returns a PublishResult.")
       .def(
@@ -960,21 +1324,49 @@ PYBIND11_MODULE(_shmbus, m) {
           },
           py::arg("items"),
           "Publishes a list of bytes in order, never waiting; returns how many were published.")
-      .def_property_readonly("topic", [](PyPublisher& p) { return p.get().topic().name(); })
-      .def_property_readonly("type", [](PyPublisher& p) { return p.get().topic().type_name(); })
       .def_property_readonly(
-          "policy", [](PyPublisher& p) { return std::string(to_string(p.get().topic().policy())); })
-      .def_property_readonly("next_sequence",
-                             [](PyPublisher& p) { return p.get().next_sequence(); })
-      .def_property_readonly("max_payload", [](PyPublisher& p) { return p.get().max_payload(); })
+          "topic", [](PyPublisher& p) { return p.get().topic().name(); }, "the topic's name")
+      .def_property_readonly(
+          "type", [](PyPublisher& p) { return p.get().topic().type_name(); },
+          "the topic's message type ('' on raw topics)")
+      .def_property_readonly(
+          "policy", [](PyPublisher& p) { return std::string(to_string(p.get().topic().policy())); },
+          "\"lossy\" or \"reliable\"")
+      .def_property_readonly(
+          "next_sequence", [](PyPublisher& p) { return p.get().next_sequence(); },
+          "the sequence number the next message gets")
+      .def_property_readonly(
+          "max_payload", [](PyPublisher& p) { return p.get().max_payload(); },
+          "the largest message the topic's slots hold, in bytes")
       .def_property_readonly(
           "took_over", [](PyPublisher& p) { return p.get().took_over(); },
           "True if this publisher took the topic over from a dead producer")
       .def(
           "close", [](PyPublisher& p) { p.pub.reset(); }, "Releases the producer role.")
-      .def("__enter__", [](py::object self) { return self; })
-      .def("__exit__", [](PyPublisher& p, py::args) { p.pub.reset(); });
+      .def(
+          "__enter__", [](py::object self) { return self; },
+          "The object itself (a context manager).")
+      .def(
+          "__exit__", [](PyPublisher& p, py::args) { p.pub.reset(); }, "Closes it.");
 
+  {
+    // The PublishResult members (kept alive by the class) and the fast method.
+    const py::object results = m.attr("PublishResult");
+    const std::array<std::pair<PublishResult, const char*>, 5> members{{
+        {PublishResult::Ok, "Ok"},
+        {PublishResult::TooLarge, "TooLarge"},
+        {PublishResult::WouldBlock, "WouldBlock"},
+        {PublishResult::Timeout, "Timeout"},
+        {PublishResult::Invalid, "Invalid"},
+    }};
+    for (const auto& [r, name] : members)
+      g_results[static_cast<std::size_t>(r)] = results.attr(name).ptr();
+    const py::object pub_cls = m.attr("Publisher");
+    PyObject* descr =
+        PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(pub_cls.ptr()), &g_try_publish_bytes);
+    if (descr == nullptr) throw py::error_already_set();
+    pub_cls.attr("try_publish_bytes") = py::reinterpret_steal<py::object>(descr);
+  }
   // ---------------------------------------------------------------- Subscriber
   py::class_<PySubscriber>(m, "Subscriber",
                            "A consumer of a topic. Iterable (blocking). A context manager.")
@@ -1000,27 +1392,44 @@ PYBIND11_MODULE(_shmbus, m) {
             return g;
           },
           "Gaps seen while no on_gap handler was set (and forgets them).")
-      .def_property_readonly("ready", [](PySubscriber& s) { return s.get().ready(); })
+      .def_property_readonly(
+          "ready", [](PySubscriber& s) { return s.get().ready(); },
+          "whether a message (or gap) is ready to poll")
       .def_property_readonly(
           "drops", [](PySubscriber& s) { return s.get().drops(); }, "messages lost in total")
-      .def_property_readonly("delivered", [](PySubscriber& s) { return s.get().delivered(); })
-      .def_property_readonly("next_sequence",
-                             [](PySubscriber& s) { return s.get().next_sequence(); })
-      .def_property_readonly("topic", [](PySubscriber& s) { return s.get().topic().name(); })
-      .def_property_readonly("type", [](PySubscriber& s) { return s.get().topic().type_name(); })
+      .def_property_readonly(
+          "delivered", [](PySubscriber& s) { return s.get().delivered(); },
+          "messages delivered so far")
+      .def_property_readonly(
+          "next_sequence", [](PySubscriber& s) { return s.get().next_sequence(); },
+          "the sequence number of the next message to deliver")
+      .def_property_readonly(
+          "topic", [](PySubscriber& s) { return s.get().topic().name(); }, "the topic's name")
+      .def_property_readonly(
+          "type", [](PySubscriber& s) { return s.get().topic().type_name(); },
+          "the topic's message type ('' on raw topics)")
       .def_property_readonly(
           "policy",
-          [](PySubscriber& s) { return std::string(to_string(s.get().topic().policy())); })
+          [](PySubscriber& s) { return std::string(to_string(s.get().topic().policy())); },
+          "\"lossy\" or \"reliable\"")
       .def(
           "close", [](PySubscriber& s) { s.sub.reset(); }, "Leaves the consumer table.")
-      .def("__enter__", [](py::object self) { return self; })
-      .def("__exit__", [](PySubscriber& s, py::args) { s.sub.reset(); })
-      .def("__iter__", [](py::object self) { return self; })
-      .def("__next__", [](PySubscriber& s) {
-        py::object got = s.recv(std::nullopt);
-        if (got.is_none()) throw py::stop_iteration();
-        return got;
-      });
+      .def(
+          "__enter__", [](py::object self) { return self; },
+          "The object itself (a context manager).")
+      .def(
+          "__exit__", [](PySubscriber& s, py::args) { s.sub.reset(); }, "Closes it.")
+      .def(
+          "__iter__", [](py::object self) { return self; },
+          "The subscriber itself: `for msg in sub` blocks for each message.")
+      .def(
+          "__next__",
+          [](PySubscriber& s) {
+            py::object got = s.recv(std::nullopt);
+            if (got.is_none()) throw py::stop_iteration();
+            return got;
+          },
+          "The next message, waiting for it (without the GIL).");
 
   // ---------------------------------------------------------------- Dispatcher
   py::class_<PyDispatcher>(m, "_Dispatcher")
@@ -1067,14 +1476,17 @@ PYBIND11_MODULE(_shmbus, m) {
 
   // ---------------------------------------------------------------- RPC
   py::class_<PyReply>(m, "Reply", "A reply to Requester.call.")
-      .def_readonly("raw", &PyReply::raw)
+      .def_readonly("raw", &PyReply::raw, "the reply's bytes")
       .def_property_readonly("data", &PyReply::data,
                              "the reply as a dict (typed reply) or its bytes")
-      .def_readonly("correlation", &PyReply::correlation)
-      .def_readonly("seq", &PyReply::seq)
-      .def_readonly("ts_ns", &PyReply::ts_ns)
-      .def("as_",
-           [](const PyReply& r, const py::object& cls) { return cls.attr("GetRootAs")(r.raw, 0); });
+      .def_readonly("correlation", &PyReply::correlation,
+                    "the correlation id of the request it answers")
+      .def_readonly("seq", &PyReply::seq, "sequence number on the reply topic")
+      .def_readonly("ts_ns", &PyReply::ts_ns, "reply publish time, ns since the epoch (bus clock)")
+      .def(
+          "as_",
+          [](const PyReply& r, const py::object& cls) { return cls.attr("GetRootAs")(r.raw, 0); },
+          "the generated FlatBuffers class over the reply's bytes");
 
   py::class_<PyRequester>(m, "Requester", "The client side of a request/reply service.")
       .def(
@@ -1135,11 +1547,19 @@ PYBIND11_MODULE(_shmbus, m) {
           "Sends a request (dict on a typed service, bytes, or a finished Builder) and waits for "
           "its reply; "
           "Timeout if none arrives within `timeout` seconds.")
-      .def_property_readonly("late_replies", [](PyRequester& r) { return r.req->late_replies(); })
-      .def_property_readonly("client", [](PyRequester& r) { return r.req->client(); })
-      .def("close", [](PyRequester& r) { r.req.reset(); })
-      .def("__enter__", [](py::object self) { return self; })
-      .def("__exit__", [](PyRequester& r, py::args) { r.req.reset(); });
+      .def_property_readonly(
+          "late_replies", [](PyRequester& r) { return r.req->late_replies(); },
+          "replies that arrived after their call timed out")
+      .def_property_readonly(
+          "client", [](PyRequester& r) { return r.req->client(); },
+          "this requester's client name (its reply topic)")
+      .def(
+          "close", [](PyRequester& r) { r.req.reset(); }, "Closes the requester.")
+      .def(
+          "__enter__", [](py::object self) { return self; },
+          "The object itself (a context manager).")
+      .def(
+          "__exit__", [](PyRequester& r, py::args) { r.req.reset(); }, "Closes it.");
 
   py::class_<PyResponder>(m, "Responder", "The server side of a request/reply service.")
       .def(
@@ -1166,14 +1586,23 @@ PYBIND11_MODULE(_shmbus, m) {
       .def(
           "stop", [](PyResponder& r) { r.stopping.store(true); },
           "Makes serve() return (within ~20 ms).")
-      .def("set_error_hook", [](PyResponder& r, py::object fn) { r.error_hook = std::move(fn); })
-      .def_property_readonly("errors", [](PyResponder& r) { return r.errors; })
-      .def_property_readonly("clients", [](PyResponder& r) { return r.rsp->clients(); })
-      .def_property_readonly("failed_replies",
-                             [](PyResponder& r) { return r.rsp->failed_replies(); })
-      .def("close", [](PyResponder& r) { r.rsp.reset(); })
-      .def("__enter__", [](py::object self) { return self; })
-      .def("__exit__", [](PyResponder& r, py::args) { r.rsp.reset(); });
+      .def(
+          "set_error_hook", [](PyResponder& r, py::object fn) { r.error_hook = std::move(fn); },
+          "fn(exc, traceback, msg) for each handler exception (set by the package: logs it).")
+      .def_property_readonly(
+          "errors", [](PyResponder& r) { return r.errors; }, "handler exceptions so far")
+      .def_property_readonly(
+          "clients", [](PyResponder& r) { return r.rsp->clients(); }, "clients seen so far")
+      .def_property_readonly(
+          "failed_replies", [](PyResponder& r) { return r.rsp->failed_replies(); },
+          "replies that could not be published")
+      .def(
+          "close", [](PyResponder& r) { r.rsp.reset(); }, "Closes the responder.")
+      .def(
+          "__enter__", [](py::object self) { return self; },
+          "The object itself (a context manager).")
+      .def(
+          "__exit__", [](PyResponder& r, py::args) { r.rsp.reset(); }, "Closes it.");
 
   // ---------------------------------------------------------------- schemas
   m.def(

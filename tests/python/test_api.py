@@ -22,7 +22,7 @@ def test_dispatcher_decorator_and_gap(bus):
     def on_quote(msg):
         got.append(("q", msg.data["seq"]))
 
-    d.on("d.raw", lambda msg: got.append(("r", msg.raw)))
+    d.on("d.raw", lambda msg: got.append(("r", bytes(msg.raw))))
     d.on_gap(gaps.append)
     for i in range(10):  # lapped before the loop starts: one gap
         _ = raw.publish_bytes(b"%d" % i)
@@ -71,7 +71,7 @@ def test_handler_error_is_logged_counted_and_loop_goes_on(bus, caplog):
 
     @d.on("e")
     def h(msg):
-        seen.append(msg.raw)
+        seen.append(bytes(msg.raw))
         if msg.raw == b"boom":
             raise ValueError("handler failed on purpose")
 
@@ -92,7 +92,7 @@ def test_handler_error_stops_loop_with_stop_on_error(bus):
 
     @d.on("e2")
     def h(msg):
-        seen.append(msg.raw)
+        seen.append(msg.raw_bytes)
         raise KeyError("stop here")
 
     for m in (b"a", b"b"):
@@ -208,3 +208,66 @@ def test_no_reference_leaks_over_100k_messages(bus):
 def _refs(o):
     import sys
     return sys.getrefcount(o)
+
+
+@pytest.mark.parametrize("policy", ["lossy", "reliable"])
+def test_handler_raw_is_zero_copy_view_released_after_handler(bus, policy):
+    topic = "zc." + policy
+    pub = bus.publisher(topic, type="shmbus.md.Quote", policy=policy, slot_count=8)
+    d = shmbus.Dispatcher(bus, name="zc")
+    kept, inside = [], []
+
+    @d.on(topic)
+    def h(msg):
+        assert isinstance(msg.raw, memoryview) and msg.raw.readonly
+        inside.append((bytes(msg.raw), msg.raw_bytes, len(msg),
+                       msg.as_(shmbus.msg.md.Quote).Seq()))
+        kept.append(msg)
+        if len(kept) == 3:
+            d.stop()
+
+    for i in range(1, 4):
+        assert pub.publish({"symbol": "Z", "seq": i}) == shmbus.PublishResult.Ok
+    t = threading.Timer(10, d.stop)
+    t.start()
+    d.run()
+    t.cancel()
+    assert [x[3] for x in inside] == [1, 2, 3]
+    assert all(b == rb and len(b) == n for b, rb, n, _ in inside)
+    m = kept[0]
+    with pytest.raises(ValueError, match="released"):
+        _ = m.raw[0]
+    with pytest.raises(ValueError, match="after its handler returned"):
+        _ = m.raw_bytes
+    with pytest.raises(ValueError, match="after its handler returned"):
+        _ = m.data
+    with pytest.raises(ValueError, match="after its handler returned"):
+        _ = m.as_(shmbus.msg.md.Quote)
+    assert m.meta.seq == 1 and len(m) == 0
+
+
+def test_handler_data_taken_inside_stays_valid(bus):
+    pub = bus.publisher("zc.d", type="shmbus.md.Quote")
+    d = shmbus.Dispatcher(bus, name="zcd")
+    kept = []
+
+    @d.on("zc.d")
+    def h(msg):
+        _ = msg.data
+        kept.append(msg)
+        d.stop()
+
+    assert pub.publish({"symbol": "K", "seq": 7}) == shmbus.PublishResult.Ok
+    t = threading.Timer(10, d.stop)
+    t.start()
+    d.run()
+    t.cancel()
+    assert kept[0].data["seq"] == 7 and kept[0].data["symbol"] == "K"
+
+
+def test_poll_raw_stays_bytes(bus):
+    pub = bus.publisher("zc.p")
+    sub = bus.subscriber("zc.p", name="p")
+    assert pub.publish(b"abc") == shmbus.PublishResult.Ok
+    (m,) = sub.poll(1)
+    assert isinstance(m.raw, bytes) and m.raw == m.raw_bytes == b"abc"

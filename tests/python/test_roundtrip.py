@@ -1,5 +1,6 @@
 """Round trips Python->Python, C++->Python and Python->C++, lossy and reliable,
 typed and raw: every message in order, content equal."""
+import json
 import os
 import re
 
@@ -141,3 +142,38 @@ def test_feed_handler_to_python(bus, bus_name):
             assert 0 < q.BidPx() < q.AskPx()
     finally:
         peer.kill()
+
+
+def test_object_api_and_dict_fast_path_equal_the_json_path(bus):
+    """pub.publish(QuoteT) and pub.publish(dict) build in C++ from the schema's reflection data;
+    the bytes decode to what the JSON path (shmbus.from_json) gives for the same fields."""
+    pub = bus.publisher("oa", type="shmbus.md.Quote")
+    sub = bus.subscriber("oa", name="oa", start="oldest")
+    q = md.QuoteT()
+    q.symbol, q.venue, q.seq, q.bidPx, q.askOrders, q.instrumentId = "AAPL", "XNAS", 5, 189.5, 2, 2**64 - 1
+    d = {"symbol": "MSFT", "seq": 6, "ask_px": 1.25, "bid_orders": 4}
+    assert pub.publish(q) == shmbus.PublishResult.Ok
+    assert pub.publish(d) == shmbus.PublishResult.Ok
+    a, b = sub.poll(2)
+    qa = a.as_(md.Quote)
+    assert (qa.Symbol(), qa.Venue(), qa.Seq(), qa.BidPx(), qa.AskOrders(), qa.InstrumentId()) == \
+        (b"AAPL", b"XNAS", 5, 189.5, 2, 2**64 - 1)
+    assert b.data["symbol"] == "MSFT" and b.data["ask_px"] == 1.25 and b.data["bid_orders"] == 4
+    ref = shmbus.from_json("shmbus.md.Quote", '{"symbol": "MSFT", "seq": 6, "ask_px": 1.25, "bid_orders": 4}')
+    assert b.data == json.loads(shmbus.to_json("shmbus.md.Quote", ref))
+
+
+def test_fast_path_misfits_fall_back_or_fail_clearly(bus):
+    pub = bus.publisher("oa2", type="shmbus.md.Quote")
+    sub = bus.subscriber("oa2", name="oa2", start="oldest")
+    with pytest.raises(shmbus.InvalidJson, match="nope"):
+        pub.publish({"symbol": "A", "nope": 1})      # unknown key: the JSON path's error
+    with pytest.raises(shmbus.InvalidJson):
+        pub.publish({"symbol": "A", "seq": -1})      # out of range for uint64
+    q = md.QuoteT()
+    q.seq = "not a number"
+    with pytest.raises(shmbus.InvalidArgument, match="object API"):
+        pub.publish(q)
+    with pytest.raises(shmbus.InvalidArgument, match="object API"):
+        pub.publish(object())
+    assert sub.poll(10) == []                        # nothing published by any of them

@@ -8,6 +8,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 import shmbus
 from conftest import Peer, fill_payload, kv, tool
 
@@ -96,3 +98,18 @@ def test_sigkilled_python_consumer_is_reaped(bus, bus_name):
         assert time.monotonic() - t < 5
     finally:
         child.kill()
+
+
+def test_try_publish_bytes_fast_path(bus):
+    pub = bus.publisher("tpb", policy="reliable", slot_size=64, slot_count=2)
+    sub = bus.subscriber("tpb", name="tpb")
+    assert pub.try_publish_bytes(b"a") is shmbus.PublishResult.Ok
+    assert pub.try_publish_bytes(bytearray(b"b")) is shmbus.PublishResult.Ok
+    assert pub.try_publish_bytes(b"c") is shmbus.PublishResult.WouldBlock   # ring full
+    assert pub.try_publish_bytes(b"x" * 1000) is shmbus.PublishResult.TooLarge
+    assert sub.poll_bytes(10) == [b"a", b"b"]
+    with pytest.raises(TypeError):
+        pub.try_publish_bytes(3)
+    pub.close()
+    with pytest.raises(shmbus.InvalidArgument, match="closed"):
+        pub.try_publish_bytes(b"a")

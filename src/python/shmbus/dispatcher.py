@@ -92,6 +92,7 @@ class Dispatcher:
 
     @property
     def running(self):
+        """Whether the loop is running (on any thread)."""
         return self._d.running
 
     @property
@@ -101,6 +102,7 @@ class Dispatcher:
 
     @property
     def delivered(self):
+        """Messages handed to handlers so far."""
         return self._d.delivered
 
     @property
@@ -109,9 +111,11 @@ class Dispatcher:
         return self._d.drops
 
     def __enter__(self):
+        """The Dispatcher itself; leaving the block stops it."""
         return self
 
     def __exit__(self, *exc):
+        """Stops the loop (and joins its thread)."""
         self.stop()
 
     @staticmethod
