@@ -30,7 +30,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev nlohmann-json3-dev libyaml-cpp-dev
   libhiredis-dev librabbitmq-dev
-  pybind11-dev python3-dev python3-flatbuffers python3-pytest
+  pybind11-dev python3-dev python3-flatbuffers python3-pytest python3-mypy
   procps tmux
 )
 # Tests: real servers and the real clients remote users run against them,
