@@ -33,9 +33,9 @@
 #include <thread>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <shmbus/msg/md_quote_generated.h>
+#include <CLI/CLI.hpp>
 #include <shmbus/admin/envelope.hpp>
 #include <shmbus/core/bus.hpp>
 #include <shmbus/core/publisher.hpp>
@@ -147,7 +147,8 @@ std::uint64_t route_counter(Bridge& b, const char* field) {
 
 std::string yaml_servers(const Options& o) {
   std::string y;
-  if (o.redis_port != 0) y += fmt::format("redis: {{host: {}, port: {}}}\n", o.redis_host, o.redis_port);
+  if (o.redis_port != 0)
+    y += fmt::format("redis: {{host: {}, port: {}}}\n", o.redis_host, o.redis_port);
   if (o.amqp_port != 0)
     y += fmt::format("amqp: {{host: {}, port: {}, user: {}, password_env: {}, vhost: \"{}\"}}\n",
                      o.amqp_host, o.amqp_port, o.amqp_user, o.amqp_password_env, o.amqp_vhost);
@@ -158,9 +159,8 @@ std::string yaml_servers(const Options& o) {
 
 // redis-benchmark's figure (requests/s) for one command, -P 16, 200-byte values.
 double redis_benchmark(const Options& o, const std::string& command, std::size_t n) {
-  const std::string cmd =
-      fmt::format("{} -h {} -p {} -P 16 -n {} --csv {} 2>&1", o.redis_benchmark,
-                  o.redis_host, o.redis_port, n, command);
+  const std::string cmd = fmt::format("{} -h {} -p {} -P 16 -n {} --csv {} 2>&1", o.redis_benchmark,
+                                      o.redis_host, o.redis_port, n, command);
   FILE* p = ::popen(cmd.c_str(), "r");
   if (p == nullptr) return 0;
   char buf[4096];
@@ -190,8 +190,8 @@ struct Amqp {
 void amqp_check(amqp_connection_state_t c, const char* what) {
   const amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
   if (r.reply_type != AMQP_RESPONSE_NORMAL)
-    throw std::runtime_error(fmt::format("amqp: {} failed (reply type {})", what,
-                                         static_cast<int>(r.reply_type)));
+    throw std::runtime_error(
+        fmt::format("amqp: {} failed (reply type {})", what, static_cast<int>(r.reply_type)));
 }
 
 std::unique_ptr<Amqp> amqp_open(const Options& o) {
@@ -298,14 +298,14 @@ Throughput bridge_throughput(const Options& o, const QuoteMaker& q, const std::s
   tc.slot_count = 4096;
   auto pub = sb.bus.publisher<shmbus::md::Quote>("bench.q", tc);
   const std::string prefix = to == "amqp" ? "" : unique("bench") + ".";
-  const std::string extra = to == "amqp"          ? fmt::format(", exchange: {}", kExchange)
+  const std::string extra = to == "amqp"           ? fmt::format(", exchange: {}", kExchange)
                             : to == "redis-stream" ? ", maxlen: 100000"
                                                    : "";
-  auto bridge = start_bridge(fmt::format(
-      "bridge: {{name: bench, bus: {}, http: {{enabled: false}}}}\n{}routes:\n"
-      "  - {{name: out, direction: out, to: {}, topics: \"bench.>\", prefix: \"{}\", "
-      "format: {}, skip_own: false{}}}\n",
-      sb.name, yaml_servers(o), to, prefix, format, extra));
+  auto bridge = start_bridge(
+      fmt::format("bridge: {{name: bench, bus: {}, http: {{enabled: false}}}}\n{}routes:\n"
+                  "  - {{name: out, direction: out, to: {}, topics: \"bench.>\", prefix: \"{}\", "
+                  "format: {}, skip_own: false{}}}\n",
+                  sb.name, yaml_servers(o), to, prefix, format, extra));
   std::this_thread::sleep_for(300ms);  // the route's first topic scan (Live start)
   const auto t0 = Clock::now();
   for (std::uint64_t i = 1; i <= n; ++i) {
@@ -355,8 +355,8 @@ Latency summarize(std::vector<std::int64_t>& ns) {
   if (ns.empty()) return l;
   std::sort(ns.begin(), ns.end());
   const auto at = [&](double q) {
-    return static_cast<double>(ns[std::min(ns.size() - 1, static_cast<std::size_t>(
-                                                              q * static_cast<double>(ns.size())))]) /
+    return static_cast<double>(ns[std::min(
+               ns.size() - 1, static_cast<std::size_t>(q * static_cast<double>(ns.size())))]) /
            1e3;
   };
   l.p50_us = at(0.50);
@@ -442,18 +442,18 @@ Latency latency_federation(const Options& o, const QuoteMaker& q, bool amqp) {
   if (amqp) {
     // Not persistent: at 10 k msg/s persistent confirms are the broker's fsync limit, not
     // latency (see the throughput rows).
-    out = fmt::format("to: amqp, exchange: {}, prefix: \"{}.\", persistent: never", kExchange,
-                      name);
+    out =
+        fmt::format("to: amqp, exchange: {}, prefix: \"{}.\", persistent: never", kExchange, name);
     in = fmt::format("from: amqp, queue: {0}, exchange: {1}, bindings: [\"{0}.#\"]", name,
                      kExchange);
   } else {
     out = fmt::format("to: redis-stream, prefix: \"{}.\", maxlen: 100000", name);
     in = fmt::format("from: redis-stream, stream: {}.fed.q, group: g, start: \"0\"", name);
   }
-  auto ba = start_bridge(fmt::format(
-      "bridge: {{name: fa, bus: {}, http: {{enabled: false}}}}\n{}routes:\n"
-      "  - {{name: out, direction: out, topics: \"fed.>\", skip_own: false, {}}}\n",
-      a.name, yaml_servers(o), out));
+  auto ba = start_bridge(
+      fmt::format("bridge: {{name: fa, bus: {}, http: {{enabled: false}}}}\n{}routes:\n"
+                  "  - {{name: out, direction: out, topics: \"fed.>\", skip_own: false, {}}}\n",
+                  a.name, yaml_servers(o), out));
   auto bb = start_bridge(fmt::format(
       "bridge: {{name: fb, bus: {}, http: {{enabled: false}}}}\n{}routes:\n"
       "  - {{name: in, direction: in, topic: fed.b, type: shmbus.md.Quote, policy: reliable, "
@@ -470,8 +470,8 @@ Latency latency_federation(const Options& o, const QuoteMaker& q, bool amqp) {
       const std::size_t got = sub.poll(
           [&](const shmbus::Message& m) {
             const std::int64_t now = wall_ns();
-            const std::int64_t ts = stamp_of(reinterpret_cast<const char*>(m.data.data()),
-                                             m.data.size(), false);
+            const std::int64_t ts =
+                stamp_of(reinterpret_cast<const char*>(m.data.data()), m.data.size(), false);
             if (ts != 0) lat.push_back(now - ts);
           },
           64);
@@ -577,8 +577,8 @@ int main(int argc, char** argv) {
       std::printf("%-42s %8s %9s %9s %9s  (%0.f msg/s, %zu messages)\n", "latency (wall clock)",
                   "received", "p50 us", "p99 us", "max us", o.rate, o.latency_messages);
       const auto print = [&](const std::string& what, const Latency& l) {
-        std::printf("%-42s %8zu %9.1f %9.1f %9.1f\n", what.c_str(), l.received, l.p50_us,
-                    l.p99_us, l.max_us);
+        std::printf("%-42s %8zu %9.1f %9.1f %9.1f\n", what.c_str(), l.received, l.p50_us, l.p99_us,
+                    l.max_us);
         std::fflush(stdout);
       };
       if (o.redis_port != 0) {

@@ -44,15 +44,15 @@
 #include <algorithm>
 #include <cassert>
 #include <charconv>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
-#include <cmath>
 #include <memory>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "schema_internal.hpp"
@@ -88,10 +88,14 @@ std::unique_ptr<flatbuffers::Parser> make_parser(const std::vector<std::uint8_t>
 // GenerateText prints non-finite doubles as bare nan / -nan / inf / -inf.
 // Outside string literals (keys and string values are always quoted) the only
 // bare words it emits are true and false, so any other word is one of those.
-std::string strict_numbers(const std::string& text) {
-  if (text.find_first_of("ni") == std::string::npos) return text;
-  std::string out;
-  out.reserve(text.size() + 16);
+// Appends to `out`; with drop_blanks, without the blanks outside strings (append_json's
+// fallback: {"a":1} where GenerateText writes {"a": 1}).
+void strict_numbers(const std::string& text, std::string& out, bool drop_blanks) {
+  if (!drop_blanks && text.find_first_of("ni") == std::string::npos) {
+    out += text;
+    return;
+  }
+  out.reserve(out.size() + text.size() + 16);
   bool in_string = false;
   bool escaped = false;
   for (std::size_t i = 0; i < text.size(); ++i) {
@@ -111,6 +115,7 @@ std::string strict_numbers(const std::string& text) {
       out += c;
       continue;
     }
+    if (drop_blanks && (c == ' ' || c == '\n' || c == '\t' || c == '\r')) continue;
     const bool negative =
         c == '-' && i + 1 < text.size() && (text[i + 1] == 'n' || text[i + 1] == 'i');
     if (c != 'n' && c != 'i' && !negative) {
@@ -131,7 +136,6 @@ std::string strict_numbers(const std::string& text) {
       out.append(text, i, end - i);
     i = end - 1;
   }
-  return out;
 }
 
 // ---------------------------------------------------------------- error messages
@@ -428,14 +432,23 @@ T default_of(const flatbuffers::FieldDef& fd) {
   return v;
 }
 
-bool put_table(const flatbuffers::StructDef& sd, const flatbuffers::Table* table,
-               std::string& out);
+bool put_table(const flatbuffers::StructDef& sd, const flatbuffers::Table* table, std::string& out);
 
 // One value of a pointer type (string, struct/table, vector) at `p`.
 bool put_pointer(const void* p, const flatbuffers::Type& type, std::string& out) {
   switch (type.base_type) {
     case flatbuffers::BASE_TYPE_STRING: {
       const auto* s = static_cast<const flatbuffers::String*>(p);
+      // Printable ASCII without quote or backslash is written as it is by EscapeString:
+      // copied in one piece here; anything else goes through EscapeString.
+      const std::string_view v(s->c_str(), s->size());
+      if (std::all_of(v.begin(), v.end(),
+                      [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; })) {
+        out += '"';
+        out += v;
+        out += '"';
+        return true;
+      }
       return flatbuffers::EscapeString(s->c_str(), s->size(), &out, false, false);
     }
     case flatbuffers::BASE_TYPE_STRUCT:
@@ -445,14 +458,14 @@ bool put_pointer(const void* p, const flatbuffers::Type& type, std::string& out)
       out += '[';
       bool ok = true;
       switch (et.base_type) {
-#define SHMBUS_SCALAR_VECTOR(ENUM, IDLTYPE, CTYPE, ...)                              \
-  case flatbuffers::BASE_TYPE_##ENUM: {                                              \
-    const auto& v = *static_cast<const flatbuffers::Vector<CTYPE>*>(p);              \
-    for (flatbuffers::uoffset_t i = 0; i < v.size(); ++i) {                          \
-      if (i != 0) out += ',';                                                        \
-      put_scalar<CTYPE>(v.Get(i), et, out);                                          \
-    }                                                                                \
-    break;                                                                           \
+#define SHMBUS_SCALAR_VECTOR(ENUM, IDLTYPE, CTYPE, ...)                 \
+  case flatbuffers::BASE_TYPE_##ENUM: {                                 \
+    const auto& v = *static_cast<const flatbuffers::Vector<CTYPE>*>(p); \
+    for (flatbuffers::uoffset_t i = 0; i < v.size(); ++i) {             \
+      if (i != 0) out += ',';                                           \
+      put_scalar<CTYPE>(v.Get(i), et, out);                             \
+    }                                                                   \
+    break;                                                              \
   }
         FLATBUFFERS_GEN_TYPES_SCALAR(SHMBUS_SCALAR_VECTOR)
 #undef SHMBUS_SCALAR_VECTOR
@@ -501,11 +514,11 @@ bool put_table(const flatbuffers::StructDef& sd, const flatbuffers::Table* table
     out += fd->name;
     out += "\":";
     switch (type.base_type) {
-#define SHMBUS_SCALAR_FIELD(ENUM, IDLTYPE, CTYPE, ...)                                       \
-  case flatbuffers::BASE_TYPE_##ENUM:                                                        \
-    put_scalar<CTYPE>(sd.fixed ? fixed->GetField<CTYPE>(off)                                 \
-                               : table->GetField<CTYPE>(off, default_of<CTYPE>(*fd)),        \
-                      type, out);                                                            \
+#define SHMBUS_SCALAR_FIELD(ENUM, IDLTYPE, CTYPE, ...)                                \
+  case flatbuffers::BASE_TYPE_##ENUM:                                                 \
+    put_scalar<CTYPE>(sd.fixed ? fixed->GetField<CTYPE>(off)                          \
+                               : table->GetField<CTYPE>(off, default_of<CTYPE>(*fd)), \
+                      type, out);                                                     \
     break;
       FLATBUFFERS_GEN_TYPES_SCALAR(SHMBUS_SCALAR_FIELD)
 #undef SHMBUS_SCALAR_FIELD
@@ -520,27 +533,6 @@ bool put_table(const flatbuffers::StructDef& sd, const flatbuffers::Table* table
   }
   out += '}';
   return true;
-}
-
-// GenerateText's one-line output without the blanks outside strings.
-void append_without_blanks(const std::string& json, std::string& out) {
-  bool in_string = false;
-  bool escaped = false;
-  for (const char c : json) {
-    if (in_string) {
-      if (escaped)
-        escaped = false;
-      else if (c == '\\')
-        escaped = true;
-      else if (c == '"')
-        in_string = false;
-      out += c;
-      continue;
-    }
-    if (c == ' ' || c == '\n' || c == '\t' || c == '\r') continue;
-    if (c == '"') in_string = true;
-    out += c;
-  }
 }
 
 }  // namespace compact
@@ -625,7 +617,9 @@ std::string JsonCodec::to_json(std::span<const std::byte> message) const {
   std::string text;
   // 2.0.8: true on success, false when a string is not valid UTF-8.
   if (!flatbuffers::GenerateText(*d.parser, data, &text)) not_utf8(d.type_name());
-  return strict_numbers(text);
+  std::string out;
+  strict_numbers(text, out, false);
+  return out;
 }
 
 void JsonCodec::append_json(std::span<const std::byte> message, std::string& out) const {
@@ -635,8 +629,8 @@ void JsonCodec::append_json(std::span<const std::byte> message, std::string& out
   const std::uint8_t* data = checked_bytes(d.verifier, message, copy);
   if (d.compact_supported) {
     const std::size_t mark = out.size();
-    if (!compact::put_table(*d.parser->root_struct_def_, flatbuffers::GetRoot<flatbuffers::Table>(data),
-                            out)) {
+    if (!compact::put_table(*d.parser->root_struct_def_,
+                            flatbuffers::GetRoot<flatbuffers::Table>(data), out)) {
       out.resize(mark);
       not_utf8(d.type_name());
     }
@@ -644,7 +638,7 @@ void JsonCodec::append_json(std::span<const std::byte> message, std::string& out
   }
   std::string text;
   if (!flatbuffers::GenerateText(*d.parser, data, &text)) not_utf8(d.type_name());
-  compact::append_without_blanks(strict_numbers(text), out);
+  strict_numbers(text, out, true);
 }
 
 std::vector<std::byte> JsonCodec::from_json(std::string_view json) const {

@@ -129,6 +129,20 @@ class BridgeProc {
   std::string output_;
 };
 
+// The value of one series in /metrics text (-1 when absent).
+inline double metric(const std::string& text, const std::string& series) {
+  const auto p = text.find(series + " ");
+  return p == std::string::npos ? -1.0 : std::stod(text.substr(p + series.size() + 1));
+}
+
+// How often `word` occurs in `text` (e.g. "disconnected" in a bridge's log: once per state
+// change, never per attempt).
+inline std::size_t occurrences(const std::string& text, const std::string& word) {
+  std::size_t n = 0;
+  for (auto p = text.find(word); p != std::string::npos; p = text.find(word, p + 1)) ++n;
+  return n;
+}
+
 // A Quote whose fields derive from i (so a receiver can check every one).
 inline flatbuffers::FlatBufferBuilder quote(std::uint64_t i) {
   flatbuffers::FlatBufferBuilder fbb;

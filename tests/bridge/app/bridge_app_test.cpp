@@ -459,11 +459,6 @@ seqs = [json.loads(f[b"json"])["seq"] for _, f in r.xrange(sys.argv[2])]
 print("count %d exact %s" % (len(seqs), seqs == list(range(1, int(sys.argv[3]) + 1))), flush=True)
 )";
 
-double metric(const std::string& text, const std::string& series) {
-  const auto p = text.find(series + " ");
-  return p == std::string::npos ? -1.0 : std::stod(text.substr(p + series.size() + 1));
-}
-
 // The Redis server is SIGKILLed mid-stream on a reliable topic and restarted: /health goes
 // 503 and back to 200, the producer is held back by the ring meanwhile, the reconnect is
 // counted, and the stream holds every message exactly once, in order.
@@ -525,12 +520,7 @@ routes:
   EXPECT_EQ(metric(m, "shmbus_bridge_route_dropped_total{direction=\"out\",route=\"st\"}"), 0.0);
   EXPECT_EQ(bridge.terminate(), 0);
   // Logged once per state change, not per attempt.
-  const std::string& log = bridge.output();
-  std::size_t downs = 0;
-  for (auto p = log.find("disconnected"); p != std::string::npos;
-       p = log.find("disconnected", p + 1))
-    ++downs;
-  EXPECT_EQ(downs, 1u) << log;
+  EXPECT_EQ(occurrences(bridge.output(), "disconnected"), 1u) << bridge.output();
 }
 
 // Federation: bus A -> RabbitMQ -> bus B and bus B -> RabbitMQ -> bus A through one topic

@@ -45,6 +45,10 @@ bool AmqpPublisher::connect(std::chrono::milliseconds timeout) {
 }
 
 SubmitStatus AmqpPublisher::publish(AmqpMessage message) {
+  return try_publish(message);
+}
+
+SubmitStatus AmqpPublisher::try_publish(AmqpMessage& message) {
   if (link_.state() != LinkState::Ready) return SubmitStatus::NotConnected;
   if (unsettled_ >= options_.window) return SubmitStatus::Full;
   if (tags_generation_ != link_.generation()) {

@@ -67,6 +67,8 @@ class AmqpPublisher {
   // messages are unconfirmed. On a socket error the message is kept in flight and comes
   // back as Unconfirmed from the next poll().
   [[nodiscard]] SubmitStatus publish(AmqpMessage message);
+  // The same, moving from `message` only when Queued (no copy on the route's path).
+  [[nodiscard]] SubmitStatus try_publish(AmqpMessage& message);
 
   // Reconnects if due; appends completions for the confirms, returns and nacks that
   // arrived, waiting up to `timeout` while messages are unconfirmed. Returns how many.
