@@ -61,7 +61,7 @@ class Sink {
   virtual ~Sink() = default;
   // Moves from `m` only when it was queued.
   [[nodiscard]] virtual transport::SubmitStatus submit(OutMessage& m) = 0;
-  virtual void poll(std::chrono::milliseconds timeout, std::vector<Done>& out) = 0;
+  virtual void poll(std::chrono::microseconds timeout, std::vector<Done>& out) = 0;
   [[nodiscard]] virtual bool connect(std::chrono::milliseconds timeout) = 0;
   [[nodiscard]] virtual transport::LinkState state() const = 0;
   [[nodiscard]] virtual const std::string& last_error() const = 0;
@@ -90,7 +90,7 @@ class RedisSink final : public SinkOf<transport::RedisPublisher, transport::Redi
   transport::SubmitStatus submit(OutMessage& m) override {
     return pub_.try_submit(std::get<RedisMessage>(m));
   }
-  void poll(std::chrono::milliseconds timeout, std::vector<Done>& out) override {
+  void poll(std::chrono::microseconds timeout, std::vector<Done>& out) override {
     completions_.clear();
     pub_.poll(timeout, completions_);
     for (auto& c : completions_) {
@@ -119,7 +119,7 @@ class AmqpSink final : public SinkOf<transport::AmqpPublisher, transport::AmqpPu
   transport::SubmitStatus submit(OutMessage& m) override {
     return pub_.try_publish(std::get<AmqpMessage>(m));
   }
-  void poll(std::chrono::milliseconds timeout, std::vector<Done>& out) override {
+  void poll(std::chrono::microseconds timeout, std::vector<Done>& out) override {
     completions_.clear();
     pub_.poll(timeout, completions_);
     for (auto& c : completions_) {
@@ -422,8 +422,14 @@ class OutboundRoute final : public RouteBase {
       publish_state();
       if (read == 0) {
         // Nothing to read: wait for replies (which also drives a reconnect), or for the bus.
-        if (sink_->in_flight() > 0 || sink_->state() != transport::LinkState::Ready ||
-            !pending_.empty()) {
+        if (sink_->state() == transport::LinkState::Ready && pending_.empty() &&
+            sink_->in_flight() > 0) {
+          // Confirms due while the bus may bring more: short waits, so that a message
+          // published meanwhile is not held up behind a slow confirm (AMQP: milliseconds).
+          sink_->poll(std::chrono::microseconds(200), done);
+          handle(done);
+        } else if (sink_->in_flight() > 0 || sink_->state() != transport::LinkState::Ready ||
+                   !pending_.empty()) {
           sink_->poll(std::chrono::milliseconds(2), done);
           handle(done);
         } else if (sources_.size() == 1) {

@@ -141,7 +141,7 @@ void AmqpPublisher::report_lost(std::vector<AmqpCompletion>& out) {
   first_tag_ = next_tag_ = 1;
 }
 
-std::size_t AmqpPublisher::poll(std::chrono::milliseconds timeout,
+std::size_t AmqpPublisher::poll(std::chrono::microseconds timeout,
                                 std::vector<AmqpCompletion>& out) {
   const auto deadline = Clock::now() + timeout;
   const std::size_t before = out.size();

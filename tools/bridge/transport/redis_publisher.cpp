@@ -165,7 +165,7 @@ std::size_t RedisPublisher::report_lost(std::vector<RedisCompletion>& out) {
   return n;
 }
 
-std::size_t RedisPublisher::poll(std::chrono::milliseconds timeout,
+std::size_t RedisPublisher::poll(std::chrono::microseconds timeout,
                                  std::vector<RedisCompletion>& out) {
   const auto deadline = Clock::now() + timeout;
   const std::size_t before = out.size();

@@ -94,7 +94,7 @@ class RedisPublisher {
   // every reply that arrived, waiting up to `timeout` while commands are unanswered.
   // On a broken connection every unanswered command comes back as Unconfirmed.
   // Returns the number of completions appended.
-  std::size_t poll(std::chrono::milliseconds timeout, std::vector<RedisCompletion>& out);
+  std::size_t poll(std::chrono::microseconds timeout, std::vector<RedisCompletion>& out);
 
   // poll() until nothing is unanswered or `timeout` passes; true if all were answered.
   [[nodiscard]] bool flush(std::chrono::milliseconds timeout, std::vector<RedisCompletion>& out);
