@@ -43,6 +43,7 @@ EnvelopeWriter::EnvelopeWriter(const Topic& topic, RawEncoding raw)
   id_open_ = json_quote(message_id(bus_, topic_, 0));
   id_open_.resize(id_open_.size() - 2);  // "<bus>/<topic>/ : the seq and the quote follow
   bus_field_ = ",\"bus\":" + json_quote(bus_);
+  type_quoted_ = json_quote(type_);  // "" until the first typed message (raw topics)
 }
 
 EnvelopeWriter::EnvelopeWriter(EnvelopeWriter&&) noexcept = default;
