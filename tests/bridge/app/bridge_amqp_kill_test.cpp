@@ -169,36 +169,22 @@ routes:
   EXPECT_EQ(http_get(bridge.port(), "/health").status, 200);
 
   constexpr std::uint64_t n = 3000;
-  std::atomic<std::uint64_t> published{0};
-  std::thread producer([&] {
-    for (std::uint64_t i = 1; i <= n; ++i) {
-      auto fbb = quote(i);
-      if (pub.publish(fbb, 300s) != PublishResult::Ok) return;
-      published.store(i);
-      if (i % 10 == 0) std::this_thread::sleep_for(1ms);
-    }
-  });
-  const auto join = [&] {
-    if (producer.joinable()) producer.join();
-  };
-  if (!eventually([&] { return published.load() >= 800; }, 30s)) {
-    join();
-    FAIL() << "the producer did not get to 800 messages";
-  }
+  QuoteProducer producer(pub, n, 120s);
+  ASSERT_TRUE(eventually([&] { return producer.published() >= 800; }, 30s));
   rabbit.kill();
   EXPECT_TRUE(eventually([&] { return http_get(bridge.port(), "/health").status == 503; }, 15s));
   // The ring (256 slots) holds the producer back while the broker is down.
-  const std::uint64_t stalled = published.load();
+  const std::uint64_t stalled = producer.published();
   std::this_thread::sleep_for(300ms);
-  EXPECT_LE(published.load(), stalled + 300) << "the producer is held back, not dropping";
-  EXPECT_LT(published.load(), n);
+  EXPECT_LE(producer.published(), stalled + 300) << "the producer is held back, not dropping";
+  EXPECT_LT(producer.published(), n);
   const bool restarted = rabbit.start(why);
   EXPECT_TRUE(restarted) << why;
   EXPECT_TRUE(eventually([&] { return http_get(bridge.port(), "/health").status == 200; }, 60s))
       << bridge.drain();
-  join();
+  producer.join();
   ASSERT_TRUE(restarted);
-  ASSERT_EQ(published.load(), n);
+  ASSERT_EQ(producer.published(), n);
 
   // Every message at least once, no gap (the unconfirmed ones were re-sent).
   auto drain = python(kAmqpDrain, drain_args("drain", n));

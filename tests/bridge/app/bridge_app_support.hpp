@@ -10,6 +10,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include <shmbus/msg/md_quote_generated.h>
 #include <shmbus/core/publisher.hpp>
@@ -152,6 +153,33 @@ inline flatbuffers::FlatBufferBuilder quote(std::uint64_t i) {
              md::QuoteIdentifier());
   return fbb;
 }
+
+// Quotes 1..n published on `pub` from a thread of its own, with a 1 ms pause every 10: a
+// steady stream that a remote outage interrupts. A publish blocked longer than `block` ends
+// it. Joined by the destructor, so a failed assertion cannot leave the thread running.
+class QuoteProducer {
+ public:
+  QuoteProducer(Publisher& pub, std::uint64_t n, std::chrono::seconds block)
+      : thread_([this, &pub, n, block] {
+          for (std::uint64_t i = 1; i <= n; ++i) {
+            auto fbb = quote(i);
+            if (pub.publish(fbb, block) != PublishResult::Ok) return;
+            published_.store(i);
+            if (i % 10 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          }
+        }) {}
+  ~QuoteProducer() { join(); }
+  QuoteProducer(const QuoteProducer&) = delete;
+  QuoteProducer& operator=(const QuoteProducer&) = delete;
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  [[nodiscard]] std::uint64_t published() const { return published_.load(); }
+
+ private:
+  std::atomic<std::uint64_t> published_{0};
+  std::thread thread_;  // last: it runs as soon as it exists
+};
 
 inline std::string quote_line(const std::string& topic, std::uint64_t seq, std::uint64_t i) {
   char px[32];

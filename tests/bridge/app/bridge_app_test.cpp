@@ -479,27 +479,19 @@ routes:
   EXPECT_EQ(http_get(bridge.port(), "/health").status, 200);
 
   constexpr std::uint64_t n = 3000;
-  std::atomic<std::uint64_t> published{0};
-  std::thread producer([&] {
-    for (std::uint64_t i = 1; i <= n; ++i) {
-      auto fbb = quote(i);
-      if (pub.publish(fbb, 60s) != PublishResult::Ok) return;
-      published.store(i);
-      if (i % 10 == 0) std::this_thread::sleep_for(1ms);
-    }
-  });
-  ASSERT_TRUE(eventually([&] { return published.load() >= 800; }, 20s));
+  QuoteProducer producer(pub, n, 60s);
+  ASSERT_TRUE(eventually([&] { return producer.published() >= 800; }, 20s));
   redis.kill();
   EXPECT_TRUE(eventually([&] { return http_get(bridge.port(), "/health").status == 503; }, 10s));
   // The ring (256 slots) holds the producer back while the remote is down.
-  const std::uint64_t stalled = published.load();
+  const std::uint64_t stalled = producer.published();
   std::this_thread::sleep_for(300ms);
-  EXPECT_LE(published.load(), stalled + 300) << "the producer is held back, not dropping";
+  EXPECT_LE(producer.published(), stalled + 300) << "the producer is held back, not dropping";
   redis.start();
   EXPECT_TRUE(eventually([&] { return http_get(bridge.port(), "/health").status == 200; }, 15s))
       << bridge.drain();
   producer.join();
-  ASSERT_EQ(published.load(), n);
+  ASSERT_EQ(producer.published(), n);
 
   // Every message, exactly once, in order.
   std::string last = "(no answer from the checker)";
