@@ -370,8 +370,8 @@ void paced(shmbus::Publisher& pub, const QuoteMaker& q, std::size_t n, double ra
   const auto period = std::chrono::nanoseconds(static_cast<std::int64_t>(1e9 / rate));
   auto next = Clock::now();
   for (std::uint64_t i = 1; i <= n; ++i) {
-    while (Clock::now() < next) {
-    }
+    // Sleeping, not spinning: on two CPUs a spinning producer would starve the bridge.
+    std::this_thread::sleep_until(next);
     next += period;
     auto fbb = q.build(i, static_cast<std::uint64_t>(wall_ns()));
     (void)pub.publish(fbb, 5s);
@@ -475,7 +475,10 @@ Latency latency_federation(const Options& o, const QuoteMaker& q, bool amqp) {
             if (ts != 0) lat.push_back(now - ts);
           },
           64);
-      if (got > 0) idle_since = Clock::now();
+      if (got > 0)
+        idle_since = Clock::now();
+      else
+        (void)sub.wait(std::chrono::milliseconds(2));  // not spinning, as the producer
     }
   });
   std::this_thread::sleep_for(300ms);
