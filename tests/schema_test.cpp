@@ -773,3 +773,92 @@ TEST(JsonCodec, IsMoveOnly) {
 }
 
 }  // namespace
+
+namespace {
+
+// to_json() with the blanks outside strings removed: what append_json() must equal.
+std::string without_blanks(const std::string& json) {
+  std::string out;
+  bool in_string = false, escaped = false;
+  for (const char c : json) {
+    if (in_string) {
+      escaped = !escaped && c == '\\';
+      if (!escaped && c == '"' && out.back() != '\\') in_string = false;
+      out += c;
+      continue;
+    }
+    if (c == ' ') continue;
+    if (c == '"') in_string = true;
+    out += c;
+  }
+  return out;
+}
+
+std::string appended(const JsonCodec& c, std::span<const std::byte> m) {
+  std::string out = "prefix:";
+  c.append_json(m, out);
+  EXPECT_EQ(out.rfind("prefix:", 0), 0u);
+  return out.substr(7);
+}
+
+}  // namespace
+
+// append_json() (the envelope's fast writer) prints exactly what to_json() prints, blanks
+// aside: every root type with its defaults, and messages with what differs most (struct and
+// table vectors, enums by name and unnamed values, signed enums, escapes and non-ASCII text,
+// NaN, infinities, -0.0, huge and tiny doubles, the largest integers).
+TEST(JsonCodec, AppendJsonEqualsToJsonWithoutBlanks) {
+  for (const auto& name : SchemaRegistry::instance().type_names()) {
+    const JsonCodec c = codec(name);
+    std::vector<std::byte> m;
+    try {
+      m = c.from_json("{}");
+    } catch (const Error&) {
+      continue;  // a type with required fields: covered below where it matters
+    }
+    EXPECT_EQ(appended(c, m), without_blanks(c.to_json(m))) << name;
+  }
+  const std::pair<const char*, const char*> cases[] = {
+      {"shmbus.md.Quote",
+       R"({"symbol":"A\"B\\C\n\u00e9\u4e2d","seq":18446744073709551615,"bid_px":"NaN",
+           "ask_px":"-Infinity","bid_qty":"Infinity","ask_qty":-0.0,"exchange_ts":1,
+           "bid_orders":4294967295})"},
+      {"shmbus.md.Quote", R"({"bid_px":1e300,"ask_px":1e-13,"bid_qty":0.1,"ask_qty":123456.789})"},
+      {"shmbus.md.BookUpdate",
+       R"({"symbol":"X","snapshot":true,"bids":[{"price":1.25,"qty":2,"order_count":3,
+           "level":1,"action":"Change"},{"price":0.5,"qty":0,"order_count":0,"level":2,
+           "action":7}],"asks":[],"depth":5})"},
+      {"shmbus.risk.Exposure",
+       R"({"account":"acc","symbols":[{"symbol":"S1","qty":-1.5},{"symbol":"S2"}],"ts":9})"},
+      {"shmbus.strategy.Signal",
+       R"({"strategy_id":"s","symbol":"y","direction":-1,"strength":0.75,"model":""})"},
+      {"shmbus.sys.DeadLetter", R"({"original_topic":"t","payload":[0,1,255]})"},
+  };
+  for (const auto& [type, json] : cases) {
+    const JsonCodec c = codec(type);
+    std::vector<std::byte> m;
+    ASSERT_NO_THROW(m = c.from_json(json)) << type << " " << json;
+    EXPECT_EQ(appended(c, m), without_blanks(c.to_json(m))) << type << " " << json;
+  }
+}
+
+// The fast writer refuses what to_json() refuses, with the same error, and appends nothing.
+TEST(JsonCodec, AppendJsonRejectsWhatToJsonRejects) {
+  const JsonCodec c = codec("shmbus.md.Quote");
+  const std::vector<std::byte> garbage(40, std::byte{0x7f});
+  std::string out = "kept";
+  std::string fast, slow;
+  try {
+    c.append_json(garbage, out);
+  } catch (const Error& e) {
+    fast = e.what();
+  }
+  try {
+    (void)c.to_json(garbage);
+  } catch (const Error& e) {
+    slow = e.what();
+  }
+  EXPECT_FALSE(fast.empty());
+  EXPECT_EQ(fast, slow);
+  EXPECT_EQ(out, "kept");
+}

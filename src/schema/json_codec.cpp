@@ -44,6 +44,7 @@
 #include <algorithm>
 #include <cassert>
 #include <charconv>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -51,6 +52,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "schema_internal.hpp"
@@ -86,10 +88,14 @@ std::unique_ptr<flatbuffers::Parser> make_parser(const std::vector<std::uint8_t>
 // GenerateText prints non-finite doubles as bare nan / -nan / inf / -inf.
 // Outside string literals (keys and string values are always quoted) the only
 // bare words it emits are true and false, so any other word is one of those.
-std::string strict_numbers(const std::string& text) {
-  if (text.find_first_of("ni") == std::string::npos) return text;
-  std::string out;
-  out.reserve(text.size() + 16);
+// Appends to `out`; with drop_blanks, without the blanks outside strings (append_json's
+// fallback: {"a":1} where GenerateText writes {"a": 1}).
+void strict_numbers(const std::string& text, std::string& out, bool drop_blanks) {
+  if (!drop_blanks && text.find_first_of("ni") == std::string::npos) {
+    out += text;
+    return;
+  }
+  out.reserve(out.size() + text.size() + 16);
   bool in_string = false;
   bool escaped = false;
   for (std::size_t i = 0; i < text.size(); ++i) {
@@ -109,6 +115,7 @@ std::string strict_numbers(const std::string& text) {
       out += c;
       continue;
     }
+    if (drop_blanks && (c == ' ' || c == '\n' || c == '\t' || c == '\r')) continue;
     const bool negative =
         c == '-' && i + 1 < text.size() && (text[i + 1] == 'n' || text[i + 1] == 'i');
     if (c != 'n' && c != 'i' && !negative) {
@@ -129,7 +136,6 @@ std::string strict_numbers(const std::string& text) {
       out.append(text, i, end - i);
     i = end - 1;
   }
-  return out;
 }
 
 // ---------------------------------------------------------------- error messages
@@ -335,9 +341,207 @@ std::size_t offset_of(std::string_view text, int line, int column) {
 
 // ---------------------------------------------------------------- JsonCodec
 
+// ---------------------------------------------------------------- compact writer
+//
+// append_json()'s fast path: the same text GenerateText prints with this file's options,
+// without the blanks outside strings, written straight into the caller's string. GenerateText
+// formats every number through a std::stringstream (a locale look-up per scalar: ~70% of an
+// envelope's cost); here integers go through std::to_chars and doubles through to_chars in
+// fixed notation with GenerateText's precision (12 for double, 6 for float) and its trailing-
+// zero trim, which gives the same digits (both are exactly rounded). It walks the Parser's own
+// StructDefs, so field order, defaults and enum names are GenerateText's. Schemas with what it
+// does not handle (unions, fixed-size arrays, optional scalars, bit_flags enums, flexbuffer
+// and nested_flatbuffer fields) take the GenerateText path instead: compact_supported() says
+// which, once per codec. tests/schema_test.cpp checks the two paths give the same text.
+namespace {
+namespace compact {
+
+bool type_supported(const flatbuffers::Type& t, std::vector<const flatbuffers::StructDef*>& seen);
+
+bool struct_supported(const flatbuffers::StructDef& sd,
+                      std::vector<const flatbuffers::StructDef*>& seen) {
+  if (std::find(seen.begin(), seen.end(), &sd) != seen.end()) return true;
+  seen.push_back(&sd);
+  for (const flatbuffers::FieldDef* fd : sd.fields.vec) {
+    if (fd->flexbuffer || fd->nested_flatbuffer != nullptr || fd->IsScalarOptional()) return false;
+    if (!type_supported(fd->value.type, seen)) return false;
+  }
+  return true;
+}
+
+bool type_supported(const flatbuffers::Type& t, std::vector<const flatbuffers::StructDef*>& seen) {
+  switch (t.base_type) {
+    case flatbuffers::BASE_TYPE_UNION:
+    case flatbuffers::BASE_TYPE_UTYPE:
+    case flatbuffers::BASE_TYPE_ARRAY:
+      return false;
+    case flatbuffers::BASE_TYPE_STRUCT:
+      return struct_supported(*t.struct_def, seen);
+    case flatbuffers::BASE_TYPE_VECTOR:
+      return type_supported(t.VectorType(), seen);
+    default:
+      return t.enum_def == nullptr || t.enum_def->attributes.Lookup("bit_flags") == nullptr;
+  }
+}
+
+void put_double(double v, int precision, std::string& out) {
+  if (std::isnan(v)) {
+    out += "\"NaN\"";
+    return;
+  }
+  if (std::isinf(v)) {
+    out += v < 0 ? "\"-Infinity\"" : "\"Infinity\"";
+    return;
+  }
+  char buf[400];  // fixed notation of the largest double: 309 digits + the decimals
+  const auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, precision);
+  std::string_view s(buf, static_cast<std::size_t>(r.ptr - buf));
+  // GenerateText's trim: no trailing zeros, but a whole number keeps ".0".
+  const auto last = s.find_last_not_of('0');
+  if (last != std::string_view::npos) s = s.substr(0, last + (s[last] == '.' ? 2 : 1));
+  out += s;
+}
+
+template <typename T>
+void put_scalar(T v, const flatbuffers::Type& type, std::string& out) {
+  if (type.base_type == flatbuffers::BASE_TYPE_BOOL) {
+    out += v != 0 ? "true" : "false";
+    return;
+  }
+  if (type.enum_def != nullptr) {
+    if (const auto* ev = type.enum_def->ReverseLookup(static_cast<std::int64_t>(v))) {
+      out += '"';
+      out += ev->name;
+      out += '"';
+      return;
+    }
+  }
+  if constexpr (std::is_floating_point_v<T>) {
+    put_double(static_cast<double>(v), std::is_same_v<T, float> ? 6 : 12, out);
+  } else {
+    char buf[24];
+    const auto r = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, static_cast<std::size_t>(r.ptr - buf));
+  }
+}
+
+template <typename T>
+T default_of(const flatbuffers::FieldDef& fd) {
+  T v{};
+  (void)flatbuffers::StringToNumber(fd.value.constant.c_str(), &v);
+  return v;
+}
+
+bool put_table(const flatbuffers::StructDef& sd, const flatbuffers::Table* table, std::string& out);
+
+// One value of a pointer type (string, struct/table, vector) at `p`.
+bool put_pointer(const void* p, const flatbuffers::Type& type, std::string& out) {
+  switch (type.base_type) {
+    case flatbuffers::BASE_TYPE_STRING: {
+      const auto* s = static_cast<const flatbuffers::String*>(p);
+      // Printable ASCII without quote or backslash is written as it is by EscapeString:
+      // copied in one piece here; anything else goes through EscapeString.
+      const std::string_view v(s->c_str(), s->size());
+      if (std::all_of(v.begin(), v.end(),
+                      [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; })) {
+        out += '"';
+        out += v;
+        out += '"';
+        return true;
+      }
+      return flatbuffers::EscapeString(s->c_str(), s->size(), &out, false, false);
+    }
+    case flatbuffers::BASE_TYPE_STRUCT:
+      return put_table(*type.struct_def, static_cast<const flatbuffers::Table*>(p), out);
+    case flatbuffers::BASE_TYPE_VECTOR: {
+      const flatbuffers::Type et = type.VectorType();
+      out += '[';
+      bool ok = true;
+      switch (et.base_type) {
+#define SHMBUS_SCALAR_VECTOR(ENUM, IDLTYPE, CTYPE, ...)                 \
+  case flatbuffers::BASE_TYPE_##ENUM: {                                 \
+    const auto& v = *static_cast<const flatbuffers::Vector<CTYPE>*>(p); \
+    for (flatbuffers::uoffset_t i = 0; i < v.size(); ++i) {             \
+      if (i != 0) out += ',';                                           \
+      put_scalar<CTYPE>(v.Get(i), et, out);                             \
+    }                                                                   \
+    break;                                                              \
+  }
+        FLATBUFFERS_GEN_TYPES_SCALAR(SHMBUS_SCALAR_VECTOR)
+#undef SHMBUS_SCALAR_VECTOR
+        case flatbuffers::BASE_TYPE_STRUCT:
+          if (et.struct_def->fixed) {
+            const auto& v = *static_cast<const flatbuffers::Vector<std::uint8_t>*>(p);
+            // The length of a vector of structs counts structs, not bytes.
+            for (flatbuffers::uoffset_t i = 0; i < v.size() && ok; ++i) {
+              if (i != 0) out += ',';
+              ok = put_pointer(v.Data() + et.struct_def->bytesize * i, et, out);
+            }
+            break;
+          }
+          [[fallthrough]];
+        default: {
+          const auto& v = *static_cast<const flatbuffers::Vector<flatbuffers::Offset<void>>*>(p);
+          for (flatbuffers::uoffset_t i = 0; i < v.size() && ok; ++i) {
+            if (i != 0) out += ',';
+            ok = put_pointer(v.Get(i), et, out);
+          }
+        }
+      }
+      out += ']';
+      return ok;
+    }
+    default:
+      return false;  // excluded by type_supported()
+  }
+}
+
+// A table, or a struct (sd.fixed: `table` points at the struct's bytes).
+bool put_table(const flatbuffers::StructDef& sd, const flatbuffers::Table* table,
+               std::string& out) {
+  out += '{';
+  bool first = true;
+  const auto* fixed = reinterpret_cast<const flatbuffers::Struct*>(table);
+  for (const flatbuffers::FieldDef* fd : sd.fields.vec) {
+    const flatbuffers::Type& type = fd->value.type;
+    const auto off = fd->value.offset;
+    const bool scalar = flatbuffers::IsScalar(type.base_type);
+    // Every scalar is printed (defaults too), as output_default_scalars_in_json asks.
+    if (!sd.fixed && !table->CheckField(off) && !(scalar && !fd->deprecated)) continue;
+    if (!first) out += ',';
+    first = false;
+    out += '"';
+    out += fd->name;
+    out += "\":";
+    switch (type.base_type) {
+#define SHMBUS_SCALAR_FIELD(ENUM, IDLTYPE, CTYPE, ...)                                \
+  case flatbuffers::BASE_TYPE_##ENUM:                                                 \
+    put_scalar<CTYPE>(sd.fixed ? fixed->GetField<CTYPE>(off)                          \
+                               : table->GetField<CTYPE>(off, default_of<CTYPE>(*fd)), \
+                      type, out);                                                     \
+    break;
+      FLATBUFFERS_GEN_TYPES_SCALAR(SHMBUS_SCALAR_FIELD)
+#undef SHMBUS_SCALAR_FIELD
+      default: {
+        const void* p = sd.fixed || flatbuffers::IsStruct(type)
+                            ? (sd.fixed ? fixed->GetStruct<const void*>(off)
+                                        : table->GetStruct<const void*>(off))
+                            : table->GetPointer<const void*>(off);
+        if (!put_pointer(p, type, out)) return false;
+      }
+    }
+  }
+  out += '}';
+  return true;
+}
+
+}  // namespace compact
+}  // namespace
+
 struct JsonCodec::Impl {
   Verifier verifier;
   std::unique_ptr<flatbuffers::Parser> parser;
+  bool compact_supported = false;  // append_json() may take the fast path
 
   explicit Impl(Verifier v) : verifier(std::move(v)) {}
   [[nodiscard]] const std::string& type_name() const noexcept { return verifier.type_name(); }
@@ -350,10 +554,14 @@ struct JsonCodec::Impl {
 JsonCodec::JsonCodec(std::span<const std::uint8_t> bfbs, std::string_view type_name)
     : impl_(std::make_unique<Impl>(Verifier(bfbs, type_name))) {
   impl_->parser = impl_->fresh_parser();
+  std::vector<const flatbuffers::StructDef*> seen;
+  impl_->compact_supported = compact::struct_supported(*impl_->parser->root_struct_def_, seen);
 }
 
 JsonCodec::JsonCodec(const TypeInfo& type) : impl_(std::make_unique<Impl>(Verifier(type))) {
   impl_->parser = impl_->fresh_parser();
+  std::vector<const flatbuffers::StructDef*> seen;
+  impl_->compact_supported = compact::struct_supported(*impl_->parser->root_struct_def_, seen);
 }
 
 JsonCodec::JsonCodec(JsonCodec&&) noexcept = default;
@@ -375,26 +583,62 @@ const Verifier& JsonCodec::verifier() const noexcept {
   return impl_->verifier;
 }
 
-std::string JsonCodec::to_json(std::span<const std::byte> message) const {
-  assert(impl_ && "use of a moved-from JsonCodec");
-  const Impl& d = *impl_;
-  if (const std::string why = d.verifier.check(message); !why.empty())
-    throw Error(Errc::InvalidMessage, "not a valid " + d.type_name() + " message: " + why + ".");
-  // GenerateText reads scalars in place: give it an aligned buffer.
+namespace {
+
+// The checks both writers make first: nothing of a message is read before it verified.
+// Returns the (8-aligned) bytes to read; `copy` holds them when the message was not aligned.
+const std::uint8_t* checked_bytes(const Verifier& verifier, std::span<const std::byte> message,
+                                  std::vector<std::uint8_t>& copy) {
+  if (const std::string why = verifier.check(message); !why.empty())
+    throw Error(Errc::InvalidMessage,
+                "not a valid " + verifier.type_name() + " message: " + why + ".");
+  // The readers read scalars in place: give them an aligned buffer.
   const auto* data = reinterpret_cast<const std::uint8_t*>(message.data());
-  std::vector<std::uint8_t> copy;
   if (reinterpret_cast<std::uintptr_t>(data) % 8 != 0) {
     copy.assign(data, data + message.size());
     data = copy.data();
   }
+  return data;
+}
+
+[[noreturn]] void not_utf8(const std::string& type_name) {
+  throw Error(Errc::InvalidMessage, "cannot write the " + type_name +
+                                        " message as JSON: one of its strings is not valid "
+                                        "UTF-8. Fix the producer to send UTF-8 text.");
+}
+
+}  // namespace
+
+std::string JsonCodec::to_json(std::span<const std::byte> message) const {
+  assert(impl_ && "use of a moved-from JsonCodec");
+  const Impl& d = *impl_;
+  std::vector<std::uint8_t> copy;
+  const std::uint8_t* data = checked_bytes(d.verifier, message, copy);
   std::string text;
   // 2.0.8: true on success, false when a string is not valid UTF-8.
-  if (!flatbuffers::GenerateText(*d.parser, data, &text))
-    throw Error(Errc::InvalidMessage,
-                "cannot write the " + d.type_name() +
-                    " message as JSON: one of its strings is not valid UTF-8. Fix the "
-                    "producer to send UTF-8 text.");
-  return strict_numbers(text);
+  if (!flatbuffers::GenerateText(*d.parser, data, &text)) not_utf8(d.type_name());
+  std::string out;
+  strict_numbers(text, out, false);
+  return out;
+}
+
+void JsonCodec::append_json(std::span<const std::byte> message, std::string& out) const {
+  assert(impl_ && "use of a moved-from JsonCodec");
+  const Impl& d = *impl_;
+  std::vector<std::uint8_t> copy;
+  const std::uint8_t* data = checked_bytes(d.verifier, message, copy);
+  if (d.compact_supported) {
+    const std::size_t mark = out.size();
+    if (!compact::put_table(*d.parser->root_struct_def_,
+                            flatbuffers::GetRoot<flatbuffers::Table>(data), out)) {
+      out.resize(mark);
+      not_utf8(d.type_name());
+    }
+    return;
+  }
+  std::string text;
+  if (!flatbuffers::GenerateText(*d.parser, data, &text)) not_utf8(d.type_name());
+  strict_numbers(text, out, true);
 }
 
 std::vector<std::byte> JsonCodec::from_json(std::string_view json) const {

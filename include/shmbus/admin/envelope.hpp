@@ -51,10 +51,21 @@ class EnvelopeWriter {
   [[nodiscard]] std::string data(const Message& m) const;
 
  private:
+  void append_time(std::string& out, std::int64_t ts) const;
+
   std::string bus_;
   std::string topic_;
   RawEncoding raw_;
   std::unique_ptr<JsonCodec> codec_;
+  // Quoted once (message() runs per message in bus-bridge's routes).
+  std::string head_;       // {"topic":"<topic>","seq":
+  std::string id_open_;    // "<bus>/<topic>/   (the seq and the closing quote follow)
+  std::string bus_field_;  // ,"bus":"<bus>"
+  // Caches of the last message's type and second (the writer is one per thread).
+  mutable std::string type_;
+  mutable std::string type_quoted_;
+  mutable std::int64_t time_secs_ = 0;
+  mutable std::string time_prefix_;
 };
 
 // The message id of the envelope: "<bus>/<topic>/<seq>".

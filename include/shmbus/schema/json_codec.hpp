@@ -47,6 +47,10 @@ class JsonCodec {
 
   // One-line JSON (strict: quoted keys, no trailing commas).
   [[nodiscard]] std::string to_json(std::span<const std::byte> message) const;
+  // The same JSON without the blanks outside strings ({"symbol":"AAPL","bid_px":1.5}),
+  // appended to `out`: what the envelope carries. Same checks and errors as to_json(); the
+  // fast path for the schemas it handles (no number goes through a stream).
+  void append_json(std::span<const std::byte> message, std::string& out) const;
 
   // A finished FlatBuffer (with the schema's file_identifier, if any).
   [[nodiscard]] std::vector<std::byte> from_json(std::string_view json) const;

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include <shmbus/msg/md_quote_generated.h>
 #include <shmbus/core/publisher.hpp>
@@ -129,6 +130,20 @@ class BridgeProc {
   std::string output_;
 };
 
+// The value of one series in /metrics text (-1 when absent).
+inline double metric(const std::string& text, const std::string& series) {
+  const auto p = text.find(series + " ");
+  return p == std::string::npos ? -1.0 : std::stod(text.substr(p + series.size() + 1));
+}
+
+// How often `word` occurs in `text` (e.g. "disconnected" in a bridge's log: once per state
+// change, never per attempt).
+inline std::size_t occurrences(const std::string& text, const std::string& word) {
+  std::size_t n = 0;
+  for (auto p = text.find(word); p != std::string::npos; p = text.find(word, p + 1)) ++n;
+  return n;
+}
+
 // A Quote whose fields derive from i (so a receiver can check every one).
 inline flatbuffers::FlatBufferBuilder quote(std::uint64_t i) {
   flatbuffers::FlatBufferBuilder fbb;
@@ -138,6 +153,33 @@ inline flatbuffers::FlatBufferBuilder quote(std::uint64_t i) {
              md::QuoteIdentifier());
   return fbb;
 }
+
+// Quotes 1..n published on `pub` from a thread of its own, with a 1 ms pause every 10: a
+// steady stream that a remote outage interrupts. A publish blocked longer than `block` ends
+// it. Joined by the destructor, so a failed assertion cannot leave the thread running.
+class QuoteProducer {
+ public:
+  QuoteProducer(Publisher& pub, std::uint64_t n, std::chrono::seconds block)
+      : thread_([this, &pub, n, block] {
+          for (std::uint64_t i = 1; i <= n; ++i) {
+            auto fbb = quote(i);
+            if (pub.publish(fbb, block) != PublishResult::Ok) return;
+            published_.store(i);
+            if (i % 10 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          }
+        }) {}
+  ~QuoteProducer() { join(); }
+  QuoteProducer(const QuoteProducer&) = delete;
+  QuoteProducer& operator=(const QuoteProducer&) = delete;
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  [[nodiscard]] std::uint64_t published() const { return published_.load(); }
+
+ private:
+  std::atomic<std::uint64_t> published_{0};
+  std::thread thread_;  // last: it runs as soon as it exists
+};
 
 inline std::string quote_line(const std::string& topic, std::uint64_t seq, std::uint64_t i) {
   char px[32];

@@ -180,17 +180,14 @@ class InboundRoute final : public RouteBase {
 
   void start(Bridge& bridge) override {
     init_metrics(bridge);
-    auto& m = bridge.metrics();
-    const auto l = labels();
-    received_ = &m.counter("shmbus_bridge_route_received_total",
-                           "Messages received from the remote source", l);
-    published_ =
-        &m.counter("shmbus_bridge_route_published_total", "Messages published on the bus", l);
-    rejected_ = &m.counter("shmbus_bridge_route_rejected_total",
-                           "Messages refused (invalid, wrong type, too large): dead-lettered", l);
-    echo_ = &m.counter("shmbus_bridge_route_echo_dropped_total", kEchoHelp, l);
-    held_gauge_ = &m.gauge("shmbus_bridge_route_held",
-                           "1 while a full reliable topic holds the route (back-pressure)", l);
+    received_ =
+        &counter("shmbus_bridge_route_received_total", "Messages received from the remote source");
+    published_ = &counter("shmbus_bridge_route_published_total", "Messages published on the bus");
+    rejected_ = &counter("shmbus_bridge_route_rejected_total",
+                         "Messages refused (invalid, wrong type, too large): dead-lettered");
+    echo_ = &counter("shmbus_bridge_route_echo_dropped_total", kEchoHelp);
+    held_gauge_ = &gauge("shmbus_bridge_route_held",
+                         "1 while a full reliable topic holds the route (back-pressure)");
 
     // A fixed topic is opened now: a type that does not match, or another producer, is a
     // configuration error before anything runs.
@@ -204,16 +201,6 @@ class InboundRoute final : public RouteBase {
                                 route_.topic, e.what()));
       }
     }
-    const auto redis_endpoint = [&] {
-      transport::RedisEndpoint e;
-      e.host = config_.redis.host;
-      e.port = config_.redis.port;
-      e.user = config_.redis.user;
-      e.password = config_.redis.password;
-      e.connect_timeout = config_.redis.connect_timeout;
-      e.backoff = config_.backoff;
-      return e;
-    };
     std::chrono::milliseconds timeout = config_.redis.connect_timeout;
     switch (route_.kind) {
       case RouteKind::RedisChannel:
@@ -244,14 +231,7 @@ class InboundRoute final : public RouteBase {
       }
       default: {
         transport::AmqpConsumerOptions o;
-        o.endpoint.host = config_.amqp.host;
-        o.endpoint.port = config_.amqp.port;
-        o.endpoint.user = config_.amqp.user;
-        o.endpoint.password = config_.amqp.password;
-        o.endpoint.vhost = config_.amqp.vhost;
-        o.endpoint.connect_timeout = config_.amqp.connect_timeout;
-        o.endpoint.heartbeat = config_.amqp.heartbeat;
-        o.endpoint.backoff = config_.backoff;
+        o.endpoint = amqp_endpoint();
         o.queue = route_.queue;
         o.exchange = route_.exchange;
         o.bindings = route_.bindings;
@@ -277,7 +257,7 @@ class InboundRoute final : public RouteBase {
       unreachable(target_, source_->last_error().empty() ? "timed out" : source_->last_error());
     }
     received_->inc(queue_.size());
-    observe(source_->state(), source_->last_error(), source_->reconnects());
+    observe(*source_);
     launch();
   }
 
@@ -500,7 +480,7 @@ class InboundRoute final : public RouteBase {
       } else {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
-      observe(source_->state(), source_->last_error(), source_->reconnects());
+      observe(*source_);
       bool held = false;
       while (!queue_.empty() && !stop_requested()) {
         const Item& item = queue_.front();

@@ -59,8 +59,9 @@ struct Done {
 class Sink {
  public:
   virtual ~Sink() = default;
-  [[nodiscard]] virtual transport::SubmitStatus submit(const OutMessage& m) = 0;
-  virtual void poll(std::chrono::milliseconds timeout, std::vector<Done>& out) = 0;
+  // Moves from `m` only when it was queued.
+  [[nodiscard]] virtual transport::SubmitStatus submit(OutMessage& m) = 0;
+  virtual void poll(std::chrono::microseconds timeout, std::vector<Done>& out) = 0;
   [[nodiscard]] virtual bool connect(std::chrono::milliseconds timeout) = 0;
   [[nodiscard]] virtual transport::LinkState state() const = 0;
   [[nodiscard]] virtual const std::string& last_error() const = 0;
@@ -68,13 +69,28 @@ class Sink {
   [[nodiscard]] virtual std::size_t in_flight() const = 0;
 };
 
-class RedisSink final : public Sink {
+// The link-state half of a Sink, forwarded to the transport client (Redis or AMQP alike).
+template <class Publisher, class Options>
+class SinkOf : public Sink {
  public:
-  explicit RedisSink(transport::RedisPublisherOptions o) : pub_(std::move(o)) {}
-  transport::SubmitStatus submit(const OutMessage& m) override {
-    return pub_.submit(std::get<RedisMessage>(m));
+  explicit SinkOf(Options o) : pub_(std::move(o)) {}
+  bool connect(std::chrono::milliseconds timeout) override { return pub_.connect(timeout); }
+  transport::LinkState state() const override { return pub_.state(); }
+  const std::string& last_error() const override { return pub_.last_error(); }
+  std::uint64_t reconnects() const override { return pub_.reconnects(); }
+  std::size_t in_flight() const override { return pub_.in_flight(); }
+
+ protected:
+  Publisher pub_;
+};
+
+class RedisSink final : public SinkOf<transport::RedisPublisher, transport::RedisPublisherOptions> {
+ public:
+  using SinkOf::SinkOf;
+  transport::SubmitStatus submit(OutMessage& m) override {
+    return pub_.try_submit(std::get<RedisMessage>(m));
   }
-  void poll(std::chrono::milliseconds timeout, std::vector<Done>& out) override {
+  void poll(std::chrono::microseconds timeout, std::vector<Done>& out) override {
     completions_.clear();
     pub_.poll(timeout, completions_);
     for (auto& c : completions_) {
@@ -92,24 +108,18 @@ class RedisSink final : public Sink {
       }
     }
   }
-  bool connect(std::chrono::milliseconds timeout) override { return pub_.connect(timeout); }
-  transport::LinkState state() const override { return pub_.state(); }
-  const std::string& last_error() const override { return pub_.last_error(); }
-  std::uint64_t reconnects() const override { return pub_.reconnects(); }
-  std::size_t in_flight() const override { return pub_.in_flight(); }
 
  private:
-  transport::RedisPublisher pub_;
   std::vector<transport::RedisCompletion> completions_;
 };
 
-class AmqpSink final : public Sink {
+class AmqpSink final : public SinkOf<transport::AmqpPublisher, transport::AmqpPublisherOptions> {
  public:
-  explicit AmqpSink(transport::AmqpPublisherOptions o) : pub_(std::move(o)) {}
-  transport::SubmitStatus submit(const OutMessage& m) override {
-    return pub_.publish(std::get<AmqpMessage>(m));
+  using SinkOf::SinkOf;
+  transport::SubmitStatus submit(OutMessage& m) override {
+    return pub_.try_publish(std::get<AmqpMessage>(m));
   }
-  void poll(std::chrono::milliseconds timeout, std::vector<Done>& out) override {
+  void poll(std::chrono::microseconds timeout, std::vector<Done>& out) override {
     completions_.clear();
     pub_.poll(timeout, completions_);
     for (auto& c : completions_) {
@@ -129,14 +139,8 @@ class AmqpSink final : public Sink {
       }
     }
   }
-  bool connect(std::chrono::milliseconds timeout) override { return pub_.connect(timeout); }
-  transport::LinkState state() const override { return pub_.state(); }
-  const std::string& last_error() const override { return pub_.last_error(); }
-  std::uint64_t reconnects() const override { return pub_.reconnects(); }
-  std::size_t in_flight() const override { return pub_.in_flight(); }
 
  private:
-  transport::AmqpPublisher pub_;
   std::vector<transport::AmqpCompletion> completions_;
 };
 
@@ -153,49 +157,33 @@ class OutboundRoute final : public RouteBase {
 
   void start(Bridge& bridge) override {
     init_metrics(bridge);
-    auto& m = bridge.metrics();
-    const auto l = labels();
-    forwarded_ = &m.counter("shmbus_bridge_route_forwarded_total",
-                            "Messages read from the bus and sent to the remote", l);
-    confirmed_ =
-        &m.counter("shmbus_bridge_route_confirmed_total",
-                   "Messages the remote confirmed (Redis reply, AMQP publisher confirm)", l);
-    failed_ = &m.counter("shmbus_bridge_route_failed_total",
-                         "Messages the remote refused (error reply, returned as unroutable)", l);
-    resent_ = &m.counter("shmbus_bridge_route_resent_total",
-                         "Messages sent again after a lost connection or a nack", l);
-    dropped_ =
-        &m.counter("shmbus_bridge_route_dropped_total",
-                   "Messages lost to lapping on lossy topics (the route fell a ring behind)", l);
-    echo_ = &m.counter("shmbus_bridge_route_echo_dropped_total", kEchoHelp, l);
-    lag_gauge_ = &m.gauge("shmbus_bridge_route_lag",
-                          "Messages published on the route's topics and not yet read by it", l);
-    topics_gauge_ = &m.gauge("shmbus_bridge_route_topics", "Bus topics the route reads", l);
-    in_flight_gauge_ = &m.gauge("shmbus_bridge_route_in_flight",
-                                "Messages sent and not yet confirmed by the remote", l);
+    forwarded_ = &counter("shmbus_bridge_route_forwarded_total",
+                          "Messages read from the bus and sent to the remote");
+    confirmed_ = &counter("shmbus_bridge_route_confirmed_total",
+                          "Messages the remote confirmed (Redis reply, AMQP publisher confirm)");
+    failed_ = &counter("shmbus_bridge_route_failed_total",
+                       "Messages the remote refused (error reply, returned as unroutable)");
+    resent_ = &counter("shmbus_bridge_route_resent_total",
+                       "Messages sent again after a lost connection or a nack");
+    dropped_ = &counter("shmbus_bridge_route_dropped_total",
+                        "Messages lost to lapping on lossy topics (the route fell a ring behind)");
+    echo_ = &counter("shmbus_bridge_route_echo_dropped_total", kEchoHelp);
+    lag_gauge_ = &gauge("shmbus_bridge_route_lag",
+                        "Messages published on the route's topics and not yet read by it");
+    topics_gauge_ = &gauge("shmbus_bridge_route_topics", "Bus topics the route reads");
+    in_flight_gauge_ = &gauge("shmbus_bridge_route_in_flight",
+                              "Messages sent and not yet confirmed by the remote");
 
     if (route_.kind == RouteKind::Amqp) {
       transport::AmqpPublisherOptions o;
-      o.endpoint.host = config_.amqp.host;
-      o.endpoint.port = config_.amqp.port;
-      o.endpoint.user = config_.amqp.user;
-      o.endpoint.password = config_.amqp.password;
-      o.endpoint.vhost = config_.amqp.vhost;
-      o.endpoint.connect_timeout = config_.amqp.connect_timeout;
-      o.endpoint.heartbeat = config_.amqp.heartbeat;
-      o.endpoint.backoff = config_.backoff;
+      o.endpoint = amqp_endpoint();
       o.exchange = route_.exchange;
       o.window = route_.window;
       target_ = fmt::format("amqp {}:{}", config_.amqp.host, config_.amqp.port);
       sink_ = std::make_unique<AmqpSink>(std::move(o));
     } else {
       transport::RedisPublisherOptions o;
-      o.endpoint.host = config_.redis.host;
-      o.endpoint.port = config_.redis.port;
-      o.endpoint.user = config_.redis.user;
-      o.endpoint.password = config_.redis.password;
-      o.endpoint.connect_timeout = config_.redis.connect_timeout;
-      o.endpoint.backoff = config_.backoff;
+      o.endpoint = redis_endpoint();
       o.window_messages = route_.window;
       target_ = fmt::format("redis {}:{}", config_.redis.host, config_.redis.port);
       sink_ = std::make_unique<RedisSink>(std::move(o));
@@ -205,7 +193,7 @@ class OutboundRoute final : public RouteBase {
     if (!sink_->connect(timeout + std::chrono::milliseconds(500))) {
       unreachable(target_, sink_->last_error());
     }
-    observe(sink_->state(), sink_->last_error(), sink_->reconnects());
+    observe(*sink_);
     scan(/*at_start=*/true);
     launch();
   }
@@ -428,14 +416,20 @@ class OutboundRoute final : public RouteBase {
       }
       sink_->poll(std::chrono::milliseconds(0), done);
       handle(done);
-      observe(sink_->state(), sink_->last_error(), sink_->reconnects());
+      observe(*sink_);
       std::size_t read = 0;
       if (sink_->state() == transport::LinkState::Ready && drain_pending()) read = read_bus(256);
       publish_state();
       if (read == 0) {
         // Nothing to read: wait for replies (which also drives a reconnect), or for the bus.
-        if (sink_->in_flight() > 0 || sink_->state() != transport::LinkState::Ready ||
-            !pending_.empty()) {
+        if (sink_->state() == transport::LinkState::Ready && pending_.empty() &&
+            sink_->in_flight() > 0) {
+          // Confirms due while the bus may bring more: short waits, so that a message
+          // published meanwhile is not held up behind a slow confirm (AMQP: milliseconds).
+          sink_->poll(std::chrono::microseconds(200), done);
+          handle(done);
+        } else if (sink_->in_flight() > 0 || sink_->state() != transport::LinkState::Ready ||
+                   !pending_.empty()) {
           sink_->poll(std::chrono::milliseconds(2), done);
           handle(done);
         } else if (sources_.size() == 1) {

@@ -25,15 +25,47 @@ transport::Labels RouteBase::labels() const {
 void RouteBase::init_metrics(Bridge& bridge) {
   bridge_ = &bridge;
   auto& m = bridge.metrics();
-  reconnects_total_ = &m.counter("shmbus_bridge_route_reconnects_total",
-                                 "Reconnections of the route to its remote server", labels());
-  connected_gauge_ = &m.gauge("shmbus_bridge_route_connected",
-                              "1 while the route is connected to its remote server", labels());
-  last_error_time_ = &m.gauge("shmbus_bridge_route_last_error_timestamp_seconds",
-                              "Time of the route's last connection error (0: none)", labels());
+  reconnects_total_ = &counter("shmbus_bridge_route_reconnects_total",
+                               "Reconnections of the route to its remote server");
+  connected_gauge_ = &gauge("shmbus_bridge_route_connected",
+                            "1 while the route is connected to its remote server");
+  last_error_time_ = &gauge("shmbus_bridge_route_last_error_timestamp_seconds",
+                            "Time of the route's last connection error (0: none)");
   // Created here so that a route without dead letters still shows the series at 0.
   (void)m.counter("shmbus_bridge_dead_lettered_total",
                   "Messages put on the dead-letter topic, by route", {{"route", route_.name}});
+}
+
+transport::Counter& RouteBase::counter(const char* name, const char* help) {
+  return bridge_->metrics().counter(name, help, labels());
+}
+
+transport::Gauge& RouteBase::gauge(const char* name, const char* help) {
+  return bridge_->metrics().gauge(name, help, labels());
+}
+
+transport::RedisEndpoint RouteBase::redis_endpoint() const {
+  transport::RedisEndpoint e;
+  e.host = config_.redis.host;
+  e.port = config_.redis.port;
+  e.user = config_.redis.user;
+  e.password = config_.redis.password;
+  e.connect_timeout = config_.redis.connect_timeout;
+  e.backoff = config_.backoff;
+  return e;
+}
+
+transport::AmqpEndpoint RouteBase::amqp_endpoint() const {
+  transport::AmqpEndpoint e;
+  e.host = config_.amqp.host;
+  e.port = config_.amqp.port;
+  e.user = config_.amqp.user;
+  e.password = config_.amqp.password;
+  e.vhost = config_.amqp.vhost;
+  e.connect_timeout = config_.amqp.connect_timeout;
+  e.heartbeat = config_.amqp.heartbeat;
+  e.backoff = config_.backoff;
+  return e;
 }
 
 void RouteBase::launch() {

@@ -15,6 +15,7 @@
 #include "bridge.hpp"
 #include "component.hpp"
 #include "config.hpp"
+#include "transport/amqp_link.hpp"
 #include "transport/redis_link.hpp"  // LinkState
 
 namespace shmbus::bridge {
@@ -40,6 +41,10 @@ class RouteBase : public Component {
  protected:
   // Registers the common metrics; call at the start of start().
   void init_metrics(Bridge& bridge);
+  // A series of this route (labels route and direction), registered on the bridge's
+  // metrics; after init_metrics().
+  [[nodiscard]] transport::Counter& counter(const char* name, const char* help);
+  [[nodiscard]] transport::Gauge& gauge(const char* name, const char* help);
   // Starts the thread running loop().
   void launch();
   virtual void loop() = 0;
@@ -48,6 +53,15 @@ class RouteBase : public Component {
 
   // The transport's state after each poll: logs changes, counts reconnects.
   void observe(transport::LinkState state, const std::string& last_error, std::uint64_t reconnects);
+  // The same for anything with state(), last_error() and reconnects() (sinks, sources).
+  template <class Link>
+  void observe(const Link& link) {
+    observe(link.state(), link.last_error(), link.reconnects());
+  }
+  // The configured servers as the transport clients take them (one place for both
+  // directions: credentials, timeouts, backoff).
+  [[nodiscard]] transport::RedisEndpoint redis_endpoint() const;
+  [[nodiscard]] transport::AmqpEndpoint amqp_endpoint() const;
   [[nodiscard]] bool stop_requested() const noexcept {
     return stop_.load(std::memory_order_acquire);
   }

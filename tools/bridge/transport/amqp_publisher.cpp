@@ -45,6 +45,10 @@ bool AmqpPublisher::connect(std::chrono::milliseconds timeout) {
 }
 
 SubmitStatus AmqpPublisher::publish(AmqpMessage message) {
+  return try_publish(message);
+}
+
+SubmitStatus AmqpPublisher::try_publish(AmqpMessage& message) {
   if (link_.state() != LinkState::Ready) return SubmitStatus::NotConnected;
   if (unsettled_ >= options_.window) return SubmitStatus::Full;
   if (tags_generation_ != link_.generation()) {
@@ -137,7 +141,7 @@ void AmqpPublisher::report_lost(std::vector<AmqpCompletion>& out) {
   first_tag_ = next_tag_ = 1;
 }
 
-std::size_t AmqpPublisher::poll(std::chrono::milliseconds timeout,
+std::size_t AmqpPublisher::poll(std::chrono::microseconds timeout,
                                 std::vector<AmqpCompletion>& out) {
   const auto deadline = Clock::now() + timeout;
   const std::size_t before = out.size();

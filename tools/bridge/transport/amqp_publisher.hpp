@@ -67,10 +67,12 @@ class AmqpPublisher {
   // messages are unconfirmed. On a socket error the message is kept in flight and comes
   // back as Unconfirmed from the next poll().
   [[nodiscard]] SubmitStatus publish(AmqpMessage message);
+  // The same, moving from `message` only when Queued (no copy on the route's path).
+  [[nodiscard]] SubmitStatus try_publish(AmqpMessage& message);
 
   // Reconnects if due; appends completions for the confirms, returns and nacks that
   // arrived, waiting up to `timeout` while messages are unconfirmed. Returns how many.
-  std::size_t poll(std::chrono::milliseconds timeout, std::vector<AmqpCompletion>& out);
+  std::size_t poll(std::chrono::microseconds timeout, std::vector<AmqpCompletion>& out);
   // poll() until nothing is unconfirmed or `timeout` passes; true if all were settled.
   [[nodiscard]] bool flush(std::chrono::milliseconds timeout, std::vector<AmqpCompletion>& out);
   // Connects (retrying with backoff) until `timeout`; true when connected.

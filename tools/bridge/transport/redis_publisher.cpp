@@ -1,6 +1,7 @@
 #include "transport/redis_publisher.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <thread>
 
 namespace shmbus::bridge::transport {
@@ -65,6 +66,10 @@ bool RedisPublisher::connect(std::chrono::milliseconds timeout) {
 }
 
 SubmitStatus RedisPublisher::submit(RedisMessage message) {
+  return try_submit(message);
+}
+
+SubmitStatus RedisPublisher::try_submit(RedisMessage& message) {
   if (link_.state() != LinkState::Ready) return SubmitStatus::NotConnected;
   const std::size_t size = message.wire_size();
   if (in_flight_.size() >= options_.window_messages ||
@@ -85,35 +90,50 @@ SubmitStatus RedisPublisher::submit(RedisMessage message) {
   return SubmitStatus::Queued;
 }
 
+namespace {
+
+void resp_number(std::string& out, char kind, std::size_t n) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof buf, n);
+  out += kind;
+  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
+  out += "\r\n";
+}
+
+void resp_arg(std::string& out, std::string_view a) {
+  resp_number(out, '$', a.size());
+  out += a;
+  out += "\r\n";
+}
+
+}  // namespace
+
 void RedisPublisher::append(const RedisMessage& m) {
-  argv_.clear();
-  lens_.clear();
-  auto arg = [this](std::string_view s) {
-    argv_.push_back(s.data());
-    lens_.push_back(s.size());
-  };
+  // RESP: *<argc> then $<len> <bytes> per argument (binary-safe, as redisAppendCommandArgv).
+  resp_.clear();
   if (m.op == RedisOp::Publish) {
-    arg("PUBLISH");
-    arg(m.key);
-    arg(m.payload);
+    resp_number(resp_, '*', 3);
+    resp_arg(resp_, "PUBLISH");
+    resp_arg(resp_, m.key);
+    resp_arg(resp_, m.payload);
   } else {
-    arg("XADD");
-    arg(m.key);
+    resp_number(resp_, '*', 3 + (m.maxlen > 0 ? 3 : 0) + 2 * m.fields.size());
+    resp_arg(resp_, "XADD");
+    resp_arg(resp_, m.key);
     if (m.maxlen > 0) {
-      maxlen_text_ = std::to_string(m.maxlen);
-      arg("MAXLEN");
-      arg("~");
-      arg(maxlen_text_);
+      char buf[24];
+      const auto r = std::to_chars(buf, buf + sizeof buf, m.maxlen);
+      resp_arg(resp_, "MAXLEN");
+      resp_arg(resp_, "~");
+      resp_arg(resp_, std::string_view(buf, static_cast<std::size_t>(r.ptr - buf)));
     }
-    id_text_ = m.id.str();
-    arg(id_text_);
+    resp_arg(resp_, m.id.str());
     for (const auto& [f, v] : m.fields) {
-      arg(f);
-      arg(v);
+      resp_arg(resp_, f);
+      resp_arg(resp_, v);
     }
   }
-  redisAppendCommandArgv(link_.context(), static_cast<int>(argv_.size()), argv_.data(),
-                         lens_.data());
+  redisAppendFormattedCommand(link_.context(), resp_.data(), resp_.size());
 }
 
 void RedisPublisher::handle(ReplyPtr reply, std::vector<RedisCompletion>& out) {
@@ -145,7 +165,7 @@ std::size_t RedisPublisher::report_lost(std::vector<RedisCompletion>& out) {
   return n;
 }
 
-std::size_t RedisPublisher::poll(std::chrono::milliseconds timeout,
+std::size_t RedisPublisher::poll(std::chrono::microseconds timeout,
                                  std::vector<RedisCompletion>& out) {
   const auto deadline = Clock::now() + timeout;
   const std::size_t before = out.size();
