@@ -29,11 +29,11 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  "$BUILD/bus-inspect" gc "$BUS" >/dev/null 2>&1 || rm -f /dev/shm/*"$BUS"* 2>/dev/null || true
+  "$BUILD/tools/inspect/bus-inspect" gc "$BUS" >/dev/null 2>&1 || rm -f /dev/shm/*"$BUS"* 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-for b in tools/bridge/bus-bridge bench/sio-loadgen bench/sio-bench-source; do
+for b in tools/bridge/app/bus-bridge bench/sio-loadgen bench/sio-bench-source; do
   [[ -x $BUILD/$b ]] || { echo "run.sh: $BUILD/$b is missing: build it first" >&2; exit 2; }
 done
 (cd "$HERE" && { [[ -d node_modules/socket.io ]] || npm ci --no-audit --no-fund >/dev/null; })
@@ -65,7 +65,7 @@ socketio:
   queue: 8192
   disconnect_after: 100000000
 YAML
-      taskset -c "$SERVER_CPU" "$BUILD/tools/bridge/bus-bridge" --config "$WORK/bridge.yaml" \
+      taskset -c "$SERVER_CPU" "$BUILD/tools/bridge/app/bus-bridge" --config "$WORK/bridge.yaml" \
         >"$WORK/bridge.log" 2>&1 &
       PIDS+=($!)
       wait_port "$port"

@@ -589,6 +589,19 @@ TEST(SioAppConfig, StrictKeys) {
   EXPECT_THROW((void)parse("socketio:\n  subscribe: [\"md.*x\"]\n"), ConfigError);
   EXPECT_THROW((void)parse("socketio:\n  queue: 0\n"), ConfigError);
   EXPECT_THROW((void)parse("socketio:\n  token: \"\"\n"), ConfigError);
+  EXPECT_THROW((void)parse("socketio:\n  publish: [\"a.b\"]\n  create: [\"a.b\"]\n"), ConfigError);
+  EXPECT_THROW((void)parse("socketio:\n  create: [\"a.b=shmbus.md.Quote\"]\n"), ConfigError)
+      << "a topic to create must be in socketio.publish";
+}
+
+// socketio.create defines a topic nobody produces, so clients can publish there at once.
+TEST_F(SioAppTest, CreateDefinesATopicToPublishOn) {
+  start(default_yaml("  create: [\"orders.manual=shmbus.oms.NewOrder\"]\n"));
+  ASSERT_TRUE(bus_->has_topic("orders.manual"));
+  EXPECT_EQ(bus_->open_topic("orders.manual").type_name(), "shmbus.oms.NewOrder");
+  const auto r = http_call(port(), http::verb::post, "/publish",
+                           R"({"topic":"orders.manual","message":{"cl_ord_id":"m1","symbol":"AAPL"}})", kToken);
+  EXPECT_EQ(r.result_int(), 200u) << r.body();
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include <shmbus/core/subscriber.hpp>
 #include <shmbus/error.hpp>
 #include <shmbus/schema/json_codec.hpp>
+#include <shmbus/schema/registry.hpp>
 
 #include "bridge.hpp"
 #include "shmbus/bridge/socketio/socketio_server.hpp"
@@ -197,6 +198,8 @@ struct SocketIoEndpoint::Impl {
         &m.counter("shmbus_bridge_sio_handshake_errors_total",
                    "Engine.IO HTTP requests and upgrades refused (bad EIO, transport, sid, method)");
 
+    for (const auto& t : cfg.create) create_topic(b, t);
+
     sio::SocketIoOptions o;
     o.path = cfg.path;
     o.namespaces = cfg.namespaces;
@@ -234,6 +237,23 @@ struct SocketIoEndpoint::Impl {
     b.log(fmt::format("socketio: serving {} (namespaces {}) on the HTTP port; token {}", cfg.path,
                       fmt::join(cfg.namespaces, " "),
                       cfg.token.empty() ? "not required" : "required"));
+  }
+
+  // socketio.create: defines the topic (default geometry) unless it exists, whatever its
+  // config then; an unknown type or a bad name is a config error (exit 2).
+  void create_topic(Bridge& b, const SocketIoConfig::CreateTopic& t) {
+    try {
+      if (b.bus().has_topic(t.topic)) return;
+      TopicConfig tc;
+      tc.type = SchemaRegistry::instance().find(t.type);
+      (void)b.bus().topic(t.topic, tc, Match::TypeOnly);
+      b.log(fmt::format("socketio: created topic {} ({}) for clients to publish on", t.topic,
+                        t.type));
+    } catch (const Error& e) {
+      config_fail(b.config().socketio_origin,
+                  fmt::format("socketio.create: cannot create '{}' as {}: {}", t.topic, t.type,
+                              e.what()));
+    }
   }
 
   void stop() {
