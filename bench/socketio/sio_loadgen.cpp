@@ -13,12 +13,12 @@
 #include <time.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
-#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -89,8 +89,7 @@ class Client : public std::enable_shared_from_this<Client> {
       if (ec) return self->fail();
       beast::get_lowest_layer(self->ws_).socket().set_option(tcp::no_delay(true));
       self->ws_.async_handshake("127.0.0.1:" + self->s_.port,
-                                "/socket.io/?EIO=4&transport=websocket",
-                                [self](auto ec2) {
+                                "/socket.io/?EIO=4&transport=websocket", [self](auto ec2) {
                                   if (ec2) return self->fail();
                                   self->read();
                                 });

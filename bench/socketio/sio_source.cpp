@@ -9,9 +9,9 @@
 #include <cstdio>
 #include <thread>
 
+#include <shmbus/msg/md_quote_generated.h>
 #include <shmbus/core/bus.hpp>
 #include <shmbus/core/publisher.hpp>
-#include <shmbus/msg/md_quote_generated.h>
 
 int main(int argc, char** argv) {
   CLI::App app{"Publishes md.quotes at a fixed rate for the Socket.IO fan-out benchmark"};

@@ -536,8 +536,8 @@ TEST_F(SioAppTest, MalformedPacketsCloseTheOffenderOthersCarryOn) {
   r = http_request(port(), http::verb::post, poll, "4" + std::string(5000, 'y'));
   EXPECT_GE(r.result_int(), 400u) << r.body();
   r = http_request(port(), http::verb::get, poll);
-  EXPECT_TRUE(r.result_int() == 400u || r.body().find('1') == 0) << "session still open: "
-                                                                   << r.body();
+  EXPECT_TRUE(r.result_int() == 400u || r.body().find('1') == 0)
+      << "session still open: " << r.body();
   // Garbage POST on another polling session.
   r = http_request(port(), http::verb::get, "/socket.io/?EIO=4&transport=polling");
   const std::string sid2 = json::parse(r.body().substr(1), nullptr, false).value("sid", "");
@@ -555,14 +555,13 @@ TEST_F(SioAppTest, MalformedPacketsCloseTheOffenderOthersCarryOn) {
   EXPECT_EQ(out.value("transport", ""), "websocket");
 
   const std::string m = metrics();
-  EXPECT_GE(metric(m, "shmbus_bridge_sio_sessions_closed_total{reason=\"parse error\"}"), 11)
-      << m;
+  EXPECT_GE(metric(m, "shmbus_bridge_sio_sessions_closed_total{reason=\"parse error\"}"), 11) << m;
   EXPECT_GE(metric(m, "shmbus_bridge_sio_sessions_closed_total{reason=\"payload too large\"}"), 2)
       << m;
   EXPECT_GE(metric(m, "shmbus_bridge_sio_handshake_errors_total"), 4) << m;
   // The log says so, once per notice period, however many offenders.
-  ASSERT_TRUE(wait_until(
-      [&] { return metric(metrics(), "shmbus_bridge_sio_clients") == 0; }, 10000ms));
+  ASSERT_TRUE(
+      wait_until([&] { return metric(metrics(), "shmbus_bridge_sio_clients") == 0; }, 10000ms));
   std::this_thread::sleep_for(300ms);  // > missed_notice_ms: the last log line is out
   bridge_.reset();
   const std::string log = ::testing::internal::GetCapturedStderr();
@@ -599,8 +598,9 @@ TEST_F(SioAppTest, CreateDefinesATopicToPublishOn) {
   start(default_yaml("  create: [\"orders.manual=shmbus.oms.NewOrder\"]\n"));
   ASSERT_TRUE(bus_->has_topic("orders.manual"));
   EXPECT_EQ(bus_->open_topic("orders.manual").type_name(), "shmbus.oms.NewOrder");
-  const auto r = http_call(port(), http::verb::post, "/publish",
-                           R"({"topic":"orders.manual","message":{"cl_ord_id":"m1","symbol":"AAPL"}})", kToken);
+  const auto r = http_call(
+      port(), http::verb::post, "/publish",
+      R"({"topic":"orders.manual","message":{"cl_ord_id":"m1","symbol":"AAPL"}})", kToken);
   EXPECT_EQ(r.result_int(), 200u) << r.body();
 }
 

@@ -298,8 +298,8 @@ TEST_F(ProtocolTest, BroadcastEncodesOnceForEverySocketOfTheNamespace) {
   h_.server().broadcast(packet);  // from this (non-io) thread
   for (auto& c : clients) EXPECT_EQ(c->read_skip_pings(), "42[\"news\",1,\"two\"]");
   // The io thread counts after its loop; a client may read its copy first.
-  EXPECT_TRUE(wait_until(
-      [&] { return h_.server().stats().events_out.load() - before == 3u; }, 2000ms))
+  EXPECT_TRUE(
+      wait_until([&] { return h_.server().stats().events_out.load() - before == 3u; }, 2000ms))
       << "events_out advanced by " << h_.server().stats().events_out.load() - before;
 }
 

@@ -176,8 +176,7 @@ inline http::response<http::string_body> upgrade_request(std::uint16_t port,
 // a client that stops reading makes the server's queue for it fill quickly.
 class RawWs {
  public:
-  explicit RawWs(std::uint16_t port, const std::string& target, int receive_buffer = 0)
-      : ws_(io_) {
+  explicit RawWs(std::uint16_t port, const std::string& target, int receive_buffer = 0) : ws_(io_) {
     auto& lowest = beast::get_lowest_layer(ws_);
     if (receive_buffer > 0) {
       lowest.socket().open(tcp::v4());

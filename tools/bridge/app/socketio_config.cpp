@@ -142,10 +142,9 @@ SocketIoConfig parse_socketio_config(const YAML::Node& node, const Origin& origi
   for (const auto& item : k.list("create", {})) {
     const auto eq = item.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == item.size()) {
-      config_fail(k.at("create"),
-                  fmt::format("'{}': expected \"topic=type\", e.g. "
-                              "\"signals.manual=shmbus.strategy.Signal\"",
-                              item));
+      config_fail(k.at("create"), fmt::format("'{}': expected \"topic=type\", e.g. "
+                                              "\"signals.manual=shmbus.strategy.Signal\"",
+                                              item));
     }
     SocketIoConfig::CreateTopic t{item.substr(0, eq), item.substr(eq + 1)};
     if (!c.may_publish(t.topic)) {

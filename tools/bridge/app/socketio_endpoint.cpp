@@ -190,13 +190,13 @@ struct SocketIoEndpoint::Impl {
     m_events_out =
         &m.counter("shmbus_bridge_sio_events_out_total", "Socket.IO events queued to clients");
     for (std::size_t i = 0; i < m_closed.size(); ++i) {
-      m_closed[i] = &m.counter("shmbus_bridge_sio_sessions_closed_total",
-                               "Engine.IO sessions closed, by reason",
-                               {{"reason", std::string(to_string(static_cast<sio::CloseReason>(i)))}});
+      m_closed[i] = &m.counter(
+          "shmbus_bridge_sio_sessions_closed_total", "Engine.IO sessions closed, by reason",
+          {{"reason", std::string(to_string(static_cast<sio::CloseReason>(i)))}});
     }
-    m_handshake_errors =
-        &m.counter("shmbus_bridge_sio_handshake_errors_total",
-                   "Engine.IO HTTP requests and upgrades refused (bad EIO, transport, sid, method)");
+    m_handshake_errors = &m.counter(
+        "shmbus_bridge_sio_handshake_errors_total",
+        "Engine.IO HTTP requests and upgrades refused (bad EIO, transport, sid, method)");
 
     for (const auto& t : cfg.create) create_topic(b, t);
 
@@ -250,9 +250,9 @@ struct SocketIoEndpoint::Impl {
       b.log(fmt::format("socketio: created topic {} ({}) for clients to publish on", t.topic,
                         t.type));
     } catch (const Error& e) {
-      config_fail(b.config().socketio_origin,
-                  fmt::format("socketio.create: cannot create '{}' as {}: {}", t.topic, t.type,
-                              e.what()));
+      config_fail(
+          b.config().socketio_origin,
+          fmt::format("socketio.create: cannot create '{}' as {}: {}", t.topic, t.type, e.what()));
     }
   }
 
@@ -844,9 +844,10 @@ struct SocketIoEndpoint::Impl {
       bad.push_back(fmt::format("{} HTTP requests refused (bad EIO, transport, sid or method)", n));
     }
     if (!bad.empty()) {
-      bridge->log(fmt::format("socketio: misbehaving clients closed: {} (counted in "
-                              "shmbus_bridge_sio_sessions_closed_total)",
-                              fmt::join(bad, ", ")));
+      bridge->log(
+          fmt::format("socketio: misbehaving clients closed: {} (counted in "
+                      "shmbus_bridge_sio_sessions_closed_total)",
+                      fmt::join(bad, ", ")));
     }
   }
 
