@@ -1,7 +1,8 @@
 """A real python-socketio client (Debian's python3-socketio, default options: HTTP long-polling
 first, then the upgrade to WebSocket) driven by sioapp_test. It subscribes, receives COUNT
 messages of TOPIC (confirming each with `consumed`), then emits each publish of the JSON list
-in $PUBLISHES with an ack. Prints one line "RESULT <json>".
+in $PUBLISHES with an ack. With BINARY=1 it subscribes in binary mode: "data" arrives as
+bytes (a binary attachment) and is reported as hex. Prints one line "RESULT <json>".
 
 usage: /usr/bin/python3 py_client.py URL TOKEN TOPIC COUNT
 """
@@ -19,6 +20,8 @@ done = threading.Event()
 
 
 def on_message(envelope):
+    if isinstance(envelope.get("data"), bytes):
+        envelope["data_hex"] = envelope.pop("data").hex()
     out["events"].append(envelope)
     sio.emit("consumed", envelope.get("seq"))
     if len(out["events"]) == count:
@@ -44,7 +47,9 @@ except socketio.exceptions.ConnectionError as e:
     out.setdefault("connect_error", str(e))
     finish()
 
-out["subscribe_ack"] = sio.call("subscribe", [topic], timeout=5) if count >= 0 else None
+binary = os.environ.get("BINARY") == "1"
+what = {"topics": [topic], "binary": True} if binary else [topic]
+out["subscribe_ack"] = sio.call("subscribe", what, timeout=5) if count >= 0 else None
 print("SUBSCRIBED", flush=True)
 if count > 0:
     out["complete"] = done.wait(30)

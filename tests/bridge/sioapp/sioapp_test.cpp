@@ -41,27 +41,13 @@ std::string unique_bus() {
   return "sioapp-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
 }
 
-// One HTTP exchange with optional Authorization header.
+// One HTTP exchange with a JSON body and, when given, a bearer token.
 http::response<http::string_body> http_call(std::uint16_t port, http::verb method,
                                             const std::string& target, const std::string& body,
                                             const std::string& bearer = {}) {
-  asio::io_context io;
-  beast::tcp_stream stream(io);
-  stream.expires_after(10s);
-  stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
-  http::request<http::string_body> req{method, target, 11};
-  req.set(http::field::host, "127.0.0.1");
-  req.set(http::field::content_type, "application/json");
-  if (!bearer.empty()) req.set(http::field::authorization, "Bearer " + bearer);
-  req.body() = body;
-  req.prepare_payload();
-  http::write(stream, req);
-  beast::flat_buffer buf;
-  http::response<http::string_body> res;
-  beast::error_code ec;
-  http::read(stream, buf, res, ec);
-  if (ec) res.result(http::status::unknown);
-  return res;
+  HttpHeaders h{{http::field::content_type, "application/json"}};
+  if (!bearer.empty()) h.emplace_back(http::field::authorization, "Bearer " + bearer);
+  return http_request(port, method, target, body, h);
 }
 
 // The value of one Prometheus series (-1 if absent).
@@ -73,33 +59,6 @@ double metric(const std::string& text, const std::string& series) {
   }
   return -1;
 }
-
-// A Socket.IO client on a raw WebSocket whose receive buffer is small and fixed (no
-// autotuning), so that when it stops reading the bridge's queue for it fills quickly.
-class StalledClient {
- public:
-  explicit StalledClient(std::uint16_t port) : ws_(io_) {
-    auto& sock = beast::get_lowest_layer(ws_).socket();
-    sock.open(tcp::v4());
-    sock.set_option(asio::socket_base::receive_buffer_size(4096));
-    beast::get_lowest_layer(ws_).expires_after(10s);
-    beast::get_lowest_layer(ws_).connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
-    ws_.handshake("127.0.0.1", "/socket.io/?EIO=4&transport=websocket");
-  }
-  std::string read() {
-    for (;;) {
-      beast::flat_buffer buf;
-      ws_.read(buf);
-      std::string s = beast::buffers_to_string(buf.data());
-      if (s != "2") return s;
-    }
-  }
-  void write(const std::string& s) { ws_.write(asio::buffer(s)); }
-
- private:
-  asio::io_context io_;
-  websocket::stream<beast::tcp_stream> ws_;
-};
 
 class SioAppTest : public ::testing::Test {
  protected:
@@ -400,12 +359,13 @@ TEST_F(SioAppTest, ClientThatStopsReadingIsCutOffOthersCarryOn) {
   // Pings far apart: the stalled client must be cut for being slow, not for its silence.
   start(default_yaml("  queue: 4096\n  disconnect_after: 5000\n", 20000));
   Publisher pub = quotes_publisher();
-  StalledClient stalled(port());
-  ASSERT_EQ(stalled.read().rfind("0{", 0), 0u);
-  stalled.write(std::string("40{\"token\":\"") + kToken + "\"}");
-  ASSERT_EQ(stalled.read().rfind("40{", 0), 0u);
-  stalled.write(R"(421["subscribe",["md.quotes"]])");
-  ASSERT_EQ(stalled.read().rfind("431", 0), 0u);
+  RawWs stalled(port(), "/socket.io/?EIO=4&transport=websocket", 4096);
+  ASSERT_TRUE(stalled.ok()) << stalled.error().message();
+  ASSERT_EQ(stalled.read_skip_pings().value_or("").rfind("0{", 0), 0u);
+  ASSERT_TRUE(stalled.write(std::string("40{\"token\":\"") + kToken + "\"}"));
+  ASSERT_EQ(stalled.read_skip_pings().value_or("").rfind("40{", 0), 0u);
+  ASSERT_TRUE(stalled.write(R"(421["subscribe",["md.quotes"]])"));
+  ASSERT_EQ(stalled.read_skip_pings().value_or("").rfind("431", 0), 0u);
   // From here on it reads nothing.
 
   // Under sanitizers the bridge runs 5-20x slower: the same messages, sent slower.
@@ -435,6 +395,181 @@ TEST_F(SioAppTest, ClientThatStopsReadingIsCutOffOthersCarryOn) {
   EXPECT_GE(metric(metrics(), "shmbus_bridge_sio_missed_total"), 5000) << metrics();
 }
 
+// Binary mode through a real python-socketio client: "data" is the raw FlatBuffer, carried as
+// a binary attachment, byte for byte what the bus producer published, and it decodes.
+TEST_F(SioAppTest, BinaryModeDeliversTheRawFlatBuffer) {
+  start(default_yaml());
+  Publisher pub = quotes_publisher();
+  constexpr int kN = 50;
+  auto client = launch("env BINARY=1 " + py_client(kToken, "md.quotes", kN));
+  ASSERT_TRUE(wait_until([&] { return topics_read() == 1; }, 20000ms));
+  std::vector<std::string> sent;
+  flatbuffers::FlatBufferBuilder fbb(256);
+  for (int i = 0; i < kN; ++i) {
+    fbb.Clear();
+    const auto sym = fbb.CreateString("BIN" + std::to_string(i));
+    md::QuoteBuilder b(fbb);
+    b.add_symbol(sym);
+    b.add_seq(static_cast<std::uint64_t>(i));
+    b.add_ask_px(200.5 + i);
+    fbb.Finish(b.Finish(), md::QuoteIdentifier());
+    sent.emplace_back(reinterpret_cast<const char*>(fbb.GetBufferPointer()), fbb.GetSize());
+    while (pub.try_publish(fbb) != PublishResult::Ok) std::this_thread::yield();
+  }
+  const auto r = client.get();
+  const json out = result_of(r.output);
+  ASSERT_FALSE(out.is_discarded()) << r.output;
+  ASSERT_TRUE(out.value("complete", false)) << r.output.substr(0, 2000);
+  const json& events = out["events"];
+  ASSERT_EQ(events.size(), static_cast<std::size_t>(kN));
+  for (int i = 0; i < kN; ++i) {
+    const json& e = events[static_cast<std::size_t>(i)];
+    EXPECT_EQ(e.value("topic", ""), "md.quotes");
+    EXPECT_EQ(e.value("type", ""), "shmbus.md.Quote");
+    ASSERT_FALSE(e.contains("data")) << "data was not a binary attachment: " << e;
+    const std::string hex = e.value("data_hex", "");
+    std::string bytes;
+    for (std::size_t k = 0; k + 1 < hex.size(); k += 2) {
+      bytes.push_back(static_cast<char>(std::stoi(hex.substr(k, 2), nullptr, 16)));
+    }
+    // The bus may pad a message to its alignment: the published bytes come first.
+    ASSERT_GE(bytes.size(), sent[static_cast<std::size_t>(i)].size());
+    EXPECT_EQ(bytes.substr(0, sent[static_cast<std::size_t>(i)].size()),
+              sent[static_cast<std::size_t>(i)]);
+    flatbuffers::Verifier v(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
+    ASSERT_TRUE(md::VerifyQuoteBuffer(v));
+    const md::Quote* q = md::GetQuote(bytes.data());
+    EXPECT_EQ(q->symbol()->str(), "BIN" + std::to_string(i));
+    EXPECT_EQ(q->seq(), static_cast<std::uint64_t>(i));
+    EXPECT_DOUBLE_EQ(q->ask_px(), 200.5 + i);
+  }
+}
+
+// Malformed Engine.IO / Socket.IO packets and HTTP requests against the running endpoint:
+// each offender is closed (or refused) with its reason counted in /metrics and logged, while a
+// python-socketio client receives every bus message published meanwhile, in order.
+TEST_F(SioAppTest, MalformedPacketsCloseTheOffenderOthersCarryOn) {
+  ::testing::internal::CaptureStderr();
+  start(default_yaml("  max_payload: 2000\n", 5000));
+  Publisher pub = quotes_publisher();
+  constexpr int kN = 4000;
+  auto good = launch(py_client(kToken, "md.quotes", kN));
+  ASSERT_TRUE(wait_until([&] { return topics_read() == 1; }, 20000ms));
+  std::this_thread::sleep_for(300ms);  // the client's subscribe ack (it reads from the first)
+  std::atomic<bool> publishing{true};
+  std::thread producer([&] {
+    publish_quotes(pub, kN, 1);  // ~1 message per ms, all through the abuse below
+    publishing = false;
+  });
+
+  const std::string ws = "/socket.io/?EIO=4&transport=websocket";
+  // An open WebSocket session that has connected to "/" (and subscribed, where asked).
+  auto session = [&](bool connect) {
+    auto c = std::make_unique<RawWs>(port(), ws);
+    EXPECT_TRUE(c->ok());
+    EXPECT_EQ(c->read_skip_pings().value_or("").rfind("0{", 0), 0u);
+    if (connect) {
+      c->write(std::string("40{\"token\":\"") + kToken + "\"}");
+      EXPECT_EQ(c->read_skip_pings().value_or("").rfind("40{", 0), 0u);
+    }
+    return c;
+  };
+  // Reads until the server closes; false if it is still sending after 5 s.
+  auto closed_by_server = [](RawWs& c) {
+    for (int i = 0; i < 10'000; ++i) {
+      if (!c.read(5000ms)) return c.error() != beast::error::timeout;
+    }
+    return false;
+  };
+  const std::vector<std::pair<std::string, std::vector<std::pair<std::string, bool>>>> cases = {
+      {"garbage Engine.IO type", {{"zzz", false}}},
+      {"unknown Engine.IO type", {{"9", false}}},
+      {"empty frame", {{"", false}}},
+      {"unknown Socket.IO type", {{"49[\"x\"]", false}}},
+      {"garbage Socket.IO event", {{"42[\"subscribe\",", false}}},
+      {"event that is not an array", {{"42{\"a\":1}", false}}},
+      {"binary frame with no attachment announced", {{"\x01\x02\x03", true}}},
+      {"attachment count lie: 2 announced, text before the 2nd",
+       {{R"(452-["publish",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}])", false},
+        {"\x01", true},
+        {"42[\"consumed\",1]", false}}},
+      {"placeholder beyond the attachments",
+       {{R"(451-["publish",{"_placeholder":true,"num":7}])", false}, {"\x01", true}}},
+      {"absurd attachment count", {{R"(4599999999999999999999-["x"])", false}}},
+      {"oversize WebSocket frame", {{"42[\"publish\",\"" + std::string(3000, 'x') + "\"]", false}}},
+  };
+  for (const auto& [name, frames] : cases) {
+    auto c = session(true);
+    for (const auto& [data, binary] : frames) c->write(data, binary);
+    EXPECT_TRUE(closed_by_server(*c)) << name << ": the bridge did not close the offender";
+  }
+  // Before CONNECT too: a garbage frame on a bare Engine.IO session.
+  {
+    auto c = session(false);
+    c->write("4garbage");
+    EXPECT_TRUE(closed_by_server(*c)) << "garbage before CONNECT";
+  }
+
+  // HTTP: bad EIO, transport, sid, method -> 400 with the protocol's codes.
+  const auto code_of = [](const http::response<http::string_body>& r) {
+    return json::parse(r.body(), nullptr, false).value("code", -1);
+  };
+  auto r = http_request(port(), http::verb::get, "/socket.io/?EIO=3&transport=polling");
+  EXPECT_EQ(r.result_int(), 400u);
+  EXPECT_EQ(code_of(r), 5) << r.body();
+  r = http_request(port(), http::verb::get, "/socket.io/?EIO=4&transport=carrier-pigeon");
+  EXPECT_EQ(r.result_int(), 400u);
+  EXPECT_EQ(code_of(r), 0) << r.body();
+  r = http_request(port(), http::verb::get, "/socket.io/?EIO=4&transport=polling&sid=nope");
+  EXPECT_EQ(r.result_int(), 400u);
+  EXPECT_EQ(code_of(r), 1) << r.body();
+  r = http_request(port(), http::verb::put, "/socket.io/?EIO=4&transport=polling");
+  EXPECT_EQ(r.result_int(), 400u);
+  EXPECT_EQ(code_of(r), 2) << r.body();
+  EXPECT_NE(upgrade_request(port(), "/socket.io/?EIO=9&transport=websocket").result_int(), 101u);
+  // Oversize POST on the polling transport: refused, the session closed.
+  r = http_request(port(), http::verb::get, "/socket.io/?EIO=4&transport=polling");
+  ASSERT_EQ(r.result_int(), 200u) << r.body();
+  ASSERT_EQ(r.body().rfind("0{", 0), 0u) << r.body();
+  const std::string sid = json::parse(r.body().substr(1)).value("sid", "");
+  const std::string poll = "/socket.io/?EIO=4&transport=polling&sid=" + sid;
+  r = http_request(port(), http::verb::post, poll, "4" + std::string(5000, 'y'));
+  EXPECT_GE(r.result_int(), 400u) << r.body();
+  r = http_request(port(), http::verb::get, poll);
+  EXPECT_TRUE(r.result_int() == 400u || r.body().find('1') == 0)
+      << "session still open: " << r.body();
+  // Garbage POST on another polling session.
+  r = http_request(port(), http::verb::get, "/socket.io/?EIO=4&transport=polling");
+  const std::string sid2 = json::parse(r.body().substr(1), nullptr, false).value("sid", "");
+  r = http_request(port(), http::verb::post, "/socket.io/?EIO=4&transport=polling&sid=" + sid2,
+                   "\x1e\x1e\x1e???");
+  EXPECT_EQ(r.result_int(), 400u) << r.body();
+
+  producer.join();
+  const auto res = good.get();
+  const json out = result_of(res.output);
+  ASSERT_FALSE(out.is_discarded()) << res.output;
+  ASSERT_TRUE(out.value("complete", false))
+      << "the well-behaved client did not get every message: " << out["events"].size();
+  expect_quotes(out["events"], kN);
+  EXPECT_EQ(out.value("transport", ""), "websocket");
+
+  const std::string m = metrics();
+  EXPECT_GE(metric(m, "shmbus_bridge_sio_sessions_closed_total{reason=\"parse error\"}"), 11) << m;
+  EXPECT_GE(metric(m, "shmbus_bridge_sio_sessions_closed_total{reason=\"payload too large\"}"), 2)
+      << m;
+  EXPECT_GE(metric(m, "shmbus_bridge_sio_handshake_errors_total"), 4) << m;
+  // The log says so, once per notice period, however many offenders.
+  ASSERT_TRUE(
+      wait_until([&] { return metric(metrics(), "shmbus_bridge_sio_clients") == 0; }, 10000ms));
+  std::this_thread::sleep_for(300ms);  // > missed_notice_ms: the last log line is out
+  bridge_.reset();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(log.find("socketio: misbehaving clients closed:"), std::string::npos) << log;
+  EXPECT_NE(log.find("for parse error"), std::string::npos) << log;
+  EXPECT_NE(log.find("for payload too large"), std::string::npos) << log;
+}
+
 TEST(SioAppConfig, StrictKeys) {
   const auto parse = [](const std::string& s) {
     Config c = parse_config("bridge:\n  bus: b\n" + s, "t.yaml");
@@ -453,6 +588,20 @@ TEST(SioAppConfig, StrictKeys) {
   EXPECT_THROW((void)parse("socketio:\n  subscribe: [\"md.*x\"]\n"), ConfigError);
   EXPECT_THROW((void)parse("socketio:\n  queue: 0\n"), ConfigError);
   EXPECT_THROW((void)parse("socketio:\n  token: \"\"\n"), ConfigError);
+  EXPECT_THROW((void)parse("socketio:\n  publish: [\"a.b\"]\n  create: [\"a.b\"]\n"), ConfigError);
+  EXPECT_THROW((void)parse("socketio:\n  create: [\"a.b=shmbus.md.Quote\"]\n"), ConfigError)
+      << "a topic to create must be in socketio.publish";
+}
+
+// socketio.create defines a topic nobody produces, so clients can publish there at once.
+TEST_F(SioAppTest, CreateDefinesATopicToPublishOn) {
+  start(default_yaml("  create: [\"orders.manual=shmbus.oms.NewOrder\"]\n"));
+  ASSERT_TRUE(bus_->has_topic("orders.manual"));
+  EXPECT_EQ(bus_->open_topic("orders.manual").type_name(), "shmbus.oms.NewOrder");
+  const auto r = http_call(
+      port(), http::verb::post, "/publish",
+      R"({"topic":"orders.manual","message":{"cl_ord_id":"m1","symbol":"AAPL"}})", kToken);
+  EXPECT_EQ(r.result_int(), 200u) << r.body();
 }
 
 }  // namespace

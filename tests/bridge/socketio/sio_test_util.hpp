@@ -17,6 +17,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "shmbus/bridge/net/http_server.hpp"
 #include "shmbus/bridge/socketio/socketio_server.hpp"
@@ -121,10 +123,13 @@ class ServerHarness {
   std::uint16_t port_ = 0;
 };
 
-// One synchronous HTTP exchange on a fresh connection.
+// One synchronous HTTP exchange on a fresh connection. `headers` are set last (they may
+// replace the default Content-Type, e.g. application/json, or add an Authorization).
+using HttpHeaders = std::vector<std::pair<http::field, std::string>>;
 inline http::response<http::string_body> http_request(std::uint16_t port, http::verb method,
                                                       const std::string& target,
-                                                      std::string body = {}) {
+                                                      std::string body = {},
+                                                      const HttpHeaders& headers = {}) {
   asio::io_context io;
   beast::tcp_stream stream(io);
   stream.expires_after(10s);
@@ -132,6 +137,7 @@ inline http::response<http::string_body> http_request(std::uint16_t port, http::
   http::request<http::string_body> req{method, target, 11};
   req.set(http::field::host, "127.0.0.1");
   req.set(http::field::content_type, "text/plain;charset=UTF-8");
+  for (const auto& [field, value] : headers) req.set(field, value);
   req.body() = std::move(body);
   req.prepare_payload();
   http::write(stream, req);
@@ -165,11 +171,17 @@ inline http::response<http::string_body> upgrade_request(std::uint16_t port,
   return res;
 }
 
-// A raw WebSocket client (no Engine.IO logic): reads and writes frames as they are.
+// A raw WebSocket client (no Engine.IO logic): reads and writes frames as they are. With
+// `receive_buffer` > 0 its socket's receive buffer is that small and fixed (no autotuning), so
+// a client that stops reading makes the server's queue for it fill quickly.
 class RawWs {
  public:
-  explicit RawWs(std::uint16_t port, const std::string& target) : ws_(io_) {
+  explicit RawWs(std::uint16_t port, const std::string& target, int receive_buffer = 0) : ws_(io_) {
     auto& lowest = beast::get_lowest_layer(ws_);
+    if (receive_buffer > 0) {
+      lowest.socket().open(tcp::v4());
+      lowest.socket().set_option(asio::socket_base::receive_buffer_size(receive_buffer));
+    }
     lowest.expires_after(10s);
     lowest.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
     ws_.handshake(response_, "127.0.0.1", target, ec_);

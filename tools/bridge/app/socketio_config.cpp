@@ -139,6 +139,21 @@ SocketIoConfig parse_socketio_config(const YAML::Node& node, const Origin& origi
   }
   c.subscribe = k.patterns("subscribe", {">"});
   c.publish = k.patterns("publish", {});
+  for (const auto& item : k.list("create", {})) {
+    const auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == item.size()) {
+      config_fail(k.at("create"), fmt::format("'{}': expected \"topic=type\", e.g. "
+                                              "\"signals.manual=shmbus.strategy.Signal\"",
+                                              item));
+    }
+    SocketIoConfig::CreateTopic t{item.substr(0, eq), item.substr(eq + 1)};
+    if (!c.may_publish(t.topic)) {
+      config_fail(k.at("create"), fmt::format("'{}' is not in socketio.publish: clients could "
+                                              "not publish on it",
+                                              t.topic));
+    }
+    c.create.push_back(std::move(t));
+  }
   c.post_publish = k.boolean("post_publish", c.post_publish);
   constexpr auto kMax = std::numeric_limits<std::uint32_t>::max();
   c.max_clients = k.integer("max_clients", c.max_clients, 1, 100'000);

@@ -26,6 +26,13 @@ struct SocketIoConfig {
   // everything but the bridge's dead-letter topic, publish nowhere.
   std::vector<transport::TopicPattern> subscribe;
   std::vector<transport::TopicPattern> publish;
+  // Topics the bridge defines at start when missing ("topic=fully.qualified.Type", default
+  // geometry), so clients have somewhere to publish that no other process produces.
+  struct CreateTopic {
+    std::string topic;
+    std::string type;
+  };
+  std::vector<CreateTopic> create;
   bool post_publish = true;  // serve POST /publish
   std::size_t max_clients = 1000;
   std::size_t max_polling_clients = 100;

@@ -6,6 +6,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
@@ -21,6 +22,7 @@
 #include <shmbus/core/subscriber.hpp>
 #include <shmbus/error.hpp>
 #include <shmbus/schema/json_codec.hpp>
+#include <shmbus/schema/registry.hpp>
 
 #include "bridge.hpp"
 #include "shmbus/bridge/socketio/socketio_server.hpp"
@@ -145,6 +147,14 @@ struct SocketIoEndpoint::Impl {
   transport::Counter* m_rejected_token = nullptr;
   transport::Counter* m_events_out = nullptr;
   std::uint64_t last_events_out = 0;
+  // Engine.IO sessions closed, by reason; HTTP/upgrade requests refused (bad EIO, sid,
+  // transport, method). Copied from the protocol layer's tallies on the io thread.
+  std::array<transport::Counter*, static_cast<std::size_t>(sio::CloseReason::kCount)> m_closed{};
+  std::array<std::uint64_t, static_cast<std::size_t>(sio::CloseReason::kCount)> last_closed{};
+  std::array<std::uint64_t, static_cast<std::size_t>(sio::CloseReason::kCount)> unlogged_closed{};
+  transport::Counter* m_handshake_errors = nullptr;
+  std::uint64_t last_handshake_errors = 0;
+  std::uint64_t unlogged_handshake_errors = 0;
 
   explicit Impl(SocketIoConfig c) : cfg(std::move(c)) {}
 
@@ -179,6 +189,16 @@ struct SocketIoEndpoint::Impl {
                                   "CONNECTs and POST /publish refused for a missing or bad token");
     m_events_out =
         &m.counter("shmbus_bridge_sio_events_out_total", "Socket.IO events queued to clients");
+    for (std::size_t i = 0; i < m_closed.size(); ++i) {
+      m_closed[i] = &m.counter(
+          "shmbus_bridge_sio_sessions_closed_total", "Engine.IO sessions closed, by reason",
+          {{"reason", std::string(to_string(static_cast<sio::CloseReason>(i)))}});
+    }
+    m_handshake_errors = &m.counter(
+        "shmbus_bridge_sio_handshake_errors_total",
+        "Engine.IO HTTP requests and upgrades refused (bad EIO, transport, sid, method)");
+
+    for (const auto& t : cfg.create) create_topic(b, t);
 
     sio::SocketIoOptions o;
     o.path = cfg.path;
@@ -217,6 +237,23 @@ struct SocketIoEndpoint::Impl {
     b.log(fmt::format("socketio: serving {} (namespaces {}) on the HTTP port; token {}", cfg.path,
                       fmt::join(cfg.namespaces, " "),
                       cfg.token.empty() ? "not required" : "required"));
+  }
+
+  // socketio.create: defines the topic (default geometry) unless it exists, whatever its
+  // config then; an unknown type or a bad name is a config error (exit 2).
+  void create_topic(Bridge& b, const SocketIoConfig::CreateTopic& t) {
+    try {
+      if (b.bus().has_topic(t.topic)) return;
+      TopicConfig tc;
+      tc.type = SchemaRegistry::instance().find(t.type);
+      (void)b.bus().topic(t.topic, tc, Match::TypeOnly);
+      b.log(fmt::format("socketio: created topic {} ({}) for clients to publish on", t.topic,
+                        t.type));
+    } catch (const Error& e) {
+      config_fail(
+          b.config().socketio_origin,
+          fmt::format("socketio.create: cannot create '{}' as {}: {}", t.topic, t.type, e.what()));
+    }
   }
 
   void stop() {
@@ -457,6 +494,7 @@ struct SocketIoEndpoint::Impl {
     notice_timer->async_wait([this](const boost::system::error_code& ec) {
       if (ec || !server) return;
       send_missed_notices();
+      sync_closes(true);
       arm_notice_timer();
     });
   }
@@ -780,8 +818,42 @@ struct SocketIoEndpoint::Impl {
   }
 
   // ------------------------------------------------------------------ observation
+  // Moves the protocol layer's close and refusal tallies into /metrics; with `log`, says in
+  // the log how many clients were closed for misbehaving since the last time (one line per
+  // notice period at most, however many clients misbehave). io thread.
+  void sync_closes(bool log) {
+    const auto& es = server->engine_stats();
+    for (std::size_t i = 0; i < m_closed.size(); ++i) {
+      const std::uint64_t v = es.closed[i].load(std::memory_order_relaxed);
+      m_closed[i]->inc(v - last_closed[i]);
+      unlogged_closed[i] += v - last_closed[i];
+      last_closed[i] = v;
+    }
+    const std::uint64_t h = es.handshake_errors.load(std::memory_order_relaxed);
+    m_handshake_errors->inc(h - last_handshake_errors);
+    unlogged_handshake_errors += h - last_handshake_errors;
+    last_handshake_errors = h;
+    if (!log) return;
+    std::vector<std::string> bad;
+    for (const auto reason : {sio::CloseReason::ParseError, sio::CloseReason::PayloadTooLarge,
+                              sio::CloseReason::DuplicatePoll}) {
+      const auto n = std::exchange(unlogged_closed[static_cast<std::size_t>(reason)], 0);
+      if (n > 0) bad.push_back(fmt::format("{} for {}", n, to_string(reason)));
+    }
+    if (const auto n = std::exchange(unlogged_handshake_errors, 0); n > 0) {
+      bad.push_back(fmt::format("{} HTTP requests refused (bad EIO, transport, sid or method)", n));
+    }
+    if (!bad.empty()) {
+      bridge->log(
+          fmt::format("socketio: misbehaving clients closed: {} (counted in "
+                      "shmbus_bridge_sio_sessions_closed_total)",
+                      fmt::join(bad, ", ")));
+    }
+  }
+
   void collect() {
     if (!server) return;
+    sync_closes(false);
     const std::uint64_t out = server->stats().events_out.load(std::memory_order_relaxed);
     if (out > last_events_out) m_events_out->inc(out - last_events_out);
     last_events_out = out;
