@@ -181,6 +181,8 @@ TEST(FaultEvict, WithoutOptInTheProducerStaysHeldAndTheConsumerShowsStalled) {
   std::uint64_t value = 1;
   for (int i = 0; i < 10; ++i) ASSERT_EQ(send(pub, value++), PublishResult::Ok);
   ASSERT_EQ(consumer.line(), "got 10");
+  // Its cursor is batched: wait until it ran dry and published it.
+  ASSERT_TRUE(eventually([&] { return consumer_named(bus, "orders", "frozen")->lag == 0; }, 10s));
   consumer.kill(SIGSTOP);
   for (std::uint32_t i = 0; i < kSlots; ++i) ASSERT_EQ(send(pub, value++), PublishResult::Ok);
   EXPECT_EQ(send(pub, value, 700ms), PublishResult::Timeout);
@@ -272,21 +274,24 @@ TEST(FaultEvict, AdvancingAtTheBoundNeverTearsOrRepeats) {
   SubscriberOptions o;
   o.name = "racer";
   Subscriber s = bus.subscriber("orders", o);
-  std::atomic<bool> done{false};
   std::uint64_t delivered = 0, lost = 0, bad = 0, disorder = 0, evicted_gaps = 0;
+  // The reader's next due sequence: the producer keeps within two rings of
+  // it, so each eviction is of a consumer pausing at the bound, not one left
+  // behind for good.
+  std::atomic<std::uint64_t> progress{1};
   std::thread reader([&] {
     std::mt19937 rng(12345);
     std::uniform_int_distribution<int> pause_us(0, 10'000);
-    std::uint64_t expect = 1;
+    std::uint64_t expect = 1;  // also past a gap: the last message may be lost
     s.on_gap([&](const Gap& g) {
       if (g.first != expect) ++disorder;
       if (g.reason == GapReason::Evicted) ++evicted_gaps;
       lost += g.count;
       expect = g.first + g.count;
+      progress.store(expect);
     });
     const auto deadline = std::chrono::steady_clock::now() + 120s;
-    bool stop = false;
-    while (!stop && std::chrono::steady_clock::now() < deadline) {
+    while (expect <= n && std::chrono::steady_clock::now() < deadline) {
       (void)s.wait(50ms);
       (void)s.poll(
           [&](const Message& m) {
@@ -297,16 +302,23 @@ TEST(FaultEvict, AdvancingAtTheBoundNeverTearsOrRepeats) {
             }
             if (m.meta.seq != expect || v != m.meta.seq) ++disorder;
             expect = m.meta.seq + 1;
-            if (m.meta.seq == n) stop = true;
+            progress.store(expect);
             ++delivered;
             // Every 8th message: a pause of 0..2x the bound (simulated work).
             if ((m.meta.seq & 7) == 0) std::this_thread::sleep_for(1us * pause_us(rng));
           },
           4);
     }
-    done.store(true);
   });
-  for (std::uint64_t v = 1; v <= n; ++v) ASSERT_EQ(send(pub, v, 30s), PublishResult::Ok);
+  for (std::uint64_t v = 1; v <= n; ++v) {
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (progress.load() + 2 * kSlots < v && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::yield();
+    if (send(pub, v, 30s) != PublishResult::Ok) {
+      ADD_FAILURE() << "publish " << v << " failed";
+      break;  // the reader ends at its deadline
+    }
+  }
   reader.join();
   const std::uint64_t evictions = snapshot(bus.open_topic("orders")).evictions;
   std::printf("%llu published: %llu delivered, %llu lost in %llu evictions\n",
