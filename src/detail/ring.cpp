@@ -87,8 +87,7 @@ bool RingWriter::refresh_limit(bool check_liveness) noexcept {
         // consumer's acquire load of its state, which then sees our counters.
         if (held_too_long(i, w, c, now) &&
             e.state.compare_exchange_strong(w, make_claim(ClaimState::Evicted, claim_owner(w)),
-                                            std::memory_order_acq_rel,
-                                            std::memory_order_acquire)) {
+                                            std::memory_order_acq_rel, std::memory_order_acquire)) {
           // relaxed: a counter for tools.
           hot_->evictions.fetch_add(1, std::memory_order_relaxed);
           holds_[i].since_ns = 0;

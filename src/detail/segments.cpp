@@ -127,9 +127,9 @@ Checked<TopicFacts> check_topic_segment(const void* base, std::uint64_t mapped_b
                     f.schema_bytes <= kMaxSchemaBytes &&
                     (f.policy == PolicyCode::Lossy || f.policy == PolicyCode::Reliable) &&
                     (f.flags & ~kTopicProvisional) == 0 &&
-                    (f.evict_after_ns == 0 || (f.policy == PolicyCode::Reliable &&
-                                               f.evict_after_ns >= kMinEvictAfterNs &&
-                                               f.evict_after_ns <= kMaxEvictAfterNs));
+                    (f.evict_after_ns == 0 ||
+                     (f.policy == PolicyCode::Reliable && f.evict_after_ns >= kMinEvictAfterNs &&
+                      f.evict_after_ns <= kMaxEvictAfterNs));
   const TopicGeometry g =
       sane ? topic_geometry(f.max_consumers, f.schema_bytes, f.slot_size, f.slot_count)
            : TopicGeometry{};

@@ -125,10 +125,10 @@ TEST(FaultEvict, FrozenConsumerIsEvictedAndToldExactlyWhatItLost) {
   const auto start = std::chrono::steady_clock::now();
   ASSERT_EQ(send(pub, value++), PublishResult::Ok);
   const auto held = std::chrono::steady_clock::now() - start;
-  std::printf("held %lld ms by the frozen consumer (evict_after %lld ms)\n",
-              static_cast<long long>(
-                  std::chrono::duration_cast<std::chrono::milliseconds>(held).count()),
-              static_cast<long long>(kAfter.count()));
+  std::printf(
+      "held %lld ms by the frozen consumer (evict_after %lld ms)\n",
+      static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(held).count()),
+      static_cast<long long>(kAfter.count()));
   EXPECT_GE(held, kAfter - 10ms);  // CLOCK_MONOTONIC_COARSE: a tick of slack
   EXPECT_LT(held, kAfter + 3s);    // a loaded machine's margin
   // Never held again by it: three more rings go through.
@@ -250,9 +250,9 @@ TEST(FaultEvict, SlowButAdvancingConsumerIsNeverEvicted) {
   for (std::uint64_t v = 1; v <= n; ++v) {
     const auto t0 = std::chrono::steady_clock::now();
     ASSERT_EQ(send(pub, v), PublishResult::Ok);
-    held_ms += static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                              std::chrono::steady_clock::now() - t0)
-                                              .count());
+    held_ms += static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count());
   }
   ASSERT_EQ(send(pub, kStop), PublishResult::Ok);
   EXPECT_EQ(consumer.line(30s), std::to_string(n) + " 0 0");

@@ -82,8 +82,8 @@ std::vector<std::string> render_frame(const Frame& f, const Rates& r, bool watch
   for (const TopicRow& t : f.topics) {
     if (!t.snap || (t.snap->evict_after_ns == 0 && t.snap->evictions == 0)) continue;
     out.push_back("  " + t.name + ": evicts consumers stalled " +
-                  duration_text(t.snap->evict_after_ns) + "; " +
-                  std::to_string(t.snap->evictions) + " evicted so far");
+                  duration_text(t.snap->evict_after_ns) + "; " + std::to_string(t.snap->evictions) +
+                  " evicted so far");
   }
   if (!problems.empty()) {
     out.emplace_back();
@@ -101,13 +101,12 @@ std::vector<std::string> render_frame(const Frame& f, const Rates& r, bool watch
     for (const auto& c : t.snap->consumers) {
       const std::string key = consumer_key(t.name, c);
       const auto rate = r.consumer.find(key);
-      std::vector<std::string> row = {
-          c.name,
-          std::to_string(c.pid),
-          t.name,
-          consumer_state(c),
-          std::to_string(c.lag),
-          std::to_string(c.drops)};
+      std::vector<std::string> row = {c.name,
+                                      std::to_string(c.pid),
+                                      t.name,
+                                      consumer_state(c),
+                                      std::to_string(c.lag),
+                                      std::to_string(c.drops)};
       if (watch) {
         const auto d = r.new_drops.find(key);
         row.push_back(d == r.new_drops.end() ? "-" : std::to_string(d->second));

@@ -31,8 +31,8 @@
 // {first = the sequence it was due, count, GapReason::Evicted} to on_gap(),
 // counts them in drops() and counts the eviction in evictions(); then it
 // delivers from live as usual. Messages it read before it noticed were
-// validated after copying, so none of them is torn or overwritten. poll() never blocks; wait() blocks until something
-// is ready (spin first, then sleep on a futex: the producer pays a wake-up
+// validated after copying, so none of them is torn or overwritten. poll() never blocks; wait()
+// blocks until something is ready (spin first, then sleep on a futex: the producer pays a wake-up
 // system call only while someone sleeps).
 //
 // Thread safety: a Subscriber is single-threaded; one per consuming thread.
