@@ -20,7 +20,7 @@ namespace {
   EXPECT_EQ(offsetof(type, field), std::size_t{off}) << #type "::" #field
 
 TEST(Layout, VersionThatTheseValuesDescribe) {
-  EXPECT_EQ(kLayoutVersion, 2u) << "update this file with the bump";
+  EXPECT_EQ(kLayoutVersion, 3u) << "update this file with the bump";
 }
 
 TEST(Layout, MagicNumbers) {
@@ -52,6 +52,7 @@ TEST(Layout, TopicHeader) {
   PIN(TopicDescriptor, topic, 136);
   PIN(TopicDescriptor, type_name, 208);
   PIN(TopicDescriptor, flags, 336);
+  PIN(TopicDescriptor, evict_after_ns, 344);
   PIN(TopicHeader, producer, 384);
   PIN(TopicHeader, hot, 512);
   PIN(TopicHeader, wait, 640);
@@ -67,6 +68,7 @@ TEST(Layout, TopicHeader) {
   PIN(ProducerHot, too_large, 8);
   PIN(ProducerHot, would_block, 16);
   PIN(ProducerHot, reaped_consumers, 24);
+  PIN(ProducerHot, evictions, 32);
   PIN(WaitBlock, futex, 0);
   PIN(WaitBlock, sleepers, 4);
   PIN(WaitBlock, arrivals, 8);

@@ -175,6 +175,8 @@ std::string frame_json(const Frame& f, const Rates& r) {
     jt["too_large"] = s.too_large;
     jt["would_block"] = s.would_block;
     jt["reaped_consumers"] = s.reaped_consumers;
+    jt["evict_after_ns"] = s.evict_after_ns;
+    jt["evictions"] = s.evictions;
     if (s.producer.attached) {
       Json p;
       p["name"] = s.producer.name;
@@ -193,6 +195,8 @@ std::string frame_json(const Frame& f, const Rates& r) {
       jc["pid"] = c.pid;
       jc["alive"] = c.alive;
       jc["joining"] = c.joining;
+      jc["evicted"] = c.evicted;
+      jc["stalled"] = c.stalled;
       jc["lag"] = c.lag;
       jc["drops"] = c.drops;
       jc["delivered"] = c.delivered;

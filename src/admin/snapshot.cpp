@@ -31,6 +31,8 @@ TopicSnapshot snapshot(const Topic& topic) {
   s.too_large = h.hot.too_large.load(std::memory_order_relaxed);
   s.would_block = h.hot.would_block.load(std::memory_order_relaxed);
   s.reaped_consumers = h.hot.reaped_consumers.load(std::memory_order_relaxed);
+  s.evictions = h.hot.evictions.load(std::memory_order_relaxed);
+  s.evict_after_ns = t.evict_after_ns;
   if (s.head != 0) {
     const RingView view(t.ring);
     const SlotHeader* slot = view.slot(s.head);
@@ -50,6 +52,7 @@ TopicSnapshot snapshot(const Topic& topic) {
   }
   s.producer.takeovers = h.producer.takeovers.load(std::memory_order_relaxed);
 
+  const std::int64_t now = Clock::wall_ns();
   for (std::uint32_t i = 0; i < t.max_consumers; ++i) {
     const ConsumerEntry& e = t.consumers[i];
     const std::uint64_t w = e.state.load(std::memory_order_acquire);
@@ -66,6 +69,9 @@ TopicSnapshot snapshot(const Topic& topic) {
     c.delivered = e.delivered.load(std::memory_order_relaxed);
     c.joined_seq = e.joined_seq.load(std::memory_order_relaxed);
     c.heartbeat_ns = e.heartbeat_ns.load(std::memory_order_relaxed);
+    c.evicted = claim_state(w) == ClaimState::Evicted;
+    c.stalled = claim_state(w) == ClaimState::Active && c.alive && c.lag > 0 &&
+                now - c.heartbeat_ns > kStalledAfterNs;
     s.consumers.push_back(std::move(c));
   }
   return s;

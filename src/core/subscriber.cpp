@@ -126,6 +126,9 @@ Subscriber::Subscriber(Topic topic, const SubscriberOptions& options)
   // release: nothing read yet; keeps the cursor store ordered after the join.
   e->cursor.store(next - 1, std::memory_order_release);
   entry_ = e;
+  evictable_ = t.evict_after_ns != 0;
+  // (RingReader reads a topic with eviction through the copy path whatever
+  // in_place_from says.)
   const std::uint64_t in_place_from = t.policy == Policy::Reliable ? h2 + 1 : ~std::uint64_t{0};
   reader_ = RingReader(t.ring, e, next, in_place_from);
   index_ = index;
@@ -173,6 +176,7 @@ void Subscriber::follow_definition() {
     clock_ = t.clock;
     provisional_ = t.provisional;
     entry_ = adopted;
+    evictable_ = t.evict_after_ns != 0;
     reader_ = RingReader(t.ring, adopted, 1, t.policy == Policy::Reliable ? 1 : ~std::uint64_t{0});
     return;
   }
@@ -196,6 +200,8 @@ Subscriber::Subscriber(Subscriber&& o) noexcept
       claim_word_(std::exchange(o.claim_word_, 0)),
       index_(o.index_),
       provisional_(o.provisional_),
+      evictable_(std::exchange(o.evictable_, false)),
+      evictions_(o.evictions_),
       options_(o.options_),
       reader_(std::move(o.reader_)),
       on_gap_(std::move(o.on_gap_)),
@@ -216,6 +222,8 @@ Subscriber& Subscriber::operator=(Subscriber&& o) noexcept {
     claim_word_ = std::exchange(o.claim_word_, 0);
     index_ = o.index_;
     provisional_ = o.provisional_;
+    evictable_ = std::exchange(o.evictable_, false);
+    evictions_ = o.evictions_;
     options_ = o.options_;
     reader_ = std::move(o.reader_);
     on_gap_ = std::move(o.on_gap_);
@@ -243,8 +251,12 @@ void Subscriber::leave() noexcept {
   reader_.flush();
   std::uint64_t expected = claim_word_;
   // release: our last reads of the ring happen before the entry is reused.
+  // An evicted entry (Evicted(self)) is ours to free as well.
   if (entry_->state.compare_exchange_strong(expected, 0, std::memory_order_release,
-                                            std::memory_order_relaxed)) {
+                                            std::memory_order_relaxed) ||
+      (expected == make_claim(ClaimState::Evicted, claim_owner(claim_word_)) &&
+       entry_->state.compare_exchange_strong(expected, 0, std::memory_order_release,
+                                             std::memory_order_relaxed))) {
     detail::Internals::state(topic_)->header->registry.leaves.fetch_add(1,
                                                                         std::memory_order_relaxed);
   }
@@ -257,6 +269,33 @@ void Subscriber::heartbeat() noexcept {
   if (entry_ == nullptr) return;
   entry_->heartbeat_ns.store(Clock::wall_ns(), std::memory_order_relaxed);
   topic_.clock().maybe_reanchor();
+}
+
+bool Subscriber::check_evicted(std::uint64_t first_lost) {
+  if (entry_ == nullptr) return false;
+  // acquire: pairs with the producer's CAS to Evicted (acq_rel). Our own
+  // line: we store our cursor to it after every message anyway.
+  std::uint64_t w = entry_->state.load(std::memory_order_acquire);
+  if (claim_state(w) != ClaimState::Evicted) return false;
+  // Rejoin with the reliable join (detail/ring.hpp): a preliminary cursor no
+  // higher than we will be due (we gate nothing while Evicted), then Active
+  // (seq_cst RMW) and head (seq_cst): due head + 1.
+  ProducerHot& hot = detail::Internals::state(topic_)->header->hot;
+  entry_->cursor.store(hot.head.load(std::memory_order_acquire), std::memory_order_relaxed);
+  if (!entry_->state.compare_exchange_strong(w, claim_word_, std::memory_order_seq_cst)) {
+    // Freed under us: only a dead owner's entry is reaped, so this means our
+    // identity was judged dead. Go on as an observer rather than write to an
+    // entry that may be someone else's now.
+    reader_.detach();
+    entry_ = nullptr;
+    evictable_ = false;
+  }
+  const std::uint64_t h2 = hot.head.load(std::memory_order_seq_cst);
+  reader_.rejoin(first_lost, h2 + 1);
+  ++evictions_;
+  if (on_gap_)
+    on_gap_(Gap{topic_.name(), reader_.gap_first(), reader_.gap_count(), GapReason::Evicted});
+  return true;
 }
 
 void Subscriber::report_gap() {

@@ -54,6 +54,15 @@ void validate_config(const TopicConfig& c, std::string_view bus, std::string_vie
     bad("max_consumers " + std::to_string(c.max_consumers) + " must be in [1, 1024]");
   if (c.policy != Policy::Lossy && c.policy != Policy::Reliable)
     bad("policy must be Lossy or Reliable");
+  if (c.evict_after.count() != 0) {
+    if (c.policy != Policy::Reliable)
+      bad("evict_after is for reliable topics (a lossy producer is never held up)");
+    if (c.evict_after.count() < 0 ||
+        static_cast<std::uint64_t>(c.evict_after.count()) < kMinEvictAfterNs ||
+        static_cast<std::uint64_t>(c.evict_after.count()) > kMaxEvictAfterNs)
+      bad("evict_after " + std::to_string(c.evict_after.count()) +
+          " ns must be 0 (off) or in [1 ms, 1 h]");
+  }
   if (c.type.name.size() > kMaxTypeName)
     bad("type name '" + c.type.name + "' is longer than 127 characters");
   if (c.type.bfbs.size() > kMaxSchemaBytes) bad("binary schema is larger than 16 MiB");
@@ -62,10 +71,15 @@ void validate_config(const TopicConfig& c, std::string_view bus, std::string_vie
 }
 
 std::string describe(Policy p, std::uint32_t slot_size, std::uint32_t slot_count,
-                     std::uint32_t max_consumers) {
+                     std::uint32_t max_consumers, std::uint64_t evict_after_ns) {
   return "policy " + std::string(to_string(p)) + ", slot_size " + std::to_string(slot_size) +
          ", slot_count " + std::to_string(slot_count) + ", max_consumers " +
-         std::to_string(max_consumers);
+         std::to_string(max_consumers) + ", evict_after " +
+         (evict_after_ns == 0 ? std::string("off") : std::to_string(evict_after_ns) + " ns");
+}
+
+std::uint64_t evict_ns(const TopicConfig& c) {
+  return static_cast<std::uint64_t>(c.evict_after.count());
 }
 
 std::string type_label(std::string_view name) {
@@ -158,6 +172,7 @@ std::shared_ptr<TopicState> make_state(Segment seg, const std::shared_ptr<Direct
   st->slot_size = f.slot_size;
   st->slot_count = f.slot_count;
   st->max_consumers = f.max_consumers;
+  st->evict_after_ns = f.evict_after_ns;
   st->segment_bytes = f.segment_bytes;
   st->created_ns = f.created_ns;
   st->provisional = (f.flags & kTopicProvisional) != 0;
@@ -171,6 +186,7 @@ std::shared_ptr<TopicState> make_state(Segment seg, const std::shared_ptr<Direct
   st->ring.slot_size = f.slot_size;
   st->ring.slot_count = f.slot_count;
   st->ring.reliable = st->policy == Policy::Reliable;
+  st->ring.evict_after_ns = f.evict_after_ns;
   st->segment = std::move(seg);
   return st;
 }
@@ -212,6 +228,7 @@ void initialise(void* p, const TopicConfig& c, const TopicGeometry& g, std::stri
   topic.copy(d.topic, kMaxTopicName);
   c.type.name.copy(d.type_name, kMaxTypeName);
   d.flags = provisional ? kTopicProvisional : 0;
+  d.evict_after_ns = evict_ns(c);
   // release: everything above happens-before an opener's acquire of the version.
   d.layout_version.store(kLayoutVersion, std::memory_order_release);
 }
@@ -220,11 +237,13 @@ void check_match(const TopicState& t, const TopicConfig& c, Match match) {
   const std::string w = where(t.bus, t.name);
   if (match == Match::Exact &&
       (t.policy != c.policy || t.slot_size != c.slot_size || t.slot_count != c.slot_count ||
-       t.max_consumers != c.max_consumers)) {
+       t.max_consumers != c.max_consumers || t.evict_after_ns != evict_ns(c))) {
     throw Error(
         Errc::TopicMismatch,
-        w + " exists with " + describe(t.policy, t.slot_size, t.slot_count, t.max_consumers) +
-            "; you asked for " + describe(c.policy, c.slot_size, c.slot_count, c.max_consumers) +
+        w + " exists with " +
+            describe(t.policy, t.slot_size, t.slot_count, t.max_consumers, t.evict_after_ns) +
+            "; you asked for " +
+            describe(c.policy, c.slot_size, c.slot_count, c.max_consumers, evict_ns(c)) +
             " — use the same configuration as its creator, or open it with Match::TypeOnly to "
             "accept it");
   }
@@ -324,7 +343,8 @@ namespace {
 bool definable(const TopicState& t, const TopicConfig& c) {
   if (!t.provisional) return false;
   const bool same = t.policy == c.policy && t.slot_size == c.slot_size &&
-                    t.slot_count == c.slot_count && t.max_consumers == c.max_consumers;
+                    t.slot_count == c.slot_count && t.max_consumers == c.max_consumers &&
+                    t.evict_after_ns == evict_ns(c);
   return !same && t.header->producer.owner.load(std::memory_order_acquire) == 0 &&
          t.header->producer.takeovers.load(std::memory_order_relaxed) == 0 &&
          t.header->hot.head.load(std::memory_order_acquire) == 0;

@@ -37,6 +37,26 @@ std::uint64_t RingWriter::recover_next(const RingBlock& b) noexcept {
   return n;
 }
 
+namespace {
+std::int64_t coarse_now_ns() noexcept {
+  timespec ts{};
+  // COARSE: a vDSO read of the tick-time clock (~5 ns); a 5 ms period needs no better.
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+}  // namespace
+
+bool RingWriter::held_too_long(std::uint32_t i, std::uint64_t w, std::uint64_t c,
+                               std::int64_t now) noexcept {
+  Hold& h = holds_[i];
+  if (h.since_ns == 0 || h.word != w || h.cursor != c) {
+    // Started holding us, or moved, or is another consumer: the clock restarts.
+    h = Hold{w, c, now};
+    return false;
+  }
+  return now - h.since_ns >= static_cast<std::int64_t>(block_.evict_after_ns);
+}
+
 bool RingWriter::refresh_limit(bool check_liveness) noexcept {
   // seq_cst fence: orders our earlier head stores before the state loads
   // below (the reliable-join argument in ring.hpp needs store->load order).
@@ -48,10 +68,14 @@ bool RingWriter::refresh_limit(bool check_liveness) noexcept {
   RegistryBlock& reg = block_.header->registry;
   const std::uint32_t hwm =
       std::min(reg.consumer_hwm.load(std::memory_order_acquire), block_.max_consumers);
+  std::int64_t now = 0;  // read once, and only if someone holds us on an eviction topic
   for (std::uint32_t i = 0; i < hwm; ++i) {
     ConsumerEntry& e = block_.consumers[i];
     std::uint64_t w = e.state.load(std::memory_order_acquire);
-    if (claim_state(w) != ClaimState::Active) continue;
+    if (claim_state(w) != ClaimState::Active) {
+      if (holds_) holds_[i].since_ns = 0;
+      continue;
+    }
     // acquire: pairs with the consumer's release of its cursor; its reads of
     // the slots up to the cursor happen before we overwrite them.
     const std::uint64_t c = e.cursor.load(std::memory_order_acquire);
@@ -64,20 +88,33 @@ bool RingWriter::refresh_limit(bool check_liveness) noexcept {
       }
       continue;
     }
+    if (holds_) {
+      if (c >= need) {
+        holds_[i].since_ns = 0;
+      } else {
+        if (now == 0) now = coarse_now_ns();
+        // A live (or unknown) consumer held us at cursor c for the bound:
+        // evict it. The CAS is from exactly the word we judged, so a consumer
+        // that left, or a reaper, wins over us; the race with a consumer
+        // advancing now is the numbered interleaving in ring.hpp. acq_rel:
+        // acquire keeps our later slot writes after the CAS (and so after
+        // the state and cursor loads we judged on); release pairs with the
+        // consumer's acquire load of its state, which then sees our counters.
+        if (held_too_long(i, w, c, now) &&
+            e.state.compare_exchange_strong(w, make_claim(ClaimState::Evicted, claim_owner(w)),
+                                            std::memory_order_acq_rel, std::memory_order_acquire)) {
+          // relaxed: a counter for tools.
+          hot_->evictions.fetch_add(1, std::memory_order_relaxed);
+          holds_[i].since_ns = 0;
+          continue;
+        }
+      }
+    }
     min = std::min(min, c);
   }
   limit_ = min + view_.count;
   return next_ <= limit_;
 }
-
-namespace {
-std::int64_t coarse_now_ns() noexcept {
-  timespec ts{};
-  // COARSE: a vDSO read of the tick-time clock (~5 ns); a 5 ms period needs no better.
-  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
-}  // namespace
 
 bool RingWriter::unblock() noexcept {
   if (refresh_limit(false)) return true;
@@ -143,7 +180,8 @@ void RingWriter::audit_sleepers() noexcept {
   for (std::uint32_t i = 0; i < hwm; ++i) {
     const ConsumerEntry& e = block_.consumers[i];
     const std::uint64_t w = e.state.load(std::memory_order_acquire);
-    if (claim_state(w) != ClaimState::Active) continue;
+    // An evicted consumer is alive and may still be counted as a sleeper.
+    if (claim_state(w) != ClaimState::Active && claim_state(w) != ClaimState::Evicted) continue;
     if ((e.flags.load(std::memory_order_acquire) & kConsumerSleeping) != 0 &&
         !is_dead(claim_owner(w)))
       ++live;
@@ -153,6 +191,15 @@ void RingWriter::audit_sleepers() noexcept {
   if (live < counted) {
     (void)wait_->sleepers.compare_exchange_strong(counted, live, std::memory_order_acq_rel);
   }
+}
+
+void RingReader::beat() noexcept {
+  timespec ts{};
+  // COARSE: a vDSO read (~5 ns); tools judge staleness in seconds.
+  ::clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  // relaxed: a diagnostic for tools, as the idle heartbeat.
+  entry_->heartbeat_ns.store(std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec,
+                             std::memory_order_relaxed);
 }
 
 }  // namespace shmbus::detail

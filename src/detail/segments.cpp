@@ -118,6 +118,7 @@ Checked<TopicFacts> check_topic_segment(const void* base, std::uint64_t mapped_b
   f.topic = field(d.topic);
   f.type_name = field(d.type_name);
   f.flags = d.flags;
+  f.evict_after_ns = d.evict_after_ns;
   const bool sane = f.slot_size >= kMinSlotSize && f.slot_size <= kMaxSlotSize &&
                     f.slot_size % kCacheLine == 0 && f.slot_count >= kMinSlotCount &&
                     f.slot_count <= kMaxSlotCount && std::has_single_bit(f.slot_count) &&
@@ -125,7 +126,10 @@ Checked<TopicFacts> check_topic_segment(const void* base, std::uint64_t mapped_b
                     f.max_consumers >= 1 && f.max_consumers <= kMaxConsumers &&
                     f.schema_bytes <= kMaxSchemaBytes &&
                     (f.policy == PolicyCode::Lossy || f.policy == PolicyCode::Reliable) &&
-                    (f.flags & ~kTopicProvisional) == 0;
+                    (f.flags & ~kTopicProvisional) == 0 &&
+                    (f.evict_after_ns == 0 ||
+                     (f.policy == PolicyCode::Reliable && f.evict_after_ns >= kMinEvictAfterNs &&
+                      f.evict_after_ns <= kMaxEvictAfterNs));
   const TopicGeometry g =
       sane ? topic_geometry(f.max_consumers, f.schema_bytes, f.slot_size, f.slot_count)
            : TopicGeometry{};

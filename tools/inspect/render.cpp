@@ -15,6 +15,21 @@ std::string state_text(bool alive) {
   return alive ? "alive" : "DEAD";
 }
 
+// Worst first: a dead process, then what it is doing.
+std::string consumer_state(const shmbus::ConsumerSnapshot& c) {
+  if (!c.alive) return "DEAD";
+  if (c.joining) return "joining";
+  if (c.evicted) return "evicted";
+  if (c.stalled) return "stalled";
+  return "alive";
+}
+
+std::string duration_text(std::uint64_t ns) {
+  if (ns % 1'000'000'000 == 0) return std::to_string(ns / 1'000'000'000) + " s";
+  if (ns % 1'000'000 == 0) return std::to_string(ns / 1'000'000) + " ms";
+  return std::to_string(ns) + " ns";
+}
+
 }  // namespace
 
 std::vector<std::string> render_frame(const Frame& f, const Rates& r, bool watch) {
@@ -63,6 +78,13 @@ std::vector<std::string> render_frame(const Frame& f, const Rates& r, bool watch
                 ago(s.last_publish_ns, f.wall_ns)});
   }
   for (std::string& l : topics.lines()) out.push_back(std::move(l));
+  // Topics with stall eviction (or evictions on record): one line each.
+  for (const TopicRow& t : f.topics) {
+    if (!t.snap || (t.snap->evict_after_ns == 0 && t.snap->evictions == 0)) continue;
+    out.push_back("  " + t.name + ": evicts consumers stalled " +
+                  duration_text(t.snap->evict_after_ns) + "; " + std::to_string(t.snap->evictions) +
+                  " evicted so far");
+  }
   if (!problems.empty()) {
     out.emplace_back();
     out.push_back("topics that cannot be read:");
@@ -79,13 +101,12 @@ std::vector<std::string> render_frame(const Frame& f, const Rates& r, bool watch
     for (const auto& c : t.snap->consumers) {
       const std::string key = consumer_key(t.name, c);
       const auto rate = r.consumer.find(key);
-      std::vector<std::string> row = {
-          c.name,
-          std::to_string(c.pid),
-          t.name,
-          c.joining ? (c.alive ? "joining" : "DEAD") : state_text(c.alive),
-          std::to_string(c.lag),
-          std::to_string(c.drops)};
+      std::vector<std::string> row = {c.name,
+                                      std::to_string(c.pid),
+                                      t.name,
+                                      consumer_state(c),
+                                      std::to_string(c.lag),
+                                      std::to_string(c.drops)};
       if (watch) {
         const auto d = r.new_drops.find(key);
         row.push_back(d == r.new_drops.end() ? "-" : std::to_string(d->second));

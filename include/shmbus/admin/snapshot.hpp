@@ -26,12 +26,22 @@ struct ProducerSnapshot {
   std::int64_t attached_ns = 0;
 };
 
+// A consumer is shown stalled when it has messages waiting (lag > 0) and has
+// shown no sign of life for this long: its heartbeat is stored when it runs
+// dry (every ~16k empty polls), before it sleeps in wait(), and every 64
+// cursor flushes while it keeps busy (detail/ring.hpp), so a consumer that
+// takes its messages is never this far behind with it. A consumer that
+// spends longer than this inside one batch of handlers also shows stalled.
+inline constexpr std::int64_t kStalledAfterNs = 1'000'000'000;
+
 struct ConsumerSnapshot {
   std::uint32_t index = 0;  // entry in the consumer table
   std::string name;
   std::uint32_t pid = 0;
   bool alive = false;
   bool joining = false;      // claimed its entry, not yet active
+  bool evicted = false;      // evicted by the producer for stalling it; rejoins on its next poll
+  bool stalled = false;      // active, lag > 0, heartbeat older than kStalledAfterNs
   std::uint64_t cursor = 0;  // last sequence it finished with
   std::uint64_t lag = 0;     // head - cursor
   std::uint64_t drops = 0;
@@ -57,8 +67,10 @@ struct TopicSnapshot {
   std::uint64_t too_large = 0;
   std::uint64_t would_block = 0;
   std::uint64_t reaped_consumers = 0;
+  std::uint64_t evict_after_ns = 0;  // TopicConfig::evict_after; 0: no eviction
+  std::uint64_t evictions = 0;       // consumers evicted for stalling the producer
   ProducerSnapshot producer;
-  std::vector<ConsumerSnapshot> consumers;  // active and joining entries
+  std::vector<ConsumerSnapshot> consumers;  // active, joining and evicted entries
 };
 
 [[nodiscard]] TopicSnapshot snapshot(const Topic& topic);

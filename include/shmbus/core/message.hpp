@@ -46,13 +46,24 @@ struct Message {
   }
 };
 
-// Messages lost by a consumer that fell a whole ring behind on a lossy topic
-// (or on the best-effort backlog of a reliable one): sequences
-// [first, first + count) were overwritten before it could read them.
+// Why a consumer lost messages.
+enum class GapReason : std::uint8_t {
+  // It fell a whole ring behind on a lossy topic (or on the best-effort
+  // backlog of a reliable one).
+  Lapped,
+  // It held the producer of a reliable topic with eviction up for longer
+  // than TopicConfig::evict_after and was evicted; it is registered again,
+  // due the next live message (core/subscriber.hpp).
+  Evicted,
+};
+
+// Messages lost by a consumer: sequences [first, first + count) were
+// overwritten before it could read them, and were never delivered to it.
 struct Gap {
   std::string_view topic;
   std::uint64_t first = 0;
   std::uint64_t count = 0;
+  GapReason reason = GapReason::Lapped;
 };
 
 }  // namespace shmbus

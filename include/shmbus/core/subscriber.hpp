@@ -20,9 +20,19 @@
 // whichever process starts first, nothing is lost (core/topic.cpp).
 //
 // Delivery: every message in sequence order, each exactly once, or a Gap
-// saying exactly which sequences were lost (lossy topics only, for a
-// registered consumer). poll() never blocks; wait() blocks until something
-// is ready (spin first, then sleep on a futex: the producer pays a wake-up
+// saying exactly which sequences were lost (lossy topics, for a registered
+// consumer; and reliable topics with eviction, for a consumer evicted for
+// stalling the producer: a Gap with reason GapReason::Evicted).
+//
+// Eviction (TopicConfig::evict_after): poll() checks first whether the
+// producer evicted this subscriber. If so, it rejoins at once as a
+// registered consumer due the next live message (it gates the producer
+// again from there), reports every message it skipped as one Gap
+// {first = the sequence it was due, count, GapReason::Evicted} to on_gap(),
+// counts them in drops() and counts the eviction in evictions(); then it
+// delivers from live as usual. Messages it read before it noticed were
+// validated after copying, so none of them is torn or overwritten. poll() never blocks; wait()
+// blocks until something is ready (spin first, then sleep on a futex: the producer pays a wake-up
 // system call only while someone sleeps).
 //
 // Thread safety: a Subscriber is single-threaded; one per consuming thread.
@@ -74,6 +84,9 @@ class Subscriber {
   // message it threw on counts as consumed.
   template <class F>
   std::size_t poll(F&& handler, std::size_t max = 1) {
+    // A member flag (false on topics without eviction): no shared read there.
+    if (evictable_) [[unlikely]]
+      (void)check_evicted(reader_.next());
     std::size_t n = 0;
     while (n < max) {
       const detail::ReadStatus st = reader_.read([&](const detail::SlotRead& r) {
@@ -93,7 +106,9 @@ class Subscriber {
       if (st == detail::ReadStatus::Delivered) {
         ++n;
       } else if (st == detail::ReadStatus::Lapped) {
-        report_gap();
+        // On an eviction topic a registered consumer is lapped only once
+        // evicted: report it as the eviction, from the first message lost.
+        if (!evictable_ || !check_evicted(reader_.gap_first())) report_gap();
       } else {
         idle();
         break;
@@ -119,8 +134,10 @@ class Subscriber {
     on_invalid_ = std::move(handler);
   }
 
-  // Messages lost to lapping, in total.
+  // Messages lost to lapping or eviction, in total.
   [[nodiscard]] std::uint64_t drops() const noexcept { return reader_.drops(); }
+  // Times this subscriber was evicted (and rejoined).
+  [[nodiscard]] std::uint64_t evictions() const noexcept { return evictions_; }
   // Messages handed to the handler (or skipped as invalid).
   [[nodiscard]] std::uint64_t delivered() const noexcept { return reader_.delivered(); }
   // Messages that failed verification.
@@ -153,6 +170,9 @@ class Subscriber {
   void follow_definition();
   void heartbeat() noexcept;
   void report_gap();
+  // If the producer evicted us: rejoin at live, report the gap from
+  // `first_lost`, return true. Eviction topics only.
+  bool check_evicted(std::uint64_t first_lost);
   bool verify(const Message& m);
   void leave() noexcept;
 
@@ -165,6 +185,8 @@ class Subscriber {
   std::uint64_t claim_word_ = 0;
   std::uint32_t index_ = 0;   // of entry_ in the consumer table
   bool provisional_ = false;  // the topic may still be defined afresh
+  bool evictable_ = false;    // registered on a topic with eviction
+  std::uint64_t evictions_ = 0;
   SubscriberOptions options_;
   detail::RingReader reader_;
   std::function<void(const Gap&)> on_gap_;

@@ -17,6 +17,7 @@
 // the same type name with another schema SchemaMismatch.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -50,6 +51,20 @@ struct TopicConfig {
   // The message type; raw (untyped) by default. The typed helpers of Bus
   // fill it from the FlatBuffers type.
   TypeInfo type;
+  // Stall eviction (reliable topics only; 0: off, the default). A registered
+  // consumer that holds the producer up (the ring is full behind it) without
+  // moving its cursor for this long is evicted by the producer: its entry
+  // stops gating, the producer goes on, and the topic's eviction counter
+  // moves. The consumer's next poll reports a Gap with reason
+  // GapReason::Evicted and the exact count of messages it lost, then it is
+  // registered again, due the next live message. Untethered consumers, as
+  // in Aeron. Part of the topic's identity (fixed at creation, checked like
+  // the geometry); in [1 ms, 1 h]. The bound must exceed the longest time a
+  // handler spends on one message. The cost: on such a topic every consumer
+  // copies each message out and checks the slot afterwards (as on lossy
+  // topics) instead of reading it in place, and stores its cursor after
+  // every message; topics without eviction are unchanged.
+  std::chrono::nanoseconds evict_after{0};
 
   // The largest payload this geometry carries.
   [[nodiscard]] std::uint32_t max_payload() const noexcept {
@@ -98,6 +113,7 @@ struct TopicState {
   std::uint32_t slot_size = 0;
   std::uint32_t slot_count = 0;
   std::uint32_t max_consumers = 0;
+  std::uint64_t evict_after_ns = 0;  // TopicConfig::evict_after; 0: off
   std::uint64_t segment_bytes = 0;
   std::int64_t created_ns = 0;
   // Created by a subscriber without a configuration: the first participant
@@ -122,6 +138,10 @@ class Topic {
   [[nodiscard]] std::uint32_t slot_size() const noexcept { return s_->slot_size; }
   [[nodiscard]] std::uint32_t slot_count() const noexcept { return s_->slot_count; }
   [[nodiscard]] std::uint32_t max_consumers() const noexcept { return s_->max_consumers; }
+  // TopicConfig::evict_after of the topic's creator (0: no eviction).
+  [[nodiscard]] std::chrono::nanoseconds evict_after() const noexcept {
+    return std::chrono::nanoseconds(static_cast<std::int64_t>(s_->evict_after_ns));
+  }
   [[nodiscard]] std::uint32_t max_payload() const noexcept {
     return s_->slot_size - static_cast<std::uint32_t>(detail::kSlotHeaderBytes);
   }

@@ -89,7 +89,7 @@ inline constexpr std::size_t kPageSize = 4096;
 
 inline constexpr std::uint64_t kTopicMagic = 0x3150'4f54'5342'4d53ULL;  // "SMBSTOP1" little-endian
 inline constexpr std::uint64_t kDirectoryMagic = 0x3152'4944'5342'4d53ULL;  // "SMBSDIR1"
-inline constexpr std::uint32_t kLayoutVersion = 2;
+inline constexpr std::uint32_t kLayoutVersion = 3;  // 3: evict_after_ns, evictions, Evicted
 
 inline constexpr std::size_t kMaxBusName = 32;
 inline constexpr std::size_t kMaxTopicName = 64;
@@ -104,6 +104,9 @@ inline constexpr std::uint64_t kMaxRingBytes = std::uint64_t{4} << 30;
 inline constexpr std::uint32_t kMaxConsumers = 1024;
 inline constexpr std::uint32_t kMaxDirectoryCapacity = 1u << 16;
 inline constexpr std::uint32_t kMaxSchemaBytes = 16u << 20;
+// TopicDescriptor::evict_after_ns, when not 0: 1 ms to 1 hour.
+inline constexpr std::uint64_t kMinEvictAfterNs = 1'000'000;
+inline constexpr std::uint64_t kMaxEvictAfterNs = 3'600'000'000'000;
 
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
@@ -173,7 +176,13 @@ struct TopicDescriptor {
   char topic[kMaxTopicName + 8];     // NUL-terminated
   char type_name[kMaxTypeName + 1];  // "" for raw topics
   std::uint32_t flags;               // kTopicProvisional
-  std::uint8_t reserved[44];
+  std::uint32_t reserved0;
+  // Reliable topics: a consumer that holds the producer up without advancing
+  // for this long is evicted (core/topic.hpp, TopicConfig::evict_after). 0:
+  // never. Non-zero also means every consumer reads through the copy path and
+  // validates the slot after copying, since its cursor no longer protects it.
+  std::uint64_t evict_after_ns;
+  std::uint8_t reserved[32];
 };
 static_assert(sizeof(TopicDescriptor) == 384);
 static_assert(offsetof(TopicDescriptor, magic) == 0);
@@ -184,6 +193,7 @@ static_assert(offsetof(TopicDescriptor, bus) == 96);
 static_assert(offsetof(TopicDescriptor, topic) == 136);
 static_assert(offsetof(TopicDescriptor, type_name) == 208);
 static_assert(offsetof(TopicDescriptor, flags) == 336);
+static_assert(offsetof(TopicDescriptor, evict_after_ns) == 344);
 
 // TopicDescriptor::flags. Provisional: created by a subscriber that gave no
 // configuration, so the first producer (or subscriber) that gives one may
@@ -221,6 +231,9 @@ struct alignas(kFalseSharing) ProducerHot {
   std::atomic<std::uint64_t> would_block;
   // W: producer, relaxed, when it reaps a dead consumer. R: tools.
   std::atomic<std::uint64_t> reaped_consumers;
+  // W: producer, relaxed, when it evicts a stalled consumer (slow path).
+  // R: tools.
+  std::atomic<std::uint64_t> evictions;
 };
 static_assert(sizeof(ProducerHot) == 128);
 
@@ -292,10 +305,14 @@ static_assert(offsetof(TopicHeader, wait) - offsetof(TopicHeader, hot) >= kFalse
 
 // One subscriber. All fields but `state` are written only by the consumer
 // that owns the entry; `state` is also CAS-ed to Free by a producer or tool
-// that reaps a dead owner.
+// that reaps a dead owner, and to Evicted by the producer of a topic with
+// eviction (detail/ring.cpp, RingWriter::refresh_limit).
 struct alignas(kFalseSharing) ConsumerEntry {
-  // W: the consumer (Free -> Claiming(self) -> Active(self) -> Free), reapers
-  // (Active(dead) -> Free) by CAS. R: producer (gating scan), tools.
+  // W: the consumer (Free -> Claiming(self) -> Active(self) -> Free;
+  // Evicted(self) -> Active(self) when it rejoins, Evicted(self) -> Free),
+  // reapers (Active(dead) or Evicted(dead) -> Free), the producer
+  // (Active(x) -> Evicted(x)), all by CAS. R: producer (gating scan), tools,
+  // the consumer itself on eviction topics (once per poll).
   std::atomic<std::uint64_t> state;
   // Last sequence this consumer has finished with. W: consumer, release,
   // batched (publishes "my reads of slots <= cursor are done").

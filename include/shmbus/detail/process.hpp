@@ -42,7 +42,9 @@ inline constexpr unsigned kClaimStateShift = 62;
 inline constexpr std::uint64_t kIdentityMask = (std::uint64_t{1} << kClaimStateShift) - 1;
 
 // States of a claim word (the two top bits).
-enum class ClaimState : std::uint64_t { Free = 0, Claiming = 1, Active = 2 };
+// Evicted: only a consumer entry, whose live owner held a reliable producer
+// up for too long (detail/ring.cpp); it gates nothing until its owner rejoins.
+enum class ClaimState : std::uint64_t { Free = 0, Claiming = 1, Active = 2, Evicted = 3 };
 
 [[nodiscard]] constexpr std::uint64_t make_claim(ClaimState s, Identity id) noexcept {
   return (static_cast<std::uint64_t>(s) << kClaimStateShift) | (id & kIdentityMask);

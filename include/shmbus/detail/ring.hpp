@@ -53,6 +53,35 @@
 // Cursor updates are batched (every `batch` messages, and whenever the
 // consumer finds nothing to read), so the consumer's hot path is a load and
 // a local increment.
+//
+// Stall eviction (reliable topics with RingBlock::evict_after_ns != 0):
+//   * the producer, only on its blocked path (refresh_limit), remembers for
+//     each consumer that holds it up the cursor it holds at and since when;
+//     one that holds it at the same cursor for evict_after_ns is evicted:
+//     its state word is CAS-ed Active(x) -> Evicted(x), and gating skips it;
+//   * every consumer of such a topic reads through the copy path (copy, then
+//     re-check seq), never in place, and stores its cursor after every
+//     message: its cursor is a promise the producer may stop honouring, so
+//     the seqlock, not the cursor, is what keeps it from delivering an
+//     overwritten slot; and "advancing" is seen message by message;
+//   * the consumer checks its own state word once per poll (its own line,
+//     which it writes anyway) and, seeing Evicted, rejoins at live with the
+//     reliable join below (Evicted(self) -> Active(self) by CAS) and reports
+//     the messages it skipped as one gap.
+//   The race of an eviction with a consumer that advances at that moment:
+//     1. producer loads state == Active(x), then cursor == c (acquire), and
+//        c has not moved for the bound;
+//     2. consumer copies message c+1, re-checks seq, delivers it, stores
+//        cursor c+1 (release);
+//     3. producer CASes Active(x) -> Evicted(x): succeeds (the word is
+//        unchanged; only the producer writes Evicted, and a consumer that
+//        rejoins has a fresh cursor, so it is never evicted for an old one);
+//     4. producer overwrites slot c+2 onwards.
+//     Message c+1 was delivered whole (its re-check ran before 4 could
+//     start); the consumer's next poll sees Evicted and reports [next, live)
+//     as lost: nothing torn, nothing twice, the count exact. An eviction
+//     that "loses" to an advancing consumer at worst evicts a consumer
+//     that was at the bound anyway; it never lets it read bad data.
 #pragma once
 
 #include <algorithm>
@@ -83,6 +112,7 @@ struct RingBlock {
   std::uint32_t slot_size = 0;   // multiple of 64, >= 64
   std::uint32_t slot_count = 0;  // power of two, >= 2
   bool reliable = false;
+  std::uint64_t evict_after_ns = 0;  // reliable only; 0: consumers are never evicted
 };
 
 // One message as a reader finds it in its slot.
@@ -181,7 +211,9 @@ inline void seqlock_copy(std::byte* dst, const std::byte* src, std::size_t n,
 class RingWriter {
  public:
   RingWriter() = default;
-  RingWriter(const RingBlock& b, std::uint64_t next) noexcept
+  // Allocates the eviction bookkeeping on topics with eviction (may throw
+  // std::bad_alloc).
+  RingWriter(const RingBlock& b, std::uint64_t next)
       : view_(b),
         hot_(&b.header->hot),
         wait_(&b.header->wait),
@@ -191,7 +223,9 @@ class RingWriter {
         pid_(0),
         prefetch_slots_(b.reliable ? std::max<std::uint64_t>(1, kPrefetchBytes / b.slot_size) : 0),
         prefetch_lines_(std::min<std::uint32_t>(
-            kPrefetchMaxLines, b.slot_size / static_cast<std::uint32_t>(kCacheLine))) {}
+            kPrefetchMaxLines, b.slot_size / static_cast<std::uint32_t>(kCacheLine))) {
+    if (b.reliable && b.evict_after_ns != 0) holds_.reset(new Hold[b.max_consumers]{});
+  }
 
   // The next sequence to publish after a predecessor on the same block (a
   // producer that detached or died): head is stored after each commit, so a
@@ -333,6 +367,19 @@ class RingWriter {
   std::uint64_t demoted_ = 0;
   bool demote_lines_ = true;           // the CPU has CLDEMOTE (set_demote_idle asks)
   std::int64_t next_liveness_ns_ = 0;  // CLOCK_MONOTONIC_COARSE; 0: check at the first block
+  // Per consumer entry, while it holds this producer up (eviction topics
+  // only; null elsewhere): the state word and cursor it held at, and since
+  // when (CLOCK_MONOTONIC_COARSE; 0: not holding). Process-local.
+  struct Hold {
+    std::uint64_t word;
+    std::uint64_t cursor;
+    std::int64_t since_ns;
+  };
+  std::shared_ptr<Hold[]> holds_;
+  // Whether consumer i, holding at (w, c) at `now`, has done so for the bound;
+  // updates the bookkeeping.
+  [[nodiscard]] bool held_too_long(std::uint32_t i, std::uint64_t w, std::uint64_t c,
+                                   std::int64_t now) noexcept;
 
   void demote(const SlotHeader* s, std::size_t size) noexcept {
     if (demote_lines_) {
@@ -367,6 +414,12 @@ class RingReader {
         in_place_from_(in_place_from),
         batch_(static_cast<std::uint32_t>(std::clamp<std::uint64_t>(b.slot_count / 8, 1, 1024))),
         copy_(static_cast<std::byte*>(::operator new (view_.capacity + 64, std::align_val_t{64}))) {
+    // Eviction topics: the copy path for every message, and the cursor after
+    // every message (the top of this file).
+    if (b.evict_after_ns != 0) {
+      in_place_from_ = ~std::uint64_t{0};
+      batch_ = 1;
+    }
   }
 
   // Reads message next_ if it is ready and hands it to deliver(const SlotRead&).
@@ -437,7 +490,27 @@ class RingReader {
     entry_->cursor.store(next_ - 1, std::memory_order_release);
     // relaxed: counters for tools.
     entry_->delivered.store(delivered_, std::memory_order_relaxed);
+    // A consumer that never runs dry never reaches the idle heartbeat: beat
+    // every 64 flushes, so tools do not show a busy consumer as stalled.
+    if ((++flushes_ & 63u) == 0) [[unlikely]]
+      beat();
   }
+
+  // After an eviction: due `next` from now on (never moves backwards); the
+  // messages from `first_lost` to it are one gap (gap_first/gap_count), and
+  // the ones not yet counted are added to drops. Publishes the cursor.
+  void rejoin(std::uint64_t first_lost, std::uint64_t next) noexcept {
+    next = std::max(next, next_);
+    drops_ += next - next_;
+    gap_first_ = first_lost;
+    gap_count_ = next - first_lost;
+    next_ = next;
+    if (entry_ != nullptr) {
+      entry_->drops.store(drops_, std::memory_order_relaxed);
+      flush();
+    }
+  }
+  void detach() noexcept { entry_ = nullptr; }
   [[nodiscard]] bool dirty() const noexcept { return pending_ != 0; }
 
   [[nodiscard]] std::uint64_t next() const noexcept { return next_; }
@@ -451,6 +524,8 @@ class RingReader {
   struct AlignedDelete {
     void operator()(std::byte* p) const noexcept { ::operator delete (p, std::align_val_t{64}); }
   };
+  // Stores the heartbeat (wall clock, coarse). Out of line.
+  void beat() noexcept;
 
   // Skip to the newest message: what a market-data consumer that fell a whole
   // ring behind wants, and it gives the producer a full ring of head start
@@ -480,6 +555,7 @@ class RingReader {
   std::uint64_t gap_count_ = 0;
   std::uint32_t pending_ = 0;
   std::uint32_t batch_ = 1;
+  std::uint32_t flushes_ = 0;
   std::unique_ptr<std::byte, AlignedDelete> copy_;
 };
 

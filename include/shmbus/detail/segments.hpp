@@ -78,6 +78,7 @@ struct TopicFacts {
   std::int64_t created_ns = 0;
   std::uint64_t creator = 0;
   std::uint32_t flags = 0;  // kTopicProvisional
+  std::uint64_t evict_after_ns = 0;
   std::string file_identifier;
   std::string bus;
   std::string topic;
