@@ -118,7 +118,7 @@ TEST(FaultEvict, FrozenConsumerIsEvictedAndToldExactlyWhatItLost) {
   for (int i = 0; i < 10; ++i) ASSERT_EQ(send(pub, value++), PublishResult::Ok);
   ASSERT_EQ(consumer.line(), "got 10");
   ASSERT_TRUE(eventually([&] { return consumer_named(bus, "orders", "frozen")->lag == 0; }, 10s));
-  consumer.kill(SIGSTOP);
+  ASSERT_TRUE(consumer.stop()) << "the consumer did not stop";
   // A full ring behind the frozen consumer: the next publish is held.
   for (std::uint32_t i = 0; i < kSlots; ++i) ASSERT_EQ(send(pub, value++), PublishResult::Ok);
   EXPECT_EQ(pub.try_publish(as_bytes("x", 1)), PublishResult::WouldBlock);
@@ -183,7 +183,7 @@ TEST(FaultEvict, WithoutOptInTheProducerStaysHeldAndTheConsumerShowsStalled) {
   ASSERT_EQ(consumer.line(), "got 10");
   // Its cursor is batched: wait until it ran dry and published it.
   ASSERT_TRUE(eventually([&] { return consumer_named(bus, "orders", "frozen")->lag == 0; }, 10s));
-  consumer.kill(SIGSTOP);
+  ASSERT_TRUE(consumer.stop()) << "the consumer did not stop";
   for (std::uint32_t i = 0; i < kSlots; ++i) ASSERT_EQ(send(pub, value++), PublishResult::Ok);
   EXPECT_EQ(send(pub, value, 700ms), PublishResult::Timeout);
   EXPECT_TRUE(eventually(
