@@ -553,6 +553,7 @@ struct PyGap {
   std::string topic;
   std::uint64_t first = 0;
   std::uint64_t count = 0;
+  std::string reason = "lapped";  // "lapped" or "evicted" (GapReason)
 };
 
 // ------------------------------------------------------------------ Bus
@@ -567,12 +568,17 @@ struct PyBus {
 
 TopicConfig make_config(const std::optional<std::string>& type, const std::string& policy,
                         std::uint32_t slot_size, std::uint32_t slot_count,
-                        std::uint32_t max_consumers) {
+                        std::uint32_t max_consumers, double evict_after) {
   TopicConfig c;
   c.policy = parse_policy(policy);
   c.slot_size = slot_size;
   c.slot_count = slot_count;
   c.max_consumers = max_consumers;
+  if (!(evict_after >= 0.0) || evict_after > 86'400.0)
+    throw_error(Errc::InvalidArgument,
+                "evict_after must be 0 (off) or a number of seconds (the topic's checks apply: "
+                "reliable topics only, 1 ms to 1 h)");
+  c.evict_after = std::chrono::nanoseconds(static_cast<std::int64_t>(evict_after * 1e9));
   if (type && !type->empty()) c.type = SchemaRegistry::instance().find(*type);
   return c;
 }
@@ -672,7 +678,8 @@ struct PySubscriber {
 
   void install_gap_hook() {
     get().on_gap([this](const Gap& g) {
-      PyGap pg{std::string(g.topic), g.first, g.count};
+      PyGap pg{std::string(g.topic), g.first, g.count,
+               g.reason == GapReason::Evicted ? "evicted" : "lapped"};
       if (gap_handler && !gap_handler.is_none())
         gap_handler(pg);
       else
@@ -1115,11 +1122,14 @@ PYBIND11_MODULE(_shmbus, m) {
       .def_readonly("topic", &PyGap::topic, "the topic that lost messages")
       .def_readonly("first", &PyGap::first, "the first lost sequence number")
       .def_readonly("count", &PyGap::count, "how many consecutive sequences were lost")
+      .def_readonly("reason", &PyGap::reason,
+                    "'lapped' (a whole ring behind) or 'evicted' (held a reliable topic with "
+                    "evict_after past its bound; registered again at the next live message)")
       .def(
           "__repr__",
           [](const PyGap& g) {
             return "Gap(topic='" + g.topic + "', first=" + std::to_string(g.first) +
-                   ", count=" + std::to_string(g.count) + ")";
+                   ", count=" + std::to_string(g.count) + ", reason='" + g.reason + "')";
           },
           "the gap as text");
 
@@ -1181,13 +1191,15 @@ PYBIND11_MODULE(_shmbus, m) {
           "publisher",
           [](PyBus& b, const std::string& topic, std::optional<std::string> type,
              const std::string& policy, std::uint32_t slot_size, std::uint32_t slot_count,
-             std::uint32_t max_consumers, const std::string& name) {
+             std::uint32_t max_consumers, const std::string& name, double evict_after) {
             Bus& bus = b.get();
             PublisherOptions po;
             po.name = name;
             auto pp = std::make_unique<PyPublisher>();
             pp->pub.emplace(
-                bus.topic(topic, make_config(type, policy, slot_size, slot_count, max_consumers),
+                bus.topic(topic,
+                          make_config(type, policy, slot_size, slot_count, max_consumers,
+                                      evict_after),
                           Match::Exact),
                 po);
             pp->codec = codec_for(pp->pub->topic());
@@ -1205,16 +1217,17 @@ PYBIND11_MODULE(_shmbus, m) {
           },
           py::arg("topic"), py::kw_only(), py::arg("type") = py::none(),
           py::arg("policy") = "lossy", py::arg("slot_size") = 256, py::arg("slot_count") = 4096,
-          py::arg("max_consumers") = 32, py::arg("name") = "",
+          py::arg("max_consumers") = 32, py::arg("name") = "", py::arg("evict_after") = 0.0,
           "Takes the producer role of a topic, creating it with this config (TopicMismatch if it "
-          "exists with "
-          "another one).")
+          "exists with another one). evict_after (seconds, reliable topics only, 0 = off): a "
+          "consumer that holds the producer at one message that long is evicted and told by a "
+          "Gap with reason 'evicted'.")
       .def(
           "subscriber",
           [](PyBus& b, const std::string& topic, const std::string& name, const py::object& start,
              std::optional<std::string> type, std::optional<double> wait, bool verify,
              bool register_consumer, std::optional<std::string> policy, std::uint32_t slot_size,
-             std::uint32_t slot_count, std::uint32_t max_consumers) {
+             std::uint32_t slot_count, std::uint32_t max_consumers, double evict_after) {
             Bus& bus = b.get();
             SubscriberOptions so;
             so.name = name;
@@ -1242,7 +1255,8 @@ PYBIND11_MODULE(_shmbus, m) {
             if (policy) {
               // A full config: create the topic or check it exactly, as a publisher would.
               t.emplace(bus.topic(topic,
-                                  make_config(type, *policy, slot_size, slot_count, max_consumers),
+                                  make_config(type, *policy, slot_size, slot_count, max_consumers,
+                                              evict_after),
                                   Match::Exact));
             } else {
               TopicConfig c;
@@ -1262,12 +1276,13 @@ PYBIND11_MODULE(_shmbus, m) {
           py::arg("type") = py::none(), py::arg("wait") = py::none(), py::arg("verify") = false,
           py::arg("register") = true, py::arg("policy") = py::none(), py::arg("slot_size") = 256,
           py::arg("slot_count") = 4096, py::arg("max_consumers") = 32,
+          py::arg("evict_after") = 0.0,
           "Subscribes to a topic. start: 'live', 'oldest' or a sequence number. type: check the "
           "topic carries "
           "it (TypeMismatch). wait: seconds to wait for the producer to create the topic (else a "
           "missing "
           "topic is created with the defaults). policy (with slot_size, slot_count, "
-          "max_consumers): create "
+          "max_consumers, evict_after): create "
           "the topic with this config, or check it exactly (TopicMismatch), as a publisher does.")
       .def(
           "close", [](PyBus& b) { b.bus.reset(); },
