@@ -1196,12 +1196,11 @@ PYBIND11_MODULE(_shmbus, m) {
             PublisherOptions po;
             po.name = name;
             auto pp = std::make_unique<PyPublisher>();
-            pp->pub.emplace(
-                bus.topic(topic,
-                          make_config(type, policy, slot_size, slot_count, max_consumers,
-                                      evict_after),
-                          Match::Exact),
-                po);
+            pp->pub.emplace(bus.topic(topic,
+                                      make_config(type, policy, slot_size, slot_count,
+                                                  max_consumers, evict_after),
+                                      Match::Exact),
+                            po);
             pp->codec = codec_for(pp->pub->topic());
             if (pp->codec) {
               auto fb = std::make_unique<FlatBuilder>(pp->pub->topic().schema(),
@@ -1254,10 +1253,10 @@ PYBIND11_MODULE(_shmbus, m) {
             }
             if (policy) {
               // A full config: create the topic or check it exactly, as a publisher would.
-              t.emplace(bus.topic(topic,
-                                  make_config(type, *policy, slot_size, slot_count, max_consumers,
-                                              evict_after),
-                                  Match::Exact));
+              t.emplace(bus.topic(
+                  topic,
+                  make_config(type, *policy, slot_size, slot_count, max_consumers, evict_after),
+                  Match::Exact));
             } else {
               TopicConfig c;
               if (type && !type->empty()) c.type = SchemaRegistry::instance().find(*type);
@@ -1275,8 +1274,7 @@ PYBIND11_MODULE(_shmbus, m) {
           py::arg("topic"), py::kw_only(), py::arg("name") = "", py::arg("start") = "live",
           py::arg("type") = py::none(), py::arg("wait") = py::none(), py::arg("verify") = false,
           py::arg("register") = true, py::arg("policy") = py::none(), py::arg("slot_size") = 256,
-          py::arg("slot_count") = 4096, py::arg("max_consumers") = 32,
-          py::arg("evict_after") = 0.0,
+          py::arg("slot_count") = 4096, py::arg("max_consumers") = 32, py::arg("evict_after") = 0.0,
           "Subscribes to a topic. start: 'live', 'oldest' or a sequence number. type: check the "
           "topic carries "
           "it (TypeMismatch). wait: seconds to wait for the producer to create the topic (else a "
