@@ -25,6 +25,7 @@
 
 #include <deque>
 #include <map>
+#include <optional>
 #include <variant>
 
 #include <nlohmann/json.hpp>
@@ -55,6 +56,8 @@ class Source {
   virtual ~Source() = default;
   virtual void poll(std::chrono::milliseconds timeout, std::deque<Item>& out) = 0;
   virtual void ack(const Item& item) = 0;
+  // Sends what ack() deferred (AMQP: one cumulative basic.ack per batch of deliveries).
+  virtual void flush_acks() {}
   [[nodiscard]] virtual bool ready() const = 0;  // connected (and subscribed)
   [[nodiscard]] virtual transport::LinkState state() const = 0;
   [[nodiscard]] virtual const std::string& last_error() const = 0;
@@ -151,10 +154,20 @@ class AmqpSource final : public Source {
       out.push_back(std::move(it));
     }
   }
+  // Items are handled in delivery order, so one basic.ack with `multiple` for the last one
+  // settles the batch: one frame (and one write) per batch instead of per message, which
+  // is work saved in the broker too.
   void ack(const Item& item) override {
+    const auto& tag = std::get<transport::AmqpDeliveryTag>(item.ack);
+    if (pending_ack_ && pending_ack_->generation != tag.generation) flush_acks();
+    pending_ack_ = tag;
+  }
+  void flush_acks() override {
+    if (!pending_ack_) return;
     // Stale (a delivery of a connection since lost): the broker redelivers it; the bus may
     // then see it twice — at-least-once, as documented.
-    (void)consumer_.ack(std::get<transport::AmqpDeliveryTag>(item.ack));
+    (void)consumer_.ack(*pending_ack_, /*multiple=*/true);
+    pending_ack_.reset();
   }
   bool connect(std::chrono::milliseconds t) { return consumer_.connect(t); }
   bool ready() const override { return consumer_.state() == transport::LinkState::Ready; }
@@ -165,6 +178,7 @@ class AmqpSource final : public Source {
  private:
   transport::AmqpConsumer consumer_;
   std::vector<transport::AmqpDelivery> got_;
+  std::optional<transport::AmqpDeliveryTag> pending_ack_;
 };
 
 const std::string* find_meta(const transport::Fields& f, std::string_view key) {
@@ -509,6 +523,7 @@ class InboundRoute final : public RouteBase {
         source_->ack(item);
         queue_.pop_front();
       }
+      source_->flush_acks();
       held_.store(held, std::memory_order_relaxed);
       held_gauge_->set(held ? 1.0 : 0.0);
       if (held) std::this_thread::sleep_for(std::chrono::microseconds(200));

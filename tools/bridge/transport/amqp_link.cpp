@@ -127,8 +127,16 @@ bool AmqpLink::frame_buffered() const {
 
 AmqpLink::Read AmqpLink::read_frame(amqp_frame_t& frame, Clock::time_point deadline) {
   if (state_ != LinkState::Ready) return Read::Lost;
-  timeval tv =
-      to_timeval(std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now()));
+  auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - Clock::now());
+  if (left.count() > 0 && left < std::chrono::milliseconds(1) && !frame_buffered()) {
+    // rabbitmq-c waits in whole milliseconds: a shorter wait would be a busy loop of
+    // zero-timeout polls. Wait for the socket here, then let it read what is there (and
+    // send a heartbeat if one is due) without waiting.
+    pollfd p{amqp_get_sockfd(conn_), POLLIN, 0};
+    (void)poll_until(p, deadline);
+    left = std::chrono::microseconds{0};
+  }
+  timeval tv = to_timeval(left);
   const int rc = amqp_simple_wait_frame_noblock(conn_, &frame, &tv);
   if (rc == AMQP_STATUS_TIMEOUT) return Read::Timeout;
   if (rc != AMQP_STATUS_OK) {

@@ -7,15 +7,16 @@
 #include <cstring>
 
 namespace shmbus::bridge::transport {
-namespace {
 
-int remaining_ms(Clock::time_point deadline) {
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  if (left.count() <= 0) return 0;
-  return left.count() > 60'000 ? 60'000 : static_cast<int>(left.count());
+int poll_until(pollfd& p, Clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - Clock::now());
+  if (left.count() < 0) left = std::chrono::nanoseconds{0};
+  if (left > std::chrono::seconds(60)) left = std::chrono::seconds(60);
+  timespec ts{};
+  ts.tv_sec = static_cast<time_t>(left.count() / 1'000'000'000);
+  ts.tv_nsec = static_cast<long>(left.count() % 1'000'000'000);
+  return ::ppoll(&p, 1, &ts, nullptr);
 }
-
-}  // namespace
 
 const char* to_string(LinkState s) noexcept {
   switch (s) {
@@ -107,7 +108,7 @@ bool RedisLink::step(Clock::time_point deadline) {
       case LinkState::Connecting: {
         const auto until = std::min(deadline, connect_deadline_);
         pollfd p{ctx_->fd, POLLOUT, 0};
-        const int n = ::poll(&p, 1, remaining_ms(until));
+        const int n = poll_until(p, until);
         if (n < 0 && errno != EINTR) {
           fail(std::string("poll: ") + std::strerror(errno));
           return false;
@@ -215,7 +216,7 @@ bool RedisLink::wait_io(Clock::time_point deadline) {
   short events = POLLIN;
   if (output_pending()) events |= POLLOUT;
   pollfd p{ctx_->fd, events, 0};
-  const int n = ::poll(&p, 1, remaining_ms(deadline));
+  const int n = poll_until(p, deadline);
   if (n < 0) {
     if (errno == EINTR) return true;
     fail(std::string("poll: ") + std::strerror(errno));

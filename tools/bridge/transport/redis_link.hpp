@@ -12,6 +12,7 @@
 // (step()), appends commands through context(), and reads replies with next_reply().
 // Credentials are a Secret; every error text is scrubbed of the password.
 #include <hiredis/hiredis.h>
+#include <poll.h>
 
 #include <chrono>
 #include <cstdint>
@@ -24,6 +25,12 @@
 namespace shmbus::bridge::transport {
 
 using Clock = std::chrono::steady_clock;
+
+// poll(2) on one descriptor until `deadline`, to the microsecond (ppoll): poll()'s
+// millisecond timeout rounds a sub-millisecond wait down to zero, which turned the routes'
+// short waits for replies into busy loops that starved the servers on a small machine.
+// Returns poll's result (-1 with errno, 0 on timeout, else 1 with p.revents set).
+[[nodiscard]] int poll_until(pollfd& p, Clock::time_point deadline);
 
 struct RedisEndpoint {
   std::string host = "127.0.0.1";
