@@ -61,7 +61,8 @@ for m in p.listen():
         break
 )";
 
-// Reads a stream from the start; one line per entry: id topic seq type base64(payload).
+// Reads a stream from the start; one line per entry: id topic bus type base64(payload)
+// ts>0 producer>0 [field names].
 const char* kStreamReader = R"(
 import base64, sys, redis
 r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]))
@@ -73,13 +74,15 @@ while got < want:
         break
     for entry_id, f in res[0][1]:
         last = entry_id
-        print(entry_id.decode(), f[b"topic"].decode(), f[b"seq"].decode(), f[b"type"].decode(),
-              base64.b64encode(f[b"payload"]).decode(), flush=True)
+        print(entry_id.decode(), f[b"topic"].decode(), f[b"bus"].decode(), f[b"type"].decode(),
+              base64.b64encode(f[b"payload"]).decode(), int(f[b"ts"]) > 0, int(f[b"producer"]) > 0,
+              sorted(k.decode() for k in f), flush=True)
         got += 1
 )";
 
 // Binds a durable queue to the topic exchange, prints "ready", then one line per message:
-// topic seq symbol quote.seq bid_px delivery_mode header-seq.
+// topic seq symbol quote.seq bid_px delivery_mode header-seq message_id type app_id
+// header-topic.
 const char* kAmqpConsumer = R"(
 import json, sys, pika
 port, vhost, user, pw, exchange, queue, key, want = sys.argv[1:9]
@@ -96,8 +99,9 @@ for method, props, body in ch.consume(queue, inactivity_timeout=30):
         break
     e = json.loads(body)
     d = e["data"]
-    print("%s %d %s %d %.2f %d %s" % (e["topic"], e["seq"], d["symbol"], d["seq"], d["bid_px"],
-          props.delivery_mode, props.headers["shmbus-seq"]), flush=True)
+    print("%s %d %s %d %.2f %d %s %s %s %s %s" % (e["topic"], e["seq"], d["symbol"], d["seq"], d["bid_px"],
+          props.delivery_mode, props.headers["shmbus-seq"], props.message_id, props.type,
+          props.app_id, props.headers["shmbus-topic"]), flush=True)
     ch.basic_ack(method.delivery_tag)
     got += 1
     if got == int(want):
@@ -181,7 +185,10 @@ redis: {{port: {}}}
   const auto amqp_got = lines(*amqp, n);
   ASSERT_EQ(amqp_got.size(), n);
   for (std::uint64_t i = 1; i <= n; ++i) {
-    EXPECT_EQ(amqp_got[i - 1], quote_line(topic, i, i) + " 2 " + std::to_string(i));
+    // Metadata: seq and topic as headers, the rest in basic properties.
+    EXPECT_EQ(amqp_got[i - 1],
+              fmt::format("{} 2 {} {}/{}/{} shmbus.md.Quote {} {}", quote_line(topic, i, i), i,
+                          sb.name(), topic, i, sb.name(), topic));
   }
 
   auto reader =
@@ -190,12 +197,15 @@ redis: {{port: {}}}
   ASSERT_EQ(entries.size(), n);
   for (std::uint64_t i = 1; i <= n; ++i) {
     std::istringstream in(entries[i - 1]);
-    std::string id, t, seq, type, b64;
-    in >> id >> t >> seq >> type >> b64;
+    std::string id, t, bus_name, type, b64, rest;
+    in >> id >> t >> bus_name >> type >> b64;
+    std::getline(in, rest);
+    // The bus sequence is the entry ID's second part (not repeated as a field).
     EXPECT_EQ(id.substr(id.find('-') + 1), std::to_string(i)) << "entry id derives from the seq";
     EXPECT_EQ(t, topic);
-    EXPECT_EQ(seq, std::to_string(i));
+    EXPECT_EQ(bus_name, sb.name());
     EXPECT_EQ(type, "shmbus.md.Quote");
+    EXPECT_EQ(rest, " True True ['bus', 'payload', 'producer', 'topic', 'ts', 'type']");
     const auto bytes = base64_decode(b64);
     ASSERT_TRUE(bytes.has_value());
     flatbuffers::Verifier v(reinterpret_cast<const std::uint8_t*>(bytes->data()), bytes->size());

@@ -55,7 +55,7 @@ print("ready", flush=True)
 state = {"next": 0}
 def on_message(ch, method, props, body):
     seq = int(body.split(b";")[0].split(b"=")[1])
-    if seq != state["next"] or props.delivery_mode != 2 or props.headers.get("origin") != "bus-a":
+    if seq != state["next"] or props.delivery_mode != 2 or props.headers.get("origin") != "bus-a" or props.headers.get("seq") != seq or props.app_id != "bus-a":
         print("bad: seq %d expected %d mode %s headers %s" % (seq, state["next"], props.delivery_mode, props.headers), flush=True)
         sys.exit(1)
     state["next"] += 1
@@ -77,8 +77,12 @@ AmqpMessage message(const std::string& key, std::uint64_t seq) {
   AmqpMessage m;
   m.routing_key = key;
   m.body = body_for(seq);
-  m.headers = {{"origin", "bus-a"}, {"seq", std::to_string(seq)}};
+  m.headers = {{"origin", "bus-a"}, {"seq", static_cast<std::int64_t>(seq)}};
   m.content_type = "application/json";
+  m.message_id = "bus-a/md.q/" + std::to_string(seq);
+  m.type = "shmbus.md.Quote";
+  m.app_id = "bus-a";
+  m.timestamp = 1'700'000'000 + seq;
   m.token = seq;
   return m;
 }
@@ -197,6 +201,13 @@ TEST(AmqpPublisher, ConnectionClosedByTheBrokerReconnectsAndReportsUnconfirmed) 
   EXPECT_EQ(held[0].content_type, "application/json");
   ASSERT_GE(held[0].headers.size(), 2u);
   EXPECT_EQ(held[0].headers[0], (std::pair<std::string, std::string>{"origin", "bus-a"}));
+  EXPECT_EQ(held[3].headers[1], (std::pair<std::string, std::string>{"seq", "3"}))
+      << "an integer header arrives as its text";
+  // The basic properties travel as sent.
+  EXPECT_EQ(held[3].message_id, "bus-a/md.q/3");
+  EXPECT_EQ(held[3].type, "shmbus.md.Quote");
+  EXPECT_EQ(held[3].app_id, "bus-a");
+  EXPECT_EQ(held[3].timestamp, 1'700'000'003u);
   for (std::size_t i = 0; i < 10; ++i) EXPECT_EQ(consumer.ack(held[i].tag), SettleStatus::Ok);
 
   for (std::uint64_t i = 100; i < 150; ++i)

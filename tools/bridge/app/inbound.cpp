@@ -145,9 +145,20 @@ class AmqpSource final : public Source {
       Item it;
       it.origin = std::move(d.routing_key);
       it.body = std::move(d.body);
+      bool from_bridge = false;
       for (auto& [k, v] : d.headers) {
         // shmbus-topic -> topic: one set of names for headers and stream fields.
-        it.meta.emplace_back(k.rfind("shmbus-", 0) == 0 ? k.substr(7) : k, std::move(v));
+        const bool ours = k.rfind("shmbus-", 0) == 0;
+        from_bridge = from_bridge || ours;
+        it.meta.emplace_back(ours ? k.substr(7) : k, std::move(v));
+      }
+      // A bridge's outbound route puts the rest of the metadata in basic properties. Other
+      // publishers use type and app_id for their own purposes: taken only from a message
+      // that carries the bridge's headers.
+      if (from_bridge) {
+        if (!d.type.empty()) it.meta.emplace_back("type", std::move(d.type));
+        if (!d.app_id.empty()) it.meta.emplace_back("bus", std::move(d.app_id));
+        if (!d.message_id.empty()) it.meta.emplace_back("id", std::move(d.message_id));
       }
       it.ack = d.tag;
       it.received_ns = now;

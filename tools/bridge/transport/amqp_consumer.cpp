@@ -107,8 +107,14 @@ std::size_t AmqpConsumer::poll(std::chrono::milliseconds timeout, std::vector<Am
       break;
     }
     delivery.body = to_string(msg.body);
-    if ((msg.properties._flags & AMQP_BASIC_CONTENT_TYPE_FLAG) != 0)
-      delivery.content_type = to_string(msg.properties.content_type);
+    const amqp_basic_properties_t& pr = msg.properties;
+    if ((pr._flags & AMQP_BASIC_CONTENT_TYPE_FLAG) != 0)
+      delivery.content_type = to_string(pr.content_type);
+    if ((pr._flags & AMQP_BASIC_MESSAGE_ID_FLAG) != 0)
+      delivery.message_id = to_string(pr.message_id);
+    if ((pr._flags & AMQP_BASIC_TYPE_FLAG) != 0) delivery.type = to_string(pr.type);
+    if ((pr._flags & AMQP_BASIC_APP_ID_FLAG) != 0) delivery.app_id = to_string(pr.app_id);
+    if ((pr._flags & AMQP_BASIC_TIMESTAMP_FLAG) != 0) delivery.timestamp = pr.timestamp;
     if ((msg.properties._flags & AMQP_BASIC_HEADERS_FLAG) != 0) {
       for (int i = 0; i < msg.properties.headers.num_entries; ++i) {
         const auto& e = msg.properties.headers.entries[i];

@@ -47,6 +47,10 @@ struct AmqpDelivery {
   std::string routing_key;
   Fields headers;  // string, integer and boolean header values, as text
   std::string content_type;
+  std::string message_id;  // basic properties, empty / 0 when not sent
+  std::string type;
+  std::string app_id;
+  std::uint64_t timestamp = 0;  // seconds
   std::string body;
   bool redelivered = false;
   AmqpDeliveryTag tag;

@@ -59,23 +59,36 @@ SubmitStatus AmqpPublisher::try_publish(AmqpMessage& message) {
   amqp_basic_properties_t props{};
   props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
   props.delivery_mode = message.persistent ? 2 : 1;
-  if (!message.content_type.empty()) {
-    props._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
-    props.content_type = as_bytes(message.content_type);
+  const auto text = [&](const std::string& v, amqp_flags_t flag, amqp_bytes_t& field) {
+    if (v.empty()) return;
+    props._flags |= flag;
+    field = as_bytes(v);
+  };
+  text(message.content_type, AMQP_BASIC_CONTENT_TYPE_FLAG, props.content_type);
+  text(message.message_id, AMQP_BASIC_MESSAGE_ID_FLAG, props.message_id);
+  text(message.type, AMQP_BASIC_TYPE_FLAG, props.type);
+  text(message.app_id, AMQP_BASIC_APP_ID_FLAG, props.app_id);
+  if (message.timestamp != 0) {
+    props._flags |= AMQP_BASIC_TIMESTAMP_FLAG;
+    props.timestamp = message.timestamp;
   }
-  std::vector<amqp_table_entry_t> entries;
+  entries_.clear();
   if (!message.headers.empty()) {
-    entries.reserve(message.headers.size());
     for (const auto& [k, v] : message.headers) {
       amqp_table_entry_t e{};
       e.key = as_bytes(k);
-      e.value.kind = AMQP_FIELD_KIND_UTF8;
-      e.value.value.bytes = as_bytes(v);
-      entries.push_back(e);
+      if (const auto* n = std::get_if<std::int64_t>(&v)) {
+        e.value.kind = AMQP_FIELD_KIND_I64;
+        e.value.value.i64 = *n;
+      } else {
+        e.value.kind = AMQP_FIELD_KIND_UTF8;
+        e.value.value.bytes = as_bytes(std::get<std::string>(v));
+      }
+      entries_.push_back(e);
     }
     props._flags |= AMQP_BASIC_HEADERS_FLAG;
-    props.headers.num_entries = static_cast<int>(entries.size());
-    props.headers.entries = entries.data();
+    props.headers.num_entries = static_cast<int>(entries_.size());
+    props.headers.entries = entries_.data();
   }
   const int rc = amqp_basic_publish(link_.conn(), AmqpLink::channel, as_bytes(options_.exchange),
                                     as_bytes(message.routing_key), message.mandatory ? 1 : 0, 0,
