@@ -23,6 +23,7 @@
 #include <hiredis/hiredis.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -67,6 +68,7 @@ struct Options {
   double rate = 10000;
   std::size_t latency_messages = 30000;
   std::string redis_benchmark = "redis-benchmark";
+  bool plain_like_bridge = false;
 };
 
 std::string env_or(const char* name, const std::string& fallback) {
@@ -236,15 +238,38 @@ void amqp_purge(const Options& o, bool remove = false) {
 }
 
 // rabbitmq-c alone: persistent 200-byte messages, confirms, `window` unconfirmed in flight.
-double plain_amqp(const Options& o, std::size_t n, std::size_t window) {
+double plain_amqp(const Options& o, std::size_t n, std::size_t window, std::size_t body_size) {
   auto a = amqp_open(o);
   amqp_confirm_select(a->conn, 1);
   amqp_check(a->conn, "confirm.select");
-  const std::string body(200, 'x');
+  const std::string body(body_size, 'x');
   amqp_basic_properties_t props{};
   props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG;
   props.delivery_mode = 2;
   props.content_type = amqp_cstring_bytes("application/octet-stream");
+  // --plain-amqp-like-bridge: mandatory, and the bridge's metadata (message_id, type, app_id,
+  // timestamp; four headers, three of them integers), to tell what the metadata costs.
+  const int mandatory = o.plain_like_bridge ? 1 : 0;
+  std::array<amqp_table_entry_t, 4> h{};
+  const std::string id = "bench-12345-0/bench.q/123456";
+  if (o.plain_like_bridge) {
+    props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_APP_ID_FLAG |
+                    AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_HEADERS_FLAG;
+    props.message_id = amqp_cstring_bytes(id.c_str());
+    props.type = amqp_cstring_bytes("shmbus.md.Quote");
+    props.app_id = amqp_cstring_bytes("bench-12345-0");
+    props.timestamp = 1764300000;
+    const char* keys[] = {"shmbus-topic", "shmbus-seq", "shmbus-ts", "shmbus-producer"};
+    for (std::size_t i = 0; i < h.size(); ++i) {
+      h[i].key = amqp_cstring_bytes(keys[i]);
+      h[i].value.kind = AMQP_FIELD_KIND_I64;
+      h[i].value.value.i64 = 1764300000123456789;
+    }
+    h[0].value.kind = AMQP_FIELD_KIND_UTF8;
+    h[0].value.value.bytes = amqp_cstring_bytes("bench.q");
+    props.headers.num_entries = static_cast<int>(h.size());
+    props.headers.entries = h.data();
+  }
   std::vector<bool> acked(n + 1, false);
   std::size_t low = 0;  // every tag <= low is confirmed
   std::size_t sent = 0;
@@ -273,7 +298,7 @@ double plain_amqp(const Options& o, std::size_t n, std::size_t window) {
   for (std::size_t i = 0; i < n; ++i) {
     wait_confirms(window - 1);
     if (amqp_basic_publish(a->conn, 1, amqp_cstring_bytes(kExchange),
-                           amqp_cstring_bytes("bench.plain"), 0, 0, &props,
+                           amqp_cstring_bytes("bench.plain"), mandatory, 0, &props,
                            amqp_bytes_t{body.size(), const_cast<char*>(body.data())}) != 0)
       throw std::runtime_error("amqp: publish failed");
     ++sent;
@@ -340,6 +365,23 @@ Throughput bridge_throughput(const Options& o, const QuoteMaker& q, const std::s
     if (c != nullptr) redisFree(c);
   }
   return {static_cast<double>(n) / s, body};
+}
+
+// The size of a Quote's JSON envelope as the bridge sends it (to give the plain clients a
+// body of the same size).
+std::size_t envelope_size(const QuoteMaker& q) {
+  ScopedBus sb("bb");
+  auto pub = sb.bus.publisher<shmbus::md::Quote>("bench.q");
+  auto t = sb.bus.open_topic("bench.q");
+  shmbus::SubscriberOptions so;
+  so.start = shmbus::Start::Oldest;
+  shmbus::Subscriber sub(t, so);
+  auto fbb = q.build(100000, 0);
+  (void)pub.try_publish(fbb);
+  shmbus::EnvelopeWriter w(t);
+  std::size_t size = 0;
+  (void)sub.poll([&](const shmbus::Message& m) { size = w.message(m).size(); }, 1);
+  return size;
 }
 
 // ------------------------------------------------------------------ latency
@@ -524,6 +566,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--redis-benchmark", o.redis_benchmark, "the redis-benchmark executable")
       ->capture_default_str();
+  app.add_flag("--plain-amqp-like-bridge", o.plain_like_bridge,
+               "the plain rabbitmq-c publisher sets mandatory and sends the bridge's metadata "
+               "(properties and headers) too");
   CLI11_PARSE(app, argc, argv);
   const auto has = [](const std::vector<std::string>& v, const char* x) {
     return std::find(v.begin(), v.end(), x) != v.end();
@@ -538,32 +583,43 @@ int main(int argc, char** argv) {
       if (o.amqp_port != 0) amqp_setup(o);
       std::printf("%-30s %-6s %12s %12s %8s %10s\n", "throughput", "format", "bridge msg/s",
                   "plain msg/s", "ratio", "body B");
+      const std::size_t json_size = envelope_size(q);
       for (std::size_t round = 0; round < o.rounds; ++round) {
         struct Row {
           const char* name;
           const char* to;
-          std::string plain_cmd;
+          std::string plain_cmd;  // redis-benchmark's command, {} = the value
         };
-        const std::string v(200, 'x');
         std::vector<Row> rows;
         if (o.redis_port != 0) {
-          rows.push_back({"redis PUBLISH", "redis-publish", "PUBLISH bench.ch " + v});
+          rows.push_back({"redis PUBLISH", "redis-publish", "PUBLISH bench.ch {}"});
           rows.push_back({"redis XADD MAXLEN ~ 100000", "redis-stream",
-                          "XADD bench.plain MAXLEN '~' 100000 '*' f " + v});
+                          "XADD bench.plain MAXLEN '~' 100000 '*' f {}"});
         }
         if (o.amqp_port != 0) rows.push_back({"amqp confirms (persistent)", "amqp", ""});
         for (const auto& row : rows) {
           const bool amqp = row.plain_cmd.empty();
-          // Plain client first, then the bridge's formats: interleaved round by round.
-          const double plain = amqp ? plain_amqp(o, o.amqp_messages, 256)
-                                    : redis_benchmark(o, row.plain_cmd, o.messages);
-          if (amqp) amqp_purge(o);
+          const auto plain = [&](std::size_t body) {
+            const double r =
+                amqp ? plain_amqp(o, o.amqp_messages, 256, body)
+                     : redis_benchmark(
+                           o, fmt::format(fmt::runtime(row.plain_cmd), std::string(body, 'x')),
+                           o.messages);
+            if (amqp) amqp_purge(o);
+            return r;
+          };
           for (const auto& f : o.formats) {
+            // The plain client sends a body of the bridge's size (the envelope in JSON, the
+            // 200-byte FlatBuffer raw); which one goes first alternates by round.
+            const std::size_t body = f == "json" ? json_size : q.build(1, 0).GetSize();
+            double p = 0;
+            if (round % 2 == 0) p = plain(body);
             const Throughput t =
                 bridge_throughput(o, q, row.to, f, amqp ? o.amqp_messages : o.messages);
             if (amqp) amqp_purge(o);
+            if (round % 2 == 1) p = plain(body);
             std::printf("%-30s %-6s %12.0f %12.0f %7.0f%% %10zu\n", row.name, f.c_str(),
-                        t.msgs_per_s, plain, 100.0 * t.msgs_per_s / plain, t.body_bytes);
+                        t.msgs_per_s, p, 100.0 * t.msgs_per_s / p, t.body_bytes);
             std::fflush(stdout);
           }
         }
