@@ -19,10 +19,14 @@
 // returns in publish order, before the ack covering it, and the first in-flight message
 // with that key and body not yet returned is the one.
 //
+// Writes: publish() encodes the frames (with rabbitmq-c's encoders) into a buffer that goes
+// out in one write per batch (`batch_messages` / `batch_bytes`, or the next poll()), not
+// three send()s per message as amqp_basic_publish() makes.
+//
 // Blocking: poll(t) returns within t once connected; a reconnect attempt inside poll()
-// blocks up to endpoint.connect_timeout (rabbitmq-c is synchronous). publish() writes
-// to the socket and can block while the broker throttles the connection (flow control);
-// a broker silent for two heartbeats ends that. Not thread-safe: one thread owns it.
+// blocks up to endpoint.connect_timeout (rabbitmq-c is synchronous). A batch write can
+// block while the broker throttles the connection (flow control); a broker that reads
+// nothing for two heartbeat intervals ends that. Not thread-safe: one thread owns it.
 #include <deque>
 #include <string>
 #include <variant>
@@ -69,6 +73,10 @@ struct AmqpPublisherOptions {
   std::string exchange_type = "topic";
   bool durable = true;
   std::size_t window = 256;  // unconfirmed messages in flight
+  // basic.publish frames are written together: when this many messages or bytes are
+  // waiting, else on the next poll().
+  std::size_t batch_messages = 64;
+  std::size_t batch_bytes = 64 * 1024;
 };
 
 class AmqpPublisher {
@@ -103,6 +111,10 @@ class AmqpPublisher {
     std::string reason;
   };
   std::string setup(AmqpLink& link);
+  // Appends the frames of one basic.publish to out_; the error text, or empty.
+  [[nodiscard]] std::string encode(const AmqpMessage& m, const amqp_basic_properties_t& props);
+  // Writes out_ to the socket, all of it (false: the link was lost).
+  bool write_out();
   void settle(std::uint64_t tag, bool multiple, bool ack, std::vector<AmqpCompletion>& out);
   void settle_one(Entry& e, bool ack, std::vector<AmqpCompletion>& out);
   void on_return(const amqp_basic_return_t& r, std::vector<AmqpCompletion>& out);
@@ -116,6 +128,8 @@ class AmqpPublisher {
   std::uint64_t tags_generation_ = 0;
   std::size_t unsettled_ = 0;
   std::vector<amqp_table_entry_t> entries_;  // the headers of the message being published
+  std::string out_;                          // encoded frames not yet written
+  std::size_t unwritten_ = 0;                // messages in out_
 };
 
 }  // namespace shmbus::bridge::transport
