@@ -121,7 +121,12 @@ class StreamSource final : public Source {
       out.push_back(std::move(it));
     }
   }
-  void ack(const Item& item) override { consumer_.ack(std::get<std::string>(item.ack)); }
+  // One XACK for the batch handled (the ids of one poll, up to the first held entry).
+  void ack(const Item& item) override { acks_.push_back(std::get<std::string>(item.ack)); }
+  void flush_acks() override {
+    consumer_.ack(acks_);
+    acks_.clear();
+  }
   bool ready() const override { return consumer_.state() == transport::LinkState::Ready; }
   transport::LinkState state() const override { return consumer_.state(); }
   const std::string& last_error() const override { return consumer_.last_error(); }
@@ -132,6 +137,7 @@ class StreamSource final : public Source {
   transport::RedisStreamConsumer consumer_;
   Format format_;
   std::vector<transport::StreamEntry> got_;
+  std::vector<std::string> acks_;
 };
 
 class AmqpSource final : public Source {

@@ -34,6 +34,17 @@ void RedisStreamConsumer::append(std::initializer_list<std::string_view> args) {
   redisAppendCommandArgv(link_.context(), static_cast<int>(argv.size()), argv.data(), lens.data());
 }
 
+void RedisStreamConsumer::append_ack(const std::vector<std::string>& ids) {
+  std::vector<const char*> argv{"XACK", options_.stream.c_str(), options_.group.c_str()};
+  std::vector<std::size_t> lens{4, options_.stream.size(), options_.group.size()};
+  for (const auto& id : ids) {
+    argv.push_back(id.c_str());
+    lens.push_back(id.size());
+  }
+  redisAppendCommandArgv(link_.context(), static_cast<int>(argv.size()), argv.data(), lens.data());
+  expected_.push_back(Expect::Ack);
+}
+
 void RedisStreamConsumer::on_connected() {
   setup_generation_ = link_.generation();
   expected_.clear();
@@ -46,10 +57,7 @@ void RedisStreamConsumer::on_connected() {
   claim_cursor_ = "0-0";
   append({"XGROUP", "CREATE", options_.stream, options_.group, options_.create_from, "MKSTREAM"});
   expected_.push_back(Expect::Group);
-  for (const auto& id : acks_waiting_) {
-    append({"XACK", options_.stream, options_.group, id});
-    expected_.push_back(Expect::Ack);
-  }
+  if (!acks_waiting_.empty()) append_ack(acks_waiting_);
   acks_waiting_.clear();
 }
 
@@ -60,6 +68,16 @@ void RedisStreamConsumer::ack(const std::string& id) {
     expected_.push_back(Expect::Ack);
   } else {
     acks_waiting_.push_back(id);
+  }
+}
+
+void RedisStreamConsumer::ack(const std::vector<std::string>& ids) {
+  if (ids.empty()) return;
+  for (const auto& id : ids) unacked_.erase(id);
+  if (link_.state() == LinkState::Ready && setup_generation_ == link_.generation()) {
+    append_ack(ids);
+  } else {
+    acks_waiting_.insert(acks_waiting_.end(), ids.begin(), ids.end());
   }
 }
 

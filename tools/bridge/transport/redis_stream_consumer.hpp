@@ -20,6 +20,7 @@
 // Not thread-safe: one thread owns a consumer.
 #include <deque>
 #include <string>
+#include <string_view>
 #include <unordered_set>
 #include <vector>
 
@@ -58,6 +59,8 @@ class RedisStreamConsumer {
   // The caller has handled entry `id`: XACK it (now if connected, else on reconnect).
   // Never blocks.
   void ack(const std::string& id);
+  // The same for several entries, in one XACK command.
+  void ack(const std::vector<std::string>& ids);
 
   [[nodiscard]] std::size_t unacked() const noexcept { return unacked_.size(); }
   [[nodiscard]] std::uint64_t acks_confirmed() const noexcept { return acks_confirmed_; }
@@ -70,6 +73,7 @@ class RedisStreamConsumer {
   enum class Phase : std::uint8_t { Pending, Claim, New };
   void on_connected();
   void append(std::initializer_list<std::string_view> args);
+  void append_ack(const std::vector<std::string>& ids);
   void issue_read();
   void handle(Expect what, const redisReply* r, std::vector<StreamEntry>& out);
   void parse_entries(const redisReply* list, bool redelivered, std::vector<StreamEntry>& out,
