@@ -425,10 +425,15 @@ void put_scalar(T v, const flatbuffers::Type& type, std::string& out) {
   }
 }
 
+// The field's default, for an absent field. Almost every default is "0": answered without
+// StringToNumber, which was a tenth of the bridge's time per message when it ran for every
+// scalar field, present or not.
 template <typename T>
 T default_of(const flatbuffers::FieldDef& fd) {
+  const std::string& c = fd.value.constant;
+  if (c == "0" || c == "0.0") return T{};
   T v{};
-  (void)flatbuffers::StringToNumber(fd.value.constant.c_str(), &v);
+  (void)flatbuffers::StringToNumber(c.c_str(), &v);
   return v;
 }
 
@@ -516,8 +521,9 @@ bool put_table(const flatbuffers::StructDef& sd, const flatbuffers::Table* table
     switch (type.base_type) {
 #define SHMBUS_SCALAR_FIELD(ENUM, IDLTYPE, CTYPE, ...)                                \
   case flatbuffers::BASE_TYPE_##ENUM:                                                 \
-    put_scalar<CTYPE>(sd.fixed ? fixed->GetField<CTYPE>(off)                          \
-                               : table->GetField<CTYPE>(off, default_of<CTYPE>(*fd)), \
+    put_scalar<CTYPE>(sd.fixed                 ? fixed->GetField<CTYPE>(off)          \
+                      : table->CheckField(off) ? table->GetField<CTYPE>(off, CTYPE{}) \
+                                               : default_of<CTYPE>(*fd),              \
                       type, out);                                                     \
     break;
       FLATBUFFERS_GEN_TYPES_SCALAR(SHMBUS_SCALAR_FIELD)
