@@ -69,6 +69,8 @@ void RedisLink::set_state(LinkState s) {
 
 void RedisLink::fail(const std::string& why) {
   last_error_ = scrub("redis " + describe() + ": " + why, endpoint_.password);
+  raw_out_.clear();
+  raw_written_ = 0;
   if (ctx_ != nullptr) {
     redisFree(ctx_);
     ctx_ = nullptr;
@@ -183,7 +185,8 @@ bool RedisLink::step(Clock::time_point deadline) {
 }
 
 bool RedisLink::output_pending() const noexcept {
-  return ctx_ != nullptr && ctx_->obuf != nullptr && ctx_->obuf[0] != '\0';
+  return ctx_ != nullptr &&
+         ((ctx_->obuf != nullptr && ctx_->obuf[0] != '\0') || raw_written_ < raw_out_.size());
 }
 
 bool RedisLink::flush_output() {
@@ -193,6 +196,23 @@ bool RedisLink::flush_output() {
     fail(std::string("write failed: ") + ctx_->errstr);
     return false;
   }
+  if (done == 0) return true;  // hiredis' buffer first: raw output never overtakes it
+  while (raw_written_ < raw_out_.size()) {
+    const ssize_t n = ::send(ctx_->fd, raw_out_.data() + raw_written_,
+                             raw_out_.size() - raw_written_, MSG_NOSIGNAL);
+    if (n > 0) {
+      raw_written_ += static_cast<std::size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return true;  // the rest when the socket is writable (wait_io)
+    } else {
+      fail(std::string("write failed: ") + std::strerror(errno));
+      return false;
+    }
+  }
+  raw_out_.clear();  // keeps its capacity
+  raw_written_ = 0;
   return true;
 }
 

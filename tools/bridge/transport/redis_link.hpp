@@ -71,6 +71,10 @@ class RedisLink {
   // pending) or `deadline`, then reads what arrived. False if the link broke.
   [[nodiscard]] bool wait_io(Clock::time_point deadline);
   [[nodiscard]] bool output_pending() const noexcept;
+  // Commands already in the Redis protocol, appended by the owner and written by
+  // flush_output() after hiredis' own buffer. Kept across writes, so a pipelined
+  // publisher does not pay hiredis' buffer being freed and grown again on every write.
+  [[nodiscard]] std::string& raw_output() noexcept { return raw_out_; }
 
   // Drops the connection with a reason (scrubbed) and schedules a reconnect.
   void lose(const std::string& why);
@@ -94,6 +98,8 @@ class RedisLink {
   RedisEndpoint endpoint_;
   Backoff backoff_;
   redisContext* ctx_ = nullptr;
+  std::string raw_out_;
+  std::size_t raw_written_ = 0;  // bytes of raw_out_ already on the socket
   LinkState state_ = LinkState::Disconnected;
   std::string last_error_;
   Clock::time_point next_attempt_{};

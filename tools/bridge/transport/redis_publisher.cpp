@@ -109,31 +109,36 @@ void resp_arg(std::string& out, std::string_view a) {
 }  // namespace
 
 void RedisPublisher::append(const RedisMessage& m) {
-  // RESP: *<argc> then $<len> <bytes> per argument (binary-safe, as redisAppendCommandArgv).
-  resp_.clear();
+  // RESP: *<argc> then $<len> <bytes> per argument (binary-safe, as redisAppendCommandArgv),
+  // straight into the link's output buffer (hiredis' own is freed and grown again on
+  // every write: reallocs and copies were a fifth of the route's time per message).
+  std::string& out = link_.raw_output();
   if (m.op == RedisOp::Publish) {
-    resp_number(resp_, '*', 3);
-    resp_arg(resp_, "PUBLISH");
-    resp_arg(resp_, m.key);
-    resp_arg(resp_, m.payload);
+    resp_number(out, '*', 3);
+    resp_arg(out, "PUBLISH");
+    resp_arg(out, m.key);
+    resp_arg(out, m.payload);
   } else {
-    resp_number(resp_, '*', 3 + (m.maxlen > 0 ? 3 : 0) + 2 * m.fields.size());
-    resp_arg(resp_, "XADD");
-    resp_arg(resp_, m.key);
+    resp_number(out, '*', 3 + (m.maxlen > 0 ? 3 : 0) + 2 * m.fields.size());
+    resp_arg(out, "XADD");
+    resp_arg(out, m.key);
     if (m.maxlen > 0) {
       char buf[24];
       const auto r = std::to_chars(buf, buf + sizeof buf, m.maxlen);
-      resp_arg(resp_, "MAXLEN");
-      resp_arg(resp_, "~");
-      resp_arg(resp_, std::string_view(buf, static_cast<std::size_t>(r.ptr - buf)));
+      resp_arg(out, "MAXLEN");
+      resp_arg(out, "~");
+      resp_arg(out, std::string_view(buf, static_cast<std::size_t>(r.ptr - buf)));
     }
-    resp_arg(resp_, m.id.str());
+    char id[48];
+    auto r = std::to_chars(id, id + 24, m.id.ms);
+    *r.ptr++ = '-';
+    r = std::to_chars(r.ptr, id + sizeof id, m.id.seq);
+    resp_arg(out, std::string_view(id, static_cast<std::size_t>(r.ptr - id)));
     for (const auto& [f, v] : m.fields) {
-      resp_arg(resp_, f);
-      resp_arg(resp_, v);
+      resp_arg(out, f);
+      resp_arg(out, v);
     }
   }
-  redisAppendFormattedCommand(link_.context(), resp_.data(), resp_.size());
 }
 
 void RedisPublisher::handle(ReplyPtr reply, std::vector<RedisCompletion>& out) {

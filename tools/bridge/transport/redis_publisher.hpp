@@ -119,9 +119,6 @@ class RedisPublisher {
   std::size_t in_flight_bytes_ = 0;
   std::size_t unwritten_messages_ = 0;
   std::size_t unwritten_bytes_ = 0;
-  // The command in the Redis protocol, formatted here (hiredis 0.14's argv formatter runs
-  // sdscatfmt per argument: a third of the bridge's time per message), reused.
-  std::string resp_;
 };
 
 }  // namespace shmbus::bridge::transport
