@@ -332,7 +332,9 @@ std::size_t AmqpPublisher::poll(std::chrono::microseconds timeout,
     }
     if (!link_.frame_buffered()) {
       amqp_maybe_release_buffers(link_.conn());
-      if (unsettled_ == 0 || Clock::now() >= deadline) break;
+      // Back to the caller as soon as something settled: the window has room again, and
+      // waiting on for the rest would leave the broker without work (stop-and-go).
+      if (unsettled_ == 0 || out.size() > before || Clock::now() >= deadline) break;
     }
   }
   return out.size() - before;

@@ -91,7 +91,8 @@ class AmqpPublisher {
   [[nodiscard]] SubmitStatus try_publish(AmqpMessage& message);
 
   // Reconnects if due; appends completions for the confirms, returns and nacks that
-  // arrived, waiting up to `timeout` while messages are unconfirmed. Returns how many.
+  // arrived, waiting up to `timeout` for the first while messages are unconfirmed.
+  // Returns how many.
   std::size_t poll(std::chrono::microseconds timeout, std::vector<AmqpCompletion>& out);
   // poll() until nothing is unconfirmed or `timeout` passes; true if all were settled.
   [[nodiscard]] bool flush(std::chrono::milliseconds timeout, std::vector<AmqpCompletion>& out);

@@ -197,7 +197,9 @@ std::size_t RedisPublisher::poll(std::chrono::microseconds timeout,
       if (!link_.wait_io(Clock::now())) report_lost(out);
       break;
     }
-    if (Clock::now() >= deadline) break;
+    // Replies arrived: back to the caller, whose window has room again (waiting for the
+    // rest would leave redis-server idle while the pipeline drains: stop-and-go).
+    if (out.size() > before || Clock::now() >= deadline) break;
     if (!link_.wait_io(deadline)) {
       report_lost(out);
       break;

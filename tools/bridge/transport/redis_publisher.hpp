@@ -91,7 +91,7 @@ class RedisPublisher {
   [[nodiscard]] SubmitStatus try_submit(RedisMessage& message);
 
   // Reconnects if due, writes pending output, and appends to `out` a completion for
-  // every reply that arrived, waiting up to `timeout` while commands are unanswered.
+  // every reply that arrived, waiting up to `timeout` for the first while commands are unanswered.
   // On a broken connection every unanswered command comes back as Unconfirmed.
   // Returns the number of completions appended.
   std::size_t poll(std::chrono::microseconds timeout, std::vector<RedisCompletion>& out);
