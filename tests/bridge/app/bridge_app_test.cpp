@@ -80,6 +80,14 @@ while got < want:
         got += 1
 )";
 
+// Prints a stream's length and its last entry's id.
+const char* kStreamLength = R"(
+import sys, redis
+r = redis.Redis(host="127.0.0.1", port=int(sys.argv[1]))
+last = r.xrevrange(sys.argv[2], count=1)
+print(r.xlen(sys.argv[2]), last[0][0].decode() if last else "none", flush=True)
+)";
+
 // Binds a durable queue to the topic exchange, prints "ready", then one line per message:
 // topic seq symbol quote.seq bid_px delivery_mode header-seq message_id type app_id
 // header-topic.
@@ -154,6 +162,7 @@ TEST(BusBridge, OutboundToRedisPublishStreamAndAmqp) {
   Bus bus = sb.open();
   const std::string exchange = unique_name("bx");
   const std::string stream_prefix = unique_name("st") + ".";
+  const std::string capped_prefix = unique_name("cap") + ".";
   const std::string topic = "md.quotes";
   Publisher pub = bus.publisher<md::Quote>(topic, reliable_quotes());
 
@@ -163,8 +172,10 @@ redis: {{port: {}}}
   - {{name: to-redis, direction: out, to: redis-publish, topics: "md.*"}}
   - {{name: to-stream, direction: out, to: redis-stream, topics: "md.>", prefix: "{}", format: raw, maxlen: 100000}}
   - {{name: to-amqp, direction: out, to: amqp, topics: "md.quotes", exchange: {}}}
+  - {{name: to-capped, direction: out, to: redis-stream, topics: "md.>", prefix: "{}", maxlen: 10}}
 )",
-                                sb.name(), s.redis, s.yaml_amqp(), stream_prefix, exchange));
+                                sb.name(), s.redis, s.yaml_amqp(), stream_prefix, exchange,
+                                capped_prefix));
   ASSERT_TRUE(bridge.wait_ready()) << bridge.output();
 
   constexpr std::uint64_t n = 300;
@@ -216,11 +227,30 @@ redis: {{port: {}}}
     EXPECT_DOUBLE_EQ(q->bid_px(), static_cast<double>(i) + 0.5);
   }
 
+  // maxlen: the stream is trimmed (MAXLEN ~ on every 64th entry: whole nodes of 100) and
+  // still ends with the last message.
+  const auto capped_done = [&] {
+    auto len = python(kStreamLength, {std::to_string(s.redis), capped_prefix + topic});
+    const auto l = lines(*len, 1);
+    return l.empty() ? std::string() : l[0];
+  };
+  std::string capped;
+  for (auto until = std::chrono::steady_clock::now() + 20s;
+       std::chrono::steady_clock::now() < until;) {
+    capped = capped_done();
+    if (capped.size() > 4 && capped.substr(capped.size() - 4) == "-300") break;
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_TRUE(capped.size() > 4 && capped.compare(capped.size() - 4, 4, "-300") == 0)
+      << "the capped stream did not get every message: " << capped;
+  EXPECT_LT(std::stoul(capped.substr(0, capped.find(' '))), 300u)
+      << "maxlen 10 did not trim the stream: " << capped;
+
   // Each route read the topic as its own registered consumer.
   std::set<std::string> names;
   for (const auto& c : snapshot(bus.open_topic(topic)).consumers) names.insert(c.name);
-  EXPECT_EQ(names,
-            (std::set<std::string>{"bridge:to-redis", "bridge:to-stream", "bridge:to-amqp"}));
+  EXPECT_EQ(names, (std::set<std::string>{"bridge:to-redis", "bridge:to-stream", "bridge:to-amqp",
+                                          "bridge:to-capped"}));
 
   const HttpReply health = http_get(bridge.port(), "/health");
   EXPECT_EQ(health.status, 200) << health.body;
@@ -456,6 +486,11 @@ class PrivateRedis {
     std::filesystem::remove(dir_ / "redis.pid");
   }
   [[nodiscard]] std::uint16_t port() const { return port_; }
+  // redis-server's log (for failure messages).
+  [[nodiscard]] std::string log() const {
+    std::ifstream f(dir_ / "redis.log");
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  }
 
  private:
   std::uint16_t port_;
@@ -522,7 +557,9 @@ routes:
   EXPECT_EQ(metric(m, "shmbus_bridge_route_dropped_total{direction=\"out\",route=\"st\"}"), 0.0);
   EXPECT_EQ(bridge.terminate(), 0);
   // Logged once per state change, not per attempt.
-  EXPECT_EQ(occurrences(bridge.output(), "disconnected"), 1u) << bridge.output();
+  EXPECT_EQ(occurrences(bridge.output(), "disconnected"), 1u)
+      << bridge.output() << "\nredis-server's log:\n"
+      << redis.log();
 }
 
 // Federation: bus A -> RabbitMQ -> bus B and bus B -> RabbitMQ -> bus A through one topic
