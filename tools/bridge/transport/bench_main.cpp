@@ -112,7 +112,11 @@ Result amqp_run(AmqpEndpoint ep, std::size_t n, std::size_t window) {
   };
   const auto t0 = Clock::now();
   for (std::uint64_t i = 0; i < n; ++i) {
-    AmqpMessage m{"md.bench", payload(i), {}, {}, true, false, i};
+    AmqpMessage m;
+    m.routing_key = "md.bench";
+    m.body = payload(i);
+    m.mandatory = false;
+    m.token = i;
     while (pub.publish(m) != SubmitStatus::Queued) {
       (void)pub.poll(5ms, done);
       drain();
