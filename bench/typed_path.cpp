@@ -39,14 +39,15 @@ using busbench::RawPayload;
 }
 
 // The Quote built in place in the claimed slot from a template
-// (QuoteTemplatePayload): claim, copy the template, store the scalars, commit.
+// (shmbus::MessageTemplate, as QuoteTemplatePayload uses it): claim with the
+// template copied in, set the scalars (mutate_), commit.
 [[gnu::noinline]] bool op_build_in_place(shmbus::Publisher& pub, QuoteTemplatePayload& t,
                                          std::uint64_t i) {
   t.prepare(i, false);
-  shmbus::Claim c = pub.try_claim(t.size());
+  auto c = t.message_template().try_claim(pub);
   if (!c) return false;
-  t.write(c.data());
-  c.commit(t.size());
+  t.fill(*c);
+  c.commit();
   return true;
 }
 
