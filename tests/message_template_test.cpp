@@ -1,5 +1,5 @@
 // MessageTemplate: a typed message built once, published many times with its
-// scalars set in place in the claimed slot. Every field round trip on both
+// scalars set in place between messages. Every field round trip on both
 // policies, and every refusal: a template of another type, one built without
 // ForceDefaults, a truncated one, a slot too small, a topic of another type,
 // a full reliable ring.
@@ -50,18 +50,18 @@ Values values(std::uint64_t k) {
           static_cast<std::uint32_t>(4 + k)};
 }
 
-void fill(TemplateClaim<md::Quote>& c, const Values& v) {
-  c.set(&md::Quote::mutate_instrument_id, v.instrument_id);
-  c.set(&md::Quote::mutate_exchange_ts, v.exchange_ts);
-  c.set(&md::Quote::mutate_receive_ts, v.receive_ts);
-  c.set(&md::Quote::mutate_seq, v.seq);
-  c.set(&md::Quote::mutate_bid_px, v.bid_px);
-  c.set(&md::Quote::mutate_bid_qty, v.bid_qty);
+void fill(MessageTemplate<md::Quote>& t, const Values& v) {
+  t.set(&md::Quote::mutate_instrument_id, v.instrument_id);
+  t.set(&md::Quote::mutate_exchange_ts, v.exchange_ts);
+  t.set(&md::Quote::mutate_receive_ts, v.receive_ts);
+  t.set(&md::Quote::mutate_seq, v.seq);
+  t.set(&md::Quote::mutate_bid_px, v.bid_px);
+  t.set(&md::Quote::mutate_bid_qty, v.bid_qty);
   // The generated accessors directly, as most callers will.
-  EXPECT_TRUE(c->mutate_ask_px(v.ask_px));
-  EXPECT_TRUE(c->mutate_ask_qty(v.ask_qty));
-  EXPECT_TRUE(c->mutate_bid_orders(v.bid_orders));
-  EXPECT_TRUE(c->mutate_ask_orders(v.ask_orders));
+  EXPECT_TRUE(t->mutate_ask_px(v.ask_px));
+  EXPECT_TRUE(t->mutate_ask_qty(v.ask_qty));
+  EXPECT_TRUE(t->mutate_bid_orders(v.bid_orders));
+  EXPECT_TRUE(t->mutate_ask_orders(v.ask_orders));
 }
 
 void expect_quote(const md::Quote& q, const char* symbol, const Values& v) {
@@ -83,25 +83,21 @@ void expect_quote(const md::Quote& q, const char* symbol, const Values& v) {
 
 class MessageTemplatePolicy : public ::testing::TestWithParam<Policy> {};
 
-TEST_P(MessageTemplatePolicy, EveryFieldRoundTripsAndTheTemplateStaysUnchanged) {
+TEST_P(MessageTemplatePolicy, EveryFieldRoundTrips) {
   ScopedBus sb;
   Bus bus = sb.open();
   Subscriber sub = bus.subscriber<md::Quote>("md.quotes", config(GetParam()));
   Publisher pub = bus.publisher<md::Quote>("md.quotes", config(GetParam()));
-  const MessageTemplate<md::Quote> aapl(quote_template_builder("AAPL", true));
-  const MessageTemplate<md::Quote> msft(quote_template_builder("MSFT", true));
-  const std::vector<std::byte> before(aapl.bytes().begin(), aapl.bytes().end());
+  MessageTemplate<md::Quote> aapl(quote_template_builder("AAPL", true));
+  MessageTemplate<md::Quote> msft(quote_template_builder("MSFT", true));
+  EXPECT_EQ(aapl->bid_px(), 0.0);  // as built
 
   // More messages than slots: the ring wraps (reliable: read as we go).
   for (std::uint64_t k = 0; k < 20; ++k) {
-    const MessageTemplate<md::Quote>& t = k % 2 == 0 ? aapl : msft;
-    auto c = t.try_claim(pub);
-    ASSERT_TRUE(c) << static_cast<int>(c.result());
-    EXPECT_EQ(c.result(), PublishResult::Ok);
-    EXPECT_EQ(c.sequence(), k + 1);
-    EXPECT_EQ(c.bytes().size(), t.size());
-    fill(c, values(k));
-    c.commit(/*correlation=*/k + 7);
+    MessageTemplate<md::Quote>& t = k % 2 == 0 ? aapl : msft;
+    fill(t, values(k));
+    EXPECT_EQ(pub.next_sequence(), k + 1);
+    ASSERT_EQ(t.try_publish(pub, /*correlation=*/k + 7), PublishResult::Ok);
 
     int got = 0;
     EXPECT_EQ(sub.poll(
@@ -118,31 +114,22 @@ TEST_P(MessageTemplatePolicy, EveryFieldRoundTripsAndTheTemplateStaysUnchanged) 
               1u);
     EXPECT_EQ(got, 1);
   }
-  // Each claim set a copy: the template itself still holds its own values.
-  EXPECT_EQ(std::memcmp(before.data(), aapl.bytes().data(), before.size()), 0);
-  EXPECT_EQ(aapl.message().bid_px(), 0.0);
+  // The template holds the last values set; the strings never changed.
+  expect_quote(*aapl, "AAPL", values(18));
 }
 
-TEST_P(MessageTemplatePolicy, AnAbandonedClaimPublishesNothing) {
+TEST_P(MessageTemplatePolicy, PublishWithATimeoutDeliversToo) {
   ScopedBus sb;
   Bus bus = sb.open();
   Subscriber sub = bus.subscriber<md::Quote>("md.quotes", config(GetParam()));
   Publisher pub = bus.publisher<md::Quote>("md.quotes", config(GetParam()));
-  const MessageTemplate<md::Quote> t(quote_template_builder("AAPL", true));
-  {
-    auto c = t.try_claim(pub);
-    ASSERT_TRUE(c);
-    fill(c, values(1));
-  }  // dropped: aborted
-  auto c = t.try_claim(pub);
-  ASSERT_TRUE(c);
-  EXPECT_EQ(c.sequence(), 1u);  // the aborted sequence is reused
-  fill(c, values(2));
-  c.commit();
+  MessageTemplate<md::Quote> t(quote_template_builder("AAPL", true));
+  fill(t, values(3));
+  ASSERT_EQ(t.publish(pub, std::chrono::milliseconds(100)), PublishResult::Ok);
   std::vector<std::uint64_t> seqs;
   (void)sub.poll(typed<md::Quote>([&](const md::Quote& q, const MessageMeta& m) {
                    seqs.push_back(m.seq);
-                   expect_quote(q, "AAPL", values(2));
+                   expect_quote(q, "AAPL", values(3));
                  }),
                  4);
   EXPECT_EQ(seqs, std::vector<std::uint64_t>{1});
@@ -156,9 +143,8 @@ TEST_P(MessageTemplatePolicy, ASlotTooSmallIsTooLargeAndPublishesNothing) {
   Publisher pub = bus.publisher<md::Quote>("md.small", config(GetParam(), 64));
   const MessageTemplate<md::Quote> t(quote_template_builder("AAPL", true));
   ASSERT_GT(t.size(), pub.max_payload());
-  auto c = t.try_claim(pub);
-  EXPECT_FALSE(c);
-  EXPECT_EQ(c.result(), PublishResult::TooLarge);
+  EXPECT_EQ(t.try_publish(pub), PublishResult::TooLarge);
+  EXPECT_EQ(t.publish(pub, std::chrono::milliseconds(10)), PublishResult::TooLarge);
   EXPECT_EQ(pub.next_sequence(), 1u);
   EXPECT_EQ(sub.poll([](const Message&) {}, 4), 0u);
 }
@@ -173,22 +159,17 @@ TEST(MessageTemplate, AFullReliableRingIsWouldBlock) {
   Bus bus = sb.open();
   Subscriber sub = bus.subscriber<md::Quote>("md.quotes", config(Policy::Reliable));
   Publisher pub = bus.publisher<md::Quote>("md.quotes", config(Policy::Reliable));
-  const MessageTemplate<md::Quote> t(quote_template_builder("AAPL", true));
+  MessageTemplate<md::Quote> t(quote_template_builder("AAPL", true));
   for (std::uint64_t k = 0; k < 8; ++k) {
-    auto c = t.try_claim(pub);
-    ASSERT_TRUE(c);
-    fill(c, values(k));
-    c.commit();
+    fill(t, values(k));
+    ASSERT_EQ(t.try_publish(pub), PublishResult::Ok);
   }
-  auto full = t.try_claim(pub);
-  EXPECT_FALSE(full);
-  EXPECT_EQ(full.result(), PublishResult::WouldBlock);
-  // Once the subscriber reads, the next claim goes through.
+  EXPECT_EQ(t.try_publish(pub), PublishResult::WouldBlock);
+  EXPECT_EQ(t.publish(pub, std::chrono::milliseconds(5)), PublishResult::Timeout);
+  // Once the subscriber reads, the next publish goes through.
   EXPECT_EQ(sub.poll([](const Message&) {}, 8), 8u);
-  auto c = t.try_claim(pub);
-  ASSERT_TRUE(c);
-  EXPECT_EQ(c.sequence(), 9u);
-  c.commit();
+  EXPECT_EQ(pub.next_sequence(), 9u);
+  EXPECT_EQ(t.try_publish(pub), PublishResult::Ok);
 }
 
 TEST(MessageTemplate, ATopicOfAnotherTypeIsInvalid) {
@@ -196,10 +177,18 @@ TEST(MessageTemplate, ATopicOfAnotherTypeIsInvalid) {
   Bus bus = sb.open();
   Publisher trades = bus.publisher<md::Trade>("md.trades", config(Policy::Lossy));
   const MessageTemplate<md::Quote> t(quote_template_builder("AAPL", true));
-  auto c = t.try_claim(trades);
-  EXPECT_FALSE(c);
-  EXPECT_EQ(c.result(), PublishResult::Invalid);
+  EXPECT_EQ(t.try_publish(trades), PublishResult::Invalid);
+  EXPECT_EQ(t.publish(trades, std::chrono::milliseconds(5)), PublishResult::Invalid);
   EXPECT_EQ(trades.next_sequence(), 1u);
+}
+
+TEST(MessageTemplate, CopiesAreIndependent) {
+  MessageTemplate<md::Quote> a(quote_template_builder("AAPL", true));
+  MessageTemplate<md::Quote> b = a;  // one per thread, for example
+  a.set(&md::Quote::mutate_bid_px, 1.5);
+  b.set(&md::Quote::mutate_bid_px, 2.5);
+  EXPECT_EQ(a->bid_px(), 1.5);
+  EXPECT_EQ(b->bid_px(), 2.5);
 }
 
 template <class F>

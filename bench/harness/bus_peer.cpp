@@ -3,7 +3,7 @@
 // two trading processes would. Raw payloads are built in place in the
 // claimed slot (try_claim -> fill -> commit); the Quote goes through the typed
 // API (FlatBufferBuilder -> try_publish -> Message::as<Quote>()), the
-// Quote-tpl through MessageTemplate (try_claim -> mutate_ in the slot -> commit).
+// Quote-tpl through MessageTemplate (mutate_ in the template -> try_publish).
 #include <unistd.h>
 
 #include <stdexcept>
@@ -23,15 +23,9 @@ class BusLink {
   template <class Payload>
   void send(const Payload& p) noexcept {
     if constexpr (requires { Payload::kTemplate; }) {
-      // The library's template path: claim with the template copied in, set
-      // the scalars in the slot, commit.
-      for (;;) {
-        auto c = p.message_template().try_claim(pub_);
-        if (c) {
-          p.fill(*c);
-          c.commit();
-          return;
-        }
+      // The library's template path: the message set in its template, one
+      // copy into the slot.
+      while (p.message_template().try_publish(pub_) != shmbus::PublishResult::Ok) {
       }
     } else if constexpr (Payload::kFlatBuffer) {
       // WouldBlock only on a reliable topic whose consumer is a ring behind:

@@ -220,50 +220,45 @@ class QuotePayload {
   flatbuffers::FlatBufferBuilder fbb_;
 };
 
-// The same Quote, built in place in the claimed slot with the library's
-// MessageTemplate (core/message_template.hpp): a finished Quote per side (its
-// strings are the side's, every scalar stored: ForceDefaults) is built and
-// verified once; each message claims a slot with the template copied in,
-// sets the ten scalars through the mutate_ accessors, commits. What a feed
-// handler does for a stream whose strings do not change (one template per
-// symbol): the FlatBufferBuilder's work (~950 instructions a Quote,
-// BENCHMARKS.md) leaves the hot path; the reader sees an ordinary Quote.
-// Systems other than the bus get the same bytes: the template copied into
-// their buffer, the same scalars set by the same code.
+// The same Quote from the library's MessageTemplate (core/message_template.hpp):
+// a finished Quote per side (its strings are the side's, every scalar stored:
+// ForceDefaults) is built and verified once; each message sets the ten
+// scalars in the side's template (mutate_) and publishes it with one copy
+// into the slot. What a feed handler does for a stream whose strings do not
+// change (one template per symbol): the FlatBufferBuilder's work (~950
+// instructions a Quote, BENCHMARKS.md) leaves the hot path; the reader sees
+// an ordinary Quote. Systems other than the bus get the same bytes.
 class QuoteTemplatePayload {
  public:
   static constexpr bool kFlatBuffer = false;
-  static constexpr bool kTemplate = true;  // the bus sends it with template().try_claim()
+  static constexpr bool kTemplate = true;  // the bus sends it with message_template().try_publish()
   QuoteTemplatePayload() : side_{make(false), make(true)} {}
 
+  // Sets the scalars of message i of this side in its template.
   void prepare(std::uint64_t i, bool pong) noexcept {
-    i_ = i;
     pong_ = pong;
+    auto& t = side_[pong ? 1 : 0];
+    const QuotePayload::Fields f = QuotePayload::fields(i, pong);
+    t->mutate_instrument_id(f.instrument_id);
+    t->mutate_exchange_ts(f.exchange_ts);
+    t->mutate_receive_ts(f.receive_ts);
+    t->mutate_seq(f.seq);
+    t->mutate_bid_px(f.bid_px);
+    t->mutate_bid_qty(f.bid_qty);
+    t->mutate_ask_px(f.ask_px);
+    t->mutate_ask_qty(f.ask_qty);
+    t->mutate_bid_orders(f.bid_orders);
+    t->mutate_ask_orders(f.ask_orders);
   }
   [[nodiscard]] const shmbus::MessageTemplate<shmbus::md::Quote>& message_template()
       const noexcept {
     return side_[pong_ ? 1 : 0];
   }
   [[nodiscard]] std::size_t size() const noexcept { return message_template().size(); }
-  // The scalars of message i of this side, set in place.
-  void fill(shmbus::md::Quote& q) const noexcept {
-    const QuotePayload::Fields f = QuotePayload::fields(i_, pong_);
-    q.mutate_instrument_id(f.instrument_id);
-    q.mutate_exchange_ts(f.exchange_ts);
-    q.mutate_receive_ts(f.receive_ts);
-    q.mutate_seq(f.seq);
-    q.mutate_bid_px(f.bid_px);
-    q.mutate_bid_qty(f.bid_qty);
-    q.mutate_ask_px(f.ask_px);
-    q.mutate_ask_qty(f.ask_qty);
-    q.mutate_bid_orders(f.bid_orders);
-    q.mutate_ask_orders(f.ask_orders);
-  }
-  // Systems other than the bus: the template into `dst` (8-byte aligned), then fill().
+  // Systems other than the bus: the message's bytes into `dst`.
   void write(std::byte* dst) const noexcept {
     const auto bytes = message_template().bytes();
     std::memcpy(dst, bytes.data(), bytes.size());
-    fill(*flatbuffers::GetMutableRoot<shmbus::md::Quote>(dst));
   }
   [[nodiscard]] bool check(std::span<const std::byte> m, std::uint64_t i,
                            bool pong) const noexcept {
@@ -283,7 +278,6 @@ class QuoteTemplatePayload {
   }
 
   shmbus::MessageTemplate<shmbus::md::Quote> side_[2];
-  std::uint64_t i_ = 0;
   bool pong_ = false;
 };
 

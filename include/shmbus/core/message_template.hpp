@@ -1,24 +1,33 @@
 // shmbus — a typed message built once and published many times, its scalars
-// set in place in the claimed slot.
+// set in place between messages.
 //
 //   flatbuffers::FlatBufferBuilder fbb;
 //   fbb.ForceDefaults(true);                       // every scalar stored: each can be set
 //   fbb.Finish(md::CreateQuoteDirect(fbb, "AAPL", 0, "XNAS"), md::QuoteIdentifier());
-//   const MessageTemplate<md::Quote> aapl(fbb);    // verified once, here
+//   MessageTemplate<md::Quote> aapl(fbb);          // verified once, here
 //   ...
-//   if (auto q = aapl.try_claim(pub)) {            // claim a slot, copy the template in
-//     q->mutate_bid_px(189.92);                    // FlatBuffers' mutable accessors, in the slot
-//     q->mutate_seq(seq);
-//     q.commit();                                  // publish (the template's size)
-//   }
+//   aapl->mutate_bid_px(189.92);                   // FlatBuffers' mutable accessors
+//   aapl.set(&md::Quote::mutate_seq, seq);         // the same, asserting the field is stored
+//   if (aapl.try_publish(pub) != PublishResult::Ok) { ... }   // one copy into the slot
 //
 // Why: building a Quote with a FlatBufferBuilder costs ~950 instructions, the
 // bus's own share of a hop ~100 (BENCHMARKS.md, issue 11). A feed handler's
 // messages of one stream differ only in their scalars (prices, sizes,
 // stamps); their strings and vectors (symbol, venue) do not change. A
-// template per stream (per symbol) is built once; a message is then a copy
-// of it into the claimed slot and a store per scalar — what the reader
-// receives is an ordinary FlatBuffer of T.
+// template per stream (per symbol) is built once; each message is then a
+// store per changed scalar into the template's own buffer and one copy into
+// the claimed slot — what the reader receives is an ordinary FlatBuffer of T.
+//
+// Why the scalars are set in the template's buffer and not in the slot after
+// copying the template there: a mutate_ accessor reads the table's vtable
+// before it stores, and in the slot those are bytes the copy has just
+// written into lines this core does not own yet (the consumer read them a
+// lap ago): the reads wait for the copy's stores, the stores for a
+// cross-core transfer, and the transfer moves onto the hop's critical path
+// (measured: Quote round trip 1.77 x its floor that way, against 1.56 x with
+// the FlatBufferBuilder and ~1.1 x this way; BENCHMARKS.md). Here the
+// accessors work in this process's own cache and the slot only receives
+// stores.
 //
 // Checks:
 //   - at construction (throws Error(InvalidMessage), nothing kept): the bytes
@@ -29,26 +38,25 @@
 //     the missing fields named — build it with ForceDefaults(true). Strings,
 //     vectors and tables stay as built (a vector's elements may be mutated in
 //     place, its length never).
-//   - at claim (result values, noexcept): PublishResult::Invalid if the topic
-//     carries another type, TooLarge if the template does not fit the slot,
-//     WouldBlock on a reliable topic whose ring is full; an empty claim then.
-//   - mutate_ on a claim of a checked template cannot fail for a scalar or
-//     struct field: the vtable is copied verbatim. set() asserts it in every
-//     build (a contract violation, not a silent drop) for whoever wants the
-//     check said out loud; operator-> gives the generated accessors directly.
+//   - mutate_ of a scalar or struct field of a checked template cannot fail:
+//     the accessors change values, never the layout. set() asserts it in
+//     every build (a contract violation, never a silent drop) for whoever
+//     wants the check said out loud; -> gives the generated accessors.
+//   - at publish (result values, noexcept, as Publisher::try_publish):
+//     Invalid if the topic carries another type, TooLarge if the message
+//     does not fit the topic's slot, WouldBlock on a full reliable ring.
 //
-// Thread safety: a MessageTemplate is immutable after construction; any
-// number of threads may claim from it (each with its own Publisher).
+// Thread safety: a MessageTemplate is a value owned by one thread at a time
+// (it is mutated between messages); copy it to give each thread its own.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <span>
 #include <string>
 #include <type_traits>
-#include <utility>
 #include <vector>
 
 #include <flatbuffers/flatbuffers.h>
@@ -59,56 +67,6 @@
 #include "shmbus/schema/verifier.hpp"
 
 namespace shmbus {
-
-template <class T>
-class MessageTemplate;
-
-// A claimed slot holding a copy of a MessageTemplate<T>: set its scalars
-// through -> (FlatBuffers' mutate_ accessors), then commit(). Destroying it
-// uncommitted aborts the claim (nothing is published). Move-only.
-template <class T>
-class [[nodiscard]] TemplateClaim {
- public:
-  TemplateClaim() = default;
-
-  [[nodiscard]] explicit operator bool() const noexcept { return static_cast<bool>(claim_); }
-  // Ok if the claim holds a slot; otherwise why not (Invalid, TooLarge, WouldBlock).
-  [[nodiscard]] PublishResult result() const noexcept { return result_; }
-  // The message in the slot (only while the claim holds one).
-  [[nodiscard]] T* operator->() const noexcept { return msg_; }
-  [[nodiscard]] T& operator*() const noexcept { return *msg_; }
-  [[nodiscard]] T* message() const noexcept { return msg_; }
-  // The bytes in the slot (the template's size).
-  [[nodiscard]] std::span<std::byte> bytes() const noexcept { return {claim_.data(), size_}; }
-  [[nodiscard]] std::uint64_t sequence() const noexcept { return claim_.sequence(); }
-
-  // Calls a mutate_ accessor and checks it stored the value: (msg->*mutate)(v)
-  // returns false only for a field the buffer does not store, which the
-  // template refused at construction.
-  template <class A>
-  void set(bool (T::*mutate)(A), std::type_identity_t<A> value) noexcept {
-    const bool stored = (msg_->*mutate)(value);
-    SHMBUS_CONTRACT(stored, "TemplateClaim::set: the field is not stored in the template");
-  }
-
-  // Publishes the message (the template's size).
-  void commit(std::uint64_t correlation = 0) noexcept { claim_.commit(size_, correlation); }
-  void commit_with_ts(std::uint64_t raw_ts, std::uint64_t correlation = 0) noexcept {
-    claim_.commit_with_ts(size_, raw_ts, correlation);
-  }
-  void abort() noexcept { claim_.abort(); }
-
- private:
-  friend class MessageTemplate<T>;
-  TemplateClaim(Claim c, T* msg, std::size_t size) noexcept
-      : claim_(std::move(c)), msg_(msg), size_(size), result_(claim_.result()) {}
-  explicit TemplateClaim(PublishResult r) noexcept : result_(r) {}
-
-  Claim claim_;
-  T* msg_ = nullptr;
-  std::size_t size_ = 0;
-  PublishResult result_ = PublishResult::Ok;
-};
 
 template <class T>
 class MessageTemplate {
@@ -132,43 +90,62 @@ class MessageTemplate {
     }
     if (!why.empty())
       throw Error(Errc::InvalidMessage, "MessageTemplate<" + verifier.type_name() + ">: " + why);
-    // 8-byte aligned storage: the copy keeps every scalar's alignment.
+    // 8-byte aligned storage: every scalar keeps its alignment.
     size_ = finished.size();
     storage_.resize((size_ + 7) / 8);
     std::memcpy(storage_.data(), finished.data(), size_);
-    root_ = flatbuffers::ReadScalar<flatbuffers::uoffset_t>(storage_.data());
   }
   // From a finished builder (its GetBufferPointer()/GetSize()).
   explicit MessageTemplate(const flatbuffers::FlatBufferBuilder& fbb)
       : MessageTemplate(std::span<const std::byte>(
             reinterpret_cast<const std::byte*>(fbb.GetBufferPointer()), fbb.GetSize())) {}
 
-  // Claims a slot of `pub` and copies the template into it: hot path,
-  // noexcept, no allocation. An empty claim says why (result()).
-  [[nodiscard]] TemplateClaim<T> try_claim(Publisher& pub) const noexcept {
+  // The message, its scalars mutable in place (FlatBuffers' mutate_ accessors).
+  [[nodiscard]] T* operator->() noexcept { return root(); }
+  [[nodiscard]] const T* operator->() const noexcept { return root(); }
+  [[nodiscard]] T& operator*() noexcept { return *root(); }
+  [[nodiscard]] const T& operator*() const noexcept { return *root(); }
+
+  // Calls a mutate_ accessor and asserts it stored the value: mutate_ returns
+  // false only for a field the buffer does not store, which the constructor
+  // refused.
+  template <class A>
+  void set(bool (T::*mutate)(A), std::type_identity_t<A> value) noexcept {
+    const bool stored = (root()->*mutate)(value);
+    SHMBUS_CONTRACT(stored, "MessageTemplate::set: the field is not stored in the template");
+  }
+
+  // Publishes the message as it stands (one copy into the next slot): hot
+  // path, noexcept, no allocation.
+  PublishResult try_publish(Publisher& pub, std::uint64_t correlation = 0) const noexcept {
     if (!pub.accepts(bytes())) [[unlikely]]
-      return TemplateClaim<T>(PublishResult::Invalid);
-    Claim c = pub.try_claim(size_);
-    if (!c) [[unlikely]]
-      return TemplateClaim<T>(c.result());
-    std::memcpy(c.data(), storage_.data(), size_);
-    T* msg = reinterpret_cast<T*>(c.data() + root_);
-    return TemplateClaim<T>(std::move(c), msg, size_);
+      return PublishResult::Invalid;
+    return pub.try_publish(bytes(), correlation);
+  }
+  // As try_publish, but on a full reliable ring waits up to `timeout`
+  // (Publisher::publish).
+  PublishResult publish(Publisher& pub, std::chrono::nanoseconds timeout,
+                        std::uint64_t correlation = 0) const noexcept {
+    if (!pub.accepts(bytes())) [[unlikely]]
+      return PublishResult::Invalid;
+    return pub.publish(bytes(), timeout, correlation);
   }
 
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
   [[nodiscard]] std::span<const std::byte> bytes() const noexcept {
     return {reinterpret_cast<const std::byte*>(storage_.data()), size_};
   }
-  // The template's own values (read-only).
-  [[nodiscard]] const T& message() const noexcept {
-    return *flatbuffers::GetRoot<T>(storage_.data());
-  }
 
  private:
+  [[nodiscard]] T* root() noexcept {
+    return flatbuffers::GetMutableRoot<T>(reinterpret_cast<std::uint8_t*>(storage_.data()));
+  }
+  [[nodiscard]] const T* root() const noexcept {
+    return flatbuffers::GetRoot<T>(reinterpret_cast<const std::uint8_t*>(storage_.data()));
+  }
+
   std::vector<std::uint64_t> storage_;
   std::size_t size_ = 0;
-  flatbuffers::uoffset_t root_ = 0;  // the root table's offset in the buffer
 };
 
 }  // namespace shmbus
