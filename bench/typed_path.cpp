@@ -38,16 +38,12 @@ using busbench::RawPayload;
   return pub.try_publish(q.builder()) == shmbus::PublishResult::Ok;
 }
 
-// The Quote built in place in the claimed slot from a template
-// (QuoteTemplatePayload): claim, copy the template, store the scalars, commit.
-[[gnu::noinline]] bool op_build_in_place(shmbus::Publisher& pub, QuoteTemplatePayload& t,
-                                         std::uint64_t i) {
+// The Quote from a template (shmbus::MessageTemplate, as QuoteTemplatePayload
+// uses it): set the scalars in the template (mutate_), publish it (one copy).
+[[gnu::noinline]] bool op_template(shmbus::Publisher& pub, QuoteTemplatePayload& t,
+                                   std::uint64_t i) {
   t.prepare(i, false);
-  shmbus::Claim c = pub.try_claim(t.size());
-  if (!c) return false;
-  t.write(c.data());
-  c.commit(t.size());
-  return true;
+  return t.message_template().try_publish(pub) == shmbus::PublishResult::Ok;
 }
 
 [[gnu::noinline]] bool op_receive(shmbus::Subscriber& sub, const QuotePayload& q, std::uint64_t i) {
@@ -84,12 +80,16 @@ int main(int argc, char** argv) {
   std::uint64_t messages = 10'000;
   std::string policy = "lossy";
   bool in_place = false;
+  std::size_t raw_bytes = 32;
   CLI::App app{"shmbus-typed-path: the typed path step by step, for callgrind"};
   app.add_option("--messages", messages, "messages per step")->capture_default_str();
   app.add_option("--policy", policy, "lossy or reliable")->capture_default_str();
-  app.add_flag("--in-place", in_place,
-               "build the Quote in place in the claimed slot from a template (try_claim, copy, "
-               "store the scalars, commit) instead of FlatBufferBuilder -> try_publish");
+  app.add_flag("--template,--in-place", in_place,
+               "the Quote from a shmbus::MessageTemplate (set the scalars in it, try_publish: "
+               "one copy) instead of FlatBufferBuilder -> try_publish");
+  app.add_option("--raw-bytes", raw_bytes, "size of the raw message steps (a multiple of 8)")
+      ->check(CLI::Range(8, 4096))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (policy != "lossy" && policy != "reliable") {
     std::fprintf(stderr, "shmbus-typed-path: --policy takes lossy or reliable\n");
@@ -115,15 +115,16 @@ int main(int argc, char** argv) {
     shmbus::Publisher pub(bus.topic("quote", typed));
     shmbus::Subscriber sub(bus.topic("quote", typed));
     shmbus::TopicConfig raw = c;
-    raw.slot_size = 64;
+    raw.slot_size =
+        static_cast<std::uint32_t>((raw_bytes + shmbus::detail::kSlotHeaderBytes + 63) / 64 * 64);
     shmbus::Publisher rpub(bus.topic("raw", raw));
     shmbus::Subscriber rsub(bus.topic("raw", raw));
 
     std::uint64_t bad = 0;
-    RawPayload r(32);
+    RawPayload r(raw_bytes);
     for (std::uint64_t i = 1; i <= messages; ++i) {
       if (in_place) {
-        bad += op_build_in_place(pub, tpl, i) ? 0 : 1;
+        bad += op_template(pub, tpl, i) ? 0 : 1;
       } else {
         op_build(q, i);
         bad += op_publish(pub, q) ? 0 : 1;
@@ -138,11 +139,11 @@ int main(int argc, char** argv) {
         " -> %zu cache lines per message (message alone: %zu)\n",
         q.size(), c.slot_size, hdr, hdr + q.size(), lines_of(hdr + q.size()), lines_of(q.size()));
     std::printf("Quote from the template: %zu B\n", tpl.size());
-    std::printf("32 B raw: slot header %zu B + 32 B = %zu B -> %zu cache line(s)\n", hdr, hdr + 32,
-                lines_of(hdr + 32));
+    std::printf("%zu B raw: slot header %zu B + %zu B = %zu B -> %zu cache line(s)\n", raw_bytes,
+                hdr, raw_bytes, hdr + raw_bytes, lines_of(hdr + raw_bytes));
     std::printf("%llu messages per step, %s, %s, %llu failed\n",
                 static_cast<unsigned long long>(messages), policy.c_str(),
-                in_place ? "Quote built in the claimed slot" : "Quote built, then copied in",
+                in_place ? "Quote from a MessageTemplate" : "Quote built, then copied in",
                 static_cast<unsigned long long>(bad));
     status = bad == 0 ? 0 : 1;
   }

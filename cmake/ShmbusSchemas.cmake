@@ -30,6 +30,8 @@ include_guard(GLOBAL)
 # Build-time flags, shared with anyone who runs flatc on these schemas by hand.
 #   --scoped-enums           enum class, no unscoped names leaking into namespaces
 #   --gen-name-strings       T::GetFullyQualifiedName(), used by shmbus::type_of<T>()
+#   --gen-mutable            mutate_<field>() accessors: MessageTemplate<T> sets a
+#                            message's scalars in place in the claimed slot
 #   --require-explicit-ids   every table field carries (id: N): the wire contract
 #   --warnings-as-errors     a questionable schema fails the build
 #   --include-prefix         generated headers include each other as <shmbus/msg/...>,
@@ -40,7 +42,8 @@ include_guard(GLOBAL)
 #                            the schema directory, so the registry can prefer the
 #                            declaring file; no absolute paths end up in the library
 set(SHMBUS_FLATC_COMMON_FLAGS --require-explicit-ids --warnings-as-errors)
-set(SHMBUS_FLATC_CPP_FLAGS --cpp --scoped-enums --gen-name-strings --include-prefix shmbus/msg)
+set(SHMBUS_FLATC_CPP_FLAGS --cpp --scoped-enums --gen-name-strings --gen-mutable
+                           --include-prefix shmbus/msg)
 set(SHMBUS_FLATC_BFBS_FLAGS --binary --schema --bfbs-comments)
 
 # The .fbs files `fbs` includes, directly or not, resolved in `dir`.

@@ -592,7 +592,19 @@ int main(int argc, char** argv) {
                "exit 77 (skipped) when redis-server is not installed");
   app.add_option("--timeout", o.timeout, "seconds one run may take before it is killed")
       ->capture_default_str();
+  bool check_targets = false;
+  app.add_flag("--check-targets", check_targets,
+               "check the target lines' pairing of runs and floors on a made-up run, and exit");
   CLI11_PARSE(app, argc, argv);
+  if (check_targets) {
+    const std::string errors = busbench::check_target_pairing();
+    if (errors.empty()) {
+      std::cout << "target lines: every ratio uses the floor of its own size and level\n";
+      return 0;
+    }
+    std::cerr << "target lines FAILED:\n" << errors;
+    return 1;
+  }
   if (o.floor_round_trips == 0) o.floor_round_trips = o.round_trips;
   if (o.peer_round_trips == 0) o.peer_round_trips = o.round_trips;
 

@@ -2,7 +2,8 @@
 // run's own; each process publishes on one and subscribes to the other, as
 // two trading processes would. Raw payloads are built in place in the
 // claimed slot (try_claim -> fill -> commit); the Quote goes through the typed
-// API (FlatBufferBuilder -> try_publish -> Message::as<Quote>()).
+// API (FlatBufferBuilder -> try_publish -> Message::as<Quote>()), the
+// Quote-tpl through MessageTemplate (mutate_ in the template -> try_publish).
 #include <unistd.h>
 
 #include <stdexcept>
@@ -21,7 +22,12 @@ class BusLink {
 
   template <class Payload>
   void send(const Payload& p) noexcept {
-    if constexpr (Payload::kFlatBuffer) {
+    if constexpr (requires { Payload::kTemplate; }) {
+      // The library's template path: the message set in its template, one
+      // copy into the slot.
+      while (p.message_template().try_publish(pub_) != shmbus::PublishResult::Ok) {
+      }
+    } else if constexpr (Payload::kFlatBuffer) {
       // WouldBlock only on a reliable topic whose consumer is a ring behind:
       // never in a ping-pong, but retrying is what a producer would do.
       while (pub_.try_publish(p.builder()) != shmbus::PublishResult::Ok) {

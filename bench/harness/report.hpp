@@ -126,6 +126,11 @@ void classify_levels(Report& r);
 // Evaluates the targets against the run.
 void evaluate_targets(Report& r);
 
+// The harness's own check of evaluate_targets on a made-up two-window run
+// (bus-bench --check-targets): an empty string, or what paired a run with a
+// floor of another window.
+[[nodiscard]] std::string check_target_pairing();
+
 // Writes the tables (latency, ratios, throughput, targets) as text.
 [[nodiscard]] std::string format_tables(const Report& r);
 // Writes every figure as JSON.

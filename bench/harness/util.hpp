@@ -24,6 +24,7 @@
 #include <flatbuffers/flatbuffers.h>
 
 #include <shmbus/msg/md_quote_generated.h>
+#include <shmbus/core/message_template.hpp>
 
 #include "common/affinity.hpp"
 #include "common/pause.hpp"
@@ -219,61 +220,45 @@ class QuotePayload {
   flatbuffers::FlatBufferBuilder fbb_;
 };
 
-// The same Quote, built in place in the claimed slot: a finished Quote per
-// side (its strings are the side's, every scalar present: ForceDefaults) is
-// built once; each message copies it into the slot and stores its scalars
-// at their offsets in the buffer, found once from the vtable. What a feed
-// handler can do for a stream whose strings do not change (one template per
-// symbol): the FlatBufferBuilder's work (~950 instructions a Quote,
-// BENCHMARKS.md) leaves the hot path; the reader sees an ordinary Quote.
+// The same Quote from the library's MessageTemplate (core/message_template.hpp):
+// a finished Quote per side (its strings are the side's, every scalar stored:
+// ForceDefaults) is built and verified once; each message sets the ten
+// scalars in the side's template (mutate_) and publishes it with one copy
+// into the slot. What a feed handler does for a stream whose strings do not
+// change (one template per symbol): the FlatBufferBuilder's work (~950
+// instructions a Quote, BENCHMARKS.md) leaves the hot path; the reader sees
+// an ordinary Quote. Systems other than the bus get the same bytes.
 class QuoteTemplatePayload {
  public:
-  static constexpr bool kFlatBuffer = false;  // claim -> write in the slot -> commit
-  QuoteTemplatePayload() {
-    for (const bool pong : {false, true}) {
-      flatbuffers::FlatBufferBuilder fbb(256);
-      fbb.ForceDefaults(true);  // every scalar stored, so every one can be patched
-      const QuotePayload::Fields f = QuotePayload::fields(0, pong);
-      fbb.Finish(shmbus::md::CreateQuoteDirect(
-                     fbb, f.symbol, f.instrument_id, f.venue, f.exchange_ts, f.receive_ts, f.seq,
-                     f.bid_px, f.bid_qty, f.ask_px, f.ask_qty, f.bid_orders, f.ask_orders),
-                 shmbus::md::QuoteIdentifier());
-      Side& sd = side_[pong ? 1 : 0];
-      sd.bytes.assign(reinterpret_cast<const std::byte*>(fbb.GetBufferPointer()),
-                      reinterpret_cast<const std::byte*>(fbb.GetBufferPointer()) + fbb.GetSize());
-      const auto* t = flatbuffers::GetRoot<flatbuffers::Table>(sd.bytes.data());
-      const auto at = [&](flatbuffers::voffset_t vt) {
-        return static_cast<std::uint32_t>(reinterpret_cast<const std::byte*>(t) - sd.bytes.data()) +
-               t->GetOptionalFieldOffset(vt);
-      };
-      using Q = shmbus::md::Quote;
-      sd.off = {at(Q::VT_INSTRUMENT_ID), at(Q::VT_EXCHANGE_TS), at(Q::VT_RECEIVE_TS),
-                at(Q::VT_SEQ),           at(Q::VT_BID_PX),      at(Q::VT_BID_QTY),
-                at(Q::VT_ASK_PX),        at(Q::VT_ASK_QTY),     at(Q::VT_BID_ORDERS),
-                at(Q::VT_ASK_ORDERS)};
-    }
-  }
+  static constexpr bool kFlatBuffer = false;
+  static constexpr bool kTemplate = true;  // the bus sends it with message_template().try_publish()
+  QuoteTemplatePayload() : side_{make(false), make(true)} {}
 
+  // Sets the scalars of message i of this side in its template.
   void prepare(std::uint64_t i, bool pong) noexcept {
-    i_ = i;
     pong_ = pong;
+    auto& t = side_[pong ? 1 : 0];
+    const QuotePayload::Fields f = QuotePayload::fields(i, pong);
+    t->mutate_instrument_id(f.instrument_id);
+    t->mutate_exchange_ts(f.exchange_ts);
+    t->mutate_receive_ts(f.receive_ts);
+    t->mutate_seq(f.seq);
+    t->mutate_bid_px(f.bid_px);
+    t->mutate_bid_qty(f.bid_qty);
+    t->mutate_ask_px(f.ask_px);
+    t->mutate_ask_qty(f.ask_qty);
+    t->mutate_bid_orders(f.bid_orders);
+    t->mutate_ask_orders(f.ask_orders);
   }
-  [[nodiscard]] std::size_t size() const noexcept { return side_[pong_ ? 1 : 0].bytes.size(); }
+  [[nodiscard]] const shmbus::MessageTemplate<shmbus::md::Quote>& message_template()
+      const noexcept {
+    return side_[pong_ ? 1 : 0];
+  }
+  [[nodiscard]] std::size_t size() const noexcept { return message_template().size(); }
+  // Systems other than the bus: the message's bytes into `dst`.
   void write(std::byte* dst) const noexcept {
-    const Side& sd = side_[pong_ ? 1 : 0];
-    std::memcpy(dst, sd.bytes.data(), sd.bytes.size());
-    const QuotePayload::Fields f = QuotePayload::fields(i_, pong_);
-    const auto put = [dst](std::uint32_t off, auto v) { std::memcpy(dst + off, &v, sizeof v); };
-    put(sd.off[0], f.instrument_id);
-    put(sd.off[1], f.exchange_ts);
-    put(sd.off[2], f.receive_ts);
-    put(sd.off[3], f.seq);
-    put(sd.off[4], f.bid_px);
-    put(sd.off[5], f.bid_qty);
-    put(sd.off[6], f.ask_px);
-    put(sd.off[7], f.ask_qty);
-    put(sd.off[8], f.bid_orders);
-    put(sd.off[9], f.ask_orders);
+    const auto bytes = message_template().bytes();
+    std::memcpy(dst, bytes.data(), bytes.size());
   }
   [[nodiscard]] bool check(std::span<const std::byte> m, std::uint64_t i,
                            bool pong) const noexcept {
@@ -281,12 +266,18 @@ class QuoteTemplatePayload {
   }
 
  private:
-  struct Side {
-    std::vector<std::byte> bytes;
-    std::array<std::uint32_t, 10> off{};
-  };
-  Side side_[2];
-  std::uint64_t i_ = 0;
+  static shmbus::MessageTemplate<shmbus::md::Quote> make(bool pong) {
+    flatbuffers::FlatBufferBuilder fbb(256);
+    fbb.ForceDefaults(true);  // every scalar stored, so every one can be set
+    const QuotePayload::Fields f = QuotePayload::fields(0, pong);
+    fbb.Finish(shmbus::md::CreateQuoteDirect(fbb, f.symbol, f.instrument_id, f.venue, f.exchange_ts,
+                                             f.receive_ts, f.seq, f.bid_px, f.bid_qty, f.ask_px,
+                                             f.ask_qty, f.bid_orders, f.ask_orders),
+               shmbus::md::QuoteIdentifier());
+    return shmbus::MessageTemplate<shmbus::md::Quote>(fbb);
+  }
+
+  shmbus::MessageTemplate<shmbus::md::Quote> side_[2];
   bool pong_ = false;
 };
 

@@ -12,6 +12,7 @@
 #include "shmbus/core/bus.hpp"
 #include "shmbus/core/clock.hpp"
 #include "shmbus/core/message.hpp"
+#include "shmbus/core/message_template.hpp"
 #include "shmbus/core/options.hpp"
 #include "shmbus/core/publisher.hpp"
 #include "shmbus/core/subscriber.hpp"

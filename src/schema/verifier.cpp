@@ -126,6 +126,27 @@ std::string Verifier::check(std::span<const std::byte> message) const {
   return impl_->check(copy.data(), copy.size());
 }
 
+std::vector<std::string> Verifier::unstored_fields(std::span<const std::byte> message) const {
+  assert(impl_ && "use of a moved-from Verifier");
+  std::vector<std::string> out;
+  const auto* data = reinterpret_cast<const std::uint8_t*>(message.data());
+  const std::vector<std::uint8_t> copy =
+      reinterpret_cast<std::uintptr_t>(data) % 8 == 0
+          ? std::vector<std::uint8_t>{}
+          : std::vector<std::uint8_t>(data, data + message.size());
+  const auto* table = flatbuffers::GetAnyRoot(copy.empty() ? data : copy.data());
+  for (const reflection::Field* f : *impl_->root->fields()) {
+    if (f->deprecated()) continue;
+    const reflection::BaseType t = f->type()->base_type();
+    const bool scalar = t >= reflection::Bool && t <= reflection::Double;
+    const bool is_struct =
+        t == reflection::Obj && impl_->schema->objects()->Get(f->type()->index())->is_struct();
+    if (!scalar && !is_struct) continue;
+    if (table->GetOptionalFieldOffset(f->offset()) == 0) out.push_back(f->name()->str());
+  }
+  return out;
+}
+
 namespace detail {
 const std::vector<std::uint8_t>& VerifierAccess::bfbs(const Verifier& v) noexcept {
   return v.impl_->bfbs;

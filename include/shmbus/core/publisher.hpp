@@ -152,6 +152,13 @@ class Publisher {
 
   // ---- queries
 
+  // True if a finished FlatBuffer `message` may go to this topic: a raw
+  // topic takes any bytes, a typed one those with its type's
+  // file_identifier (what try_publish(fbb) checks; MessageTemplate uses it).
+  [[nodiscard]] bool accepts(std::span<const std::byte> message) const noexcept {
+    return identifier_matches(message);
+  }
+
   [[nodiscard]] std::uint64_t next_sequence() const noexcept { return ring_.next(); }
   [[nodiscard]] std::size_t max_payload() const noexcept { return ring_.view().capacity; }
   [[nodiscard]] const Topic& topic() const noexcept { return topic_; }

@@ -445,17 +445,21 @@ class RingReader {
     m.correlation = s->correlation.load(std::memory_order_relaxed);
     m.producer = s->producer.load(std::memory_order_relaxed);
     const std::uint32_t size = s->size.load(std::memory_order_relaxed);
+    const std::uint32_t n = std::min(size, view_.capacity);
+    // Ask for every line of the message now, so that their misses overlap:
+    // a handler reading a FlatBuffer in place follows offsets from line to
+    // line, one dependent miss after another (a 144 B Quote round trip:
+    // -21%); and the copy path's memcpy alone was measured not to overlap
+    // them (256 B lossy round trip 1.44 -> 1.24 x its floor with this;
+    // BENCHMARKS.md). A prefetch changes no data: the copy path's seqlock
+    // re-check below still discards a torn copy.
+    const auto* p = reinterpret_cast<const char*>(s);
+    for (std::size_t off = kCacheLine; off < kSlotHeaderBytes + n; off += kCacheLine)
+      __builtin_prefetch(p + off, 0, 3);
     if (next_ >= in_place_from_) {
       // In place (reliable, registered): the producer is gated on our cursor.
-      m.data = {RingView::payload(s), std::min(size, view_.capacity)};
-      // A handler reading a FlatBuffer in place follows offsets from line to
-      // line, one dependent miss after another; asking for every line of the
-      // message now overlaps those misses (a 144 B Quote round trip: -21%).
-      const auto* p = reinterpret_cast<const char*>(s);
-      for (std::size_t off = kCacheLine; off < kSlotHeaderBytes + m.data.size(); off += kCacheLine)
-        __builtin_prefetch(p + off, 0, 3);
+      m.data = {RingView::payload(s), n};
     } else {
-      const std::uint32_t n = std::min(size, view_.capacity);
       seqlock_copy(copy_.get(), RingView::payload(s), n, view_.capacity);
       // acquire fence: the copy's loads happen before the re-check below.
       fence_acquire();

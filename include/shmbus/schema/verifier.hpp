@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "shmbus/schema/registry.hpp"
 
@@ -43,6 +44,11 @@ class Verifier {
   // "" if valid; otherwise why not, as a sentence fragment a person can act
   // on ("it carries file_identifier "ORDR" where shmbus.md.Quote has ...").
   [[nodiscard]] std::string check(std::span<const std::byte> message) const;
+  // Names of the root table's scalar, enum and struct fields (deprecated
+  // ones left out) that `message` does not store: what its mutate_
+  // accessors could not set (a scalar equal to its default is not stored
+  // unless the builder had ForceDefaults(true)). `message` must pass check().
+  [[nodiscard]] std::vector<std::string> unstored_fields(std::span<const std::byte> message) const;
 
  private:
   friend struct detail::VerifierAccess;
