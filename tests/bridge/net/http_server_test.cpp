@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <string>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -91,6 +93,7 @@ class HttpServerTest : public ::testing::Test {
     o.max_body = 1000;
     o.max_connections = 8;
     o.websocket.max_queue = 4;
+    o.websocket.max_message = 100'000;
     server_ = std::make_unique<HttpServer>(io_, o);
     server_->route(http::verb::get, "/health", [](const Request& r) {
       return make_response(r, http::status::ok, "{\"ok\":true}", "application/json");
@@ -160,6 +163,52 @@ TEST_F(HttpServerTest, WebSocketEchoAndRefusal) {
   beast::error_code ec;
   refused.handshake(res, "x", "/p/refuse", ec);
   EXPECT_TRUE(ec);
+}
+
+// The server writes its frames itself (gathered writes) and parses the client's: pings get
+// their pong, fragments are joined, every header length form (7, 16, 64 bits) goes both ways,
+// and a message above max_message is refused with close code 1009.
+TEST_F(HttpServerTest, WebSocketFramingPingFragmentsSizesAndTooLarge) {
+  asio::io_context io;
+  websocket::stream<beast::tcp_stream> ws(io);
+  beast::get_lowest_layer(ws).expires_after(20s);
+  beast::get_lowest_layer(ws).connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+  ws.handshake("x", "/p/ws");
+  std::string pong;
+  ws.control_callback([&](websocket::frame_type kind, beast::string_view payload) {
+    if (kind == websocket::frame_type::pong) pong = std::string(payload);
+  });
+  ws.ping("are-you-there");
+  ws.text(true);
+  ws.write_some(false, asio::buffer(std::string("hel")));
+  ws.write_some(true, asio::buffer(std::string("lo")));
+  beast::flat_buffer buf;
+  ws.read(buf);
+  EXPECT_EQ(beast::buffers_to_string(buf.data()), "hello");
+  EXPECT_EQ(pong, "are-you-there");  // the pong came before the echo
+  for (const std::size_t size : {std::size_t{0}, std::size_t{125}, std::size_t{126},
+                                 std::size_t{65535}, std::size_t{65536}, std::size_t{100000}}) {
+    std::string big(size, 'x');
+    for (std::size_t i = 0; i < size; ++i) big[i] = static_cast<char>('a' + i % 26);
+    ws.binary(true);
+    ws.write(asio::buffer(big));
+    buf.clear();
+    ws.read(buf);
+    EXPECT_EQ(buf.size(), size);
+    EXPECT_TRUE(beast::buffers_to_string(buf.data()) == big) << size;
+  }
+  ws.write(asio::buffer(std::string(100'001, 'y')));  // above WsOptions::max_message
+  buf.clear();
+  beast::error_code ec;
+  ws.read(buf, ec);
+  EXPECT_EQ(ec, websocket::error::closed);
+  EXPECT_EQ(ws.reason().code, 1009);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (prefix_->last_close_.load() != WsCloseCause::TooLarge &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_EQ(prefix_->last_close_.load(), WsCloseCause::TooLarge);
 }
 
 TEST_F(HttpServerTest, ConnectionLimitClosesExtraConnections) {

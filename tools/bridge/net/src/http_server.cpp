@@ -3,15 +3,20 @@
 #include "shmbus/bridge/net/http_server.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <array>
+#include <chrono>
 #include <deque>
 #include <map>
 #include <optional>
 #include <system_error>
 #include <unordered_set>
+#include <vector>
 
 namespace shmbus::bridge::net {
 
@@ -117,6 +122,17 @@ class LiveToken {
 };
 
 // ------------------------------------------------------------------ WebSocket session
+//
+// Beast does the opening handshake (async_accept); after it, the session owns the socket and
+// speaks RFC 6455 itself: it parses the client's (masked) frames, and writes unmasked server
+// frames from one queue. Why not Beast's websocket::stream for the data: it writes one message
+// per async_write (one send(2) per message per client, the fan-out's cost), and its read
+// operation answers pings and close frames by writing to the socket on its own, which could
+// interleave with a gathered write in flight. Here every byte the server sends — data, pong,
+// close — goes through queue_, and at most one gathered async_write is in flight: all the
+// frames queued for a client leave in one write (one sendmsg per 32 frames, asio's iovec cap).
+// A frame's payload is the shared message string (encoded once for all clients); only its
+// 2-10 header bytes are per client, stored in the queue entry (no allocation per message).
 
 class WsSession final : public WsConnection,
                         public SessionBase,
@@ -125,6 +141,7 @@ class WsSession final : public WsConnection,
   WsSession(beast::tcp_stream&& stream, std::shared_ptr<HttpServer::State> state,
             std::shared_ptr<WsHandler> handler)
       : ws_(std::move(stream)),
+        idle_timer_(ws_.get_executor()),
         options_(state->options.websocket),
         handler_(std::move(handler)),
         token_(std::move(state), this) {}
@@ -133,118 +150,337 @@ class WsSession final : public WsConnection,
     beast::get_lowest_layer(ws_).expires_never();  // the websocket's own timeouts apply now
     websocket::stream_base::timeout timeouts{};
     timeouts.handshake_timeout = options_.handshake_timeout;
-    timeouts.idle_timeout = options_.idle_timeout;
+    timeouts.idle_timeout = websocket::stream_base::none();
     timeouts.keep_alive_pings = false;
     ws_.set_option(timeouts);
-    ws_.read_message_max(options_.max_message);
-    ws_.auto_fragment(false);
     ws_.async_accept(request,
                      [self = shared_from_this()](beast::error_code ec) { self->on_accept(ec); });
   }
 
   SendResult send(Message message, bool binary) override {
     if (finished_ || close_requested_) return SendResult::Closed;
-    if (queue_.size() >= options_.max_queue) return SendResult::QueueFull;
-    queue_.push_back(Outgoing{std::move(message), binary});
-    if (open_ && !writing_) do_write();
+    if (data_queued_ >= options_.max_queue) return SendResult::QueueFull;
+    enqueue(std::move(message), binary ? kOpBinary : kOpText);
+    ++data_queued_;
     return SendResult::Ok;
   }
   std::size_t queue_room() const noexcept override {
-    return queue_.size() >= options_.max_queue ? 0 : options_.max_queue - queue_.size();
+    return data_queued_ >= options_.max_queue ? 0 : options_.max_queue - data_queued_;
   }
-  std::size_t queued() const noexcept override { return queue_.size(); }
+  std::size_t queued() const noexcept override { return data_queued_; }
   bool is_open() const noexcept override { return !finished_ && !close_requested_; }
 
   void close(std::uint16_t code) override {
     if (finished_ || close_requested_) return;
     close_requested_ = true;
-    close_code_ = code;
     local_close_ = true;
-    if (open_ && !writing_) do_close();
+    send_close(code);  // after the queued messages
+    // A peer that reads nothing never lets the close frame out: bounded by handshake_timeout.
+    arm_close_deadline();
   }
 
   void abort() override {
     if (finished_) return;
     local_close_ = true;
-    beast::error_code ignored;
-    beast::get_lowest_layer(ws_).socket().close(ignored);
+    close_socket();
     finish(WsCloseCause::Local);
   }
 
   void shutdown() override { abort(); }
 
  private:
+  static constexpr std::uint8_t kOpCont = 0x0;
+  static constexpr std::uint8_t kOpText = 0x1;
+  static constexpr std::uint8_t kOpBinary = 0x2;
+  static constexpr std::uint8_t kOpClose = 0x8;
+  static constexpr std::uint8_t kOpPing = 0x9;
+  static constexpr std::uint8_t kOpPong = 0xA;
+  static constexpr std::size_t kMaxBuffersPerWrite = 512;  // 256 frames
+  static constexpr std::size_t kReadChunk = 16 * 1024;
+
   struct Outgoing {
     Message data;
-    bool binary;
+    std::array<std::uint8_t, 10> header;
+    std::uint8_t header_size;
+    bool is_data;  // counted against max_queue (control frames are not)
+    bool is_close;
   };
+
+  tcp::socket& socket() { return beast::get_lowest_layer(ws_).socket(); }
+
+  void enqueue(Message payload, std::uint8_t opcode) {
+    Outgoing out{std::move(payload), {}, 0, opcode < 0x8, opcode == kOpClose};
+    const std::size_t n = out.data ? out.data->size() : 0;
+    out.header[0] = static_cast<std::uint8_t>(0x80U | opcode);  // FIN, never masked
+    if (n < 126) {
+      out.header[1] = static_cast<std::uint8_t>(n);
+      out.header_size = 2;
+    } else if (n <= 0xFFFF) {
+      out.header[1] = 126;
+      out.header[2] = static_cast<std::uint8_t>(n >> 8);
+      out.header[3] = static_cast<std::uint8_t>(n);
+      out.header_size = 4;
+    } else {
+      out.header[1] = 127;
+      for (int i = 0; i < 8; ++i) {
+        out.header[static_cast<std::size_t>(2 + i)] =
+            static_cast<std::uint8_t>(static_cast<std::uint64_t>(n) >> (56 - 8 * i));
+      }
+      out.header_size = 10;
+    }
+    queue_.push_back(std::move(out));
+    if (open_ && !writing_) do_write();
+  }
+
+  // Queues a close frame (once); nothing is queued after it.
+  void send_close(std::uint16_t code) {
+    if (close_sent_) return;
+    close_sent_ = true;
+    auto payload = std::make_shared<std::string>(2, '\0');
+    (*payload)[0] = static_cast<char>(code >> 8);
+    (*payload)[1] = static_cast<char>(code & 0xFF);
+    enqueue(std::move(payload), kOpClose);
+  }
 
   void on_accept(beast::error_code ec) {
     if (ec) return fail(ec);
+    // Beast's idle timer off: it would time the socket out, as it no longer sees our reads.
+    websocket::stream_base::timeout none{};
+    none.handshake_timeout = websocket::stream_base::none();
+    none.idle_timeout = websocket::stream_base::none();
+    none.keep_alive_pings = false;
+    ws_.set_option(none);
     open_ = true;
     token_.state().stats.websocket_upgrades.fetch_add(1, std::memory_order_relaxed);
+    last_read_ = std::chrono::steady_clock::now();
+    if (!close_requested_) arm_idle(options_.idle_timeout);
     do_read();
-    if (!queue_.empty() && !writing_) {
-      do_write();
-    } else if (close_requested_ && !writing_) {
-      do_close();
+    if (!queue_.empty() && !writing_) do_write();
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  void do_read() {
+    socket().async_read_some(
+        rbuf_.prepare(kReadChunk),
+        [self = shared_from_this()](beast::error_code ec, std::size_t n) { self->on_read(ec, n); });
+  }
+
+  void on_read(beast::error_code ec, std::size_t n) {
+    if (finished_ && !socket().is_open()) return;
+    if (ec) {
+      if (finished_) return close_socket();  // the peer's end after our close frame
+      return fail(ec);
+    }
+    rbuf_.commit(n);
+    last_read_ = std::chrono::steady_clock::now();
+    if (draining_) {
+      rbuf_.clear();
+    } else if (!parse_frames() && !draining_) {
+      return;
+    }
+    do_read();
+  }
+
+  // Handles every complete frame in rbuf_; false when reading must stop.
+  bool parse_frames() {
+    for (;;) {
+      auto* p = static_cast<std::uint8_t*>(rbuf_.data().data());
+      const std::size_t avail = rbuf_.size();
+      if (avail < 2) return true;
+      const bool fin = (p[0] & 0x80U) != 0;
+      const auto opcode = static_cast<std::uint8_t>(p[0] & 0x0FU);
+      const bool masked = (p[1] & 0x80U) != 0;
+      std::uint64_t len = p[1] & 0x7FU;
+      std::size_t header = 2;
+      if (len == 126) {
+        if (avail < 4) return true;
+        len = (std::uint64_t{p[2]} << 8) | p[3];
+        header = 4;
+      } else if (len == 127) {
+        if (avail < 10) return true;
+        len = 0;
+        for (std::size_t i = 0; i < 8; ++i) len = (len << 8) | p[2 + i];
+        header = 10;
+      }
+      // RFC 6455 5.1-5.5: client frames are masked, no extension was negotiated (RSV = 0),
+      // control frames are whole and short, and only known opcodes.
+      const bool control = opcode >= 0x8;
+      if ((p[0] & 0x70U) != 0 || !masked || (control && (!fin || len > 125)) ||
+          (opcode > kOpBinary && !control) || opcode > kOpPong ||
+          (opcode > kOpClose && opcode < kOpPing) ||
+          (opcode == kOpCont && !in_message_) ||
+          ((opcode == kOpText || opcode == kOpBinary) && in_message_)) {
+        return protocol_error(1002, WsCloseCause::Error);
+      }
+      if (!control && message_.size() + len > options_.max_message) {
+        return protocol_error(1009, WsCloseCause::TooLarge);
+      }
+      header += 4;
+      if (avail < header + len) return true;  // wait for the rest (bounded by max_message)
+      const std::uint8_t* mask = p + header - 4;
+      std::uint8_t* payload = p + header;
+      const std::size_t size = static_cast<std::size_t>(len);
+      for (std::size_t i = 0; i < size; ++i) {
+        payload[i] = static_cast<std::uint8_t>(payload[i] ^ mask[i & 3U]);
+      }
+      const std::string_view view(reinterpret_cast<const char*>(payload), size);
+      if (!control) {
+        if (opcode != kOpCont) binary_ = opcode == kOpBinary;
+        if (fin && !in_message_) {
+          deliver(view);  // whole message in one frame: no copy
+        } else {
+          in_message_ = true;
+          message_.append(view);
+          if (fin) {
+            deliver(message_);
+            message_.clear();
+            in_message_ = false;
+          }
+        }
+      } else if (opcode == kOpPing) {
+        if (!close_sent_) enqueue(std::make_shared<const std::string>(view), kOpPong);
+      } else if (opcode == kOpClose) {
+        rbuf_.consume(header + size);
+        return on_close_frame(view.size() >= 2 ? view.substr(0, 2) : std::string_view{});
+      }
+      rbuf_.consume(header + size);
+      if (finished_) return false;
     }
   }
 
-  void do_read() {
-    ws_.async_read(rbuf_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      self->on_read(ec);
+  void deliver(std::string_view data) {
+    if (handler_) handler_->on_ws_message(*this, data, binary_);
+  }
+
+  bool on_close_frame(std::string_view code) {
+    if (close_sent_) {  // the answer to our close: the handshake is complete
+      close_socket();
+      finish(WsCloseCause::Local);
+      return false;
+    }
+    // The peer closes: messages not yet written will not be read; echo its code (RFC 6455
+    // 5.5.1) and close the TCP connection once the echo is out.
+    drop_unwritten();
+    std::uint16_t c = 1000;
+    if (code.size() == 2) {
+      c = static_cast<std::uint16_t>((static_cast<unsigned>(static_cast<std::uint8_t>(code[0]))
+                                      << 8) |
+                                     static_cast<std::uint8_t>(code[1]));
+    }
+    send_close(c);
+    close_after_write_ = true;
+    draining_ = true;
+    arm_close_deadline();
+    finish(local_close_ ? WsCloseCause::Local : WsCloseCause::Remote);
+    return false;
+  }
+
+  bool protocol_error(std::uint16_t code, WsCloseCause cause) {
+    drop_unwritten();
+    send_close(code);
+    close_after_write_ = true;
+    draining_ = true;  // unread bytes at close() would make the kernel reset the connection
+    arm_close_deadline();
+    finish(cause);
+    return false;
+  }
+
+  // Drops the queued frames no write has taken yet.
+  void drop_unwritten() {
+    while (queue_.size() > in_flight_) {
+      if (queue_.back().is_data) --data_queued_;
+      queue_.pop_back();
+    }
+  }
+
+  void arm_idle(std::chrono::steady_clock::duration after) {
+    idle_timer_.expires_after(after);
+    idle_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || self->finished_) return;
+      const auto due = self->last_read_ + self->options_.idle_timeout;
+      const auto now = std::chrono::steady_clock::now();
+      if (now < due) return self->arm_idle(due - now);
+      self->close_socket();
+      self->finish(WsCloseCause::Timeout);
     });
   }
 
-  void on_read(beast::error_code ec) {
-    if (ec) return fail(ec);
-    if (finished_) return;
-    const auto data = rbuf_.cdata();
-    const std::string_view view(static_cast<const char*>(data.data()), data.size());
-    if (handler_) handler_->on_ws_message(*this, view, !ws_.got_text());
-    rbuf_.consume(rbuf_.size());
-    if (!finished_) do_read();
-  }
+  // ---------------------------------------------------------------- writing
 
   void do_write() {
     writing_ = true;
-    const Outgoing& out = queue_.front();
-    ws_.binary(out.binary);
-    ws_.async_write(
-        asio::buffer(*out.data),
+    bufs_.clear();
+    in_flight_ = 0;
+    for (const Outgoing& out : queue_) {
+      if (bufs_.size() + 2 > kMaxBuffersPerWrite) break;
+      bufs_.emplace_back(out.header.data(), out.header_size);
+      if (out.data && !out.data->empty()) bufs_.emplace_back(out.data->data(), out.data->size());
+      ++in_flight_;
+      if (out.is_close) break;
+    }
+    asio::async_write(
+        socket(), bufs_,
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
   }
 
   void on_write(beast::error_code ec) {
     writing_ = false;
-    if (ec) return fail(ec);
-    queue_.pop_front();
-    if (finished_) return;
-    if (!queue_.empty()) return do_write();
-    if (close_requested_) do_close();
+    bool wrote_close = false;
+    for (; in_flight_ > 0; --in_flight_) {
+      if (queue_.front().is_data) --data_queued_;
+      wrote_close |= queue_.front().is_close;
+      queue_.pop_front();
+    }
+    if (ec) {
+      if (finished_) return close_socket();
+      return fail(ec);
+    }
+    if (wrote_close) {
+      if (close_after_write_) {
+        // Half-close: the peer reads our close frame, then EOF; the drain above ends on its EOF.
+        beast::error_code ignored;
+        socket().shutdown(tcp::socket::shutdown_send, ignored);
+        return;
+      }
+      // Our close frame is out: the peer answers with its own (read above); it gets
+      // handshake_timeout to do so.
+      arm_close_deadline();
+      return;
+    }
+    if (!queue_.empty()) do_write();
   }
 
-  void do_close() {
-    writing_ = true;  // no further writes may start while the close frame goes out
-    ws_.async_close(
-        websocket::close_reason(close_code_),
-        [self = shared_from_this()](beast::error_code) { self->finish(WsCloseCause::Local); });
+  void arm_close_deadline() {
+    idle_timer_.expires_after(options_.handshake_timeout);
+    idle_timer_.async_wait([self = shared_from_this()](beast::error_code e) {
+      if (e) return;
+      self->close_socket();
+      self->finish(WsCloseCause::Local);
+    });
+  }
+
+  void close_socket() {
+    beast::error_code ignored;
+    idle_timer_.cancel();
+    if (socket().is_open()) {
+      socket().shutdown(tcp::socket::shutdown_both, ignored);
+      socket().close(ignored);
+    }
   }
 
   void fail(beast::error_code ec) {
-    if (finished_) return;
+    if (finished_) return close_socket();
     WsCloseCause cause = WsCloseCause::Error;
     if (local_close_) {
       cause = WsCloseCause::Local;
     } else if (ec == websocket::error::closed || ec == asio::error::eof ||
                ec == asio::error::connection_reset || ec == beast::http::error::end_of_stream) {
       cause = WsCloseCause::Remote;
-    } else if (ec == websocket::error::message_too_big) {
-      cause = WsCloseCause::TooLarge;
     } else if (ec == beast::error::timeout) {
       cause = WsCloseCause::Timeout;
     }
+    close_socket();
     finish(cause);
   }
 
@@ -254,22 +490,28 @@ class WsSession final : public WsConnection,
     // The handler is released after the call: it may hold this connection (cycle).
     std::shared_ptr<WsHandler> handler = std::move(handler_);
     if (handler) handler->on_ws_close(*this, cause);
-    beast::error_code ignored;
-    if (cause != WsCloseCause::Local || !open_) {
-      beast::get_lowest_layer(ws_).socket().close(ignored);
-    }
   }
 
-  websocket::stream<beast::tcp_stream> ws_;
+  websocket::stream<beast::tcp_stream> ws_;  // the opening handshake only
+  asio::steady_timer idle_timer_;
   beast::flat_buffer rbuf_;
+  std::string message_;  // a fragmented message being assembled
   WsOptions options_;
   std::shared_ptr<WsHandler> handler_;
   std::deque<Outgoing> queue_;
+  std::vector<asio::const_buffer> bufs_;  // the write in flight (capacity kept)
+  std::chrono::steady_clock::time_point last_read_{};
   LiveToken token_;
-  std::uint16_t close_code_ = 1000;
+  std::size_t data_queued_ = 0;
+  std::size_t in_flight_ = 0;  // queue_ entries the write in flight covers
   bool open_ = false;
   bool writing_ = false;
+  bool in_message_ = false;
+  bool binary_ = false;
   bool close_requested_ = false;
+  bool close_sent_ = false;
+  bool close_after_write_ = false;
+  bool draining_ = false;  // after a close frame: input is read and discarded
   bool local_close_ = false;
   bool finished_ = false;
 };
