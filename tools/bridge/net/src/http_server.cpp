@@ -130,7 +130,7 @@ class LiveToken {
 // operation answers pings and close frames by writing to the socket on its own, which could
 // interleave with a gathered write in flight. Here every byte the server sends — data, pong,
 // close — goes through queue_, and at most one gathered async_write is in flight: all the
-// frames queued for a client leave in one write (one sendmsg per 32 frames, asio's iovec cap).
+// frames queued for a client leave in one write (see do_write), one sendmsg for up to 256 KiB.
 // A frame's payload is the shared message string (encoded once for all clients); only its
 // 2-10 header bytes are per client, stored in the queue entry (no allocation per message).
 
@@ -195,7 +195,8 @@ class WsSession final : public WsConnection,
   static constexpr std::uint8_t kOpClose = 0x8;
   static constexpr std::uint8_t kOpPing = 0x9;
   static constexpr std::uint8_t kOpPong = 0xA;
-  static constexpr std::size_t kMaxBuffersPerWrite = 512;  // 256 frames
+  static constexpr std::size_t kMaxWriteBytes = 256 * 1024;  // one write's frames, about
+  static constexpr std::size_t kCopyMax = 1024;               // payloads staged by copy
   static constexpr std::size_t kReadChunk = 16 * 1024;
 
   struct Outgoing {
@@ -408,17 +409,38 @@ class WsSession final : public WsConnection,
 
   // ---------------------------------------------------------------- writing
 
+  // One write for the queued frames, up to kMaxWriteBytes (or the close frame). Headers and
+  // small payloads are copied into wbuf_, so that a run of small frames is one buffer: asio
+  // hands at most 64 buffers to one sendmsg, and a fan-out's frames are ~200 bytes. Large
+  // payloads are referenced in place (gathered, never copied).
   void do_write() {
     writing_ = true;
-    bufs_.clear();
+    wbuf_.clear();
+    segments_.clear();
     in_flight_ = 0;
+    std::size_t bytes = 0;
     for (const Outgoing& out : queue_) {
-      if (bufs_.size() + 2 > kMaxBuffersPerWrite) break;
-      bufs_.emplace_back(out.header.data(), out.header_size);
-      if (out.data && !out.data->empty()) bufs_.emplace_back(out.data->data(), out.data->size());
+      if (in_flight_ > 0 && bytes >= kMaxWriteBytes) break;
+      const std::size_t n = out.data ? out.data->size() : 0;
+      wbuf_.append(reinterpret_cast<const char*>(out.header.data()), out.header_size);
+      if (n <= kCopyMax) {
+        if (n > 0) wbuf_.append(*out.data);
+      } else {
+        segments_.push_back(Segment{wbuf_.size(), out.data.get()});
+      }
+      bytes += out.header_size + n;
       ++in_flight_;
       if (out.is_close) break;
     }
+    // wbuf_ is complete (no more reallocation): now the buffers may point into it.
+    bufs_.clear();
+    std::size_t from = 0;
+    for (const Segment& seg : segments_) {
+      if (seg.staged_end > from) bufs_.emplace_back(wbuf_.data() + from, seg.staged_end - from);
+      bufs_.emplace_back(seg.payload->data(), seg.payload->size());
+      from = seg.staged_end;
+    }
+    if (wbuf_.size() > from) bufs_.emplace_back(wbuf_.data() + from, wbuf_.size() - from);
     asio::async_write(
         socket(), bufs_,
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
@@ -499,6 +521,13 @@ class WsSession final : public WsConnection,
   WsOptions options_;
   std::shared_ptr<WsHandler> handler_;
   std::deque<Outgoing> queue_;
+  // A large payload of the write in flight, after the staged bytes up to staged_end.
+  struct Segment {
+    std::size_t staged_end;
+    const std::string* payload;
+  };
+  std::string wbuf_;                      // staged headers and small payloads (capacity kept)
+  std::vector<Segment> segments_;         // the write's large payloads (capacity kept)
   std::vector<asio::const_buffer> bufs_;  // the write in flight (capacity kept)
   std::chrono::steady_clock::time_point last_read_{};
   LiveToken token_;

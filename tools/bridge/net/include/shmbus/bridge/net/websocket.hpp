@@ -3,7 +3,10 @@
 //
 // Design
 //   The session reads one message at a time and hands it to its WsHandler; outgoing messages
-//   go through a bounded FIFO (WsOptions::max_queue messages) written one after the other.
+//   go through a bounded FIFO (WsOptions::max_queue messages). Everything queued when the
+//   socket is free leaves in one gathered write (each message still its own frame), so a
+//   client behind a fast fan-out costs one send(2) per batch, not one per message; pongs and
+//   the close frame go through the same FIFO (nothing else writes to the socket).
 //   A message is a shared_ptr<const std::string> so that one encoded event can be queued on
 //   many connections without a copy per connection (broadcast).
 //   Overflow policy: send() refuses (QueueFull) and the caller decides (count, tell, drop the
