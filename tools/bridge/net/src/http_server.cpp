@@ -2,14 +2,14 @@
 
 #include "shmbus/bridge/net/http_server.hpp"
 
+#include <array>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
-#include <array>
 #include <chrono>
 #include <deque>
 #include <map>
@@ -196,7 +196,7 @@ class WsSession final : public WsConnection,
   static constexpr std::uint8_t kOpPing = 0x9;
   static constexpr std::uint8_t kOpPong = 0xA;
   static constexpr std::size_t kMaxWriteBytes = 256 * 1024;  // one write's frames, about
-  static constexpr std::size_t kCopyMax = 1024;               // payloads staged by copy
+  static constexpr std::size_t kCopyMax = 1024;              // payloads staged by copy
   static constexpr std::size_t kReadChunk = 16 * 1024;
 
   struct Outgoing {
@@ -309,8 +309,7 @@ class WsSession final : public WsConnection,
       const bool control = opcode >= 0x8;
       if ((p[0] & 0x70U) != 0 || !masked || (control && (!fin || len > 125)) ||
           (opcode > kOpBinary && !control) || opcode > kOpPong ||
-          (opcode > kOpClose && opcode < kOpPing) ||
-          (opcode == kOpCont && !in_message_) ||
+          (opcode > kOpClose && opcode < kOpPing) || (opcode == kOpCont && !in_message_) ||
           ((opcode == kOpText || opcode == kOpBinary) && in_message_)) {
         return protocol_error(1002, WsCloseCause::Error);
       }
@@ -365,9 +364,9 @@ class WsSession final : public WsConnection,
     drop_unwritten();
     std::uint16_t c = 1000;
     if (code.size() == 2) {
-      c = static_cast<std::uint16_t>((static_cast<unsigned>(static_cast<std::uint8_t>(code[0]))
-                                      << 8) |
-                                     static_cast<std::uint8_t>(code[1]));
+      c = static_cast<std::uint16_t>(
+          (static_cast<unsigned>(static_cast<std::uint8_t>(code[0])) << 8) |
+          static_cast<std::uint8_t>(code[1]));
     }
     send_close(c);
     close_after_write_ = true;
