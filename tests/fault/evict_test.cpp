@@ -84,6 +84,18 @@ int consume(Child& self, const std::string& bus_name, const std::string& name,
   return stop ? 0 : 1;
 }
 
+// The consumer `consume()`s the first 10 messages (values from `value`), runs dry (its cursor
+// is batched: wait until it published it), is frozen (SIGSTOP), then a full ring is published
+// behind it. `value` is left at the next value to send.
+void freeze_behind_a_full_ring(Bus& bus, Publisher& pub, Child& consumer, std::uint64_t& value) {
+  ASSERT_EQ(consumer.line(), "ready");
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(send(pub, value++), PublishResult::Ok);
+  ASSERT_EQ(consumer.line(), "got 10");
+  ASSERT_TRUE(eventually([&] { return consumer_named(bus, "orders", "frozen")->lag == 0; }, 10s));
+  ASSERT_TRUE(consumer.stop()) << "the consumer did not stop";
+  for (std::uint32_t i = 0; i < kSlots; ++i) ASSERT_EQ(send(pub, value++), PublishResult::Ok);
+}
+
 TEST(FaultEvict, ConfigIsCheckedAndPartOfTheTopicsIdentity) {
   ScopedBus sb("fe");
   Bus bus = sb.open();
@@ -113,14 +125,9 @@ TEST(FaultEvict, FrozenConsumerIsEvictedAndToldExactlyWhatItLost) {
   Bus bus = sb.open();
   Publisher pub = bus.publisher("orders", evict_config(kAfter));
   Child consumer([&](Child& self) { return consume(self, sb.name(), "frozen", 10); });
-  ASSERT_EQ(consumer.line(), "ready");
   std::uint64_t value = 1;
-  for (int i = 0; i < 10; ++i) ASSERT_EQ(send(pub, value++), PublishResult::Ok);
-  ASSERT_EQ(consumer.line(), "got 10");
-  ASSERT_TRUE(eventually([&] { return consumer_named(bus, "orders", "frozen")->lag == 0; }, 10s));
-  ASSERT_TRUE(consumer.stop()) << "the consumer did not stop";
   // A full ring behind the frozen consumer: the next publish is held.
-  for (std::uint32_t i = 0; i < kSlots; ++i) ASSERT_EQ(send(pub, value++), PublishResult::Ok);
+  ASSERT_NO_FATAL_FAILURE(freeze_behind_a_full_ring(bus, pub, consumer, value));
   EXPECT_EQ(pub.try_publish(as_bytes("x", 1)), PublishResult::WouldBlock);
   const auto start = std::chrono::steady_clock::now();
   ASSERT_EQ(send(pub, value++), PublishResult::Ok);
@@ -177,14 +184,8 @@ TEST(FaultEvict, WithoutOptInTheProducerStaysHeldAndTheConsumerShowsStalled) {
   Bus bus = sb.open();
   Publisher pub = bus.publisher("orders", config(Policy::Reliable, kSlots, 64, 8));
   Child consumer([&](Child& self) { return consume(self, sb.name(), "frozen", 10); });
-  ASSERT_EQ(consumer.line(), "ready");
   std::uint64_t value = 1;
-  for (int i = 0; i < 10; ++i) ASSERT_EQ(send(pub, value++), PublishResult::Ok);
-  ASSERT_EQ(consumer.line(), "got 10");
-  // Its cursor is batched: wait until it ran dry and published it.
-  ASSERT_TRUE(eventually([&] { return consumer_named(bus, "orders", "frozen")->lag == 0; }, 10s));
-  ASSERT_TRUE(consumer.stop()) << "the consumer did not stop";
-  for (std::uint32_t i = 0; i < kSlots; ++i) ASSERT_EQ(send(pub, value++), PublishResult::Ok);
+  ASSERT_NO_FATAL_FAILURE(freeze_behind_a_full_ring(bus, pub, consumer, value));
   EXPECT_EQ(send(pub, value, 700ms), PublishResult::Timeout);
   EXPECT_TRUE(eventually(
       [&] {

@@ -137,15 +137,7 @@ class SioAppTest : public ::testing::Test {
   }
 
   static std::string node_dir() { return SIO_NODE_DIR; }
-  static void ensure_node_modules() {
-    const std::string dir = node_dir();
-    const auto r =
-        run_command("flock " + dir + "/.npm-lock sh -c 'cd " + dir +
-                    " && (test -d node_modules/socket.io-client || npm ci --no-audit --no-fund)'");
-    ASSERT_EQ(r.status, 0) << "npm ci failed in " << dir
-                           << " (node and npm are required; is the npm registry reachable?):\n"
-                           << r.output;
-  }
+  static void ensure_node_modules() { test::ensure_node_modules(node_dir()); }
   std::string node_client(const std::string& token, const std::string& mode,
                           const std::string& topic, int count,
                           const std::string& publishes = "[]") {

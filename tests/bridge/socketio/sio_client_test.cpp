@@ -95,18 +95,7 @@ class ClientTest : public ::testing::Test {
 
   static std::string node_dir() { return SIO_NODE_DIR; }
 
-  // npm ci into the build tree once (flock: ctest may run several of these at once). A
-  // missing node/npm or registry is a FAILURE with the reason, never a skip.
-  static void ensure_node_modules() {
-    const std::string dir = node_dir();
-    const auto r =
-        run_command("flock " + dir + "/.npm-lock sh -c 'cd " + dir +
-                    " && (test -d node_modules/socket.io-client || npm ci --no-audit --no-fund)'");
-    ASSERT_EQ(r.status, 0) << "npm ci failed in " << dir
-                           << " (node and npm are required for the socket.io-client tests; "
-                              "is the npm registry reachable?):\n"
-                           << r.output;
-  }
+  static void ensure_node_modules() { test::ensure_node_modules(node_dir()); }
 
   std::string node_client(const std::string& token, const std::string& mode) {
     return "env NODE_PATH=" + node_dir() + "/node_modules node " SIO_TEST_DIR "/node_client.js " +

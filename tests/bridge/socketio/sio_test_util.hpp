@@ -59,6 +59,19 @@ inline ProcessResult run_command(const std::string& command) {
 }
 
 // The JSON after "RESULT " in a client's output (discarded JSON if absent).
+// npm ci into `dir` (the build tree's copy of tests' package.json) once; flock: ctest may run
+// several such tests at once. A missing node/npm or registry is a FAILURE with the reason,
+// never a skip.
+inline void ensure_node_modules(const std::string& dir) {
+  const auto r =
+      run_command("flock " + dir + "/.npm-lock sh -c 'cd " + dir +
+                  " && (test -d node_modules/socket.io-client || npm ci --no-audit --no-fund)'");
+  ASSERT_EQ(r.status, 0) << "npm ci failed in " << dir
+                         << " (node and npm are required for the socket.io-client tests; "
+                            "is the npm registry reachable?):\n"
+                         << r.output;
+}
+
 inline sio::json result_of(const std::string& output) {
   const auto pos = output.rfind("RESULT ");
   if (pos == std::string::npos) return sio::json(sio::json::value_t::discarded);
