@@ -1,6 +1,7 @@
 #include <utility>  // before Asio (g++ 12 + C++20)
 
 #include "shmbus/bridge/net/http_server.hpp"
+#include "shmbus/bridge/net/utf8.hpp"
 
 #include <array>
 #include <boost/asio/ip/tcp.hpp>
@@ -35,6 +36,10 @@ std::string_view to_string(WsCloseCause cause) noexcept {
       return "closed locally";
     case WsCloseCause::TooLarge:
       return "message too large";
+    case WsCloseCause::ProtocolError:
+      return "WebSocket protocol error";
+    case WsCloseCause::InvalidUtf8:
+      return "text not UTF-8";
     case WsCloseCause::Timeout:
       return "timeout";
     case WsCloseCause::Error:
@@ -283,7 +288,19 @@ class WsSession final : public WsConnection,
     do_read();
   }
 
-  // Handles every complete frame in rbuf_; false when reading must stop.
+  // Handles every complete frame in rbuf_; false when reading must stop. Everything RFC 6455
+  // asks of a server reading a client's frames is checked here (Beast's read did it before):
+  //   5.1  every client frame is masked;
+  //   5.2  RSV1-3 are 0 (no extension is negotiated), opcodes 3-7 and B-F are reserved, a
+  //        length uses its shortest form (Beast's rule too: a 126/127 form for a length that
+  //        fits the shorter one is refused);
+  //   5.4  a continuation frame only inside a fragmented message, a new text/binary frame only
+  //        outside one;
+  //   5.5  control frames are not fragmented and carry at most 125 bytes;
+  //   5.5.1, 7.4  a close frame has no body, or a code that may be sent and a UTF-8 reason;
+  //   8.1  a text message (all its fragments, validated as they come) is UTF-8 -> else 1007;
+  //   10.4 a message above max_message -> 1009.
+  // Header checks fail before the payload has arrived (nothing is buffered for a bad frame).
   bool parse_frames() {
     for (;;) {
       auto* p = static_cast<std::uint8_t*>(rbuf_.data().data());
@@ -292,28 +309,31 @@ class WsSession final : public WsConnection,
       const bool fin = (p[0] & 0x80U) != 0;
       const auto opcode = static_cast<std::uint8_t>(p[0] & 0x0FU);
       const bool masked = (p[1] & 0x80U) != 0;
+      const bool control = opcode >= kOpClose;
+      const bool reserved_opcode = (opcode > kOpBinary && opcode < kOpClose) || opcode > kOpPong;
+      if ((p[0] & 0x70U) != 0 || !masked || reserved_opcode || (control && !fin) ||
+          (opcode == kOpCont && !in_message_) ||
+          ((opcode == kOpText || opcode == kOpBinary) && in_message_)) {
+        return protocol_error(1002, WsCloseCause::ProtocolError);
+      }
       std::uint64_t len = p[1] & 0x7FU;
       std::size_t header = 2;
       if (len == 126) {
         if (avail < 4) return true;
         len = (std::uint64_t{p[2]} << 8) | p[3];
         header = 4;
+        if (len < 126) return protocol_error(1002, WsCloseCause::ProtocolError);
       } else if (len == 127) {
         if (avail < 10) return true;
         len = 0;
         for (std::size_t i = 0; i < 8; ++i) len = (len << 8) | p[2 + i];
         header = 10;
+        if (len <= 0xFFFF) return protocol_error(1002, WsCloseCause::ProtocolError);
       }
-      // RFC 6455 5.1-5.5: client frames are masked, no extension was negotiated (RSV = 0),
-      // control frames are whole and short, and only known opcodes.
-      const bool control = opcode >= 0x8;
-      if ((p[0] & 0x70U) != 0 || !masked || (control && (!fin || len > 125)) ||
-          (opcode > kOpBinary && !control) || opcode > kOpPong ||
-          (opcode > kOpClose && opcode < kOpPing) || (opcode == kOpCont && !in_message_) ||
-          ((opcode == kOpText || opcode == kOpBinary) && in_message_)) {
-        return protocol_error(1002, WsCloseCause::Error);
-      }
-      if (!control && message_.size() + len > options_.max_message) {
+      if (control && len > 125) return protocol_error(1002, WsCloseCause::ProtocolError);
+      // Two comparisons: a 64-bit length near 2^64 must not wrap the sum.
+      if (!control &&
+          (len > options_.max_message || message_.size() + len > options_.max_message)) {
         return protocol_error(1009, WsCloseCause::TooLarge);
       }
       header += 4;
@@ -326,7 +346,15 @@ class WsSession final : public WsConnection,
       }
       const std::string_view view(reinterpret_cast<const char*>(payload), size);
       if (!control) {
-        if (opcode != kOpCont) binary_ = opcode == kOpBinary;
+        if (opcode != kOpCont) {
+          binary_ = opcode == kOpBinary;
+          utf8_.reset();
+        }
+        // Each fragment is checked as it comes (a connection sending bad text fails at once,
+        // not after max_message bytes); a character may straddle two fragments.
+        if (!binary_ && (!utf8_.feed(view) || (fin && !utf8_.finish()))) {
+          return protocol_error(1007, WsCloseCause::InvalidUtf8);
+        }
         if (fin && !in_message_) {
           deliver(view);  // whole message in one frame: no copy
         } else {
@@ -341,19 +369,40 @@ class WsSession final : public WsConnection,
       } else if (opcode == kOpPing) {
         if (!close_sent_) enqueue(std::make_shared<const std::string>(view), kOpPong);
       } else if (opcode == kOpClose) {
+        std::uint16_t code = 1000;  // no code given: ours is "normal"
+        if (!close_sent_) {         // else it answers ours: whatever it says, we are done
+          if (size == 1) return protocol_error(1002, WsCloseCause::ProtocolError);
+          if (size >= 2) {
+            code = static_cast<std::uint16_t>((unsigned{payload[0]} << 8) | payload[1]);
+            if (!sendable_close_code(code)) {
+              return protocol_error(1002, WsCloseCause::ProtocolError);
+            }
+            if (!is_valid_utf8(view.substr(2))) {
+              return protocol_error(1007, WsCloseCause::InvalidUtf8);
+            }
+          }
+        }
         rbuf_.consume(header + size);
-        return on_close_frame(view.size() >= 2 ? view.substr(0, 2) : std::string_view{});
+        return on_close_frame(code);
       }
       rbuf_.consume(header + size);
       if (finished_) return false;
     }
   }
 
+  // RFC 6455 7.4: codes an endpoint may put in a close frame. 1005, 1006 and 1015 only
+  // describe a close locally; 0-999 are unused, 1016-2999 reserved for the protocol, and
+  // nothing is defined above 4999 (3000-4999 are for libraries and applications).
+  static bool sendable_close_code(std::uint16_t code) noexcept {
+    if (code >= 3000) return code <= 4999;
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014);
+  }
+
   void deliver(std::string_view data) {
     if (handler_) handler_->on_ws_message(*this, data, binary_);
   }
 
-  bool on_close_frame(std::string_view code) {
+  bool on_close_frame(std::uint16_t code) {
     if (close_sent_) {  // the answer to our close: the handshake is complete
       close_socket();
       finish(WsCloseCause::Local);
@@ -362,13 +411,7 @@ class WsSession final : public WsConnection,
     // The peer closes: messages not yet written will not be read; echo its code (RFC 6455
     // 5.5.1) and close the TCP connection once the echo is out.
     drop_unwritten();
-    std::uint16_t c = 1000;
-    if (code.size() == 2) {
-      c = static_cast<std::uint16_t>(
-          (static_cast<unsigned>(static_cast<std::uint8_t>(code[0])) << 8) |
-          static_cast<std::uint8_t>(code[1]));
-    }
-    send_close(c);
+    send_close(code);
     close_after_write_ = true;
     draining_ = true;
     arm_close_deadline();
@@ -377,6 +420,11 @@ class WsSession final : public WsConnection,
   }
 
   bool protocol_error(std::uint16_t code, WsCloseCause cause) {
+    if (close_written_) {  // our close frame is out already: nothing more to say
+      close_socket();
+      finish(cause);
+      return false;
+    }
     drop_unwritten();
     send_close(code);
     close_after_write_ = true;
@@ -386,12 +434,18 @@ class WsSession final : public WsConnection,
     return false;
   }
 
-  // Drops the queued frames no write has taken yet.
+  // Drops the queued frames no write has taken yet, except a close frame (always the last).
   void drop_unwritten() {
+    std::optional<Outgoing> close;
+    if (queue_.size() > in_flight_ && queue_.back().is_close) {
+      close.emplace(std::move(queue_.back()));
+      queue_.pop_back();
+    }
     while (queue_.size() > in_flight_) {
       if (queue_.back().is_data) --data_queued_;
       queue_.pop_back();
     }
+    if (close) queue_.push_back(std::move(*close));
   }
 
   void arm_idle(std::chrono::steady_clock::duration after) {
@@ -458,6 +512,7 @@ class WsSession final : public WsConnection,
       return fail(ec);
     }
     if (wrote_close) {
+      close_written_ = true;
       if (close_after_write_) {
         // Half-close: the peer reads our close frame, then EOF; the drain above ends on its EOF.
         beast::error_code ignored;
@@ -517,6 +572,7 @@ class WsSession final : public WsConnection,
   asio::steady_timer idle_timer_;
   beast::flat_buffer rbuf_;
   std::string message_;  // a fragmented message being assembled
+  Utf8Validator utf8_;   // the text message being read, across its fragments
   WsOptions options_;
   std::shared_ptr<WsHandler> handler_;
   std::deque<Outgoing> queue_;
@@ -539,7 +595,8 @@ class WsSession final : public WsConnection,
   bool close_requested_ = false;
   bool close_sent_ = false;
   bool close_after_write_ = false;
-  bool draining_ = false;  // after a close frame: input is read and discarded
+  bool close_written_ = false;  // our close frame has left
+  bool draining_ = false;       // after a close frame: input is read and discarded
   bool local_close_ = false;
   bool finished_ = false;
 };

@@ -39,11 +39,14 @@ struct WsOptions {
 enum class SendResult : std::uint8_t { Ok, QueueFull, Closed };
 
 enum class WsCloseCause : std::uint8_t {
-  Remote,    // the peer closed (close frame or TCP end)
-  Local,     // close() or abort() on this side
-  TooLarge,  // a message above max_message
-  Timeout,   // handshake or idle timeout
-  Error,     // any other transport error
+  Remote,         // the peer closed (close frame or TCP end)
+  Local,          // close() or abort() on this side
+  TooLarge,       // a message above max_message (close code 1009)
+  ProtocolError,  // a frame RFC 6455 forbids: unmasked, reserved bits or opcode, bad control
+                  // frame, bad fragment sequence, bad length or close frame (close code 1002)
+  InvalidUtf8,    // a text message or close reason that is not UTF-8 (close code 1007)
+  Timeout,        // handshake or idle timeout
+  Error,          // any other transport error
 };
 [[nodiscard]] std::string_view to_string(WsCloseCause cause) noexcept;
 
