@@ -15,6 +15,8 @@
 #          SERVER_CPU=0 LOAD_CPU=1
 #          BRIDGE_BEFORE=/path/to/an/older/bus-bridge adds server "before" (same config) for an
 #          A/B in one run: SERVERS="before bridge node python".
+#          WS_COALESCE_US=N sets http.ws_coalesce_us for server "bridge" only (default: the
+#          bridge's own, 1000).
 # Needs: bus-bridge, sio-loadgen, sio-bench-source built in BUILD_DIR; node + `npm ci` here
 # (run.sh does it); Debian's python3-socketio and python3-aiohttp under /usr/bin/python3.
 # Prints one JSON line per run and a Markdown table at the end.
@@ -67,6 +69,7 @@ bridge:
   http:
     address: 127.0.0.1
     port: $port
+$([[ $kind == bridge && -n ${WS_COALESCE_US:-} ]] && echo "    ws_coalesce_us: $WS_COALESCE_US")
 socketio:
   subscribe: ["md.>"]
   max_clients: 1000

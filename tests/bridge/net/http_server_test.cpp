@@ -553,6 +553,47 @@ TEST_F(HttpServerShortCloseTest, ServerCloseUnansweredEndsAfterTheTimeout) {
   EXPECT_EQ(next_close(before), WsCloseCause::Local);
 }
 
+class HttpServerCoalesceTest : public HttpServerTest {
+ protected:
+  HttpServerCoalesceTest() {
+    options_.websocket.coalesce = 200ms;
+    options_.websocket.coalesce_bytes = 1000;
+  }
+};
+
+// Under load (a write less than `coalesce` ago) small frames wait for the flush tick; the first
+// frame after a quiet spell goes at once, and coalesce_bytes waiting go at once too.
+TEST_F(HttpServerCoalesceTest, BusyClientsFramesWaitForTheTickUnlessEnoughBytesWait) {
+  using clock = std::chrono::steady_clock;
+  RawFrameClient c(port_);
+  ASSERT_TRUE(c.upgraded());
+  c.send(frame(0x81, "a") + frame(0x81, "b") + frame(0x81, "c"));
+  auto first = c.read_frame();
+  const auto t_first = clock::now();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->payload, "a");
+  auto second = c.read_frame();
+  auto third = c.read_frame();
+  const auto waited = clock::now() - t_first;
+  ASSERT_TRUE(second.has_value() && third.has_value());
+  EXPECT_EQ(second->payload + third->payload, "bc");
+  EXPECT_GE(waited, 100ms) << "b and c were not held for the flush tick";
+  EXPECT_LT(waited, 5s);
+
+  // After a quiet spell longer than the window: at once again; and 1000 bytes waiting are
+  // written without waiting for the tick.
+  std::this_thread::sleep_for(300ms);  // the quiet spell itself is what is tested
+  const std::string big(600, 'x');
+  const auto t0 = clock::now();
+  c.send(frame(0x81, big) + frame(0x81, big) + frame(0x81, big));
+  for (int i = 0; i < 3; ++i) {
+    auto f = c.read_frame();
+    ASSERT_TRUE(f.has_value());
+    EXPECT_EQ(f->payload, big);
+  }
+  EXPECT_LT(clock::now() - t0, 150ms) << "600 + 600 bytes waiting should not wait for the tick";
+}
+
 TEST(HttpServerStart, BindFailureNamesTheAddress) {
   asio::io_context io;
   ServerOptions o;

@@ -88,6 +88,7 @@ class SessionBase {
  public:
   virtual ~SessionBase() = default;
   virtual void shutdown() = 0;  // close the socket now (server stop)
+  virtual void flush() {}       // write what waits for the flush tick (WsOptions::coalesce)
 };
 
 struct HttpServer::State {
@@ -99,6 +100,10 @@ struct HttpServer::State {
   std::unordered_set<SessionBase*> live;  // io thread only
   std::optional<tcp::acceptor> acceptor;
   bool stopped = false;
+  // WebSocket sessions whose writes wait for the next flush tick: one timer for all of them,
+  // so that coalescing costs one timer event per tick, not one per client.
+  std::vector<std::weak_ptr<SessionBase>> flush_due;
+  std::optional<asio::steady_timer> flush_timer;
 
   State(asio::io_context& ctx, ServerOptions opts) : io(ctx), options(std::move(opts)) {}
 };
@@ -120,6 +125,9 @@ class LiveToken {
   LiveToken(const LiveToken&) = delete;
   LiveToken& operator=(const LiveToken&) = delete;
   [[nodiscard]] HttpServer::State& state() const noexcept { return *state_; }
+  [[nodiscard]] const std::shared_ptr<HttpServer::State>& state_ptr() const noexcept {
+    return state_;
+  }
 
  private:
   std::shared_ptr<HttpServer::State> state_;
@@ -234,8 +242,45 @@ class WsSession final : public WsConnection,
       }
       out.header_size = 10;
     }
+    unwritten_bytes_ += out.header_size + n;
     queue_.push_back(std::move(out));
-    if (open_ && !writing_) do_write();
+    if (open_ && !writing_ && (opcode >= kOpClose || !defer_write())) do_write();
+  }
+
+  // Coalescing (WsOptions::coalesce = T): a client whose last write started less than T ago
+  // is under load; its frames then wait for the server's next flush tick (at most T), unless
+  // coalesce_bytes are waiting, so each busy client costs at most ~1/T sendmsg calls per second
+  // and each carries more frames (loopback TCP costs mostly per call, not per byte). A client
+  // written to less often gets every frame at once: no delay at low rates. Control frames
+  // never wait.
+  bool defer_write() {
+    if (options_.coalesce.count() <= 0 || unwritten_bytes_ >= options_.coalesce_bytes) {
+      return false;
+    }
+    if (flush_pending_) return true;
+    if (std::chrono::steady_clock::now() - last_write_ >= options_.coalesce) return false;
+    flush_pending_ = true;
+    auto& st = token_.state();
+    st.flush_due.push_back(weak_from_this());
+    if (st.flush_due.size() == 1) {
+      if (!st.flush_timer) st.flush_timer.emplace(st.io);
+      st.flush_timer->expires_after(options_.coalesce);
+      st.flush_timer->async_wait(
+          [weak = std::weak_ptr<HttpServer::State>(token_.state_ptr())](beast::error_code ec) {
+            const auto state = weak.lock();
+            if (ec || !state) return;
+            const auto due = std::exchange(state->flush_due, {});
+            for (const auto& w : due) {
+              if (const auto session = w.lock()) session->flush();
+            }
+          });
+    }
+    return true;
+  }
+
+  void flush() override {
+    flush_pending_ = false;
+    if (open_ && !writing_ && !queue_.empty() && socket().is_open()) do_write();
   }
 
   // Queues a close frame (once); nothing is queued after it.
@@ -446,6 +491,7 @@ class WsSession final : public WsConnection,
       queue_.pop_back();
     }
     if (close) queue_.push_back(std::move(*close));
+    unwritten_bytes_ = 0;  // (a close frame's 4 bytes at most: no matter for coalescing)
   }
 
   void arm_idle(std::chrono::steady_clock::duration after) {
@@ -468,6 +514,7 @@ class WsSession final : public WsConnection,
   // payloads are referenced in place (gathered, never copied).
   void do_write() {
     writing_ = true;
+    last_write_ = std::chrono::steady_clock::now();
     wbuf_.clear();
     segments_.clear();
     in_flight_ = 0;
@@ -485,6 +532,7 @@ class WsSession final : public WsConnection,
       ++in_flight_;
       if (out.is_close) break;
     }
+    unwritten_bytes_ = bytes < unwritten_bytes_ ? unwritten_bytes_ - bytes : 0;
     // wbuf_ is complete (no more reallocation): now the buffers may point into it.
     bufs_.clear();
     std::size_t from = 0;
@@ -524,7 +572,7 @@ class WsSession final : public WsConnection,
       arm_close_deadline();
       return;
     }
-    if (!queue_.empty()) do_write();
+    if (!queue_.empty() && !defer_write()) do_write();
   }
 
   void arm_close_deadline() {
@@ -587,7 +635,10 @@ class WsSession final : public WsConnection,
   std::chrono::steady_clock::time_point last_read_{};
   LiveToken token_;
   std::size_t data_queued_ = 0;
-  std::size_t in_flight_ = 0;  // queue_ entries the write in flight covers
+  std::size_t in_flight_ = 0;                           // queue_ entries the write in flight covers
+  std::size_t unwritten_bytes_ = 0;                     // frame bytes queued after those
+  std::chrono::steady_clock::time_point last_write_{};  // when the last write started
+  bool flush_pending_ = false;                          // in the server's flush_due
   bool open_ = false;
   bool writing_ = false;
   bool in_message_ = false;
@@ -860,6 +911,7 @@ HttpServer::~HttpServer() {
   // handler holding a connection (which holds the state) forms no cycle.
   state_->routes.clear();
   state_->prefixes.clear();
+  state_->flush_due.clear();
   state_->stopped = true;
   beast::error_code ignored;
   if (state_->acceptor) state_->acceptor->close(ignored);

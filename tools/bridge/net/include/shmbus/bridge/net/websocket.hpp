@@ -34,6 +34,11 @@ struct WsOptions {
   // No data from the peer for this long closes the connection. Protocols with their own
   // heartbeat (Engine.IO) keep it above their ping interval + timeout.
   std::chrono::milliseconds idle_timeout{120'000};
+  // Write coalescing under load: a client written to less than `coalesce` ago has its next
+  // frames held until the server's next flush tick (<= coalesce later), or until
+  // coalesce_bytes wait. 0: every frame is written as soon as the socket is free.
+  std::chrono::microseconds coalesce{0};
+  std::size_t coalesce_bytes = 64 * 1024;
 };
 
 enum class SendResult : std::uint8_t { Ok, QueueFull, Closed };
