@@ -6,7 +6,11 @@
 //   go through a bounded FIFO (WsOptions::max_queue messages). Everything queued when the
 //   socket is free leaves in one gathered write (each message still its own frame), so a
 //   client behind a fast fan-out costs one send(2) per batch, not one per message; pongs and
-//   the close frame go through the same FIFO (nothing else writes to the socket).
+//   the close frame go through the same FIFO (nothing else writes to the socket). Under load
+//   (WsOptions::coalesce) a client's frames wait up to one flush tick to leave together.
+//   Incoming frames are checked against RFC 6455 (masking, reserved bits and opcodes, control
+//   frames, fragment order, shortest lengths, close codes, UTF-8 text: utf8.hpp); a frame that
+//   breaks it fails the connection with the RFC's close code (WsCloseCause says which).
 //   A message is a shared_ptr<const std::string> so that one encoded event can be queued on
 //   many connections without a copy per connection (broadcast).
 //   Overflow policy: send() refuses (QueueFull) and the caller decides (count, tell, drop the
