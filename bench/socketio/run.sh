@@ -8,6 +8,8 @@
 #          The highest sustained rate is the server's figure (and the first failing one is shown).
 #   lat    a fixed LAT deliveries/s in total, within every server's reach: p50/p99 latency
 #          (source stamp -> frame read by the client; bus publish time for the bridge).
+#   Every run also reports the server's CPU and CPU microseconds per delivered message.
+#   RATES="" skips the sweep (only the fixed-rate run: LAT=100000 makes it a CPU-cost run).
 #
 #   bench/socketio/run.sh [BUILD_DIR]
 #     env: SECS=5 LAT=5000 CLIENTS="1 50 500" SERVERS="bridge node python" P99_US=50000
@@ -24,7 +26,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BUILD=${1:-$HERE/../../build}
 SECS=${SECS:-5}
-RATES=${RATES:-"10000 30000 100000 200000 300000 500000 800000 1200000"}
+RATES=${RATES-"10000 30000 100000 200000 300000 500000 800000 1200000"}
 P99_US=${P99_US:-50000}
 LAT=${LAT:-5000}
 CLIENTS=${CLIENTS:-"1 50 500"}
@@ -106,17 +108,36 @@ echo "# CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(npr
 [[ " $SERVERS " != *" before "* || -x ${BRIDGE_BEFORE:-} ]] ||
   { echo "run.sh: server 'before' needs BRIDGE_BEFORE=<an executable bus-bridge>" >&2; exit 2; }
 
-# run_one KIND CLIENTS TOTAL: one run at TOTAL deliveries/s offered; prints the loadgen's JSON.
+# CPU time (clock ticks) used so far by the server's processes (for the bridge: bus-bridge and
+# its source, which stands in for the Node / Python servers' in-process event generation).
+server_ticks() {
+  local t=0 p
+  for p in "${PIDS[@]}"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+  echo "$t"
+}
+
+# run_one KIND CLIENTS TOTAL: one run at TOTAL deliveries/s offered; prints the loadgen's JSON
+# with the server's CPU over the load generator's whole run (connect, warm-up, window):
+# server_cpu_pct (of one core) and server_us_per_msg (that CPU / messages delivered at the
+# window's rate over the same time) — a figure a busy shared machine disturbs far less than the
+# highest sustained rate.
 run_one() {
-  local kind=$1 n=$2 total=$3 port rate out sub=()
+  local kind=$1 n=$2 total=$3 port rate out sub=() c0 c1 t0 t1
   rate=$(((total + n - 1) / n))
   port=$(free_port)
   start_server "$kind" "$port" "$rate"
   [[ $kind == bridge || $kind == before ]] && sub=(--subscribe md.quotes)
+  c0=$(server_ticks) t0=$(date +%s.%N)
   out=$(taskset -c "$LOAD_CPU" "$BUILD/bench/sio-loadgen" --port "$port" --clients "$n" \
     --seconds "$SECS" --warmup 2 "${sub[@]}" || true)
+  c1=$(server_ticks) t1=$(date +%s.%N)
   stop_server
   [[ -n $out ]] || out='{}'
+  out=$(/usr/bin/python3 -c 'import json,sys,os
+d=json.loads(sys.argv[1]); cpu=(int(sys.argv[3])-int(sys.argv[2]))/os.sysconf("SC_CLK_TCK")
+wall=float(sys.argv[5])-float(sys.argv[4]); m=d.get("msg_per_s",0)
+d["server_cpu_pct"]=round(100*cpu/wall); d["server_us_per_msg"]=round(1e6*cpu/(m*wall),2) if m else None
+print(json.dumps(d,separators=(",",":")))' "$out" "$c0" "$c1" "$t0" "$t1")
   echo "{\"server\":\"$kind\",\"offered\":$((rate * n)),\"events_per_s\":$rate,${out#\{}" >&2
   echo "$out"
 }
@@ -132,7 +153,7 @@ ROWS=()
 for kind in $SERVERS; do
   for n in $CLIENTS; do
     best='-' best_json='{}' fail='-'
-    for total in $RATES; do
+    for total in ${RATES}; do
       out=$(run_one "$kind" "$n" "$total")
       offered=$(( ((total + n - 1) / n) * n ))
       if sustained "$out" "$offered"; then
@@ -143,10 +164,10 @@ for kind in $SERVERS; do
       fi
     done
     lat=$(run_one "$kind" "$n" "$LAT")
-    ROWS+=("| $kind | $n | $best | $(g "$best_json" p99_us) | $(g "$best_json" loadgen_cpu_pct)% | $fail | $(g "$lat" p50_us) | $(g "$lat" p99_us) |")
+    ROWS+=("| $kind | $n | $best | $(g "$best_json" p99_us) | $(g "$best_json" loadgen_cpu_pct)% | $fail | $(g "$lat" msg_per_s) | $(g "$lat" p50_us) | $(g "$lat" p99_us) | $(g "$lat" server_cpu_pct)% | $(g "$lat" server_us_per_msg) |")
   done
 done
 echo
-echo "| server | clients | sustained msg/s | its p99 us | loadgen CPU | first not sustained (offered: delivered, p99) | lat $LAT/s p50 us | p99 us |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| server | clients | sustained msg/s | its p99 us | loadgen CPU | first not sustained (offered: delivered, p99) | at $LAT/s: delivered | p50 us | p99 us | server CPU | server us/msg |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${ROWS[@]}"

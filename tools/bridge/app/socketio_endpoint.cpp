@@ -738,6 +738,9 @@ struct SocketIoEndpoint::Impl {
           // Reliable: read as an observer so Socket.IO clients never hold the producer.
           so.register_consumer = t.policy() != Policy::Reliable;
           so.start = Start::Live;
+          // No spinning before the futex sleep: the io thread that writes to the clients
+          // needs the CPU more than this thread needs the microseconds a spin saves.
+          so.spin_before_sleep = 0;
           Subscriber sub(t, so);
           EnvelopeWriter env(sub.topic());
           const std::uint64_t hash = sub.topic().schema_hash();
