@@ -488,6 +488,8 @@ TEST_F(SioAppTest, MalformedPacketsCloseTheOffenderOthersCarryOn) {
       {"placeholder beyond the attachments",
        {{R"(451-["publish",{"_placeholder":true,"num":7}])", false}, {"\x01", true}}},
       {"absurd attachment count", {{R"(4599999999999999999999-["x"])", false}}},
+      {"text frame that is not UTF-8 (RFC 6455: close 1007)",
+       {{"42[\"consumed\",\"\xC0\x80\"]", false}}},
       {"oversize WebSocket frame", {{"42[\"publish\",\"" + std::string(3000, 'x') + "\"]", false}}},
   };
   for (const auto& [name, frames] : cases) {
@@ -547,7 +549,7 @@ TEST_F(SioAppTest, MalformedPacketsCloseTheOffenderOthersCarryOn) {
   EXPECT_EQ(out.value("transport", ""), "websocket");
 
   const std::string m = metrics();
-  EXPECT_GE(metric(m, "shmbus_bridge_sio_sessions_closed_total{reason=\"parse error\"}"), 11) << m;
+  EXPECT_GE(metric(m, "shmbus_bridge_sio_sessions_closed_total{reason=\"parse error\"}"), 12) << m;
   EXPECT_GE(metric(m, "shmbus_bridge_sio_sessions_closed_total{reason=\"payload too large\"}"), 2)
       << m;
   EXPECT_GE(metric(m, "shmbus_bridge_sio_handshake_errors_total"), 4) << m;

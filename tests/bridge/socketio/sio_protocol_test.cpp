@@ -199,6 +199,40 @@ TEST_F(ProtocolTest, OversizePayloadRejectedOnBothTransports) {
             2u);
 }
 
+// RFC 6455 8.1: a text frame that is not UTF-8 fails that WebSocket (close code 1007, counted
+// as a parse error), here with the bad bytes in the second fragment of an Engine.IO message;
+// a client connected at the same time is still served.
+TEST_F(ProtocolTest, TextFrameNotUtf8ClosesThatClientWith1007OthersServed) {
+  start();
+  const auto port = h_.port();
+  RawWs good(port, "/socket.io/?EIO=4&transport=websocket");
+  RawWs bad(port, "/socket.io/?EIO=4&transport=websocket");
+  ASSERT_TRUE(good.read().has_value());
+  ASSERT_TRUE(bad.read().has_value());
+  good.write("40");
+  ASSERT_EQ(good.read_skip_pings()->substr(0, 8), "40{\"sid\"");
+  bad.write("40");
+  ASSERT_TRUE(bad.read_skip_pings().has_value());
+  // A valid message split inside a character is fine ...
+  ASSERT_TRUE(bad.write_fragments({"42[\"message\",\"\xE2\x82", "\xAC\"]"}));
+  EXPECT_EQ(bad.read_skip_pings(), "42[\"message-back\",\"\xE2\x82\xAC\"]");
+  // ... a surrogate (never UTF-8) in the second fragment is not.
+  ASSERT_TRUE(bad.write_fragments({"42[\"message\",\"", "\xED\xA0\x80\"]"}));
+  EXPECT_EQ(bad.read_skip_pings(2000ms), std::nullopt);
+  EXPECT_EQ(bad.error(), websocket::error::closed);
+  EXPECT_EQ(bad.close_code(), 1007u);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return h_.server()
+                   .engine_stats()
+                   .closed[static_cast<std::size_t>(sio::CloseReason::ParseError)]
+                   .load() == 1;
+      },
+      5000ms));
+  good.write("42[\"message\",\"still here\"]");
+  EXPECT_EQ(good.read_skip_pings(), "42[\"message-back\",\"still here\"]");
+}
+
 TEST(ProtocolLimits, PollingSessionLimitAnswers503) {
   auto o = ServerHarness::default_options();
   o.engine.max_polling_sessions = 2;

@@ -227,7 +227,18 @@ class RawWs {
     ws_.write(asio::buffer(data), ec_);
     return !ec_;
   }
+  // One text message in several frames (fragments), as given.
+  bool write_fragments(const std::vector<std::string>& parts) {
+    ws_.binary(false);
+    beast::get_lowest_layer(ws_).expires_after(5s);
+    for (std::size_t i = 0; i < parts.size() && !ec_; ++i) {
+      ws_.write_some(i + 1 == parts.size(), asio::buffer(parts[i]), ec_);
+    }
+    return !ec_;
+  }
   [[nodiscard]] beast::error_code error() const { return ec_; }
+  // The code of the server's close frame, once read() has failed with websocket::error::closed.
+  [[nodiscard]] unsigned close_code() const { return ws_.reason().code; }
 
  private:
   asio::io_context io_;

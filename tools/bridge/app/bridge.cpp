@@ -26,6 +26,7 @@ Bridge::Bridge(Config config) : config_(std::move(config)) {
   o.port = config_.http_port;
   // Health checks and scrapes are short; a stuck client must not hold a connection long.
   o.request_timeout = std::chrono::seconds(10);
+  o.websocket.coalesce = config_.http_ws_coalesce;
   http_ = std::make_unique<net::HttpServer>(io_, o);
 }
 

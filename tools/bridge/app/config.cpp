@@ -231,6 +231,8 @@ void parse_bridge(Section s, Config& c) {
     c.http_enabled = h.boolean("enabled", true);
     c.http_address = h.str("address", c.http_address);
     c.http_port = h.integer<std::uint16_t>("port", 0, 0, 65535);
+    c.http_ws_coalesce = std::chrono::microseconds(
+        h.integer<long long>("ws_coalesce_us", c.http_ws_coalesce.count(), 0, 100'000));
     h.done();
   }
   if (s.has("dead_letter")) {

@@ -128,6 +128,8 @@ struct Config {
   std::string bus;
   std::string http_address = "127.0.0.1";
   std::uint16_t http_port = 0;  // 0: the OS picks one (printed at start)
+  // WebSocket write coalescing under load (net::WsOptions::coalesce); 0 turns it off.
+  std::chrono::microseconds http_ws_coalesce{1000};
   bool http_enabled = true;
   DeadLetterConfig dead_letter;
   std::chrono::milliseconds shutdown_timeout{5000};

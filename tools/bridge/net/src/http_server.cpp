@@ -1,17 +1,23 @@
 #include <utility>  // before Asio (g++ 12 + C++20)
 
 #include "shmbus/bridge/net/http_server.hpp"
+#include "shmbus/bridge/net/utf8.hpp"
 
+#include <array>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <chrono>
 #include <deque>
 #include <map>
 #include <optional>
 #include <system_error>
 #include <unordered_set>
+#include <vector>
 
 namespace shmbus::bridge::net {
 
@@ -30,6 +36,10 @@ std::string_view to_string(WsCloseCause cause) noexcept {
       return "closed locally";
     case WsCloseCause::TooLarge:
       return "message too large";
+    case WsCloseCause::ProtocolError:
+      return "WebSocket protocol error";
+    case WsCloseCause::InvalidUtf8:
+      return "text not UTF-8";
     case WsCloseCause::Timeout:
       return "timeout";
     case WsCloseCause::Error:
@@ -78,6 +88,7 @@ class SessionBase {
  public:
   virtual ~SessionBase() = default;
   virtual void shutdown() = 0;  // close the socket now (server stop)
+  virtual void flush() {}       // write what waits for the flush tick (WsOptions::coalesce)
 };
 
 struct HttpServer::State {
@@ -89,6 +100,10 @@ struct HttpServer::State {
   std::unordered_set<SessionBase*> live;  // io thread only
   std::optional<tcp::acceptor> acceptor;
   bool stopped = false;
+  // WebSocket sessions whose writes wait for the next flush tick: one timer for all of them,
+  // so that coalescing costs one timer event per tick, not one per client.
+  std::vector<std::weak_ptr<SessionBase>> flush_due;
+  std::optional<asio::steady_timer> flush_timer;
 
   State(asio::io_context& ctx, ServerOptions opts) : io(ctx), options(std::move(opts)) {}
 };
@@ -110,6 +125,9 @@ class LiveToken {
   LiveToken(const LiveToken&) = delete;
   LiveToken& operator=(const LiveToken&) = delete;
   [[nodiscard]] HttpServer::State& state() const noexcept { return *state_; }
+  [[nodiscard]] const std::shared_ptr<HttpServer::State>& state_ptr() const noexcept {
+    return state_;
+  }
 
  private:
   std::shared_ptr<HttpServer::State> state_;
@@ -117,6 +135,17 @@ class LiveToken {
 };
 
 // ------------------------------------------------------------------ WebSocket session
+//
+// Beast does the opening handshake (async_accept); after it, the session owns the socket and
+// speaks RFC 6455 itself: it parses the client's (masked) frames, and writes unmasked server
+// frames from one queue. Why not Beast's websocket::stream for the data: it writes one message
+// per async_write (one send(2) per message per client, the fan-out's cost), and its read
+// operation answers pings and close frames by writing to the socket on its own, which could
+// interleave with a gathered write in flight. Here every byte the server sends — data, pong,
+// close — goes through queue_, and at most one gathered async_write is in flight: all the
+// frames queued for a client leave in one write (see do_write), one sendmsg for up to 256 KiB.
+// A frame's payload is the shared message string (encoded once for all clients); only its
+// 2-10 header bytes are per client, stored in the queue entry (no allocation per message).
 
 class WsSession final : public WsConnection,
                         public SessionBase,
@@ -125,6 +154,7 @@ class WsSession final : public WsConnection,
   WsSession(beast::tcp_stream&& stream, std::shared_ptr<HttpServer::State> state,
             std::shared_ptr<WsHandler> handler)
       : ws_(std::move(stream)),
+        idle_timer_(ws_.get_executor()),
         options_(state->options.websocket),
         handler_(std::move(handler)),
         token_(std::move(state), this) {}
@@ -133,118 +163,448 @@ class WsSession final : public WsConnection,
     beast::get_lowest_layer(ws_).expires_never();  // the websocket's own timeouts apply now
     websocket::stream_base::timeout timeouts{};
     timeouts.handshake_timeout = options_.handshake_timeout;
-    timeouts.idle_timeout = options_.idle_timeout;
+    timeouts.idle_timeout = websocket::stream_base::none();
     timeouts.keep_alive_pings = false;
     ws_.set_option(timeouts);
-    ws_.read_message_max(options_.max_message);
-    ws_.auto_fragment(false);
     ws_.async_accept(request,
                      [self = shared_from_this()](beast::error_code ec) { self->on_accept(ec); });
   }
 
   SendResult send(Message message, bool binary) override {
     if (finished_ || close_requested_) return SendResult::Closed;
-    if (queue_.size() >= options_.max_queue) return SendResult::QueueFull;
-    queue_.push_back(Outgoing{std::move(message), binary});
-    if (open_ && !writing_) do_write();
+    if (data_queued_ >= options_.max_queue) return SendResult::QueueFull;
+    enqueue(std::move(message), binary ? kOpBinary : kOpText);
+    ++data_queued_;
     return SendResult::Ok;
   }
   std::size_t queue_room() const noexcept override {
-    return queue_.size() >= options_.max_queue ? 0 : options_.max_queue - queue_.size();
+    return data_queued_ >= options_.max_queue ? 0 : options_.max_queue - data_queued_;
   }
-  std::size_t queued() const noexcept override { return queue_.size(); }
+  std::size_t queued() const noexcept override { return data_queued_; }
   bool is_open() const noexcept override { return !finished_ && !close_requested_; }
 
   void close(std::uint16_t code) override {
     if (finished_ || close_requested_) return;
     close_requested_ = true;
-    close_code_ = code;
     local_close_ = true;
-    if (open_ && !writing_) do_close();
+    send_close(code);  // after the queued messages
+    // A peer that reads nothing never lets the close frame out: bounded by handshake_timeout.
+    arm_close_deadline();
   }
 
   void abort() override {
     if (finished_) return;
     local_close_ = true;
-    beast::error_code ignored;
-    beast::get_lowest_layer(ws_).socket().close(ignored);
+    close_socket();
     finish(WsCloseCause::Local);
   }
 
   void shutdown() override { abort(); }
 
  private:
+  static constexpr std::uint8_t kOpCont = 0x0;
+  static constexpr std::uint8_t kOpText = 0x1;
+  static constexpr std::uint8_t kOpBinary = 0x2;
+  static constexpr std::uint8_t kOpClose = 0x8;
+  static constexpr std::uint8_t kOpPing = 0x9;
+  static constexpr std::uint8_t kOpPong = 0xA;
+  static constexpr std::size_t kMaxWriteBytes = 256 * 1024;  // one write's frames, about
+  static constexpr std::size_t kCopyMax = 1024;              // payloads staged by copy
+  static constexpr std::size_t kReadChunk = 16 * 1024;
+
   struct Outgoing {
     Message data;
-    bool binary;
+    std::array<std::uint8_t, 10> header;
+    std::uint8_t header_size;
+    bool is_data;  // counted against max_queue (control frames are not)
+    bool is_close;
   };
+
+  tcp::socket& socket() { return beast::get_lowest_layer(ws_).socket(); }
+
+  void enqueue(Message payload, std::uint8_t opcode) {
+    Outgoing out{std::move(payload), {}, 0, opcode < 0x8, opcode == kOpClose};
+    const std::size_t n = out.data ? out.data->size() : 0;
+    out.header[0] = static_cast<std::uint8_t>(0x80U | opcode);  // FIN, never masked
+    if (n < 126) {
+      out.header[1] = static_cast<std::uint8_t>(n);
+      out.header_size = 2;
+    } else if (n <= 0xFFFF) {
+      out.header[1] = 126;
+      out.header[2] = static_cast<std::uint8_t>(n >> 8);
+      out.header[3] = static_cast<std::uint8_t>(n);
+      out.header_size = 4;
+    } else {
+      out.header[1] = 127;
+      for (int i = 0; i < 8; ++i) {
+        out.header[static_cast<std::size_t>(2 + i)] =
+            static_cast<std::uint8_t>(static_cast<std::uint64_t>(n) >> (56 - 8 * i));
+      }
+      out.header_size = 10;
+    }
+    unwritten_bytes_ += out.header_size + n;
+    queue_.push_back(std::move(out));
+    if (open_ && !writing_ && (opcode >= kOpClose || !defer_write())) do_write();
+  }
+
+  // Coalescing (WsOptions::coalesce = T): a client whose last write started less than T ago
+  // is under load; its frames then wait for the server's next flush tick (at most T), unless
+  // coalesce_bytes are waiting, so each busy client costs at most ~1/T sendmsg calls per second
+  // and each carries more frames (loopback TCP costs mostly per call, not per byte). A client
+  // written to less often gets every frame at once: no delay at low rates. Control frames
+  // never wait.
+  bool defer_write() {
+    if (options_.coalesce.count() <= 0 || unwritten_bytes_ >= options_.coalesce_bytes) {
+      return false;
+    }
+    if (flush_pending_) return true;
+    if (std::chrono::steady_clock::now() - last_write_ >= options_.coalesce) return false;
+    flush_pending_ = true;
+    auto& st = token_.state();
+    st.flush_due.push_back(weak_from_this());
+    if (st.flush_due.size() == 1) {
+      if (!st.flush_timer) st.flush_timer.emplace(st.io);
+      st.flush_timer->expires_after(options_.coalesce);
+      st.flush_timer->async_wait(
+          [weak = std::weak_ptr<HttpServer::State>(token_.state_ptr())](beast::error_code ec) {
+            const auto state = weak.lock();
+            if (ec || !state) return;
+            const auto due = std::exchange(state->flush_due, {});
+            for (const auto& w : due) {
+              if (const auto session = w.lock()) session->flush();
+            }
+          });
+    }
+    return true;
+  }
+
+  void flush() override {
+    flush_pending_ = false;
+    if (open_ && !writing_ && !queue_.empty() && socket().is_open()) do_write();
+  }
+
+  // Queues a close frame (once); nothing is queued after it.
+  void send_close(std::uint16_t code) {
+    if (close_sent_) return;
+    close_sent_ = true;
+    auto payload = std::make_shared<std::string>(2, '\0');
+    (*payload)[0] = static_cast<char>(code >> 8);
+    (*payload)[1] = static_cast<char>(code & 0xFF);
+    enqueue(std::move(payload), kOpClose);
+  }
 
   void on_accept(beast::error_code ec) {
     if (ec) return fail(ec);
+    // Beast's idle timer off: it would time the socket out, as it no longer sees our reads.
+    websocket::stream_base::timeout none{};
+    none.handshake_timeout = websocket::stream_base::none();
+    none.idle_timeout = websocket::stream_base::none();
+    none.keep_alive_pings = false;
+    ws_.set_option(none);
     open_ = true;
     token_.state().stats.websocket_upgrades.fetch_add(1, std::memory_order_relaxed);
+    last_read_ = std::chrono::steady_clock::now();
+    if (!close_requested_) arm_idle(options_.idle_timeout);
     do_read();
-    if (!queue_.empty() && !writing_) {
-      do_write();
-    } else if (close_requested_ && !writing_) {
-      do_close();
+    if (!queue_.empty() && !writing_) do_write();
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  void do_read() {
+    socket().async_read_some(
+        rbuf_.prepare(kReadChunk),
+        [self = shared_from_this()](beast::error_code ec, std::size_t n) { self->on_read(ec, n); });
+  }
+
+  void on_read(beast::error_code ec, std::size_t n) {
+    if (finished_ && !socket().is_open()) return;
+    if (ec) {
+      if (finished_) return close_socket();  // the peer's end after our close frame
+      return fail(ec);
+    }
+    rbuf_.commit(n);
+    last_read_ = std::chrono::steady_clock::now();
+    if (draining_) {
+      rbuf_.clear();
+    } else if (!parse_frames() && !draining_) {
+      return;
+    }
+    do_read();
+  }
+
+  // Handles every complete frame in rbuf_; false when reading must stop. Everything RFC 6455
+  // asks of a server reading a client's frames is checked here (Beast's read did it before):
+  //   5.1  every client frame is masked;
+  //   5.2  RSV1-3 are 0 (no extension is negotiated), opcodes 3-7 and B-F are reserved, a
+  //        length uses its shortest form (Beast's rule too: a 126/127 form for a length that
+  //        fits the shorter one is refused);
+  //   5.4  a continuation frame only inside a fragmented message, a new text/binary frame only
+  //        outside one;
+  //   5.5  control frames are not fragmented and carry at most 125 bytes;
+  //   5.5.1, 7.4  a close frame has no body, or a code that may be sent and a UTF-8 reason;
+  //   8.1  a text message (all its fragments, validated as they come) is UTF-8 -> else 1007;
+  //   10.4 a message above max_message -> 1009.
+  // Header checks fail before the payload has arrived (nothing is buffered for a bad frame).
+  bool parse_frames() {
+    for (;;) {
+      auto* p = static_cast<std::uint8_t*>(rbuf_.data().data());
+      const std::size_t avail = rbuf_.size();
+      if (avail < 2) return true;
+      const bool fin = (p[0] & 0x80U) != 0;
+      const auto opcode = static_cast<std::uint8_t>(p[0] & 0x0FU);
+      const bool masked = (p[1] & 0x80U) != 0;
+      const bool control = opcode >= kOpClose;
+      const bool reserved_opcode = (opcode > kOpBinary && opcode < kOpClose) || opcode > kOpPong;
+      if ((p[0] & 0x70U) != 0 || !masked || reserved_opcode || (control && !fin) ||
+          (opcode == kOpCont && !in_message_) ||
+          ((opcode == kOpText || opcode == kOpBinary) && in_message_)) {
+        return protocol_error(1002, WsCloseCause::ProtocolError);
+      }
+      std::uint64_t len = p[1] & 0x7FU;
+      std::size_t header = 2;
+      if (len == 126) {
+        if (avail < 4) return true;
+        len = (std::uint64_t{p[2]} << 8) | p[3];
+        header = 4;
+        if (len < 126) return protocol_error(1002, WsCloseCause::ProtocolError);
+      } else if (len == 127) {
+        if (avail < 10) return true;
+        len = 0;
+        for (std::size_t i = 0; i < 8; ++i) len = (len << 8) | p[2 + i];
+        header = 10;
+        if (len <= 0xFFFF) return protocol_error(1002, WsCloseCause::ProtocolError);
+      }
+      if (control && len > 125) return protocol_error(1002, WsCloseCause::ProtocolError);
+      // Two comparisons: a 64-bit length near 2^64 must not wrap the sum.
+      if (!control &&
+          (len > options_.max_message || message_.size() + len > options_.max_message)) {
+        return protocol_error(1009, WsCloseCause::TooLarge);
+      }
+      header += 4;
+      if (avail < header + len) return true;  // wait for the rest (bounded by max_message)
+      const std::uint8_t* mask = p + header - 4;
+      std::uint8_t* payload = p + header;
+      const std::size_t size = static_cast<std::size_t>(len);
+      for (std::size_t i = 0; i < size; ++i) {
+        payload[i] = static_cast<std::uint8_t>(payload[i] ^ mask[i & 3U]);
+      }
+      const std::string_view view(reinterpret_cast<const char*>(payload), size);
+      if (!control) {
+        if (opcode != kOpCont) {
+          binary_ = opcode == kOpBinary;
+          utf8_.reset();
+        }
+        // Each fragment is checked as it comes (a connection sending bad text fails at once,
+        // not after max_message bytes); a character may straddle two fragments.
+        if (!binary_ && (!utf8_.feed(view) || (fin && !utf8_.finish()))) {
+          return protocol_error(1007, WsCloseCause::InvalidUtf8);
+        }
+        if (fin && !in_message_) {
+          deliver(view);  // whole message in one frame: no copy
+        } else {
+          in_message_ = true;
+          message_.append(view);
+          if (fin) {
+            deliver(message_);
+            message_.clear();
+            in_message_ = false;
+          }
+        }
+      } else if (opcode == kOpPing) {
+        if (!close_sent_) enqueue(std::make_shared<const std::string>(view), kOpPong);
+      } else if (opcode == kOpClose) {
+        std::uint16_t code = 1000;  // no code given: ours is "normal"
+        if (!close_sent_) {         // else it answers ours: whatever it says, we are done
+          if (size == 1) return protocol_error(1002, WsCloseCause::ProtocolError);
+          if (size >= 2) {
+            code = static_cast<std::uint16_t>((unsigned{payload[0]} << 8) | payload[1]);
+            if (!sendable_close_code(code)) {
+              return protocol_error(1002, WsCloseCause::ProtocolError);
+            }
+            if (!is_valid_utf8(view.substr(2))) {
+              return protocol_error(1007, WsCloseCause::InvalidUtf8);
+            }
+          }
+        }
+        rbuf_.consume(header + size);
+        return on_close_frame(code);
+      }
+      rbuf_.consume(header + size);
+      if (finished_) return false;
     }
   }
 
-  void do_read() {
-    ws_.async_read(rbuf_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      self->on_read(ec);
+  // RFC 6455 7.4: codes an endpoint may put in a close frame. 1005, 1006 and 1015 only
+  // describe a close locally; 0-999 are unused, 1016-2999 reserved for the protocol, and
+  // nothing is defined above 4999 (3000-4999 are for libraries and applications).
+  static bool sendable_close_code(std::uint16_t code) noexcept {
+    if (code >= 3000) return code <= 4999;
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014);
+  }
+
+  void deliver(std::string_view data) {
+    if (handler_) handler_->on_ws_message(*this, data, binary_);
+  }
+
+  bool on_close_frame(std::uint16_t code) {
+    if (close_sent_) {  // the answer to our close: the handshake is complete
+      close_socket();
+      finish(WsCloseCause::Local);
+      return false;
+    }
+    // The peer closes: messages not yet written will not be read; echo its code (RFC 6455
+    // 5.5.1) and close the TCP connection once the echo is out.
+    drop_unwritten();
+    send_close(code);
+    close_after_write_ = true;
+    draining_ = true;
+    arm_close_deadline();
+    finish(local_close_ ? WsCloseCause::Local : WsCloseCause::Remote);
+    return false;
+  }
+
+  bool protocol_error(std::uint16_t code, WsCloseCause cause) {
+    if (close_written_) {  // our close frame is out already: nothing more to say
+      close_socket();
+      finish(cause);
+      return false;
+    }
+    drop_unwritten();
+    send_close(code);
+    close_after_write_ = true;
+    draining_ = true;  // unread bytes at close() would make the kernel reset the connection
+    arm_close_deadline();
+    finish(cause);
+    return false;
+  }
+
+  // Drops the queued frames no write has taken yet, except a close frame (always the last).
+  void drop_unwritten() {
+    std::optional<Outgoing> close;
+    if (queue_.size() > in_flight_ && queue_.back().is_close) {
+      close.emplace(std::move(queue_.back()));
+      queue_.pop_back();
+    }
+    while (queue_.size() > in_flight_) {
+      if (queue_.back().is_data) --data_queued_;
+      queue_.pop_back();
+    }
+    if (close) queue_.push_back(std::move(*close));
+    unwritten_bytes_ = 0;  // (a close frame's 4 bytes at most: no matter for coalescing)
+  }
+
+  void arm_idle(std::chrono::steady_clock::duration after) {
+    idle_timer_.expires_after(after);
+    idle_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || self->finished_) return;
+      const auto due = self->last_read_ + self->options_.idle_timeout;
+      const auto now = std::chrono::steady_clock::now();
+      if (now < due) return self->arm_idle(due - now);
+      self->close_socket();
+      self->finish(WsCloseCause::Timeout);
     });
   }
 
-  void on_read(beast::error_code ec) {
-    if (ec) return fail(ec);
-    if (finished_) return;
-    const auto data = rbuf_.cdata();
-    const std::string_view view(static_cast<const char*>(data.data()), data.size());
-    if (handler_) handler_->on_ws_message(*this, view, !ws_.got_text());
-    rbuf_.consume(rbuf_.size());
-    if (!finished_) do_read();
-  }
+  // ---------------------------------------------------------------- writing
 
+  // One write for the queued frames, up to kMaxWriteBytes (or the close frame). Headers and
+  // small payloads are copied into wbuf_, so that a run of small frames is one buffer: asio
+  // hands at most 64 buffers to one sendmsg, and a fan-out's frames are ~200 bytes. Large
+  // payloads are referenced in place (gathered, never copied).
   void do_write() {
     writing_ = true;
-    const Outgoing& out = queue_.front();
-    ws_.binary(out.binary);
-    ws_.async_write(
-        asio::buffer(*out.data),
+    last_write_ = std::chrono::steady_clock::now();
+    wbuf_.clear();
+    segments_.clear();
+    in_flight_ = 0;
+    std::size_t bytes = 0;
+    for (const Outgoing& out : queue_) {
+      if (in_flight_ > 0 && bytes >= kMaxWriteBytes) break;
+      const std::size_t n = out.data ? out.data->size() : 0;
+      wbuf_.append(reinterpret_cast<const char*>(out.header.data()), out.header_size);
+      if (n <= kCopyMax) {
+        if (n > 0) wbuf_.append(*out.data);
+      } else {
+        segments_.push_back(Segment{wbuf_.size(), out.data.get()});
+      }
+      bytes += out.header_size + n;
+      ++in_flight_;
+      if (out.is_close) break;
+    }
+    unwritten_bytes_ = bytes < unwritten_bytes_ ? unwritten_bytes_ - bytes : 0;
+    // wbuf_ is complete (no more reallocation): now the buffers may point into it.
+    bufs_.clear();
+    std::size_t from = 0;
+    for (const Segment& seg : segments_) {
+      if (seg.staged_end > from) bufs_.emplace_back(wbuf_.data() + from, seg.staged_end - from);
+      bufs_.emplace_back(seg.payload->data(), seg.payload->size());
+      from = seg.staged_end;
+    }
+    if (wbuf_.size() > from) bufs_.emplace_back(wbuf_.data() + from, wbuf_.size() - from);
+    asio::async_write(
+        socket(), bufs_,
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
   }
 
   void on_write(beast::error_code ec) {
     writing_ = false;
-    if (ec) return fail(ec);
-    queue_.pop_front();
-    if (finished_) return;
-    if (!queue_.empty()) return do_write();
-    if (close_requested_) do_close();
+    bool wrote_close = false;
+    for (; in_flight_ > 0; --in_flight_) {
+      if (queue_.front().is_data) --data_queued_;
+      wrote_close |= queue_.front().is_close;
+      queue_.pop_front();
+    }
+    if (ec) {
+      if (finished_) return close_socket();
+      return fail(ec);
+    }
+    if (wrote_close) {
+      close_written_ = true;
+      if (close_after_write_) {
+        // Half-close: the peer reads our close frame, then EOF; the drain above ends on its EOF.
+        beast::error_code ignored;
+        socket().shutdown(tcp::socket::shutdown_send, ignored);
+        return;
+      }
+      // Our close frame is out: the peer answers with its own (read above); it gets
+      // handshake_timeout to do so.
+      arm_close_deadline();
+      return;
+    }
+    if (!queue_.empty() && !defer_write()) do_write();
   }
 
-  void do_close() {
-    writing_ = true;  // no further writes may start while the close frame goes out
-    ws_.async_close(
-        websocket::close_reason(close_code_),
-        [self = shared_from_this()](beast::error_code) { self->finish(WsCloseCause::Local); });
+  void arm_close_deadline() {
+    idle_timer_.expires_after(options_.handshake_timeout);
+    idle_timer_.async_wait([self = shared_from_this()](beast::error_code e) {
+      if (e) return;
+      self->close_socket();
+      self->finish(WsCloseCause::Local);
+    });
+  }
+
+  void close_socket() {
+    beast::error_code ignored;
+    idle_timer_.cancel();
+    if (socket().is_open()) {
+      socket().shutdown(tcp::socket::shutdown_both, ignored);
+      socket().close(ignored);
+    }
   }
 
   void fail(beast::error_code ec) {
-    if (finished_) return;
+    if (finished_) return close_socket();
     WsCloseCause cause = WsCloseCause::Error;
     if (local_close_) {
       cause = WsCloseCause::Local;
     } else if (ec == websocket::error::closed || ec == asio::error::eof ||
                ec == asio::error::connection_reset || ec == beast::http::error::end_of_stream) {
       cause = WsCloseCause::Remote;
-    } else if (ec == websocket::error::message_too_big) {
-      cause = WsCloseCause::TooLarge;
     } else if (ec == beast::error::timeout) {
       cause = WsCloseCause::Timeout;
     }
+    close_socket();
     finish(cause);
   }
 
@@ -254,22 +614,40 @@ class WsSession final : public WsConnection,
     // The handler is released after the call: it may hold this connection (cycle).
     std::shared_ptr<WsHandler> handler = std::move(handler_);
     if (handler) handler->on_ws_close(*this, cause);
-    beast::error_code ignored;
-    if (cause != WsCloseCause::Local || !open_) {
-      beast::get_lowest_layer(ws_).socket().close(ignored);
-    }
   }
 
-  websocket::stream<beast::tcp_stream> ws_;
+  websocket::stream<beast::tcp_stream> ws_;  // the opening handshake only
+  asio::steady_timer idle_timer_;
   beast::flat_buffer rbuf_;
+  std::string message_;  // a fragmented message being assembled
+  Utf8Validator utf8_;   // the text message being read, across its fragments
   WsOptions options_;
   std::shared_ptr<WsHandler> handler_;
   std::deque<Outgoing> queue_;
+  // A large payload of the write in flight, after the staged bytes up to staged_end.
+  struct Segment {
+    std::size_t staged_end;
+    const std::string* payload;
+  };
+  std::string wbuf_;                      // staged headers and small payloads (capacity kept)
+  std::vector<Segment> segments_;         // the write's large payloads (capacity kept)
+  std::vector<asio::const_buffer> bufs_;  // the write in flight (capacity kept)
+  std::chrono::steady_clock::time_point last_read_{};
   LiveToken token_;
-  std::uint16_t close_code_ = 1000;
+  std::size_t data_queued_ = 0;
+  std::size_t in_flight_ = 0;                           // queue_ entries the write in flight covers
+  std::size_t unwritten_bytes_ = 0;                     // frame bytes queued after those
+  std::chrono::steady_clock::time_point last_write_{};  // when the last write started
+  bool flush_pending_ = false;                          // in the server's flush_due
   bool open_ = false;
   bool writing_ = false;
+  bool in_message_ = false;
+  bool binary_ = false;
   bool close_requested_ = false;
+  bool close_sent_ = false;
+  bool close_after_write_ = false;
+  bool close_written_ = false;  // our close frame has left
+  bool draining_ = false;       // after a close frame: input is read and discarded
   bool local_close_ = false;
   bool finished_ = false;
 };
@@ -533,6 +911,7 @@ HttpServer::~HttpServer() {
   // handler holding a connection (which holds the state) forms no cycle.
   state_->routes.clear();
   state_->prefixes.clear();
+  state_->flush_due.clear();
   state_->stopped = true;
   beast::error_code ignored;
   if (state_->acceptor) state_->acceptor->close(ignored);

@@ -266,6 +266,9 @@ class EngineIoServer::Session final : public EngineSession,
         return close(CloseReason::ClientClose);
       case net::WsCloseCause::TooLarge:
         return close(CloseReason::PayloadTooLarge);
+      case net::WsCloseCause::ProtocolError:
+      case net::WsCloseCause::InvalidUtf8:
+        return close(CloseReason::ParseError);  // malformed input, as a bad packet is
       default:
         return close(CloseReason::TransportError);
     }

@@ -3,7 +3,14 @@
 //
 // Design
 //   The session reads one message at a time and hands it to its WsHandler; outgoing messages
-//   go through a bounded FIFO (WsOptions::max_queue messages) written one after the other.
+//   go through a bounded FIFO (WsOptions::max_queue messages). Everything queued when the
+//   socket is free leaves in one gathered write (each message still its own frame), so a
+//   client behind a fast fan-out costs one send(2) per batch, not one per message; pongs and
+//   the close frame go through the same FIFO (nothing else writes to the socket). Under load
+//   (WsOptions::coalesce) a client's frames wait up to one flush tick to leave together.
+//   Incoming frames are checked against RFC 6455 (masking, reserved bits and opcodes, control
+//   frames, fragment order, shortest lengths, close codes, UTF-8 text: utf8.hpp); a frame that
+//   breaks it fails the connection with the RFC's close code (WsCloseCause says which).
 //   A message is a shared_ptr<const std::string> so that one encoded event can be queued on
 //   many connections without a copy per connection (broadcast).
 //   Overflow policy: send() refuses (QueueFull) and the caller decides (count, tell, drop the
@@ -31,16 +38,24 @@ struct WsOptions {
   // No data from the peer for this long closes the connection. Protocols with their own
   // heartbeat (Engine.IO) keep it above their ping interval + timeout.
   std::chrono::milliseconds idle_timeout{120'000};
+  // Write coalescing under load: a client written to less than `coalesce` ago has its next
+  // frames held until the server's next flush tick (<= coalesce later), or until
+  // coalesce_bytes wait. 0: every frame is written as soon as the socket is free.
+  std::chrono::microseconds coalesce{0};
+  std::size_t coalesce_bytes = 64 * 1024;
 };
 
 enum class SendResult : std::uint8_t { Ok, QueueFull, Closed };
 
 enum class WsCloseCause : std::uint8_t {
-  Remote,    // the peer closed (close frame or TCP end)
-  Local,     // close() or abort() on this side
-  TooLarge,  // a message above max_message
-  Timeout,   // handshake or idle timeout
-  Error,     // any other transport error
+  Remote,         // the peer closed (close frame or TCP end)
+  Local,          // close() or abort() on this side
+  TooLarge,       // a message above max_message (close code 1009)
+  ProtocolError,  // a frame RFC 6455 forbids: unmasked, reserved bits or opcode, bad control
+                  // frame, bad fragment sequence, bad length or close frame (close code 1002)
+  InvalidUtf8,    // a text message or close reason that is not UTF-8 (close code 1007)
+  Timeout,        // handshake or idle timeout
+  Error,          // any other transport error
 };
 [[nodiscard]] std::string_view to_string(WsCloseCause cause) noexcept;
 

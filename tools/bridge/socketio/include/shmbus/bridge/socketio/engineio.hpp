@@ -58,7 +58,8 @@ struct EngineOptions {
 enum class CloseReason : std::uint8_t {
   ClientClose,      // close packet, or the WebSocket closed by the client
   PingTimeout,      // no pong within ping_timeout
-  ParseError,       // malformed Engine.IO or Socket.IO packet
+  ParseError,       // malformed Engine.IO or Socket.IO packet, or WebSocket frame (a frame
+                    // RFC 6455 forbids, a text message that is not UTF-8)
   PayloadTooLarge,  // above max_payload
   DuplicatePoll,    // a second GET while one was pending
   TransportError,   // network error or timeout on the transport
