@@ -450,7 +450,8 @@ namespace {
 // every write: what it confirmed survives a SIGKILL.
 class PrivateRedis {
  public:
-  PrivateRedis() : port_(free_port()) {
+  explicit PrivateRedis(std::vector<std::string> extra = {})
+      : port_(free_port()), extra_(std::move(extra)) {
     dir_ = std::filesystem::temp_directory_path() / unique_name("redis");
     std::filesystem::create_directories(dir_);
     start();
@@ -461,13 +462,27 @@ class PrivateRedis {
   }
   void start() {
     std::string out;
-    ASSERT_EQ(run({"redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
-                   "--daemonize", "yes", "--save", "", "--appendonly", "yes", "--appendfsync",
-                   "always", "--dir", dir_.string(), "--pidfile", (dir_ / "redis.pid").string(),
-                   "--logfile", (dir_ / "redis.log").string()},
-                  out),
-              0)
-        << out;
+    std::vector<std::string> argv{"redis-server",
+                                  "--port",
+                                  std::to_string(port_),
+                                  "--bind",
+                                  "127.0.0.1",
+                                  "--daemonize",
+                                  "yes",
+                                  "--save",
+                                  "",
+                                  "--appendonly",
+                                  "yes",
+                                  "--appendfsync",
+                                  "always",
+                                  "--dir",
+                                  dir_.string(),
+                                  "--pidfile",
+                                  (dir_ / "redis.pid").string(),
+                                  "--logfile",
+                                  (dir_ / "redis.log").string()};
+    argv.insert(argv.end(), extra_.begin(), extra_.end());
+    ASSERT_EQ(run(argv, out), 0) << out;
     ASSERT_TRUE(eventually(
         [&] {
           std::string o;
@@ -494,6 +509,7 @@ class PrivateRedis {
 
  private:
   std::uint16_t port_;
+  std::vector<std::string> extra_;
   std::filesystem::path dir_;
 };
 
@@ -564,6 +580,74 @@ routes:
   EXPECT_EQ(occurrences(bridge.output(), "disconnected"), 1u)
       << bridge.output() << "\nredis-server's log:\n"
       << redis.log();
+}
+
+// A restarted redis-server accepts connections while it loads its dataset and answers every
+// command with -LOADING until done. The bridge must not send the stream's entries then (each
+// would fail, be dead-lettered, and the stream would miss them): its link is ready only once
+// PING is answered. The dataset is made large enough that loading outlasts the backoff.
+TEST(BusBridge, RemoteRestartedWhileLoadingItsDatasetLosesNothing) {
+  PrivateRedis redis({"--enable-debug-command", "local"});
+  const auto cli = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"redis-cli", "-p", std::to_string(redis.port())});
+    std::string out;
+    EXPECT_EQ(run(args, out, 60s), 0) << out;
+    return out;
+  };
+  cli({"DEBUG", "POPULATE", "2000000", "filler", "16"});
+  cli({"BGREWRITEAOF"});
+  ASSERT_TRUE(eventually(
+      [&] {
+        const std::string info = cli({"INFO", "persistence"});
+        return info.find("aof_rewrite_in_progress:0") != std::string::npos &&
+               info.find("aof_rewrite_scheduled:0") != std::string::npos;
+      },
+      60s));
+
+  ScopedBus sb("load");
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher<md::Quote>("orders.q", reliable_quotes(256));
+  const std::string stream = unique_name("ls");
+  BridgeProc bridge(fmt::format(
+      R"(bridge: {{name: load, bus: {}, http: {{port: 0}}, backoff: {{initial_ms: 20, max_ms: 100}}}}
+redis: {{port: {}, connect_timeout_ms: 500}}
+routes:
+  - {{name: st, direction: out, to: redis-stream, topics: "orders.>", prefix: "{}."}}
+)",
+      sb.name(), redis.port(), stream));
+  ASSERT_TRUE(bridge.wait_ready()) << bridge.output();
+
+  constexpr std::uint64_t n = 2000;
+  QuoteProducer producer(pub, n, 120s);
+  ASSERT_TRUE(eventually([&] { return producer.published() >= 500; }, 20s));
+  redis.kill();
+  EXPECT_TRUE(eventually([&] { return http_get(bridge.port(), "/health").status == 503; }, 10s));
+  redis.start();  // returns once PING answers PONG: loading is over
+  ASSERT_TRUE(eventually([&] { return http_get(bridge.port(), "/health").status == 200; }, 15s))
+      << bridge.drain();
+  // The window was really hit: the bridge's last failed attempt met -LOADING.
+  EXPECT_NE(http_get(bridge.port(), "/health").body.find("LOADING"), std::string::npos)
+      << http_get(bridge.port(), "/health").body << "\nredis-server's log:\n"
+      << redis.log();
+  producer.join();
+  ASSERT_EQ(producer.published(), n);
+
+  std::string last = "(no answer from the checker)";
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto check = python(
+            kStreamCheck, {std::to_string(redis.port()), stream + ".orders.q", std::to_string(n)});
+        auto l = check->line(30s);
+        if (l) last = *l;
+        return l && l->starts_with("count 2000 exact True");
+      },
+      60s))
+      << "last check: " << last << "\n"
+      << bridge.drain();
+  const std::string m = http_get(bridge.port(), "/metrics").body;
+  EXPECT_EQ(metric(m, "shmbus_bridge_dead_lettered_total{route=\"st\"}"), 0.0) << m;
+  EXPECT_EQ(metric(m, "shmbus_bridge_route_failed_total{direction=\"out\",route=\"st\"}"), 0.0);
+  EXPECT_EQ(bridge.terminate(), 0);
 }
 
 // Federation: bus A -> RabbitMQ -> bus B and bus B -> RabbitMQ -> bus A through one topic

@@ -129,9 +129,13 @@ bool RedisLink::step(Clock::time_point deadline) {
                " (is redis-server running there?)");
           return false;
         }
-        if (endpoint_.password.empty()) {
-          set_state(LinkState::Ready);
-        } else {
+        // AUTH when configured, then PING: a server that is still loading its dataset
+        // (AOF or RDB after a restart) accepts connections but answers every command with
+        // -LOADING until it is done. Commands sent then would fail one by one (and, once
+        // loading ends mid-pipeline, a stream entry refused before could never be added
+        // behind the later ones): the link is Ready only once PING is answered.
+        handshake_replies_ = 1;
+        if (!endpoint_.password.empty()) {
           const std::string& pw = endpoint_.password.reveal();
           if (endpoint_.user.empty()) {
             const char* argv[] = {"AUTH", pw.c_str()};
@@ -142,8 +146,10 @@ bool RedisLink::step(Clock::time_point deadline) {
             const size_t lens[] = {4, endpoint_.user.size(), pw.size()};
             redisAppendCommandArgv(ctx_, 3, argv, lens);
           }
-          set_state(LinkState::Authenticating);
+          handshake_replies_ = 2;
         }
+        redisAppendCommand(ctx_, "PING");
+        set_state(LinkState::Authenticating);
         break;
       }
       case LinkState::Authenticating: {
@@ -153,21 +159,26 @@ bool RedisLink::step(Clock::time_point deadline) {
         ReplyPtr r = next_reply(error);
         if (error) return false;
         if (r) {
-          if (r->type == REDIS_REPLY_ERROR) {
+          const bool auth_reply = handshake_replies_ == 2;
+          if (r->type == REDIS_REPLY_ERROR && auth_reply) {
             fail("AUTH as user \"" +
                  (endpoint_.user.empty() ? std::string("default") : endpoint_.user) +
                  "\" refused: " + reply_text(r.get()) +
                  " (check the configured user and password)");
             return false;
           }
-          set_state(LinkState::Ready);
+          if (r->type == REDIS_REPLY_ERROR) {
+            fail("server not ready: " + reply_text(r.get()) + " (retrying with backoff)");
+            return false;
+          }
+          if (--handshake_replies_ == 0) set_state(LinkState::Ready);
           break;
         }
         // wait_io() may lose the link; state_ then says so.
         if (!wait_io(until)) return false;
         if (Clock::now() >= connect_deadline_ && state_ == LinkState::Authenticating) {
-          fail("AUTH got no reply within " + std::to_string(endpoint_.connect_timeout.count()) +
-               " ms");
+          fail(std::string(handshake_replies_ == 2 ? "AUTH" : "PING") + " got no reply within " +
+               std::to_string(endpoint_.connect_timeout.count()) + " ms");
           return false;
         }
         if (Clock::now() >= deadline) return false;

@@ -7,7 +7,9 @@
 //        +------ failure / timeout: backoff.next() before the next attempt -------+
 //
 // Nothing here blocks beyond the deadline it is given: the socket is non-blocking, the
-// TCP connect and AUTH share one `connect_timeout`, and every wait is a poll(2) on the
+// TCP connect, AUTH and the PING that proves the server serves commands (not still loading
+// its dataset after a restart: -LOADING is a failed attempt, retried) share one
+// `connect_timeout`, and every wait is a poll(2) on the
 // socket bounded by the caller's deadline. The owner drives it from its own thread
 // (step()), appends commands through context(), and reads replies with next_reply().
 // Credentials are a Secret; every error text is scrubbed of the password.
@@ -107,6 +109,7 @@ class RedisLink {
   std::uint64_t reconnects_ = 0;
   std::uint64_t generation_ = 0;
   bool ever_ready_ = false;
+  int handshake_replies_ = 0;  // AUTH and/or PING replies still awaited (Authenticating)
 };
 
 // The text of an error reply, or a description of an unexpected reply type.

@@ -148,6 +148,17 @@ void RedisPublisher::handle(ReplyPtr reply, std::vector<RedisCompletion>& out) {
   in_flight_bytes_ -= std::min(in_flight_bytes_, c.message.wire_size());
   if (reply->type == REDIS_REPLY_ERROR) {
     c.error = scrub(reply_text(reply.get()), options_.endpoint.password);
+    // The server is not serving commands for now (loading its dataset, a busy script, a
+    // replica without its master): not this message's fault. The connection is dropped
+    // and every unanswered command sent again after the backoff, in order.
+    for (const char* transient : {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN"}) {
+      if (c.error.starts_with(transient)) {
+        c.outcome = RedisOutcome::Unconfirmed;
+        link_.lose("server answered: " + c.error);
+        out.push_back(std::move(c));
+        return;
+      }
+    }
     // "ERR The ID specified in XADD is equal or smaller than the target stream top item"
     const bool duplicate =
         c.message.op == RedisOp::XAdd && c.error.find("equal or smaller") != std::string::npos;
