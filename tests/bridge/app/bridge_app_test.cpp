@@ -523,6 +523,25 @@ print("count %d exact %s" % (len(seqs), seqs == want), "missing", missing[:3], m
       "unordered", sum(1 for a, b in zip(seqs, seqs[1:]) if b <= a), flush=True)
 )";
 
+// Awaits (60 s) the stream `key` holding seqs 1..n exactly once, in order, as a redis-py
+// reader sees them; on failure says what it misses and what the bridge says.
+void expect_stream_exact(const PrivateRedis& redis, const std::string& key, std::uint64_t n,
+                         BridgeProc& bridge) {
+  const std::string want = "count " + std::to_string(n) + " exact True";
+  std::string last = "(no answer from the checker)";
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto check = python(kStreamCheck, {std::to_string(redis.port()), key, std::to_string(n)});
+        auto l = check->line(30s);
+        if (l) last = *l;
+        return l && l->starts_with(want);
+      },
+      60s))
+      << "last check: " << last << "\n"
+      << bridge.drain() << "\n"
+      << http_get(bridge.port(), "/metrics").body;
+}
+
 // The Redis server is SIGKILLed mid-stream on a reliable topic and restarted: /health goes
 // 503 and back to 200, the producer is held back by the ring meanwhile, the reconnect is
 // counted, and the stream holds every message exactly once, in order.
@@ -558,19 +577,7 @@ routes:
   ASSERT_EQ(producer.published(), n);
 
   // Every message, exactly once, in order.
-  std::string last = "(no answer from the checker)";
-  EXPECT_TRUE(eventually(
-      [&] {
-        auto check = python(
-            kStreamCheck, {std::to_string(redis.port()), stream + ".orders.q", std::to_string(n)});
-        auto l = check->line(30s);
-        if (l) last = *l;
-        return l && l->starts_with("count 3000 exact True");
-      },
-      60s))
-      << "last check: " << last << "\n"
-      << bridge.drain() << "\n"
-      << http_get(bridge.port(), "/metrics").body;
+  expect_stream_exact(redis, stream + ".orders.q", n, bridge);
   const std::string m = http_get(bridge.port(), "/metrics").body;
   EXPECT_GE(metric(m, "shmbus_bridge_route_reconnects_total{direction=\"out\",route=\"st\"}"), 1.0)
       << m;
@@ -631,19 +638,7 @@ routes:
       << redis.log();
   producer.join();
   ASSERT_EQ(producer.published(), n);
-
-  std::string last = "(no answer from the checker)";
-  EXPECT_TRUE(eventually(
-      [&] {
-        auto check = python(
-            kStreamCheck, {std::to_string(redis.port()), stream + ".orders.q", std::to_string(n)});
-        auto l = check->line(30s);
-        if (l) last = *l;
-        return l && l->starts_with("count 2000 exact True");
-      },
-      60s))
-      << "last check: " << last << "\n"
-      << bridge.drain();
+  expect_stream_exact(redis, stream + ".orders.q", n, bridge);
   const std::string m = http_get(bridge.port(), "/metrics").body;
   EXPECT_EQ(metric(m, "shmbus_bridge_dead_lettered_total{route=\"st\"}"), 0.0) << m;
   EXPECT_EQ(metric(m, "shmbus_bridge_route_failed_total{direction=\"out\",route=\"st\"}"), 0.0);
