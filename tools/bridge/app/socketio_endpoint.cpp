@@ -694,6 +694,11 @@ struct SocketIoEndpoint::Impl {
       }
       std::size_t got = 0;
       for (auto& [name, r] : readers) got += poll(r);
+      if (got == 0) {
+        // Messages skipped for a full backlog are told with the next message handed over; the
+        // last ones of a burst have no next message: told now, once the backlog has room.
+        for (auto& [name, r] : readers) report_skipped(r);
+      }
       if (got > 0) {
         idle = 0;
       } else if (readers.size() == 1 && !readers.begin()->second.observer) {
@@ -794,6 +799,18 @@ struct SocketIoEndpoint::Impl {
       server->send(ids, pkt);  // on the io thread: sent at once
     });
     return true;
+  }
+
+  void report_skipped(Reader& r) {
+    if (r.skipped == 0 || backlog.load(std::memory_order_relaxed) >= kMaxBacklog) return;
+    std::vector<SocketId> ids;
+    for (const auto& [nsp, v] : r.json_to) ids.insert(ids.end(), v.begin(), v.end());
+    for (const auto& [nsp, v] : r.binary_to) ids.insert(ids.end(), v.begin(), v.end());
+    backlog.fetch_add(1, std::memory_order_relaxed);
+    bridge->http().post([this, ids = std::move(ids), n = std::exchange(r.skipped, 0)] {
+      backlog.fetch_sub(1, std::memory_order_relaxed);
+      if (server) add_missed(ids, n);
+    });
   }
 
   std::size_t poll(Reader& r) {
