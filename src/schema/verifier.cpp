@@ -140,7 +140,9 @@ std::vector<std::string> Verifier::unstored_fields(std::span<const std::byte> me
     const reflection::BaseType t = f->type()->base_type();
     const bool scalar = t >= reflection::Bool && t <= reflection::Double;
     const bool is_struct =
-        t == reflection::Obj && impl_->schema->objects()->Get(f->type()->index())->is_struct();
+        t == reflection::Obj && impl_->schema->objects()
+                                    ->Get(static_cast<flatbuffers::uoffset_t>(f->type()->index()))
+                                    ->is_struct();
     if (!scalar && !is_struct) continue;
     if (table->GetOptionalFieldOffset(f->offset()) == 0) out.push_back(f->name()->str());
   }
