@@ -523,6 +523,19 @@ print("count %d exact %s" % (len(seqs), seqs == want), "missing", missing[:3], m
       "unordered", sum(1 for a, b in zip(seqs, seqs[1:]) if b <= a), flush=True)
 )";
 
+// A bridge with one outbound route "st": orders.> into Redis streams "<prefix>.<topic>", with
+// a short reconnect backoff (the restart tests).
+std::string stream_route_yaml(const std::string& name, const std::string& bus, std::uint16_t port,
+                              const std::string& prefix, int initial_ms, int max_ms) {
+  return fmt::format(
+      R"(bridge: {{name: {}, bus: {}, http: {{port: 0}}, backoff: {{initial_ms: {}, max_ms: {}}}}}
+redis: {{port: {}, connect_timeout_ms: 500}}
+routes:
+  - {{name: st, direction: out, to: redis-stream, topics: "orders.>", prefix: "{}."}}
+)",
+      name, bus, initial_ms, max_ms, port, prefix);
+}
+
 // Awaits (60 s) the stream `key` holding seqs 1..n exactly once, in order, as a redis-py
 // reader sees them; on failure says what it misses and what the bridge says.
 void expect_stream_exact(const PrivateRedis& redis, const std::string& key, std::uint64_t n,
@@ -551,13 +564,7 @@ TEST(BusBridge, RemoteKilledAndRestartedMidStream) {
   Bus bus = sb.open();
   Publisher pub = bus.publisher<md::Quote>("orders.q", reliable_quotes(256));
   const std::string stream = unique_name("ks");
-  BridgeProc bridge(fmt::format(
-      R"(bridge: {{name: kill, bus: {}, http: {{port: 0}}, backoff: {{initial_ms: 50, max_ms: 300}}}}
-redis: {{port: {}, connect_timeout_ms: 500}}
-routes:
-  - {{name: st, direction: out, to: redis-stream, topics: "orders.>", prefix: "{}."}}
-)",
-      sb.name(), redis.port(), stream));
+  BridgeProc bridge(stream_route_yaml("kill", sb.name(), redis.port(), stream, 50, 300));
   ASSERT_TRUE(bridge.wait_ready()) << bridge.output();
   EXPECT_EQ(http_get(bridge.port(), "/health").status, 200);
 
@@ -615,13 +622,7 @@ TEST(BusBridge, RemoteRestartedWhileLoadingItsDatasetLosesNothing) {
   Bus bus = sb.open();
   Publisher pub = bus.publisher<md::Quote>("orders.q", reliable_quotes(256));
   const std::string stream = unique_name("ls");
-  BridgeProc bridge(fmt::format(
-      R"(bridge: {{name: load, bus: {}, http: {{port: 0}}, backoff: {{initial_ms: 20, max_ms: 100}}}}
-redis: {{port: {}, connect_timeout_ms: 500}}
-routes:
-  - {{name: st, direction: out, to: redis-stream, topics: "orders.>", prefix: "{}."}}
-)",
-      sb.name(), redis.port(), stream));
+  BridgeProc bridge(stream_route_yaml("load", sb.name(), redis.port(), stream, 20, 100));
   ASSERT_TRUE(bridge.wait_ready()) << bridge.output();
 
   constexpr std::uint64_t n = 2000;
