@@ -1,5 +1,6 @@
 // The Redis clients of the bridge against a real redis-server (services.sh's, or one the
 // test starts on a port of its own for kill/restart), with redis-py on the far side.
+#include <map>
 #include <set>
 
 #include "transport/redis_publisher.hpp"
@@ -173,6 +174,43 @@ print("count %d ordered %s data %s" % (len(ids), ids == list(range(1, 151)), dat
 )",
                        {service_env("SHMBUS_TEST_REDIS_PORT"), stream});
   EXPECT_EQ(reader->line(20s).value_or("(nothing)"), "count 150 ordered True data True");
+}
+
+// "equal or smaller than the top item" proves nothing alone: a server that lost its latest
+// writes, or refused an entry while storing later ones, refuses it too. Only an entry that
+// is in the stream is a duplicate; one that is not is a failure (dead-lettered by a route),
+// never a silent drop counted as delivered.
+TEST(RedisPublisher, XaddBelowTheTopIsADuplicateOnlyIfTheEntryIsStored) {
+  const std::string stream = unique_name("bus.gap");
+  RedisPublisher pub({shared_redis()});
+  ASSERT_TRUE(pub.connect(5s)) << pub.last_error();
+  std::vector<RedisCompletion> done;
+  for (std::uint64_t s : {1, 2, 3, 10}) {
+    ASSERT_EQ(pub.submit(RedisMessage::xadd(stream, {s, 0}, {{"data", "x"}}, 0, s)),
+              SubmitStatus::Queued);
+  }
+  ASSERT_TRUE(pub.flush(10s, done)) << pub.last_error();
+  ASSERT_EQ(done.size(), 4u);
+  done.clear();
+  // 2 is stored, 5 never was (below the top 10), 11 is new; then a PUBLISH behind them.
+  for (std::uint64_t s : {2, 5, 11}) {
+    ASSERT_EQ(pub.submit(RedisMessage::xadd(stream, {s, 0}, {{"data", "y"}}, 0, s)),
+              SubmitStatus::Queued);
+  }
+  ASSERT_EQ(pub.submit(RedisMessage::publish(stream + ".ch", "after", 99)), SubmitStatus::Queued);
+  ASSERT_TRUE(pub.flush(10s, done)) << pub.last_error();
+  ASSERT_EQ(done.size(), 4u);
+  std::map<std::uint64_t, RedisCompletion*> by_token;
+  for (auto& c : done) by_token[c.message.token] = &c;
+  ASSERT_EQ(by_token.size(), 4u);
+  EXPECT_EQ(by_token[2]->outcome, RedisOutcome::Duplicate) << by_token[2]->error;
+  EXPECT_EQ(by_token[5]->outcome, RedisOutcome::Failed);
+  EXPECT_NE(by_token[5]->error.find("not stored"), std::string::npos) << by_token[5]->error;
+  EXPECT_NE(by_token[5]->error.find("5-0"), std::string::npos) << by_token[5]->error;
+  EXPECT_EQ(by_token[11]->outcome, RedisOutcome::Confirmed) << by_token[11]->error;
+  EXPECT_EQ(by_token[99]->outcome, RedisOutcome::Confirmed) << by_token[99]->error;
+  EXPECT_EQ(pub.in_flight(), 0u);
+  EXPECT_EQ(pub.state(), LinkState::Ready);
 }
 
 TEST(RedisPublisher, ErrorRepliesAreFailuresNotDisconnects) {

@@ -11,9 +11,11 @@
 // that submit() says Full and the caller polls (back-pressure, not buffering).
 //
 // Outcomes (RedisCompletion): Confirmed (PUBLISH: `receivers` subscribers got it; XADD:
-// stored), Duplicate (XADD with an ID <= the stream's last one: the entry is already
-// there, which is what makes a re-send after a reconnect exactly-once when IDs derive
-// from the bus sequence), Failed (an error reply: wrong type, OOM...; not retried) and
+// stored), Duplicate (XADD with an ID <= the stream's last one AND an entry with that ID
+// in the stream: the entry is already there, which is what makes a re-send after a
+// reconnect exactly-once when IDs derive from the bus sequence), Failed (an error reply:
+// wrong type, OOM...; not retried - including an XADD whose ID is below the stream's last
+// entry while no entry has that ID: it can never be added in order) and
 // Unconfirmed (the connection broke before the reply: the caller re-submits these after
 // the reconnect, in order; PUBLISH is then at-least-once, XADD exactly-once).
 //
@@ -110,12 +112,22 @@ class RedisPublisher {
 
  private:
   void append(const RedisMessage& m);
+  void append_check(const RedisMessage& m);
   void handle(ReplyPtr reply, std::vector<RedisCompletion>& out);
   std::size_t report_lost(std::vector<RedisCompletion>& out);
 
+  // A command sent and not yet answered. `check`: an `XRANGE key id id` sent because the
+  // XADD of `message` was refused as "equal or smaller than the top item" - a refusal that
+  // proves the entry is stored only if an entry with its ID exists (a server that lost its
+  // latest writes, or one that refused this entry while storing later ones, refuses it too).
+  struct InFlight {
+    RedisMessage message;
+    bool check = false;
+  };
+
   RedisPublisherOptions options_;
   RedisLink link_;
-  std::deque<RedisMessage> in_flight_;
+  std::deque<InFlight> in_flight_;
   std::size_t in_flight_bytes_ = 0;
   std::size_t unwritten_messages_ = 0;
   std::size_t unwritten_bytes_ = 0;
