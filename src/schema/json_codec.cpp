@@ -59,6 +59,9 @@
 #include <vector>
 
 #include "schema_internal.hpp"
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include "shmbus/detail/json_number.hpp"
 
 namespace shmbus {
@@ -358,7 +361,7 @@ std::size_t offset_of(std::string_view text, int line, int column) {
 //   * integers through std::to_chars; doubles through detail::write_fixed, which gives
 //     to_chars' fixed notation with GenerateText's precision (12 for double, 6 for float)
 //     and trailing-zero trim from 128-bit integer arithmetic (json_number.hpp);
-//   * strings of printable ASCII without quote or backslash (checked 8 bytes at a time) are
+//   * strings of printable ASCII without quote or backslash (checked 16 bytes at a time) are
 //     copied in one piece; any other string goes through FlatBuffers' EscapeString, the
 //     function GenerateText uses, so escapes and the UTF-8 check are its own;
 //   * output through a cursor into the caller's string, grown when a value may not fit:
@@ -603,12 +606,27 @@ class Out {
 };
 
 // True if every byte is printable ASCII other than '"' and '\\' (EscapeString copies those
-// as they are). Eight bytes at a time; the word tests are exact (no byte is missed).
+// as they are). 16 bytes at a time with SSE2 (x86-64's baseline), else 8 with word tricks;
+// both tests are exact (no byte is missed).
 bool plain_ascii(const char* s, std::size_t n) noexcept {
+  std::size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i space = _mm_set1_epi8(0x20);
+  const __m128i del = _mm_set1_epi8(0x7f);
+  const __m128i quote = _mm_set1_epi8('"');
+  const __m128i backslash = _mm_set1_epi8('\\');
+  for (; i + 16 <= n; i += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+    // Signed: bytes >= 0x80 are negative, so "< 0x20" also catches them.
+    const __m128i bad =
+        _mm_or_si128(_mm_or_si128(_mm_cmplt_epi8(v, space), _mm_cmpeq_epi8(v, del)),
+                     _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)));
+    if (_mm_movemask_epi8(bad) != 0) return false;
+  }
+#endif
   constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
   constexpr std::uint64_t kHighs = 0x8080808080808080ULL;
   const auto has_zero = [](std::uint64_t x) { return (x - kOnes) & ~x & kHighs; };
-  std::size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     std::uint64_t w;
     std::memcpy(&w, s + i, 8);
