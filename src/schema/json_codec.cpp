@@ -30,8 +30,9 @@
 //   guaranteed to be clean after an error, and the error path can afford the
 //   rebuild.
 //
-// Thread safety: from_json() and to_json() use the stateful Parser: one codec
-// per thread. verify() only reads the schema and may run concurrently.
+// Thread safety: from_json() and to_json() use the stateful Parser, append_json() the codec's
+// scratch buffer: one codec per thread. verify() only reads the schema and may run
+// concurrently.
 #include "shmbus/schema/json_codec.hpp"
 #include "shmbus/schema/verifier.hpp"
 
