@@ -2,6 +2,7 @@
 #include "shmbus/admin/envelope.hpp"
 
 #include <charconv>
+#include <cstring>
 
 #include "shmbus/admin/encoding.hpp"
 #include "shmbus/error.hpp"
@@ -12,12 +13,6 @@ namespace shmbus {
 namespace {
 
 void append_number(std::string& out, std::uint64_t v) {
-  char buf[24];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
-}
-
-void append_number(std::string& out, std::int64_t v) {
   char buf[24];
   const auto r = std::to_chars(buf, buf + sizeof buf, v);
   out.append(buf, static_cast<std::size_t>(r.ptr - buf));
@@ -60,33 +55,62 @@ std::string EnvelopeWriter::data(const Message& m) const {
 }
 
 std::string EnvelopeWriter::message(const Message& m) const {
-  // Built in place: no temporary per field (the bridge writes one per message forwarded).
-  const std::int64_t ts = m.meta.ts_ns();
   std::string line;
-  line.reserve(256 + 2 * m.data.size());
-  line += head_;
-  append_number(line, m.meta.seq);
-  line += ",\"ts\":";
-  append_number(line, ts);
-  line += ",\"time\":\"";
-  append_time(line, ts);
-  line += "\",\"producer\":";
-  append_number(line, static_cast<std::uint64_t>(m.meta.producer));
-  line += ",\"id\":";
-  line += id_open_;
-  append_number(line, m.meta.seq);
-  line += "\"";
-  line += bus_field_;
-  line += ",\"type\":";
+  append_message(m, line);
+  return line;
+}
+
+namespace {
+
+char* put(char* p, std::string_view s) noexcept {
+  std::memcpy(p, s.data(), s.size());
+  return p + s.size();
+}
+
+template <typename T>
+char* put_number(char* p, T v) noexcept {
+  return std::to_chars(p, p + 24, v).ptr;
+}
+
+}  // namespace
+
+void EnvelopeWriter::append_message(const Message& m, std::string& line) const {
+  // The metadata through a cursor into room made once (its longest form is known), then the
+  // data appended by the codec: no capacity check per field, one allocation at most (the
+  // bridge writes one envelope per message forwarded).
+  const std::int64_t ts = m.meta.ts_ns();
   if (m.meta.type != type_) {
     type_ = std::string(m.meta.type);
     type_quoted_ = json_quote(type_);
   }
-  line += type_quoted_;
+  constexpr std::size_t kNumbers = 5 * 24 + 10 + 1;  // seq twice, ts, producer, correlation,
+                                                     // the nanoseconds, 'Z'
+  const std::size_t meta_max = head_.size() + id_open_.size() + bus_field_.size() +
+                               type_quoted_.size() + kTimePrefixMax + kNumbers + 96;
+  const std::size_t at = line.size();
+  line.reserve(at + meta_max + 2 * m.data.size() + 128);
+  line.resize(at + meta_max);
+  char* p = line.data() + at;
+  p = put(p, head_);
+  p = put_number(p, m.meta.seq);
+  p = put(p, ",\"ts\":");
+  p = put_number(p, ts);
+  p = put(p, ",\"time\":\"");
+  p = put_time(p, ts);
+  p = put(p, "\",\"producer\":");
+  p = put_number(p, static_cast<std::uint64_t>(m.meta.producer));
+  p = put(p, ",\"id\":");
+  p = put(p, id_open_);
+  p = put_number(p, m.meta.seq);
+  *p++ = '"';
+  p = put(p, bus_field_);
+  p = put(p, ",\"type\":");
+  p = put(p, type_quoted_);
   if (m.meta.correlation != 0) {
-    line += ",\"correlation\":";
-    append_number(line, static_cast<std::uint64_t>(m.meta.correlation));
+    p = put(p, ",\"correlation\":");
+    p = put_number(p, static_cast<std::uint64_t>(m.meta.correlation));
   }
+  line.resize(static_cast<std::size_t>(p - line.data()));
   if (codec_) {
     const std::size_t mark = line.size();
     try {
@@ -103,27 +127,26 @@ std::string EnvelopeWriter::message(const Message& m) const {
     line += raw_ == RawEncoding::Hex ? ",\"hex\":\"" + hex_encode(m.data) + "\""
                                      : ",\"base64\":\"" + base64_encode(m.data) + "\"";
   }
-  line += "}";
-  return line;
+  line += '}';
 }
 
-// utc_iso(ts), with the part down to the second formatted once per second.
-void EnvelopeWriter::append_time(std::string& out, std::int64_t ts) const {
+// utc_iso(ts) at `p`, with the part down to the second formatted once per second.
+char* EnvelopeWriter::put_time(char* p, std::int64_t ts) const {
   const std::int64_t secs = ts >= 0 ? ts / 1'000'000'000 : (ts - 999'999'999) / 1'000'000'000;
   if (secs != time_secs_ || time_prefix_.empty()) {
     const std::string full = utc_iso(secs * 1'000'000'000);  // "...T12:03:07.000000000Z"
     time_prefix_ = full.substr(0, full.size() - 10);         // "...T12:03:07" + '.'
     time_secs_ = secs;
   }
-  out += time_prefix_;
-  char frac[9];
+  p = put(p, std::string_view(time_prefix_).substr(0, kTimePrefixMax));
   auto f = static_cast<std::uint64_t>(ts - secs * 1'000'000'000);
   for (int i = 8; i >= 0; --i) {
-    frac[i] = static_cast<char>('0' + f % 10);
+    p[i] = static_cast<char>('0' + f % 10);
     f /= 10;
   }
-  out.append(frac, sizeof frac);
-  out += 'Z';
+  p += 9;
+  *p++ = 'Z';
+  return p;
 }
 
 std::string EnvelopeWriter::gap(const Gap& g) const {

@@ -30,8 +30,9 @@
 //   guaranteed to be clean after an error, and the error path can afford the
 //   rebuild.
 //
-// Thread safety: from_json() and to_json() use the stateful Parser: one codec
-// per thread. verify() only reads the schema and may run concurrently.
+// Thread safety: from_json() and to_json() use the stateful Parser, append_json() the codec's
+// scratch buffer: one codec per thread. verify() only reads the schema and may run
+// concurrently.
 #include "shmbus/schema/json_codec.hpp"
 #include "shmbus/schema/verifier.hpp"
 
@@ -42,12 +43,15 @@
 #include <flatbuffers/reflection_generated.h>
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <charconv>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <deque>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -56,6 +60,10 @@
 #include <vector>
 
 #include "schema_internal.hpp"
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+#include "shmbus/detail/json_number.hpp"
 
 namespace shmbus {
 namespace {
@@ -341,20 +349,31 @@ std::size_t offset_of(std::string_view text, int line, int column) {
 
 // ---------------------------------------------------------------- JsonCodec
 
-// ---------------------------------------------------------------- compact writer
+// ---------------------------------------------------------------- compiled writer
 //
 // append_json()'s fast path: the same text GenerateText prints with this file's options,
 // without the blanks outside strings, written straight into the caller's string. GenerateText
-// formats every number through a std::stringstream (a locale look-up per scalar: ~70% of an
-// envelope's cost); here integers go through std::to_chars and doubles through to_chars in
-// fixed notation with GenerateText's precision (12 for double, 6 for float) and its trailing-
-// zero trim, which gives the same digits (both are exactly rounded). It walks the Parser's own
-// StructDefs, so field order, defaults and enum names are GenerateText's. Schemas with what it
-// does not handle (unions, fixed-size arrays, optional scalars, bit_flags enums, flexbuffer
-// and nested_flatbuffer fields) take the GenerateText path instead: compact_supported() says
-// which, once per codec. tests/schema_test.cpp checks the two paths give the same text.
+// formats every number through a std::stringstream (a locale look-up per scalar); here each
+// root type is compiled once per codec into a Plan, from the Parser's own StructDefs (so field
+// order, defaults and enum names are GenerateText's), and a message is a walk over the plan:
+//   * per field: its key quoted once with its comma (,"bid_px":), its vtable offset, its
+//     default already parsed into the field's own type, its enum's names quoted once and
+//     indexed by value: nothing is looked up, parsed or compared by name per message;
+//   * integers through std::to_chars; doubles through detail::write_fixed, which gives
+//     to_chars' fixed notation with GenerateText's precision (12 for double, 6 for float)
+//     and trailing-zero trim from 128-bit integer arithmetic (json_number.hpp);
+//   * strings of printable ASCII without quote or backslash (checked 16 bytes at a time) are
+//     copied in one piece; any other string goes through FlatBuffers' EscapeString, the
+//     function GenerateText uses, so escapes and the UTF-8 check are its own;
+//   * output through a cursor into the caller's string, grown when a value may not fit:
+//     no per-character capacity check, no allocation when the string has room.
+// The plan owns copies of everything it needs (the Parser is rebuilt after a failed parse).
+// Schemas with what it does not handle (unions, fixed-size arrays, optional scalars,
+// bit_flags enums, flexbuffer and nested_flatbuffer fields) take the GenerateText path
+// instead: supported() says which, once per codec. tests/schema_test.cpp checks that both
+// paths give the same text, on every schema's random messages.
 namespace {
-namespace compact {
+namespace compiled {
 
 bool type_supported(const flatbuffers::Type& t, std::vector<const flatbuffers::StructDef*>& seen);
 
@@ -384,50 +403,51 @@ bool type_supported(const flatbuffers::Type& t, std::vector<const flatbuffers::S
   }
 }
 
-void put_double(double v, int precision, std::string& out) {
-  if (std::isnan(v)) {
-    out += "\"NaN\"";
-    return;
-  }
-  if (std::isinf(v)) {
-    out += v < 0 ? "\"-Infinity\"" : "\"Infinity\"";
-    return;
-  }
-  char buf[400];  // fixed notation of the largest double: 309 digits + the decimals
-  const auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed, precision);
-  std::string_view s(buf, static_cast<std::size_t>(r.ptr - buf));
-  // GenerateText's trim: no trailing zeros, but a whole number keeps ".0".
-  const auto last = s.find_last_not_of('0');
-  if (last != std::string_view::npos) s = s.substr(0, last + (s[last] == '.' ? 2 : 1));
-  out += s;
-}
+// An enum's names, quoted, by value (EnumDef::ReverseLookup, answered by an index).
+struct EnumNames {
+  static constexpr std::int64_t kMaxDense = 4096;
+  std::int64_t min = 0;
+  std::vector<std::string> dense;                            // by value - min; "" for none
+  std::vector<std::pair<std::int64_t, std::string>> sparse;  // sorted: a wide range of values
 
-template <typename T>
-void put_scalar(T v, const flatbuffers::Type& type, std::string& out) {
-  if (type.base_type == flatbuffers::BASE_TYPE_BOOL) {
-    out += v != 0 ? "true" : "false";
-    return;
-  }
-  if (type.enum_def != nullptr) {
-    if (const auto* ev = type.enum_def->ReverseLookup(static_cast<std::int64_t>(v))) {
-      out += '"';
-      out += ev->name;
-      out += '"';
-      return;
+  [[nodiscard]] const std::string* find(std::int64_t v) const noexcept {
+    if (!dense.empty()) {
+      if (v < min || v - min >= static_cast<std::int64_t>(dense.size())) return nullptr;
+      const std::string& n = dense[static_cast<std::size_t>(v - min)];
+      return n.empty() ? nullptr : &n;
     }
+    const auto it = std::lower_bound(sparse.begin(), sparse.end(), v,
+                                     [](const auto& e, std::int64_t x) { return e.first < x; });
+    return it != sparse.end() && it->first == v ? &it->second : nullptr;
   }
-  if constexpr (std::is_floating_point_v<T>) {
-    put_double(static_cast<double>(v), std::is_same_v<T, float> ? 6 : 12, out);
-  } else {
-    char buf[24];
-    const auto r = std::to_chars(buf, buf + sizeof buf, v);
-    out.append(buf, static_cast<std::size_t>(r.ptr - buf));
-  }
-}
+};
 
-// The field's default, for an absent field. Almost every default is "0": answered without
-// StringToNumber, which was a tenth of the bridge's time per message when it ran for every
-// scalar field, present or not.
+struct Plan;
+
+// How one value is written: a field's, or a vector's element.
+struct Value {
+  flatbuffers::BaseType base = flatbuffers::BASE_TYPE_NONE;
+  int decimals = 0;                  // float 6, double 12 (GenerateText's precision)
+  const EnumNames* names = nullptr;  // an enum's (not bool)
+  const Plan* plan = nullptr;        // struct or table
+  std::size_t struct_size = 0;       // a struct's bytes (vectors of structs)
+  const Value* element = nullptr;    // a vector's
+};
+
+struct Field {
+  std::string key;                     // ,"name":  (the comma left out before the first)
+  flatbuffers::voffset_t offset = 0;   // vtable offset in a table, byte offset in a struct
+  bool print_absent = false;           // a scalar, not deprecated: its default is printed
+  std::array<unsigned char, 8> def{};  // the default, as the field's own type
+  Value value;
+};
+
+struct Plan {
+  bool fixed = false;  // a struct: fields inline at their offsets
+  std::vector<Field> fields;
+};
+
+// The default of a field, parsed once. Almost every default is "0".
 template <typename T>
 T default_of(const flatbuffers::FieldDef& fd) {
   const std::string& c = fd.value.constant;
@@ -437,63 +457,293 @@ T default_of(const flatbuffers::FieldDef& fd) {
   return v;
 }
 
-bool put_table(const flatbuffers::StructDef& sd, const flatbuffers::Table* table, std::string& out);
+// Plans for a root type and everything it reaches; addresses are stable (deques).
+class Program {
+ public:
+  explicit Program(const flatbuffers::StructDef& root) : root_(compile(root)) {}
+  Program(const Program&) = delete;
+  Program& operator=(const Program&) = delete;
+  [[nodiscard]] const Plan& root() const noexcept { return *root_; }
 
-// One value of a pointer type (string, struct/table, vector) at `p`.
-bool put_pointer(const void* p, const flatbuffers::Type& type, std::string& out) {
-  switch (type.base_type) {
-    case flatbuffers::BASE_TYPE_STRING: {
-      const auto* s = static_cast<const flatbuffers::String*>(p);
-      // Printable ASCII without quote or backslash is written as it is by EscapeString:
-      // copied in one piece here; anything else goes through EscapeString.
-      const std::string_view v(s->c_str(), s->size());
-      if (std::all_of(v.begin(), v.end(),
-                      [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; })) {
-        out += '"';
-        out += v;
-        out += '"';
-        return true;
-      }
-      return flatbuffers::EscapeString(s->c_str(), s->size(), &out, false, false);
-    }
-    case flatbuffers::BASE_TYPE_STRUCT:
-      return put_table(*type.struct_def, static_cast<const flatbuffers::Table*>(p), out);
-    case flatbuffers::BASE_TYPE_VECTOR: {
-      const flatbuffers::Type et = type.VectorType();
-      out += '[';
-      bool ok = true;
-      switch (et.base_type) {
-#define SHMBUS_SCALAR_VECTOR(ENUM, IDLTYPE, CTYPE, ...)                 \
-  case flatbuffers::BASE_TYPE_##ENUM: {                                 \
-    const auto& v = *static_cast<const flatbuffers::Vector<CTYPE>*>(p); \
-    for (flatbuffers::uoffset_t i = 0; i < v.size(); ++i) {             \
-      if (i != 0) out += ',';                                           \
-      put_scalar<CTYPE>(v.Get(i), et, out);                             \
-    }                                                                   \
-    break;                                                              \
+ private:
+  const Plan* compile(const flatbuffers::StructDef& sd) {
+    if (const auto it = plans_by_def_.find(&sd); it != plans_by_def_.end()) return it->second;
+    Plan& plan = plans_.emplace_back();
+    plans_by_def_.emplace(&sd, &plan);  // before the fields: a table may contain itself
+    plan.fixed = sd.fixed;
+    for (const flatbuffers::FieldDef* fd : sd.fields.vec) {
+      Field f;
+      f.key = ",\"" + fd->name + "\":";
+      f.offset = fd->value.offset;
+      const flatbuffers::Type& type = fd->value.type;
+      f.print_absent = flatbuffers::IsScalar(type.base_type) && !fd->deprecated;
+      switch (type.base_type) {
+#define SHMBUS_DEFAULT(ENUM, IDLTYPE, CTYPE, ...) \
+  case flatbuffers::BASE_TYPE_##ENUM: {           \
+    const CTYPE v = default_of<CTYPE>(*fd);       \
+    static_assert(sizeof v <= sizeof f.def);      \
+    std::memcpy(f.def.data(), &v, sizeof v);      \
+    break;                                        \
   }
+        FLATBUFFERS_GEN_TYPES_SCALAR(SHMBUS_DEFAULT)
+#undef SHMBUS_DEFAULT
+        default:
+          break;
+      }
+      f.value = value_of(type);
+      plan.fields.push_back(std::move(f));
+    }
+    return &plan;
+  }
+
+  Value value_of(const flatbuffers::Type& type) {
+    Value v;
+    v.base = type.base_type;
+    if (type.base_type == flatbuffers::BASE_TYPE_FLOAT) v.decimals = 6;
+    if (type.base_type == flatbuffers::BASE_TYPE_DOUBLE) v.decimals = 12;
+    if (flatbuffers::IsScalar(type.base_type) && type.base_type != flatbuffers::BASE_TYPE_BOOL &&
+        type.enum_def != nullptr)
+      v.names = names_of(*type.enum_def);
+    if (type.base_type == flatbuffers::BASE_TYPE_STRUCT) {
+      v.plan = compile(*type.struct_def);
+      v.struct_size = type.struct_def->bytesize;
+    }
+    if (type.base_type == flatbuffers::BASE_TYPE_VECTOR)
+      v.element = &values_.emplace_back(value_of(type.VectorType()));
+    return v;
+  }
+
+  const EnumNames* names_of(const flatbuffers::EnumDef& ed) {
+    if (const auto it = names_by_def_.find(&ed); it != names_by_def_.end()) return it->second;
+    EnumNames& n = names_.emplace_back();
+    names_by_def_.emplace(&ed, &n);
+    // What ReverseLookup finds for each value: the first value of that number.
+    for (const flatbuffers::EnumVal* ev : ed.Vals()) {
+      const std::int64_t value = ev->GetAsInt64();
+      if (std::none_of(n.sparse.begin(), n.sparse.end(),
+                       [value](const auto& e) { return e.first == value; }))
+        n.sparse.emplace_back(value, "\"" + ev->name + "\"");
+    }
+    std::sort(n.sparse.begin(), n.sparse.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    if (!n.sparse.empty()) {
+      const std::int64_t lo = n.sparse.front().first;
+      const std::int64_t hi = n.sparse.back().first;
+      // Spans computed in unsigned: hi - lo overflows for values at both ends of int64.
+      const std::uint64_t span = static_cast<std::uint64_t>(hi) - static_cast<std::uint64_t>(lo);
+      if (span < static_cast<std::uint64_t>(EnumNames::kMaxDense)) {
+        n.min = lo;
+        n.dense.resize(span + 1);
+        for (auto& [value, name] : n.sparse)
+          n.dense[static_cast<std::size_t>(value - lo)] = std::move(name);
+        n.sparse.clear();
+      }
+    }
+    return &n;
+  }
+
+  std::deque<Plan> plans_;
+  std::deque<Value> values_;
+  std::deque<EnumNames> names_;
+  std::map<const flatbuffers::StructDef*, const Plan*> plans_by_def_;
+  std::map<const flatbuffers::EnumDef*, const EnumNames*> names_by_def_;
+  const Plan* root_;
+};
+
+// A write cursor into a scratch string kept at its largest size (the codec's own: one per
+// thread), so that room is made by a bounds check, not by resizing (which zero-fills) or by a
+// capacity check per character; finish() appends what was written to the caller's string in
+// one copy.
+class Out {
+ public:
+  explicit Out(std::string& scratch) : s_(scratch) {
+    if (s_.size() < 1024) s_.resize(1024);
+    p_ = s_.data();
+    end_ = s_.data() + s_.size();
+  }
+  Out(const Out&) = delete;
+  Out& operator=(const Out&) = delete;
+
+  void ensure(std::size_t n) {
+    if (static_cast<std::size_t>(end_ - p_) < n) grow(n);
+  }
+  void put(char c) {
+    ensure(1);
+    *p_++ = c;
+  }
+  void put(std::string_view v) {
+    ensure(v.size());
+    std::memcpy(p_, v.data(), v.size());
+    p_ += v.size();
+  }
+  // Raw access after ensure(): the caller writes and moves the cursor.
+  char*& cursor() noexcept { return p_; }
+  // The text so far as a string (for writers that append to one); resume() after them.
+  std::string& sync() {
+    s_.resize(static_cast<std::size_t>(p_ - s_.data()));
+    return s_;
+  }
+  void resume() {
+    const std::size_t at = s_.size();
+    s_.resize(std::max(2 * at, at + 1024));
+    p_ = s_.data() + at;
+    end_ = s_.data() + s_.size();
+  }
+  void finish(std::string& to) const {
+    to.append(s_.data(), static_cast<std::size_t>(p_ - s_.data()));
+  }
+
+ private:
+  void grow(std::size_t n) {
+    const std::size_t at = static_cast<std::size_t>(p_ - s_.data());
+    s_.resize(std::max(2 * s_.size(), at + n + 1024));
+    p_ = s_.data() + at;
+    end_ = s_.data() + s_.size();
+  }
+
+  std::string& s_;
+  char* p_;
+  char* end_;
+};
+
+// True if every byte is printable ASCII other than '"' and '\\' (EscapeString copies those
+// as they are). 16 bytes at a time with SSE2 (x86-64's baseline), else 8 with word tricks;
+// both tests are exact (no byte is missed).
+bool plain_ascii(const char* s, std::size_t n) noexcept {
+  std::size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i space = _mm_set1_epi8(0x20);
+  const __m128i del = _mm_set1_epi8(0x7f);
+  const __m128i quote = _mm_set1_epi8('"');
+  const __m128i backslash = _mm_set1_epi8('\\');
+  for (; i + 16 <= n; i += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
+    // Signed: bytes >= 0x80 are negative, so "< 0x20" also catches them.
+    const __m128i bad =
+        _mm_or_si128(_mm_or_si128(_mm_cmplt_epi8(v, space), _mm_cmpeq_epi8(v, del)),
+                     _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)));
+    if (_mm_movemask_epi8(bad) != 0) return false;
+  }
+#endif
+  constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr std::uint64_t kHighs = 0x8080808080808080ULL;
+  const auto has_zero = [](std::uint64_t x) { return (x - kOnes) & ~x & kHighs; };
+  for (; i + 8 <= n; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, s + i, 8);
+    const std::uint64_t bad = (w & kHighs)                          // >= 0x80
+                              | ((w - kOnes * 0x20) & ~w & kHighs)  // < 0x20
+                              | has_zero(w ^ (kOnes * '"')) | has_zero(w ^ (kOnes * '\\')) |
+                              has_zero(w ^ (kOnes * 0x7f));
+    if (bad != 0) return false;
+  }
+  for (; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') return false;
+  }
+  return true;
+}
+
+bool put_string(const flatbuffers::String* s, Out& out) {
+  const char* p = s->c_str();
+  const std::size_t n = s->size();
+  if (plain_ascii(p, n)) {
+    out.ensure(n + 2);
+    char*& c = out.cursor();
+    *c++ = '"';
+    std::memcpy(c, p, n);
+    c += n;
+    *c++ = '"';
+    return true;
+  }
+  const bool ok = flatbuffers::EscapeString(p, n, &out.sync(), false, false);
+  out.resume();
+  return ok;
+}
+
+void put_double(double v, int decimals, Out& out) {
+  if (std::isnan(v)) {
+    out.put("\"NaN\"");
+    return;
+  }
+  if (std::isinf(v)) {
+    out.put(v < 0 ? "\"-Infinity\"" : "\"Infinity\"");
+    return;
+  }
+  char buf[detail::kFixedMaxChars];  // not ensure(400): that would grow the string for nothing
+  out.put(
+      std::string_view(buf, static_cast<std::size_t>(detail::write_fixed(v, decimals, buf) - buf)));
+}
+
+template <typename T>
+void put_scalar(T v, const Value& value, Out& out) {
+  if constexpr (std::is_same_v<T, bool>) {
+    out.put(v ? std::string_view("true") : std::string_view("false"));
+    return;
+  } else {
+    if (value.base == flatbuffers::BASE_TYPE_BOOL) {
+      out.put(v != 0 ? std::string_view("true") : std::string_view("false"));
+      return;
+    }
+    if (value.names != nullptr) {
+      if (const std::string* name = value.names->find(static_cast<std::int64_t>(v))) {
+        out.put(*name);
+        return;
+      }
+    }
+    if constexpr (std::is_floating_point_v<T>) {
+      put_double(static_cast<double>(v), value.decimals, out);
+    } else {
+      out.ensure(24);
+      char*& c = out.cursor();
+      c = std::to_chars(c, c + 24, v).ptr;
+    }
+  }
+}
+
+bool put_table(const Plan& plan, const std::uint8_t* base, Out& out);
+
+// The value of a pointer type (string, struct/table, vector) at `p`.
+bool put_pointer(const std::uint8_t* p, const Value& value, Out& out) {
+  switch (value.base) {
+    case flatbuffers::BASE_TYPE_STRING:
+      return put_string(reinterpret_cast<const flatbuffers::String*>(p), out);
+    case flatbuffers::BASE_TYPE_STRUCT:
+      return put_table(*value.plan, p, out);
+    case flatbuffers::BASE_TYPE_VECTOR: {
+      const Value& et = *value.element;
+      const auto n = flatbuffers::ReadScalar<flatbuffers::uoffset_t>(p);
+      const std::uint8_t* data = p + sizeof(flatbuffers::uoffset_t);
+      out.put('[');
+      bool ok = true;
+      switch (et.base) {
+#define SHMBUS_SCALAR_VECTOR(ENUM, IDLTYPE, CTYPE, ...)                                     \
+  case flatbuffers::BASE_TYPE_##ENUM:                                                       \
+    for (flatbuffers::uoffset_t i = 0; i < n; ++i) {                                        \
+      if (i != 0) out.put(',');                                                             \
+      put_scalar<CTYPE>(flatbuffers::ReadScalar<CTYPE>(data + i * sizeof(CTYPE)), et, out); \
+    }                                                                                       \
+    break;
         FLATBUFFERS_GEN_TYPES_SCALAR(SHMBUS_SCALAR_VECTOR)
 #undef SHMBUS_SCALAR_VECTOR
         case flatbuffers::BASE_TYPE_STRUCT:
-          if (et.struct_def->fixed) {
-            const auto& v = *static_cast<const flatbuffers::Vector<std::uint8_t>*>(p);
+          if (et.plan->fixed) {
             // The length of a vector of structs counts structs, not bytes.
-            for (flatbuffers::uoffset_t i = 0; i < v.size() && ok; ++i) {
-              if (i != 0) out += ',';
-              ok = put_pointer(v.Data() + et.struct_def->bytesize * i, et, out);
+            for (flatbuffers::uoffset_t i = 0; i < n && ok; ++i) {
+              if (i != 0) out.put(',');
+              ok = put_table(*et.plan, data + et.struct_size * i, out);
             }
             break;
           }
           [[fallthrough]];
-        default: {
-          const auto& v = *static_cast<const flatbuffers::Vector<flatbuffers::Offset<void>>*>(p);
-          for (flatbuffers::uoffset_t i = 0; i < v.size() && ok; ++i) {
-            if (i != 0) out += ',';
-            ok = put_pointer(v.Get(i), et, out);
+        default:
+          for (flatbuffers::uoffset_t i = 0; i < n && ok; ++i) {
+            if (i != 0) out.put(',');
+            const std::uint8_t* elem = data + i * sizeof(flatbuffers::uoffset_t);
+            ok = put_pointer(elem + flatbuffers::ReadScalar<flatbuffers::uoffset_t>(elem), et, out);
           }
-        }
       }
-      out += ']';
+      out.put(']');
       return ok;
     }
     default:
@@ -501,55 +751,66 @@ bool put_pointer(const void* p, const flatbuffers::Type& type, std::string& out)
   }
 }
 
-// A table, or a struct (sd.fixed: `table` points at the struct's bytes).
-bool put_table(const flatbuffers::StructDef& sd, const flatbuffers::Table* table,
-               std::string& out) {
-  out += '{';
+// A table, or a struct (plan.fixed: `base` points at the struct's bytes).
+bool put_table(const Plan& plan, const std::uint8_t* base, Out& out) {
+  out.put('{');
   bool first = true;
-  const auto* fixed = reinterpret_cast<const flatbuffers::Struct*>(table);
-  for (const flatbuffers::FieldDef* fd : sd.fields.vec) {
-    const flatbuffers::Type& type = fd->value.type;
-    const auto off = fd->value.offset;
-    const bool scalar = flatbuffers::IsScalar(type.base_type);
+  const auto* table = reinterpret_cast<const flatbuffers::Table*>(base);
+  for (const Field& f : plan.fields) {
+    const std::uint8_t* at = nullptr;  // the field's bytes; nullptr: absent, the default
+    if (plan.fixed) {
+      at = base + f.offset;
+    } else if (const flatbuffers::voffset_t o = table->GetOptionalFieldOffset(f.offset); o != 0) {
+      at = base + o;
+    } else if (!f.print_absent) {
+      continue;
+    }
     // Every scalar is printed (defaults too), as output_default_scalars_in_json asks.
-    if (!sd.fixed && !table->CheckField(off) && !(scalar && !fd->deprecated)) continue;
-    if (!first) out += ',';
+    out.put(std::string_view(f.key).substr(first ? 1 : 0));
     first = false;
-    out += '"';
-    out += fd->name;
-    out += "\":";
-    switch (type.base_type) {
-#define SHMBUS_SCALAR_FIELD(ENUM, IDLTYPE, CTYPE, ...)                                \
-  case flatbuffers::BASE_TYPE_##ENUM:                                                 \
-    put_scalar<CTYPE>(sd.fixed                 ? fixed->GetField<CTYPE>(off)          \
-                      : table->CheckField(off) ? table->GetField<CTYPE>(off, CTYPE{}) \
-                                               : default_of<CTYPE>(*fd),              \
-                      type, out);                                                     \
-    break;
+    switch (f.value.base) {
+#define SHMBUS_SCALAR_FIELD(ENUM, IDLTYPE, CTYPE, ...) \
+  case flatbuffers::BASE_TYPE_##ENUM: {                \
+    CTYPE v;                                           \
+    if (at != nullptr)                                 \
+      v = flatbuffers::ReadScalar<CTYPE>(at);          \
+    else                                               \
+      std::memcpy(&v, f.def.data(), sizeof v);         \
+    put_scalar<CTYPE>(v, f.value, out);                \
+    break;                                             \
+  }
       FLATBUFFERS_GEN_TYPES_SCALAR(SHMBUS_SCALAR_FIELD)
 #undef SHMBUS_SCALAR_FIELD
       default: {
-        const void* p = sd.fixed || flatbuffers::IsStruct(type)
-                            ? (sd.fixed ? fixed->GetStruct<const void*>(off)
-                                        : table->GetStruct<const void*>(off))
-                            : table->GetPointer<const void*>(off);
-        if (!put_pointer(p, type, out)) return false;
+        // Structs are inline (in a table and in a struct alike); the rest is an offset.
+        const bool inline_struct =
+            f.value.base == flatbuffers::BASE_TYPE_STRUCT && f.value.plan->fixed;
+        const std::uint8_t* p =
+            inline_struct ? at : at + flatbuffers::ReadScalar<flatbuffers::uoffset_t>(at);
+        if (!put_pointer(p, f.value, out)) return false;
       }
     }
   }
-  out += '}';
+  out.put('}');
   return true;
 }
 
-}  // namespace compact
+}  // namespace compiled
 }  // namespace
 
 struct JsonCodec::Impl {
   Verifier verifier;
   std::unique_ptr<flatbuffers::Parser> parser;
-  bool compact_supported = false;  // append_json() may take the fast path
+  std::unique_ptr<compiled::Program> program;  // append_json()'s fast path, when supported
+  mutable std::string scratch;                 // its output, kept at its largest size
 
   explicit Impl(Verifier v) : verifier(std::move(v)) {}
+  void compile() {
+    parser = fresh_parser();
+    std::vector<const flatbuffers::StructDef*> seen;
+    if (compiled::struct_supported(*parser->root_struct_def_, seen))
+      program = std::make_unique<compiled::Program>(*parser->root_struct_def_);
+  }
   [[nodiscard]] const std::string& type_name() const noexcept { return verifier.type_name(); }
   [[nodiscard]] std::unique_ptr<flatbuffers::Parser> fresh_parser() const {
     return make_parser(detail::VerifierAccess::bfbs(verifier), type_name(),
@@ -559,15 +820,11 @@ struct JsonCodec::Impl {
 
 JsonCodec::JsonCodec(std::span<const std::uint8_t> bfbs, std::string_view type_name)
     : impl_(std::make_unique<Impl>(Verifier(bfbs, type_name))) {
-  impl_->parser = impl_->fresh_parser();
-  std::vector<const flatbuffers::StructDef*> seen;
-  impl_->compact_supported = compact::struct_supported(*impl_->parser->root_struct_def_, seen);
+  impl_->compile();
 }
 
 JsonCodec::JsonCodec(const TypeInfo& type) : impl_(std::make_unique<Impl>(Verifier(type))) {
-  impl_->parser = impl_->fresh_parser();
-  std::vector<const flatbuffers::StructDef*> seen;
-  impl_->compact_supported = compact::struct_supported(*impl_->parser->root_struct_def_, seen);
+  impl_->compile();
 }
 
 JsonCodec::JsonCodec(JsonCodec&&) noexcept = default;
@@ -633,13 +890,12 @@ void JsonCodec::append_json(std::span<const std::byte> message, std::string& out
   const Impl& d = *impl_;
   std::vector<std::uint8_t> copy;
   const std::uint8_t* data = checked_bytes(d.verifier, message, copy);
-  if (d.compact_supported) {
-    const std::size_t mark = out.size();
-    if (!compact::put_table(*d.parser->root_struct_def_,
-                            flatbuffers::GetRoot<flatbuffers::Table>(data), out)) {
-      out.resize(mark);
+  if (d.program) {
+    compiled::Out o(d.scratch);
+    if (!compiled::put_table(d.program->root(),
+                             data + flatbuffers::ReadScalar<flatbuffers::uoffset_t>(data), o))
       not_utf8(d.type_name());
-    }
+    o.finish(out);
     return;
   }
   std::string text;

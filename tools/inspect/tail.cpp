@@ -43,13 +43,19 @@ class Printer {
   Printer(const shmbus::Topic& topic, bool hex)
       : env_(topic, hex ? shmbus::RawEncoding::Hex : shmbus::RawEncoding::Base64) {}
 
-  void message(const shmbus::Message& m) { write(env_.message(m) + "\n"); }
+  void message(const shmbus::Message& m) {
+    line_.clear();  // one buffer for every line: no allocation per message once it has grown
+    env_.append_message(m, line_);
+    line_ += '\n';
+    write(line_);
+  }
   void gap(const shmbus::Gap& g) { write(env_.gap(g) + "\n"); }
   static void flush() { std::fflush(stdout); }
 
  private:
   static void write(const std::string& s) { std::fwrite(s.data(), 1, s.size(), stdout); }
   shmbus::EnvelopeWriter env_;
+  std::string line_;
 };
 
 }  // namespace

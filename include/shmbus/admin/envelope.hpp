@@ -44,6 +44,8 @@ class EnvelopeWriter {
   ~EnvelopeWriter();
 
   [[nodiscard]] std::string message(const Message& m) const;
+  // The same appended to `out` (a reused buffer: no allocation once it has grown).
+  void append_message(const Message& m, std::string& out) const;
   [[nodiscard]] std::string gap(const Gap& g) const;
   // Only the "data" value ({...}) of a typed message; throws
   // Error(InvalidMessage) if it fails the verifier, Error(UnknownType) on a
@@ -51,7 +53,10 @@ class EnvelopeWriter {
   [[nodiscard]] std::string data(const Message& m) const;
 
  private:
-  void append_time(std::string& out, std::int64_t ts) const;
+  // utc_iso(ts) written at `p`; returns the end.
+  char* put_time(char* p, std::int64_t ts) const;
+  // "YYYY-MM-DDTHH:MM:SS." and longer years (utc_iso of any int64 ns fits).
+  static constexpr std::size_t kTimePrefixMax = 40;
 
   std::string bus_;
   std::string topic_;

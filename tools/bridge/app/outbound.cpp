@@ -204,6 +204,7 @@ class OutboundRoute final : public RouteBase {
     EnvelopeWriter env;
     bool reliable;
     bool persistent;
+    std::string key;  // route prefix + topic: the channel, stream or routing key
     std::uint64_t last_ms = 0;
     std::uint64_t gap_drops = 0;
     std::uint64_t xadds = 0;
@@ -241,8 +242,8 @@ class OutboundRoute final : public RouteBase {
         const bool reliable = t.policy() == Policy::Reliable;
         const bool persistent = route_.persistent == Persistence::Always ||
                                 (route_.persistent == Persistence::Auto && reliable);
-        auto src = std::make_unique<Source>(
-            Source{Subscriber(t, so), EnvelopeWriter(t), reliable, persistent});
+        auto src = std::make_unique<Source>(Source{Subscriber(t, so), EnvelopeWriter(t), reliable,
+                                                   persistent, route_.prefix + name});
         Source* raw = src.get();
         src->sub.on_gap([this, raw](const Gap& g) {
           raw->gap_drops += g.count;
@@ -269,7 +270,7 @@ class OutboundRoute final : public RouteBase {
   }
 
   OutMessage convert(const std::string& topic, Source& src, const Message& m) {
-    const std::string key = route_.prefix + topic;
+    const std::string& key = src.key;  // built once per topic, not per message
     const std::uint64_t seq = m.meta.seq;
     const auto raw = [&] {
       return std::string(reinterpret_cast<const char*>(m.data.data()), m.data.size());

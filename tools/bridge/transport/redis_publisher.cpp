@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <thread>
 
 namespace shmbus::bridge::transport {
@@ -92,18 +93,24 @@ SubmitStatus RedisPublisher::try_submit(RedisMessage& message) {
 
 namespace {
 
-void resp_number(std::string& out, char kind, std::size_t n) {
-  char buf[24];
-  const auto r = std::to_chars(buf, buf + sizeof buf, n);
-  out += kind;
-  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
-  out += "\r\n";
+// RESP pieces written at `p` (room made by the caller: kArgRoom + the argument's bytes each).
+constexpr std::size_t kArgRoom = 1 + 20 + 2 + 2;  // '$' <length> CRLF <bytes> CRLF
+
+char* resp_number(char* p, char kind, std::size_t n) noexcept {
+  *p++ = kind;
+  p = std::to_chars(p, p + 20, n).ptr;
+  *p++ = '\r';
+  *p++ = '\n';
+  return p;
 }
 
-void resp_arg(std::string& out, std::string_view a) {
-  resp_number(out, '$', a.size());
-  out += a;
-  out += "\r\n";
+char* resp_arg(char* p, std::string_view a) noexcept {
+  p = resp_number(p, '$', a.size());
+  std::memcpy(p, a.data(), a.size());
+  p += a.size();
+  *p++ = '\r';
+  *p++ = '\n';
+  return p;
 }
 
 // "<ms>-<seq>" into `buf`, without an allocation.
@@ -119,42 +126,59 @@ std::string_view format_id(char (&buf)[48], StreamId id) {
 void RedisPublisher::append(const RedisMessage& m) {
   // RESP: *<argc> then $<len> <bytes> per argument (binary-safe, as redisAppendCommandArgv),
   // straight into the link's output buffer (hiredis' own is freed and grown again on
-  // every write: reallocs and copies were a fifth of the route's time per message).
+  // every write: reallocs and copies were a fifth of the route's time per message), through
+  // a cursor into room made once for the whole command (no capacity check per piece).
   std::string& out = link_.raw_output();
+  // *<argc> CRLF, the command's name (7 bytes at most), the key.
+  std::size_t room = (1 + 20 + 2) + (kArgRoom + 7) + (kArgRoom + m.key.size());
   if (m.op == RedisOp::Publish) {
-    resp_number(out, '*', 3);
-    resp_arg(out, "PUBLISH");
-    resp_arg(out, m.key);
-    resp_arg(out, m.payload);
+    room += kArgRoom + m.payload.size();
   } else {
-    resp_number(out, '*', 3 + (m.maxlen > 0 ? 3 : 0) + 2 * m.fields.size());
-    resp_arg(out, "XADD");
-    resp_arg(out, m.key);
+    room += (kArgRoom + 41) + (kArgRoom + 6) + (kArgRoom + 1) + (kArgRoom + 20);  // id, MAXLEN ~ n
+    for (const auto& [f, v] : m.fields) room += 2 * kArgRoom + f.size() + v.size();
+  }
+  const std::size_t at = out.size();
+  out.resize(at + room);
+  char* p = out.data() + at;
+  if (m.op == RedisOp::Publish) {
+    p = resp_number(p, '*', 3);
+    p = resp_arg(p, "PUBLISH");
+    p = resp_arg(p, m.key);
+    p = resp_arg(p, m.payload);
+  } else {
+    p = resp_number(p, '*', 3 + (m.maxlen > 0 ? 3 : 0) + 2 * m.fields.size());
+    p = resp_arg(p, "XADD");
+    p = resp_arg(p, m.key);
     if (m.maxlen > 0) {
       char buf[24];
       const auto r = std::to_chars(buf, buf + sizeof buf, m.maxlen);
-      resp_arg(out, "MAXLEN");
-      resp_arg(out, "~");
-      resp_arg(out, std::string_view(buf, static_cast<std::size_t>(r.ptr - buf)));
+      p = resp_arg(p, "MAXLEN");
+      p = resp_arg(p, "~");
+      p = resp_arg(p, std::string_view(buf, static_cast<std::size_t>(r.ptr - buf)));
     }
     char id[48];
-    resp_arg(out, format_id(id, m.id));
+    p = resp_arg(p, format_id(id, m.id));
     for (const auto& [f, v] : m.fields) {
-      resp_arg(out, f);
-      resp_arg(out, v);
+      p = resp_arg(p, f);
+      p = resp_arg(p, v);
     }
   }
+  out.resize(static_cast<std::size_t>(p - out.data()));
 }
 
 void RedisPublisher::append_check(const RedisMessage& m) {
   char id[48];
   const std::string_view ids = format_id(id, m.id);
   std::string& out = link_.raw_output();
-  resp_number(out, '*', 4);
-  resp_arg(out, "XRANGE");
-  resp_arg(out, m.key);
-  resp_arg(out, ids);
-  resp_arg(out, ids);
+  const std::size_t at = out.size();
+  out.resize(at + (1 + 20 + 2) + (kArgRoom + 6) + (kArgRoom + m.key.size()) +
+             2 * (kArgRoom + ids.size()));
+  char* p = resp_number(out.data() + at, '*', 4);
+  p = resp_arg(p, "XRANGE");
+  p = resp_arg(p, m.key);
+  p = resp_arg(p, ids);
+  p = resp_arg(p, ids);
+  out.resize(static_cast<std::size_t>(p - out.data()));
 }
 
 void RedisPublisher::handle(ReplyPtr reply, std::vector<RedisCompletion>& out) {
