@@ -702,8 +702,8 @@ std::string check_level_classification() {
   }
   const auto& lv = r.levels[0].levels;
   if (lv[0].lo != 80 || lv[0].hi != 105 || lv[1].lo != 125 || lv[1].hi != 140)
-    errors += "  levels: expected 80..105 and 125..140, got " + std::to_string(lv[0].lo) +
-              ".." + std::to_string(lv[0].hi) + " and " + std::to_string(lv[1].lo) + ".." +
+    errors += "  levels: expected 80..105 and 125..140, got " + std::to_string(lv[0].lo) + ".." +
+              std::to_string(lv[0].hi) + " and " + std::to_string(lv[1].lo) + ".." +
               std::to_string(lv[1].hi) + "\n";
   const int want[] = {0, -1, 1};  // the middle run's floors straddle the two
   for (std::size_t k = 0; k < 3; ++k)
