@@ -345,9 +345,12 @@ void classify_levels(Report& r) {
     }
     std::sort(p50s.begin(), p50s.end());
     PayloadLevels pl{p, {}};
+    // A level is bounded by its own fastest floor (lo): a p50 joins it only
+    // while below kLevelGap x lo. Gaps between neighbours would chain: one
+    // in-between p50 would join two windows into one level.
     for (const std::uint64_t v : p50s) {
       if (pl.levels.empty() ||
-          static_cast<double>(v) > kLevelGap * static_cast<double>(pl.levels.back().hi)) {
+          static_cast<double>(v) >= kLevelGap * static_cast<double>(pl.levels.back().lo)) {
         pl.levels.push_back({v, v, 0});
       }
       pl.levels.back().hi = v;
@@ -663,6 +666,53 @@ std::string check_target_pairing() {
   return errors;
 }
 
+std::string check_level_classification() {
+  // Floors of one payload: a fast window (80..84 ns), one in-between run
+  // (105 ns) and a slow window (125..140 ns). Each p50 is < 1.5 x the one
+  // before it, so gaps between neighbours would make one level of all; each
+  // window must keep its own level, the in-between run joining the fast one
+  // (105 < 1.5 x 80).
+  Report r;
+  const auto hist = [](std::uint64_t ns) {
+    auto h = std::make_unique<shmbus::Histogram>();
+    for (int k = 0; k < 100; ++k) h->record(ns);
+    return h;
+  };
+  const auto add = [&](std::uint64_t before, std::uint64_t after) {
+    Measurement m;
+    m.system.name = "bus";
+    m.system.label = "bus";
+    m.payload = PayloadSpec{PayloadKind::Raw, 32};
+    m.hist = hist(after);
+    m.floor_before = hist(before);
+    m.floor_after = hist(after);
+    r.latency.push_back(std::move(m));
+  };
+  add(80, 84);
+  add(105, 125);
+  add(130, 140);
+  classify_levels(r);
+  std::string errors;
+  if (r.levels.size() != 1 || r.levels[0].levels.size() != 2) {
+    errors += "  levels: expected 2 for 32 B (80..105, 125..140), got";
+    for (const auto& pl : r.levels)
+      for (const auto& lv : pl.levels)
+        errors += " " + std::to_string(lv.lo) + ".." + std::to_string(lv.hi);
+    return errors + "\n";
+  }
+  const auto& lv = r.levels[0].levels;
+  if (lv[0].lo != 80 || lv[0].hi != 105 || lv[1].lo != 125 || lv[1].hi != 140)
+    errors += "  levels: expected 80..105 and 125..140, got " + std::to_string(lv[0].lo) + ".." +
+              std::to_string(lv[0].hi) + " and " + std::to_string(lv[1].lo) + ".." +
+              std::to_string(lv[1].hi) + "\n";
+  const int want[] = {0, -1, 1};  // the middle run's floors straddle the two
+  for (std::size_t k = 0; k < 3; ++k)
+    if (r.latency[k].level != want[k])
+      errors += "  run " + std::to_string(k) + ": level " + std::to_string(r.latency[k].level) +
+                ", expected " + std::to_string(want[k]) + "\n";
+  return errors;
+}
+
 // ------------------------------------------------------------------ text
 
 namespace {
@@ -671,9 +721,8 @@ namespace {
 // floor of its own A/B/A (median over the runs in that level, min..max).
 std::string format_levels(const Report& r) {
   std::ostringstream o;
-  o << "Windows: floor levels per payload (floor p50s clustered: a new level where a sorted p50 "
-       "is > "
-    << fmt("%.1f", kLevelGap) << " x the previous)";
+  o << "Windows: floor levels per payload (a level holds the floor p50s below "
+    << fmt("%.1f", kLevelGap) << " x its fastest; the next starts at the first one above)";
   if (r.rounds > 0)
     o << ", " << r.rounds_done << " interleaved rounds in " << fmt("%.0f", r.rounds_seconds)
       << " s";

@@ -67,8 +67,10 @@ struct TargetCheck {
   std::string note;
 };
 
-// One floor level of one payload: a cluster of floor p50s (a new level
-// starts where a sorted p50 is more than kLevelGap x the one before).
+// One floor level of one payload: the floor p50s from its fastest (lo) up to
+// below kLevelGap x lo; the next level starts at the first p50 above. Bounded
+// by lo, not by the gap to the previous p50: a chain of close p50s cannot join
+// two windows.
 inline constexpr double kLevelGap = 1.5;
 struct FloorLevel {
   std::uint64_t lo = 0, hi = 0;  // floor p50 range, ns
@@ -130,6 +132,8 @@ void evaluate_targets(Report& r);
 // (bus-bench --check-targets): an empty string, or what paired a run with a
 // floor of another window.
 [[nodiscard]] std::string check_target_pairing();
+// Self-check of classify_levels on made-up floors: "" or what is wrong.
+[[nodiscard]] std::string check_level_classification();
 
 // Writes the tables (latency, ratios, throughput, targets) as text.
 [[nodiscard]] std::string format_tables(const Report& r);

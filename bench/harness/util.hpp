@@ -158,7 +158,12 @@ class QuotePayload {
   static constexpr bool kFlatBuffer = true;
   QuotePayload() : fbb_(256) {}
 
-  void prepare(std::uint64_t i, bool pong) {
+  // flatten (here and on check_quote): g++ -O2 leaves FlatBuffers' small
+  // builder and accessor functions (EndTable, Align, GetField<T>) out of
+  // line; inlined, a hop takes ~90 fewer instructions (callgrind: build
+  // 947 -> 922, receive 429 -> 366). What a user can put on their own hot
+  // build and read functions; the FlatBuffers code itself is unchanged.
+  [[gnu::flatten]] void prepare(std::uint64_t i, bool pong) {
     fbb_.Clear();
     const Fields f = fields(i, pong);
     fbb_.Finish(shmbus::md::CreateQuoteDirect(
@@ -176,8 +181,8 @@ class QuotePayload {
                            bool pong) const noexcept {
     return check_quote(m, i, pong);
   }
-  [[nodiscard]] static bool check_quote(std::span<const std::byte> m, std::uint64_t i,
-                                        bool pong) noexcept {
+  [[nodiscard, gnu::flatten]] static bool check_quote(std::span<const std::byte> m, std::uint64_t i,
+                                                      bool pong) noexcept {
     if (m.size() < 8 || !flatbuffers::BufferHasIdentifier(m.data(), shmbus::md::QuoteIdentifier()))
       return false;
     const auto* q = flatbuffers::GetRoot<shmbus::md::Quote>(m.data());
