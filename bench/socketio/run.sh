@@ -14,7 +14,9 @@
 #   bench/socketio/run.sh [BUILD_DIR]
 #     env: SECS=5 LAT=5000 CLIENTS="1 50 500" SERVERS="bridge node python" P99_US=50000
 #          RATES="10000 30000 100000 200000 300000 500000 800000 1200000"
-#          SERVER_CPU=0 LOAD_CPU=1
+#          SERVER_CPU=0 LOAD_CPU=1 (LOAD_CPU may be a list: taskset -c syntax)
+#          LOADGEN_THREADS=T splits the clients over T threads of sio-loadgen (own epoll each)
+#          LOADGEN=/path/to/another/sio-loadgen (same options and JSON; no --threads then)
 #          BRIDGE_BEFORE=/path/to/an/older/bus-bridge adds server "before" (same config) for an
 #          A/B in one run: SERVERS="before bridge node python".
 #          WS_COALESCE_US=N sets http.ws_coalesce_us for server "bridge" only (default: the
@@ -33,6 +35,8 @@ CLIENTS=${CLIENTS:-"1 50 500"}
 SERVERS=${SERVERS:-"bridge node python"}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
+LOADGEN=${LOADGEN:-$BUILD/bench/sio-loadgen}
+read -r -a LOADGEN_ARGS <<<"${LOADGEN_THREADS:+--threads $LOADGEN_THREADS}"
 BUS=sio-bench-$$
 WORK=$(mktemp -d)
 PIDS=()
@@ -128,8 +132,8 @@ run_one() {
   start_server "$kind" "$port" "$rate"
   [[ $kind == bridge || $kind == before ]] && sub=(--subscribe md.quotes)
   c0=$(server_ticks) t0=$(date +%s.%N)
-  out=$(taskset -c "$LOAD_CPU" "$BUILD/bench/sio-loadgen" --port "$port" --clients "$n" \
-    --seconds "$SECS" --warmup 2 "${sub[@]}" || true)
+  out=$(taskset -c "$LOAD_CPU" "$LOADGEN" --port "$port" --clients "$n" \
+    --seconds "$SECS" --warmup 2 "${sub[@]}" "${LOADGEN_ARGS[@]}" || true)
   c1=$(server_ticks) t1=$(date +%s.%N)
   stop_server
   [[ -n $out ]] || out='{}'
