@@ -20,7 +20,8 @@
 #          BRIDGE_BEFORE=/path/to/an/older/bus-bridge adds server "before" (same config) for an
 #          A/B in one run: SERVERS="before bridge node python".
 #          WS_COALESCE_US=N sets http.ws_coalesce_us for server "bridge" only (default: the
-#          bridge's own, 1000).
+#          bridge's own, 1000). WS_MAX_WRITES=N sets http.ws_max_writes_per_s likewise (the
+#          server-wide budget; default the bridge's own, 100000; 0 turns it off).
 # Needs: bus-bridge, sio-loadgen, sio-bench-source built in BUILD_DIR; node + `npm ci` here
 # (run.sh does it); Debian's python3-socketio and python3-aiohttp under /usr/bin/python3.
 # Prints one JSON line per run and a Markdown table at the end.
@@ -76,6 +77,7 @@ bridge:
     address: 127.0.0.1
     port: $port
 $([[ $kind == bridge && -n ${WS_COALESCE_US:-} ]] && echo "    ws_coalesce_us: $WS_COALESCE_US")
+$([[ $kind == bridge && -n ${WS_MAX_WRITES:-} ]] && echo "    ws_max_writes_per_s: $WS_MAX_WRITES")
 socketio:
   subscribe: ["md.>"]
   max_clients: 1000

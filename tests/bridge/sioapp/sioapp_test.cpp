@@ -378,7 +378,8 @@ TEST_F(SioAppTest, ClientThatStopsReadingIsCutOffOthersCarryOn) {
   ASSERT_FALSE(out.is_discarded()) << r.output.substr(0, 2000);
   ASSERT_FALSE(out.contains("timeout"))
       << "the well-behaved client did not get every message: " << out["events"].size() << " of "
-      << kN << "; missed events it was told of: " << out["missed"].dump() << "\n"
+      << kN << "; missed events it was told of: " << out["missed"].dump()
+      << "; gap events (the bridge's reader lapped by the ring): " << out["gaps"].dump() << "\n"
       << metrics();
   expect_quotes(out["events"], kN);
   EXPECT_EQ(out["missed"].size(), 0u);
