@@ -598,7 +598,7 @@ class HttpServerWriteBudgetTest : public HttpServerTest {
  protected:
   HttpServerWriteBudgetTest() {
     options_.websocket.coalesce = std::chrono::microseconds(0);  // no per-client window
-    options_.websocket.max_writes_per_s = 10;  // one busy client: a 100 ms window
+    options_.websocket.max_writes_per_s = 10;                    // one busy client: a 100 ms window
     options_.websocket.coalesce_max = 1s;
   }
 };
