@@ -33,6 +33,10 @@ socket.on(topic, (envelope) => {
 });
 socket.on("missed", (m) => out.missed.push(m));
 socket.on("gap", (g) => out.gaps.push(g));
+// The server cut us off (e.g. as a slow client): say so at once instead of timing out.
+socket.on("disconnect", (reason) => {
+  if (out.events.length < count) { out.disconnect = reason; out.timeout = true; finish(); }
+});
 socket.on("connect_error", (e) => { out.connect_error = e.message; finish(); });
 socket.on("connect", async () => {
   out.subscribe_ack = await socket.timeout(5000).emitWithAck("subscribe", [topic]);
