@@ -14,11 +14,14 @@
 #   bench/socketio/run.sh [BUILD_DIR]
 #     env: SECS=5 LAT=5000 CLIENTS="1 50 500" SERVERS="bridge node python" P99_US=50000
 #          RATES="10000 30000 100000 200000 300000 500000 800000 1200000"
-#          SERVER_CPU=0 LOAD_CPU=1
+#          SERVER_CPU=0 LOAD_CPU=1 (LOAD_CPU may be a list: taskset -c syntax)
+#          LOADGEN_THREADS=T splits the clients over T threads of sio-loadgen (own epoll each)
+#          LOADGEN=/path/to/another/sio-loadgen (same options and JSON; no --threads then)
 #          BRIDGE_BEFORE=/path/to/an/older/bus-bridge adds server "before" (same config) for an
 #          A/B in one run: SERVERS="before bridge node python".
 #          WS_COALESCE_US=N sets http.ws_coalesce_us for server "bridge" only (default: the
-#          bridge's own, 1000).
+#          bridge's own, 1000). WS_MAX_WRITES=N sets http.ws_max_writes_per_s likewise (the
+#          server-wide budget; default the bridge's own, 100000; 0 turns it off).
 # Needs: bus-bridge, sio-loadgen, sio-bench-source built in BUILD_DIR; node + `npm ci` here
 # (run.sh does it); Debian's python3-socketio and python3-aiohttp under /usr/bin/python3.
 # Prints one JSON line per run and a Markdown table at the end.
@@ -33,6 +36,8 @@ CLIENTS=${CLIENTS:-"1 50 500"}
 SERVERS=${SERVERS:-"bridge node python"}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
+LOADGEN=${LOADGEN:-$BUILD/bench/sio-loadgen}
+read -r -a LOADGEN_ARGS <<<"${LOADGEN_THREADS:+--threads $LOADGEN_THREADS}"
 BUS=sio-bench-$$
 WORK=$(mktemp -d)
 PIDS=()
@@ -72,6 +77,7 @@ bridge:
     address: 127.0.0.1
     port: $port
 $([[ $kind == bridge && -n ${WS_COALESCE_US:-} ]] && echo "    ws_coalesce_us: $WS_COALESCE_US")
+$([[ $kind == bridge && -n ${WS_MAX_WRITES:-} ]] && echo "    ws_max_writes_per_s: $WS_MAX_WRITES")
 socketio:
   subscribe: ["md.>"]
   max_clients: 1000
@@ -128,8 +134,8 @@ run_one() {
   start_server "$kind" "$port" "$rate"
   [[ $kind == bridge || $kind == before ]] && sub=(--subscribe md.quotes)
   c0=$(server_ticks) t0=$(date +%s.%N)
-  out=$(taskset -c "$LOAD_CPU" "$BUILD/bench/sio-loadgen" --port "$port" --clients "$n" \
-    --seconds "$SECS" --warmup 2 "${sub[@]}" || true)
+  out=$(taskset -c "$LOAD_CPU" "$LOADGEN" --port "$port" --clients "$n" \
+    --seconds "$SECS" --warmup 2 "${sub[@]}" "${LOADGEN_ARGS[@]}" || true)
   c1=$(server_ticks) t1=$(date +%s.%N)
   stop_server
   [[ -n $out ]] || out='{}'

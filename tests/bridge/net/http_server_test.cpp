@@ -594,6 +594,43 @@ TEST_F(HttpServerCoalesceTest, BusyClientsFramesWaitForTheTickUnlessEnoughBytesW
   EXPECT_LT(clock::now() - t0, 150ms) << "600 + 600 bytes waiting should not wait for the tick";
 }
 
+class HttpServerWriteBudgetTest : public HttpServerTest {
+ protected:
+  HttpServerWriteBudgetTest() {
+    options_.websocket.coalesce = std::chrono::microseconds(0);  // no per-client window
+    options_.websocket.max_writes_per_s = 10;                    // one busy client: a 100 ms window
+    options_.websocket.coalesce_max = 1s;
+  }
+};
+
+// Server-wide coalescing: with a budget of 10 writes/s and one client written to lately, a
+// frame that follows a write by less than 100 ms waits for the tick — even though the
+// per-client window is off — while a frame after a quiet spell goes at once.
+TEST_F(HttpServerWriteBudgetTest, FramesWaitWhenTheServersWriteBudgetIsSpent) {
+  using clock = std::chrono::steady_clock;
+  RawFrameClient c(port_);
+  ASSERT_TRUE(c.upgraded());
+  // The first write counts this client as busy; the window follows from it.
+  c.send(frame(0x81, "a"));
+  auto a = c.read_frame();
+  ASSERT_TRUE(a.has_value());
+  std::this_thread::sleep_for(150ms);  // longer than the window: the quiet spell is the test
+  const auto t0 = clock::now();
+  c.send(frame(0x81, "b"));
+  auto b = c.read_frame();
+  const auto t_b = clock::now();
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->payload, "b");
+  EXPECT_LT(t_b - t0, 80ms) << "a frame after a quiet spell should go at once";
+  c.send(frame(0x81, "c"));
+  auto f = c.read_frame();
+  const auto waited = clock::now() - t_b;
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(f->payload, "c");
+  EXPECT_GE(waited, 60ms) << "c followed b by less than the window: it should wait for the tick";
+  EXPECT_LT(waited, 5s);
+}
+
 TEST(HttpServerStart, BindFailureNamesTheAddress) {
   asio::io_context io;
   ServerOptions o;

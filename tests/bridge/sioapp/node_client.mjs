@@ -9,7 +9,7 @@ const { io } = require("socket.io-client");
 
 const [url, token, mode, topic, countArg] = process.argv.slice(2);
 const count = Number(countArg);
-const out = { events: [], missed: [] };
+const out = { events: [], missed: [], gaps: [] };
 const opts = { auth: { token, consumer: "node-test" }, reconnection: false, timeout: 5000 };
 if (mode === "websocket") opts.transports = ["websocket"];
 const socket = io(url, opts);
@@ -32,6 +32,11 @@ socket.on(topic, (envelope) => {
   if (out.events.length === count) resolveDone();
 });
 socket.on("missed", (m) => out.missed.push(m));
+socket.on("gap", (g) => out.gaps.push(g));
+// The server cut us off (e.g. as a slow client): say so at once instead of timing out.
+socket.on("disconnect", (reason) => {
+  if (out.events.length < count) { out.disconnect = reason; out.timeout = true; finish(); }
+});
 socket.on("connect_error", (e) => { out.connect_error = e.message; finish(); });
 socket.on("connect", async () => {
   out.subscribe_ack = await socket.timeout(5000).emitWithAck("subscribe", [topic]);

@@ -27,6 +27,7 @@ Bridge::Bridge(Config config) : config_(std::move(config)) {
   // Health checks and scrapes are short; a stuck client must not hold a connection long.
   o.request_timeout = std::chrono::seconds(10);
   o.websocket.coalesce = config_.http_ws_coalesce;
+  o.websocket.max_writes_per_s = config_.http_ws_max_writes_per_s;
   http_ = std::make_unique<net::HttpServer>(io_, o);
 }
 

@@ -233,6 +233,8 @@ void parse_bridge(Section s, Config& c) {
     c.http_port = h.integer<std::uint16_t>("port", 0, 0, 65535);
     c.http_ws_coalesce = std::chrono::microseconds(
         h.integer<long long>("ws_coalesce_us", c.http_ws_coalesce.count(), 0, 100'000));
+    c.http_ws_max_writes_per_s =
+        h.integer<std::size_t>("ws_max_writes_per_s", c.http_ws_max_writes_per_s, 0, 100'000'000);
     h.done();
   }
   if (s.has("dead_letter")) {

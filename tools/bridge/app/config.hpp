@@ -130,6 +130,8 @@ struct Config {
   std::uint16_t http_port = 0;  // 0: the OS picks one (printed at start)
   // WebSocket write coalescing under load (net::WsOptions::coalesce); 0 turns it off.
   std::chrono::microseconds http_ws_coalesce{1000};
+  // Server-wide coalescing budget (net::WsOptions::max_writes_per_s); 0 turns it off.
+  std::size_t http_ws_max_writes_per_s = 100'000;
   bool http_enabled = true;
   DeadLetterConfig dead_letter;
   std::chrono::milliseconds shutdown_timeout{5000};

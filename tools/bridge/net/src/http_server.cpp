@@ -104,6 +104,42 @@ struct HttpServer::State {
   // so that coalescing costs one timer event per tick, not one per client.
   std::vector<std::weak_ptr<SessionBase>> flush_due;
   std::optional<asio::steady_timer> flush_timer;
+  // Server-wide coalescing (WsOptions::max_writes_per_s): the WebSocket sessions written to
+  // in this period and the one before, each counted once per period (a session keeps the
+  // number of the last period it was counted in).
+  static constexpr std::chrono::milliseconds kWriterPeriod{100};
+  std::chrono::steady_clock::time_point period_start{};
+  std::uint64_t period = 1;
+  std::size_t writers_now = 0;
+  std::size_t writers_before = 0;
+
+  void roll_period(std::chrono::steady_clock::time_point now) {
+    const auto elapsed = now - period_start;
+    if (elapsed < kWriterPeriod) return;
+    // A quiet period in between: nobody counts as busy any more.
+    writers_before = elapsed < 2 * kWriterPeriod ? writers_now : 0;
+    writers_now = 0;
+    period_start = now;
+    ++period;
+  }
+  void note_writer(std::chrono::steady_clock::time_point now, std::uint64_t& counted_in) {
+    roll_period(now);
+    if (counted_in != period) {
+      counted_in = period;
+      ++writers_now;
+    }
+  }
+  // How long a session written to less than this long ago holds its next frames.
+  [[nodiscard]] std::chrono::microseconds coalesce_window(
+      std::chrono::steady_clock::time_point now) {
+    const WsOptions& o = options.websocket;
+    if (o.max_writes_per_s == 0) return o.coalesce;
+    roll_period(now);
+    const auto busy = static_cast<std::uint64_t>(std::max(writers_now, writers_before));
+    const std::chrono::microseconds spread(
+        static_cast<std::int64_t>(busy * 1'000'000 / o.max_writes_per_s));
+    return std::max(o.coalesce, std::min(spread, o.coalesce_max));
+  }
 
   State(asio::io_context& ctx, ServerOptions opts) : io(ctx), options(std::move(opts)) {}
 };
@@ -253,18 +289,21 @@ class WsSession final : public WsConnection,
   // and each carries more frames (loopback TCP costs mostly per call, not per byte). A client
   // written to less often gets every frame at once: no delay at low rates. Control frames
   // never wait.
+  // Server-wide (max_writes_per_s): the window grows with the number of clients written to
+  // lately, so that 500 clients each getting an event every few milliseconds are written in
+  // one pass per tick, several frames each, instead of one send(2) per frame per client.
   bool defer_write() {
-    if (options_.coalesce.count() <= 0 || unwritten_bytes_ >= options_.coalesce_bytes) {
-      return false;
-    }
+    if (unwritten_bytes_ >= options_.coalesce_bytes) return false;
     if (flush_pending_) return true;
-    if (std::chrono::steady_clock::now() - last_write_ >= options_.coalesce) return false;
-    flush_pending_ = true;
     auto& st = token_.state();
+    const auto now = std::chrono::steady_clock::now();
+    const auto window = st.coalesce_window(now);
+    if (window.count() <= 0 || now - last_write_ >= window) return false;
+    flush_pending_ = true;
     st.flush_due.push_back(weak_from_this());
     if (st.flush_due.size() == 1) {
       if (!st.flush_timer) st.flush_timer.emplace(st.io);
-      st.flush_timer->expires_after(options_.coalesce);
+      st.flush_timer->expires_after(window);
       st.flush_timer->async_wait(
           [weak = std::weak_ptr<HttpServer::State>(token_.state_ptr())](beast::error_code ec) {
             const auto state = weak.lock();
@@ -515,6 +554,7 @@ class WsSession final : public WsConnection,
   void do_write() {
     writing_ = true;
     last_write_ = std::chrono::steady_clock::now();
+    token_.state().note_writer(last_write_, counted_in_period_);
     wbuf_.clear();
     segments_.clear();
     in_flight_ = 0;
@@ -639,6 +679,7 @@ class WsSession final : public WsConnection,
   std::size_t unwritten_bytes_ = 0;                     // frame bytes queued after those
   std::chrono::steady_clock::time_point last_write_{};  // when the last write started
   bool flush_pending_ = false;                          // in the server's flush_due
+  std::uint64_t counted_in_period_ = 0;                 // State::note_writer
   bool open_ = false;
   bool writing_ = false;
   bool in_message_ = false;

@@ -7,7 +7,8 @@
 //   socket is free leaves in one gathered write (each message still its own frame), so a
 //   client behind a fast fan-out costs one send(2) per batch, not one per message; pongs and
 //   the close frame go through the same FIFO (nothing else writes to the socket). Under load
-//   (WsOptions::coalesce) a client's frames wait up to one flush tick to leave together.
+//   (WsOptions::coalesce, and max_writes_per_s for many clients at once) a client's frames wait
+//   up to one flush tick to leave together.
 //   Incoming frames are checked against RFC 6455 (masking, reserved bits and opcodes, control
 //   frames, fragment order, shortest lengths, close codes, UTF-8 text: utf8.hpp); a frame that
 //   breaks it fails the connection with the RFC's close code (WsCloseCause says which).
@@ -43,6 +44,14 @@ struct WsOptions {
   // coalesce_bytes wait. 0: every frame is written as soon as the socket is free.
   std::chrono::microseconds coalesce{0};
   std::size_t coalesce_bytes = 64 * 1024;
+  // Server-wide coalescing: many clients each written to rarely still cost one send(2) per
+  // frame per client, however high the server's total rate. With a budget B (writes per
+  // second, all clients together) and N clients written to lately (counted once each per
+  // 100 ms), the window above becomes max(coalesce, N / B), at most coalesce_max: at most
+  // ~B writes per second while every client is busy. A client whose last write is older than
+  // the window still gets its frame at once, so nothing waits at low total rates. 0: off.
+  std::size_t max_writes_per_s = 0;
+  std::chrono::microseconds coalesce_max{20'000};
 };
 
 enum class SendResult : std::uint8_t { Ok, QueueFull, Closed };
