@@ -22,27 +22,7 @@
 
 namespace {
 
-std::string without_blanks(const std::string& json) {
-  std::string out;
-  bool in_string = false;
-  bool escaped = false;
-  for (const char c : json) {
-    if (in_string) {
-      if (escaped)
-        escaped = false;
-      else if (c == '\\')
-        escaped = true;
-      else if (c == '"')
-        in_string = false;
-      out += c;
-      continue;
-    }
-    if (c == ' ') continue;
-    if (c == '"') in_string = true;
-    out += c;
-  }
-  return out;
-}
+using shmbus::test::without_blanks;
 
 std::string reference(const shmbus::Message& m, const std::string& bus,
                       const shmbus::JsonCodec& codec) {

@@ -34,6 +34,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "test_util.hpp"
+
 namespace {
 
 using shmbus::Errc;
@@ -780,28 +782,7 @@ TEST(JsonCodec, IsMoveOnly) {
 
 namespace {
 
-// to_json() with the blanks outside strings removed: what append_json() must equal.
-std::string without_blanks(const std::string& json) {
-  std::string out;
-  bool in_string = false, escaped = false;
-  for (const char c : json) {
-    if (in_string) {
-      // A quote ends the string unless escaped; "\\\\" before it is an escaped backslash.
-      if (escaped)
-        escaped = false;
-      else if (c == '\\')
-        escaped = true;
-      else if (c == '"')
-        in_string = false;
-      out += c;
-      continue;
-    }
-    if (c == ' ') continue;
-    if (c == '"') in_string = true;
-    out += c;
-  }
-  return out;
-}
+using shmbus::test::without_blanks;  // to_json() compact: what append_json() must equal
 
 std::string appended(const JsonCodec& c, std::span<const std::byte> m) {
   std::string out = "prefix:";

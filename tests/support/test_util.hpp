@@ -25,6 +25,30 @@
 
 namespace shmbus::test {
 
+// FlatBuffers' JSON (JsonCodec::to_json) with the blanks outside strings removed: the compact
+// form JsonCodec::append_json and the envelope write. A quote ends a string unless escaped;
+// "\\\\" before it is an escaped backslash.
+inline std::string without_blanks(const std::string& json) {
+  std::string out;
+  bool in_string = false, escaped = false;
+  for (const char c : json) {
+    if (in_string) {
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
+      out += c;
+      continue;
+    }
+    if (c == ' ') continue;
+    if (c == '"') in_string = true;
+    out += c;
+  }
+  return out;
+}
+
 // A bus name unique to this test process and call; its segments are removed
 // when the guard goes out of scope.
 class ScopedBus {
