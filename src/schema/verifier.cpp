@@ -136,6 +136,7 @@ class Program {
       if (const std::size_t n = scalar_size(bt); n != 0) {
         f.kind = Kind::Scalar;
         f.size = f.align = n;
+        f.required = false;  // as reflection's Verify: `required` is checked on offsets and structs
       } else if (bt == reflection::String) {
         f.kind = Kind::String;
       } else if (bt == reflection::Obj) {
@@ -186,17 +187,13 @@ class Program {
     const auto* base = reinterpret_cast<const std::uint8_t*>(table);
     for (const Field& f : t.fields) {
       switch (f.kind) {
-        case Kind::Scalar: {
-          const flatbuffers::voffset_t at = table->GetOptionalFieldOffset(f.offset);
-          if (at != 0 && !v.VerifyFieldStruct(base, at, f.size, f.align)) return false;
-          break;
-        }
         case Kind::String:
           if (!table->VerifyField<flatbuffers::uoffset_t>(v, f.offset,
                                                           sizeof(flatbuffers::uoffset_t)) ||
               !v.VerifyString(table->GetPointer<const flatbuffers::String*>(f.offset)))
             return false;
           break;
+        case Kind::Scalar:  // an inline value like a struct; never required (see compile)
         case Kind::Struct: {
           const flatbuffers::voffset_t at = table->GetOptionalFieldOffset(f.offset);
           if (f.required && at == 0) return false;
