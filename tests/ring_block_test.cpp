@@ -174,6 +174,82 @@ TEST(RingBlock, RecoveryGoesOnAfterTheLastCommittedMessageOfADeadWriter) {
   EXPECT_EQ(mem.block().header->hot.head.load(), 4u);
 }
 
+TEST(RingBlock, TheCommitClaimsTheNextSlotAheadAndTheRingHoldsNMinusOne) {
+  HeapRing mem(128, 4, /*reliable=*/false);
+  RingWriter w(mem.block(), 1);
+  ASSERT_EQ(write(w, 1), PublishResult::Ok);
+  const RingView view(mem.block());
+  EXPECT_EQ(view.slot(2)->seq.load(), 2u * 2 + 1) << "message 2 claimed by the commit of 1";
+  RingReader at2(mem.block(), nullptr, 2, ~std::uint64_t{0});
+  Seen seen;
+  EXPECT_EQ(read_one(at2, seen), ReadStatus::Empty) << "claimed ahead is not ready";
+  EXPECT_FALSE(at2.ready());
+  for (std::uint64_t v = 2; v <= 6; ++v) ASSERT_EQ(write(w, v), PublishResult::Ok);
+  // Slot 7 & 3 (message 3's) is claimed for 7: held are 4, 5, 6 = N-1.
+  EXPECT_EQ(oldest_held(6, 4), 4u);
+  EXPECT_EQ(oldest_held(2, 4), 1u) << "nothing overwritten yet";
+  EXPECT_EQ(oldest_held(3, 4), 1u) << "slot of 4 was empty, message 1 intact";
+  EXPECT_EQ(oldest_held(4, 4), 2u);
+  RingReader at3(mem.block(), nullptr, 3, ~std::uint64_t{0});
+  EXPECT_EQ(read_one(at3, seen), ReadStatus::Lapped);
+  EXPECT_EQ(at3.gap_count(), 3u) << "3 is gone, and 4, 5 are skipped for the newest";
+  RingReader oldest(mem.block(), nullptr, oldest_held(6, 4), ~std::uint64_t{0});
+  seen = {};
+  while (read_one(oldest, seen) == ReadStatus::Delivered) {
+  }
+  EXPECT_EQ(seen.seqs, (std::vector<std::uint64_t>{4, 5, 6}));
+  EXPECT_EQ(oldest.drops(), 0u);
+}
+
+TEST(RingBlock, ALappedReaderFindingAClaimedSlotResumesAtTheNewestCommitted) {
+  HeapRing mem(64, 4, false);
+  RingWriter w(mem.block(), 1);
+  RingReader r(mem.block(), nullptr, 2, ~std::uint64_t{0});
+  for (std::uint64_t v = 1; v <= 5; ++v) ASSERT_EQ(write(w, v), PublishResult::Ok);
+  // Message 2's slot is claimed ahead for 6 (odd 13): 6 is not committed,
+  // 5 is. Skipping to 6 would lose the newest message as well.
+  Seen seen;
+  EXPECT_EQ(read_one(r, seen), ReadStatus::Lapped);
+  EXPECT_EQ(r.gap_first(), 2u);
+  EXPECT_EQ(r.gap_count(), 3u) << "2, 3, 4 lost; resumes at 5";
+  EXPECT_EQ(read_one(r, seen), ReadStatus::Delivered);
+  EXPECT_EQ(seen.seqs, (std::vector<std::uint64_t>{5}));
+}
+
+TEST(RingBlock, AReliableWriterClaimsAheadOnlyWhereGatingAllowsIt) {
+  HeapRing mem(64, 4, /*reliable=*/true);
+  ConsumerEntry& e = mem.register_consumer(0, 0);
+  RingWriter w(mem.block(), 1);
+  for (std::uint64_t v = 1; v <= 4; ++v) ASSERT_EQ(write(w, v), PublishResult::Ok);
+  const RingView view(mem.block());
+  EXPECT_EQ(view.slot(5)->seq.load(), 2u * 1) << "message 1 not read: its slot untouched";
+  RingReader r(mem.block(), &e, 1, 1);
+  Seen seen;
+  ASSERT_EQ(read_one(r, seen), ReadStatus::Delivered) << "the consumer still reads 1 whole";
+  r.flush();
+  ASSERT_EQ(write(w, 5), PublishResult::Ok);
+  EXPECT_EQ(view.slot(6)->seq.load(), 2u * 2) << "message 2 not read: 6 not claimed ahead";
+}
+
+TEST(RingBlock, ASuccessorWriterReusesTheSequenceClaimedAheadWithoutAGap) {
+  HeapRing mem(64, 8, false);
+  RingReader r(mem.block(), nullptr, 1, ~std::uint64_t{0});
+  {
+    RingWriter w(mem.block(), RingWriter::recover_next(mem.block()));
+    for (std::uint64_t v = 1; v <= 3; ++v) ASSERT_EQ(write(w, v), PublishResult::Ok);
+  }  // stops with message 4 claimed ahead, as every producer that stops does
+  const RingView view(mem.block());
+  EXPECT_EQ(view.slot(4)->seq.load(), 2u * 4 + 1);
+  RingWriter next(mem.block(), RingWriter::recover_next(mem.block()));
+  EXPECT_EQ(next.next(), 4u);
+  ASSERT_EQ(write(next, 4), PublishResult::Ok);
+  Seen seen;
+  while (read_one(r, seen) == ReadStatus::Delivered) {
+  }
+  EXPECT_EQ(seen.seqs, (std::vector<std::uint64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(r.drops(), 0u);
+}
+
 TEST(RingBlock, SlotSizeForCoversThePayloadAndTheHeaderInWholeLines) {
   EXPECT_EQ(slot_size_for(0), 64u);
   EXPECT_EQ(slot_size_for(32), 64u);

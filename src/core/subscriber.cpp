@@ -17,10 +17,6 @@ using namespace detail;
 
 namespace {
 
-std::uint64_t oldest(std::uint64_t head, std::uint64_t count) {
-  return head >= count ? head - count + 1 : 1;
-}
-
 // The first sequence due to a subscriber that joins when `head` is the last
 // committed message.
 std::uint64_t first_due(const SubscriberOptions& o, std::uint64_t head, std::uint64_t count) {
@@ -28,9 +24,9 @@ std::uint64_t first_due(const SubscriberOptions& o, std::uint64_t head, std::uin
     case Start::Live:
       return head + 1;
     case Start::Oldest:
-      return oldest(head, count);
+      return oldest_held(head, count);
     case Start::Sequence:
-      return std::clamp(o.sequence, oldest(head, count), head + 1);
+      return std::clamp(o.sequence, oldest_held(head, count), head + 1);
   }
   return head + 1;
 }

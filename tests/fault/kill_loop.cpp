@@ -221,8 +221,9 @@ int producers(const Args& a) {
     mid_burst += b.in_burst.load() != 0 ? 1 : 0;
     kill9(*child);
     ++kills;
-    // Killed between claim and commit: the next slot is left marked "being
-    // written" (odd), which no consumer may deliver.
+    // The next slot is left marked "being written" (odd), which no consumer
+    // may deliver: killed between claim and commit, or (most kills) after a
+    // commit, which claims the next slot ahead (detail/ring.hpp).
     const std::uint64_t next = chk.topic().head_hint() + 1;
     if (ring.slot(next)->seq.load(std::memory_order_acquire) == 2 * next + 1) ++mid_write;
     before_ready += ready ? 0 : 1;

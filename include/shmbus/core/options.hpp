@@ -30,7 +30,8 @@ struct PublisherOptions {
 
 enum class Start : std::uint8_t {
   Live,      // the first message published after the subscription
-  Oldest,    // the oldest message still in the ring, then on (best effort:
+  Oldest,    // the oldest message still in the ring (a ring of N slots holds
+             // the N-1 newest), then on (best effort:
              // a backlog message overwritten before it is read is a Gap)
   Sequence,  // SubscriberOptions::sequence, clamped to [oldest, next]
              // (bus-inspect tail -n: the last N messages)

@@ -37,6 +37,10 @@ namespace shmbus {
 class Publisher;
 
 // A claimed slot: write up to capacity() bytes at data(), then commit(size).
+// For a message longer than 32 bytes, write its first 32 bytes last: they
+// share the slot's first cache line with the header, the line a waiting
+// consumer spins on, and written last it changes hands once a message
+// instead of twice (what try_publish does; detail/ring.hpp, claim ahead).
 // Destroying an uncommitted claim aborts it: nothing is published and the
 // sequence is reused by the next claim. Move-only. At most one claim per
 // Publisher is open at a time: a second try_claim, a try_publish or moving
@@ -122,7 +126,17 @@ class Publisher {
       if (r == PublishResult::WouldBlock) count_would_block();
       return r;
     }
-    std::memcpy(detail::RingView::payload(s), payload.data(), payload.size());
+    // The slot's first line (header + the payload's first bytes) last: it is
+    // the line a waiting consumer spins on, so it should change hands once.
+    std::byte* dst = detail::RingView::payload(s);
+    constexpr std::size_t kHead = detail::kCacheLine - sizeof(detail::SlotHeader);
+    const std::size_t n = payload.size();
+    if (n > kHead) {
+      std::memcpy(dst + kHead, payload.data() + kHead, n - kHead);
+      std::memcpy(dst, payload.data(), kHead);
+    } else {
+      std::memcpy(dst, payload.data(), n);
+    }
     ring_.commit(s, payload.size(), clock_->raw_now(), correlation);
     return PublishResult::Ok;
   }

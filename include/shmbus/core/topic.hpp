@@ -44,7 +44,9 @@ struct TopicConfig {
   // header: the largest message is slot_size - 32.
   std::uint32_t slot_size = 256;
   // Slots in the ring, a power of two in [2, 2^24]: how far a lossy consumer
-  // may fall behind, and how much a reliable producer may run ahead.
+  // may fall behind (slot_count - 1 messages: the producer claims the next
+  // slot ahead, detail/ring.hpp), and how much a reliable producer may run
+  // ahead.
   std::uint32_t slot_count = 4096;
   // Entries in the consumer table: the most subscribers at once, in [1, 1024].
   std::uint32_t max_consumers = 32;

@@ -14,15 +14,32 @@
 //      may change under a reader, and the reader will know;
 //   3. write metadata and payload;
 //   4. seq = 2n (release)                   -- commit: publishes 3;
-//   5. head = n (relaxed), and wake sleepers if any are counted.
+//   5. head = n (relaxed), and wake sleepers if any are counted;
+//   6. claim ahead: step 2 for message n+1 now (reliable: if gating already
+//      allows writing it), so that message's own publish skips it.
+//
+// Why claim ahead: the consumer waiting for message n+1 spins on its slot's
+// first line. Claimed at its own publish, a message longer than one line
+// would take that line from the consumer twice (the odd store, then the
+// commit) with the consumer taking it back in between: two line transfers
+// on the hop instead of one (256 B round trip 1.40 -> 1.05 x its floor
+// where a transfer is slow; BENCHMARKS.md "The 256 B slow-window gap").
+// Publisher::try_publish copies a payload's first line last for the same
+// reason. The price: the slot of message n+1 no longer holds message
+// n+1-N once n is committed, so a ring of N slots holds the N-1 newest
+// messages (oldest_held()), and an idle producer leaves slot head+1 odd -
+// "claimed, not committed", which readers wait on and a successor
+// producer reuses (recover_next) exactly as after a producer killed
+// between claim and commit.
 //
 // Consumer (RingReader), due message n, polls only its own next slot (no
 // shared cursor, so a quiet topic costs a load that hits L1):
 //   s1 = seq (acquire)
 //   s1 == 2n        -> ready: read it (see below)
 //   s1 <  2n, or 2n+1 -> not yet
-//   s1 >  2n+1      -> lapped: the slot holds a message >= n + N; message n
-//                      is gone. Skip to the newest message, report the gap.
+//   s1 >  2n+1      -> lapped: the slot holds (or is claimed for) a message
+//                      >= n + N; message n is gone. Skip to the newest
+//                      committed message, report the gap.
 //
 // Reading a ready message:
 //   * copy path (lossy topics, observers, a reliable consumer's pre-join
@@ -123,6 +140,16 @@ struct SlotRead {
   std::uint32_t producer = 0;
   std::span<const std::byte> data;
 };
+
+// The oldest message a ring of `count` slots still holds when `head` is the
+// newest committed one: the writer claims slot head+1 ahead (step 6 above),
+// which holds message head+1-count until then, so N-1 messages are held.
+// (A reliable writer held up by a consumer claims nothing ahead and still
+// holds N; readers need not know: this is the floor both ways.)
+[[nodiscard]] constexpr std::uint64_t oldest_held(std::uint64_t head,
+                                                  std::uint64_t count) noexcept {
+  return head + 2 > count ? head + 2 - count : 1;
+}
 
 struct RingView {
   std::byte* slots = nullptr;
@@ -230,8 +257,10 @@ class RingWriter {
   // The next sequence to publish after a predecessor on the same block (a
   // producer that detached or died): head is stored after each commit, so a
   // producer that died between its commit and its head store leaves one
-  // committed message past head; a slot left odd (claimed, never committed)
-  // has its sequence reused. Stores the recovered head.
+  // committed message past head; a slot left odd (claimed, never committed:
+  // killed mid-write, or claimed ahead by the last commit, which is what
+  // every producer that stops leaves) has its sequence reused. Stores the
+  // recovered head.
   [[nodiscard]] static std::uint64_t recover_next(const RingBlock& b) noexcept;
 
   void set_pid(std::uint32_t pid) noexcept { pid_ = pid; }
@@ -258,9 +287,13 @@ class RingWriter {
     }
     SlotHeader* s = view_.slot(next_);
     // relaxed + release fence: the odd value must be visible before any
-    // payload byte of the new message (see the seqlock race above).
-    s->seq.store(2 * next_ + 1, std::memory_order_relaxed);
-    fence_release();
+    // payload byte of the new message (see the seqlock race above). Usually
+    // the previous commit did it already (claim ahead, below).
+    if (!ahead_) {
+      s->seq.store(2 * next_ + 1, std::memory_order_relaxed);
+      fence_release();
+    }
+    ahead_ = false;
     r = PublishResult::Ok;
     return s;
   }
@@ -296,13 +329,24 @@ class RingWriter {
     // throughput without it. BENCHMARKS.md has the A/B figures.)
     if (prefetch_slots_ != 0 && next_ + prefetch_slots_ <= limit_)
       prefetch_for_write(view_.slot(next_ + prefetch_slots_));
+    // Claim ahead (step 6 at the top of this file): message next_'s slot is
+    // marked odd now, off that message's path, so its first line changes
+    // hands once a hop. Reliable topics: only within limit_, where gating
+    // already allows writing it; past it, claim() does it after unblocking.
+    // relaxed + release fence: as in claim().
+    if (next_ <= limit_) {
+      view_.slot(next_)->seq.store(2 * next_ + 1, std::memory_order_relaxed);
+      fence_release();
+      ahead_ = true;
+    }
     // relaxed: the sleeper's heavy barrier orders this load (detail/wait.hpp).
     if (wait_->sleepers.load(std::memory_order_relaxed) != 0) [[unlikely]]
       wake();
   }
 
   // An aborted claim leaves the slot at 2n+1 ("being written"), which no
-  // consumer delivers; the next claim rewrites the same sequence n there.
+  // consumer delivers; the next claim rewrites the same sequence n there
+  // (and stores the odd word again: harmless).
   void abort(SlotHeader*) noexcept {}
 
   // Rescans the consumer table (reliable topics). With check_liveness, reaps
@@ -354,6 +398,7 @@ class RingWriter {
   RingBlock block_;
   std::uint64_t next_ = 1;   // sequence of the next message
   std::uint64_t limit_ = 0;  // highest sequence writable without a rescan
+  bool ahead_ = false;       // slot next_ is odd already (claimed by the last commit)
   std::uint32_t pid_ = 0;
   std::uint32_t idle_wakes_ = 0;  // wake-ups in a row that woke nobody (reset by audits)
   std::uint32_t idle_run_ = 0;    // the same, not reset by audits (rate limit)
@@ -434,7 +479,7 @@ class RingReader {
     const std::uint64_t s1 = s->seq.load(std::memory_order_acquire);
     if (s1 != want) {
       if (s1 > want + 1) [[unlikely]] {
-        skip_lapped(s1 >> 1);
+        skip_lapped(committed_by(s1));
         return ReadStatus::Lapped;
       }
       return ReadStatus::Empty;
@@ -466,7 +511,7 @@ class RingReader {
       const std::uint64_t s2 = s->seq.load(std::memory_order_relaxed);
       if (s2 != s1) [[unlikely]] {
         // Overwritten while we copied: message next_ is lost.
-        skip_lapped(std::max<std::uint64_t>(s2 >> 1, next_ + 1));
+        skip_lapped(std::max<std::uint64_t>(committed_by(s2), next_ + 1));
         return ReadStatus::Lapped;
       }
       m.data = {copy_.get(), n};
@@ -531,10 +576,16 @@ class RingReader {
   // Stores the heartbeat (wall clock, coarse). Out of line.
   void beat() noexcept;
 
+  // The newest sequence known committed from a slot's seq word: 2n is n; 2n+1
+  // (n claimed, usually ahead by the commit of n-1) is n-1.
+  [[nodiscard]] static std::uint64_t committed_by(std::uint64_t word) noexcept {
+    return (word >> 1) - (word & 1u);
+  }
+
   // Skip to the newest message: what a market-data consumer that fell a whole
   // ring behind wants, and it gives the producer a full ring of head start
   // before this consumer can be lapped again. `seen` is a sequence known to
-  // have been committed (or claimed) already.
+  // have been committed already.
   void skip_lapped(std::uint64_t seen) noexcept {
     const std::uint64_t head = hot_->head.load(std::memory_order_relaxed);
     const std::uint64_t resume = std::max({head, seen, next_ + 1});
