@@ -127,8 +127,11 @@ class RawPayload {
 
   void prepare(std::uint64_t i, bool pong) noexcept { base_ = pattern_base(i, pong); }
   [[nodiscard]] std::size_t size() const noexcept { return bytes_; }
+  // Last word first: the bus writes it into a claimed slot, whose first line
+  // (header + the first 32 bytes) should be written last (README,
+  // Publishing); for every other system the order is immaterial.
   void write(std::byte* dst) const noexcept {
-    for (std::size_t k = 0; k < bytes_ / 8; ++k) {
+    for (std::size_t k = bytes_ / 8; k-- > 0;) {
       const std::uint64_t w = base_ + k;
       std::memcpy(dst + 8 * k, &w, 8);
     }
