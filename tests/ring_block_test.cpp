@@ -250,6 +250,24 @@ TEST(RingBlock, ASuccessorWriterReusesTheSequenceClaimedAheadWithoutAGap) {
   EXPECT_EQ(r.drops(), 0u);
 }
 
+TEST(RingBlock, OnlyACommitAfterAnIdleSpellClaimsAhead) {
+  HeapRing mem(64, 8, false);
+  RingWriter w(mem.block(), 1);
+  w.set_ahead_idle(100);  // write() stamps message v at raw 10 * v
+  const RingView view(mem.block());
+  ASSERT_EQ(write(w, 50), PublishResult::Ok);
+  EXPECT_EQ(view.slot(2)->seq.load(), 2u * 2 + 1) << "500 units after nothing: claimed ahead";
+  ASSERT_EQ(write(w, 51), PublishResult::Ok);
+  EXPECT_EQ(view.slot(3)->seq.load(), 0u) << "10 units after the last: streaming, no claim";
+  ASSERT_EQ(write(w, 70), PublishResult::Ok);
+  EXPECT_EQ(view.slot(4)->seq.load(), 2u * 4 + 1) << "190 units idle: claimed ahead";
+  RingReader r(mem.block(), nullptr, 1, ~std::uint64_t{0});
+  Seen seen;
+  while (read_one(r, seen) == ReadStatus::Delivered) {
+  }
+  EXPECT_EQ(seen.values, (std::vector<std::uint64_t>{50, 51, 70}));
+}
+
 TEST(RingBlock, SlotSizeForCoversThePayloadAndTheHeaderInWholeLines) {
   EXPECT_EQ(slot_size_for(0), 64u);
   EXPECT_EQ(slot_size_for(32), 64u);

@@ -55,6 +55,7 @@ Publisher::Publisher(Topic topic, const PublisherOptions& options) : topic_(std:
   ring_ = RingWriter(t.ring, RingWriter::recover_next(t.ring));
   ring_.set_pid(static_cast<std::uint32_t>(::getpid()));
   clock_ = t.clock;
+  ring_.set_ahead_idle(clock_->raw_span(RingWriter::kClaimAheadAfterIdleNs));
   ring_.set_demote_idle(options.demote_after_idle_ns == PublisherOptions::kNeverDemote
                             ? ~std::uint64_t{0}
                             : clock_->raw_span(options.demote_after_idle_ns));

@@ -15,8 +15,9 @@
 //   3. write metadata and payload;
 //   4. seq = 2n (release)                   -- commit: publishes 3;
 //   5. head = n (relaxed), and wake sleepers if any are counted;
-//   6. claim ahead: step 2 for message n+1 now (reliable: if gating already
-//      allows writing it), so that message's own publish skips it.
+//   6. claim ahead, if n came after an idle spell: step 2 for message n+1
+//      now (reliable: if gating already allows writing it), so that
+//      message's own publish skips it.
 //
 // Why claim ahead: the consumer waiting for message n+1 spins on its slot's
 // first line. Claimed at its own publish, a message longer than one line
@@ -266,6 +267,9 @@ class RingWriter {
   void set_pid(std::uint32_t pid) noexcept { pid_ = pid; }
   // Messages committed at least `raw` clock units after the previous one
   // are demoted (0: every message; ~0: none). PublisherOptions::demote_after_idle_ns.
+  // Commits at least `raw` clock units after the previous one claim the next
+  // slot ahead (0: every commit). Publisher sets ~100 ns.
+  void set_ahead_idle(std::uint64_t raw) noexcept { ahead_idle_ = raw; }
   void set_demote_idle(std::uint64_t raw) noexcept {
     demote_idle_ = raw;
     demote_lines_ = cache_demote_available();
@@ -314,7 +318,8 @@ class RingWriter {
     // there instead of by a snoop of this core (Quote round trip -20%).
     // Back-to-back messages are not demoted: their consumer is behind, and
     // at ~10 ns a line the demotes would halve a streaming producer.
-    if (raw_ts - last_ts_ >= demote_idle_) [[unlikely]]
+    const std::uint64_t idle = raw_ts - last_ts_;
+    if (idle >= demote_idle_) [[unlikely]]
       demote(s, size);
     last_ts_ = raw_ts;
     // relaxed: a hint for joiners, lapped readers and tools, not a publication.
@@ -331,10 +336,15 @@ class RingWriter {
       prefetch_for_write(view_.slot(next_ + prefetch_slots_));
     // Claim ahead (step 6 at the top of this file): message next_'s slot is
     // marked odd now, off that message's path, so its first line changes
-    // hands once a hop. Reliable topics: only within limit_, where gating
-    // already allows writing it; past it, claim() does it after unblocking.
+    // hands once a hop. Only after an idle spell (ahead_idle_, ~100 ns),
+    // when the next message's consumer is likely spinning on that line: a
+    // producer streaming back to back is ahead of its consumers, and there
+    // the extra store cost reliable 1 KiB 1->1 a third of its throughput
+    // (25 -> 17 M msg/s; BENCHMARKS.md). Reliable topics: only within
+    // limit_, where gating already allows writing it; past it, claim() does
+    // it after unblocking.
     // relaxed + release fence: as in claim().
-    if (next_ <= limit_) {
+    if (idle >= ahead_idle_ && next_ <= limit_) {
       view_.slot(next_)->seq.store(2 * next_ + 1, std::memory_order_relaxed);
       fence_release();
       ahead_ = true;
@@ -384,6 +394,10 @@ class RingWriter {
   // 32 B 1->1 37 -> ~60 M msg/s and 1 KiB 10 -> 15 M msg/s).
   static constexpr std::uint64_t kPrefetchBytes = 8192;
   static constexpr std::uint32_t kPrefetchMaxLines = 4;
+  // The idle spell after which a commit claims the next slot ahead: longer
+  // than a streaming producer's gap between messages (~10-40 ns), shorter
+  // than the fastest round trip measured (~110 ns).
+  static constexpr std::uint64_t kClaimAheadAfterIdleNs = 100;
 
   [[nodiscard]] std::uint64_t next() const noexcept { return next_; }
   [[nodiscard]] const RingView& view() const noexcept { return view_; }
@@ -409,6 +423,7 @@ class RingWriter {
   std::uint32_t prefetch_lines_ = 1;
   std::uint64_t last_ts_ = 0;  // stamp of the previous commit
   std::uint64_t demote_idle_ = ~std::uint64_t{0};
+  std::uint64_t ahead_idle_ = 0;
   std::uint64_t demoted_ = 0;
   bool demote_lines_ = true;           // the CPU has CLDEMOTE (set_demote_idle asks)
   std::int64_t next_liveness_ns_ = 0;  // CLOCK_MONOTONIC_COARSE; 0: check at the first block
