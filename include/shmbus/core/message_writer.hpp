@@ -227,13 +227,52 @@ class MessageWriterBase {
     std::uint32_t nul = 0;         // 1 for strings
   };
 
+  // The slot's whole image: count, elements, then zeros to its end (a
+  // string's NUL among them). Without libc calls for the common short value:
+  // the cost of a per-message string is a few stores, not two calls.
   void write(const Slot& s, const void* src, std::size_t bytes, std::size_t count) noexcept {
     std::byte* p = data() + s.pos;
     const auto n = static_cast<std::uint32_t>(count);
     std::memcpy(p, &n, sizeof n);
-    // memmove: a value may be read from this very buffer (w->symbol()).
-    if (bytes != 0) std::memmove(p + 4, src, bytes);
-    std::memset(p + 4 + bytes, 0, s.cap - 4 - bytes);  // a string's NUL, then padding
+    move_bytes(p + 4, src, bytes);
+    // Zeros from the first byte after the elements to the slot's end, a
+    // 4-byte word at a time (pos and cap are multiples of 4); the word the
+    // elements end in keeps their bytes.
+    const auto end = static_cast<std::uint32_t>(4 + bytes);
+    std::uint32_t at = end & ~3u;
+    if (at != end) {
+      std::uint32_t word;
+      std::memcpy(&word, p + at, 4);
+      word &= (std::uint32_t{1} << (8 * (end - at))) - 1;
+      std::memcpy(p + at, &word, 4);
+      at += 4;
+    }
+    for (constexpr std::uint32_t zero = 0; at < s.cap; at += 4) std::memcpy(p + at, &zero, 4);
+  }
+  // memmove (a value may be read from this very buffer, w->symbol()), with
+  // up to 16 bytes as overlapping word copies: every load before any store.
+  static void move_bytes(std::byte* to, const void* from, std::size_t n) noexcept {
+    const auto* b = static_cast<const std::byte*>(from);
+    if (n > 16) {
+      std::memmove(to, from, n);
+    } else if (n >= 8) {
+      std::uint64_t head, tail;
+      std::memcpy(&head, b, 8);
+      std::memcpy(&tail, b + n - 8, 8);
+      std::memcpy(to, &head, 8);
+      std::memcpy(to + n - 8, &tail, 8);
+    } else if (n >= 4) {
+      std::uint32_t head, tail;
+      std::memcpy(&head, b, 4);
+      std::memcpy(&tail, b + n - 4, 4);
+      std::memcpy(to, &head, 4);
+      std::memcpy(to + n - 4, &tail, 4);
+    } else if (n != 0) {
+      const std::byte first = b[0], mid = b[n / 2], last = b[n - 1];
+      to[0] = first;
+      to[n / 2] = mid;
+      to[n - 1] = last;
+    }
   }
   bool put_growing(std::uint32_t slot, const void* src, std::size_t bytes,
                    std::size_t count) noexcept;
