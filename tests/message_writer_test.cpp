@@ -8,9 +8,13 @@
 // the bytes passing flatbuffers::Verifier and shmbus::Verifier after every
 // message. Then strings growing and shrinking, shrink_to_fit, the size limit,
 // every handle error, the refusal of a type with a vector of tables, and
-// publish -> receive through a real topic on both policies.
+// publish -> receive through a real topic on both policies. A schema of the
+// test's own (registered at run time) covers what schemas/ lacks: struct
+// fields, non-zero defaults, a deprecated field, no file_identifier, tables
+// and unions refused.
 #include <gtest/gtest.h>
 
+#include <flatbuffers/idl.h>
 #include <flatbuffers/reflection.h>
 
 #include <functional>
@@ -504,6 +508,157 @@ TEST(MessageWriter, CopiesAreIndependentAndShareHandles) {
   EXPECT_EQ(b->bid_px(), 2.5);
   EXPECT_EQ(a->symbol()->string_view(), "AAPL");
   EXPECT_EQ(b->symbol()->string_view(), "A-MUCH-LONGER-SYMBOL");
+}
+
+// ------------------------------------------------------------------ a schema of our own
+
+// What schemas/ does not have, registered at run time from a parsed schema.
+constexpr const char* kShapeSchema = R"(
+namespace shmbus_writer_test;
+struct Point { x: float; y: float; }
+struct Wide { a: double; b: int; }
+enum Color : short { Red = 1, Green = 2 }
+table Shape {
+  name: string;
+  old: int (deprecated);
+  at: Point;
+  wide: Wide;
+  color: Color = Green;
+  scale: float = 1.5;
+  count: ushort = 7;
+  flag: bool = true;
+  tags: [short];
+  points: [Point];
+  big: long = -5;
+}
+table Leaf { v: int; }
+union Any { Leaf }
+table Tree { leaf: Leaf; any: Any; names: [string]; ok: int; }
+root_type Shape;
+)";
+
+void register_shape_schema() {
+  static const bool done = [] {
+    flatbuffers::Parser parser;
+    if (!parser.Parse(kShapeSchema)) throw std::runtime_error(parser.error_);
+    parser.Serialize();
+    const auto* b = parser.builder_.GetBufferPointer();
+    SchemaRegistry::instance().add(std::vector<std::uint8_t>(b, b + parser.builder_.GetSize()));
+    return true;
+  }();
+  (void)done;
+}
+
+// Stand-ins for generated code: MessageWriter needs only the name.
+struct Shape : flatbuffers::Table {
+  static const char* GetFullyQualifiedName() { return "shmbus_writer_test.Shape"; }
+  enum : flatbuffers::voffset_t {
+    VT_NAME = 4,
+    VT_OLD = 6,
+    VT_AT = 8,
+    VT_WIDE = 10,
+    VT_COLOR = 12,
+    VT_SCALE = 14,
+    VT_COUNT = 16,
+    VT_FLAG = 18,
+    VT_TAGS = 20,
+    VT_POINTS = 22,
+    VT_BIG = 24
+  };
+};
+struct Tree : flatbuffers::Table {
+  static const char* GetFullyQualifiedName() { return "shmbus_writer_test.Tree"; }
+};
+struct Point {
+  float x, y;
+};
+struct alignas(8) Wide {
+  double a;
+  std::int32_t b;
+  std::int32_t pad;
+};
+enum class Color : std::int16_t { Red = 1, Green = 2 };
+
+std::string verify_shape(const MessageWriter<Shape>& w) {
+  const TypeInfo& type = type_of<Shape>();
+  const reflection::Schema& schema = *reflection::GetSchema(type.bfbs.data());
+  const auto* buf = reinterpret_cast<const std::uint8_t*>(w.bytes().data());
+  std::string out;
+  if (!flatbuffers::Verify(schema, *schema.root_table(), buf, w.size()))
+    out += "flatbuffers::Verify refuses it. ";
+  return out + Verifier(type).check(w.bytes());
+}
+
+TEST(MessageWriterOwnSchema, DefaultsStructsVectorsAndNoFileIdentifier) {
+  register_shape_schema();
+  MessageWriter<Shape> w;
+  ASSERT_EQ(type_of<Shape>().file_identifier, "");
+  ASSERT_EQ(verify_shape(w), "");
+  const flatbuffers::Table& t = *w;
+  // The schema's defaults, stored.
+  EXPECT_EQ(t.GetField<std::int16_t>(Shape::VT_COLOR, 0), 2);
+  EXPECT_EQ(t.GetField<float>(Shape::VT_SCALE, 0), 1.5f);
+  EXPECT_EQ(t.GetField<std::uint16_t>(Shape::VT_COUNT, 0), 7);
+  EXPECT_EQ(t.GetField<std::uint8_t>(Shape::VT_FLAG, 0), 1);
+  EXPECT_EQ(t.GetField<std::int64_t>(Shape::VT_BIG, 0), -5);
+  EXPECT_NE(t.GetOptionalFieldOffset(Shape::VT_BIG), 0);
+  EXPECT_EQ(t.GetOptionalFieldOffset(Shape::VT_OLD), 0);  // deprecated: not stored
+  EXPECT_EQ(t.GetStruct<const Point*>(Shape::VT_AT)->x, 0.0f);
+
+  const auto at = w.structure<Point>(Shape::VT_AT);
+  const auto wide = w.structure<Wide>(Shape::VT_WIDE);
+  const auto color = w.scalar<Color>(Shape::VT_COLOR);
+  const auto flag = w.scalar<bool>(Shape::VT_FLAG);
+  const auto tags = w.vector<std::int16_t>(Shape::VT_TAGS);
+  const auto points = w.vector<Point>(Shape::VT_POINTS);
+  const auto name = w.string(Shape::VT_NAME);
+  w.set(at, Point{1.25f, -2.5f});
+  w.set(wide, Wide{3.75, -9, 0});
+  w.set(color, Color::Red);
+  w.set(flag, false);
+  const std::vector<std::int16_t> tag_values = {-1, 2, -3};
+  const std::vector<Point> point_values = {{1, 2}, {3, 4}, {5, 6}};
+  ASSERT_TRUE(w.set(tags, tag_values));
+  ASSERT_TRUE(w.set(name, "triangle"));
+  ASSERT_TRUE(w.set(points, point_values));
+  ASSERT_EQ(verify_shape(w), "");
+  const flatbuffers::Table& u = *w;
+  EXPECT_EQ(u.GetStruct<const Point*>(Shape::VT_AT)->y, -2.5f);
+  const auto* wv = u.GetStruct<const Wide*>(Shape::VT_WIDE);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(wv) % 8, 0u);
+  EXPECT_EQ(wv->a, 3.75);
+  EXPECT_EQ(wv->b, -9);
+  EXPECT_EQ(u.GetField<std::int16_t>(Shape::VT_COLOR, 0), 1);
+  EXPECT_EQ(u.GetField<std::uint8_t>(Shape::VT_FLAG, 1), 0);
+  const auto* tv = u.GetPointer<const flatbuffers::Vector<std::int16_t>*>(Shape::VT_TAGS);
+  ASSERT_EQ(tv->size(), 3u);
+  EXPECT_EQ(tv->Get(2), -3);
+  const auto* pv = u.GetPointer<const flatbuffers::Vector<const Point*>*>(Shape::VT_POINTS);
+  ASSERT_EQ(pv->size(), 3u);
+  EXPECT_EQ(pv->Get(2)->y, 6.0f);
+  EXPECT_EQ(u.GetPointer<const flatbuffers::String*>(Shape::VT_NAME)->string_view(), "triangle");
+  EXPECT_EQ(u.GetField<std::int64_t>(Shape::VT_BIG, 0), -5);  // untouched
+}
+
+TEST(MessageWriterOwnSchema, StructAndDeprecatedHandleErrors) {
+  register_shape_schema();
+  const MessageWriter<Shape> w;
+  expect_has(invalid_argument([&] { (void)w.structure<Point>(Shape::VT_WIDE); }),
+             {"wide", "shmbus_writer_test.Wide", "16 bytes", "8 bytes"});
+  expect_has(invalid_argument([&] { (void)w.scalar<std::int32_t>(Shape::VT_OLD); }),
+             {"old", "deprecated"});
+  expect_has(invalid_argument([&] { (void)w.scalar<Color>(Shape::VT_COUNT); }),
+             {"count", "not an enum", "uint16"});
+  expect_has(invalid_argument([&] { (void)w.vector<float>(Shape::VT_POINTS); }),
+             {"points", "shmbus_writer_test.Point", "float"});
+}
+
+TEST(MessageWriterOwnSchema, TablesUnionsAndVectorsOfStringsAreRefusedByName) {
+  register_shape_schema();
+  const std::string what = invalid_argument([] { MessageWriter<Tree> w; });
+  expect_has(what, {"MessageWriter<shmbus_writer_test.Tree>", "leaf (a table)", "any (a union)",
+                    "any_type (a union's type)", "names (a vector of strings)"});
+  EXPECT_EQ(what.find("ok ("), std::string::npos) << what;  // an int: fine
 }
 
 // ------------------------------------------------------------------ through a bus

@@ -241,6 +241,7 @@ MessageWriterBase::MessageWriterBase(const TypeInfo& type, std::size_t max_size)
     } else {
       why = t.base_type() == reflection::Obj     ? "a table"
             : t.base_type() == reflection::Array ? "a fixed-size array"
+            : t.base_type() == reflection::UType ? "a union's type"
                                                  : "a union";
     }
     if (f.want.align > 8) why = "aligned to " + std::to_string(f.want.align) + " bytes (over 8)";
