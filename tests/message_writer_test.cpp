@@ -391,6 +391,16 @@ TEST(MessageWriter, AMaxSizeBelowTheEmptyMessageIsRefused) {
   }
 }
 
+TEST(MessageWriter, AMaxSizeOverTheLargestFlatBufferIsRefused) {
+  try {
+    MessageWriter<md::Quote> w(std::size_t{1} << 32);
+    ADD_FAILURE() << "constructed";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::InvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("largest FlatBuffer"), std::string::npos) << e.what();
+  }
+}
+
 TEST(MessageWriter, RequiredStringsAreThereFromTheStart) {
   const MessageWriter<oms::NewOrder> w;
   EXPECT_EQ(verify_both(w), "");

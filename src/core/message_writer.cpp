@@ -175,6 +175,11 @@ MessageWriterBase::MessageWriterBase(const TypeInfo& type, std::size_t max_size)
   L.who = "MessageWriter<" + type.name + ">";
   if (type.is_raw())
     throw Error(Errc::UnknownType, L.who + ": a raw type has no schema to lay a message out from");
+  // Offsets and counts are 32-bit, as in every FlatBuffer.
+  if (max_size > FLATBUFFERS_MAX_BUFFER_SIZE)
+    throw Error(Errc::InvalidArgument, L.who + ": max_size " + std::to_string(max_size) +
+                                           " is over the largest FlatBuffer (" +
+                                           std::to_string(FLATBUFFERS_MAX_BUFFER_SIZE) + " bytes)");
   // The registry verified these bytes when they were added (SchemaRegistry::add).
   const reflection::Schema& schema = *reflection::GetSchema(type.bfbs.data());
   const reflection::Object* obj = schema.objects()->LookupByKey(type.name.c_str());

@@ -55,22 +55,36 @@
 //
 // Values persist from message to message (as in a template): set what
 // changed. A new writer holds the schema's defaults, empty strings and empty
-// vectors (every string and vector present, so a (required) field is always
-// there: the buffer is valid from construction on; set it before the first
-// publish). Structs start zeroed.
+// vectors, and zeroed structs: every field is stored, so any can be set
+// without changing the layout, and a (required) string is always there — the
+// buffer is valid from construction on (set such fields before the first
+// publish). The price: a string never set reads as "" where a builder that
+// left it out gives nullptr.
 //
-// Checks: at construction (throws Error(InvalidArgument) naming the fields):
-// T's fields must all be scalars, enums, bools, structs, strings or vectors
-// of scalars or structs — tables, unions, vectors of tables or strings and
-// fixed-size arrays are refused, since a writer that left them out would
-// silently drop them. At handle resolution (scalar<V>(vt) etc., throws
-// Error(InvalidArgument) naming the type, the field and why): vt must be a
-// field of T and of the kind and type asked for (an enum field takes its
-// enum or its underlying type; a bool field takes bool). The hot path checks
-// nothing: a handle is a position (scalars, structs) or a slot number
-// (strings, vectors) valid for every MessageWriter<T> of the process.
-// Publishing as MessageTemplate: Invalid for a topic of another type,
-// TooLarge for a slot too small, WouldBlock on a full reliable ring.
+// Cost (callgrind, shmbus-typed-path --writer, BENCHMARKS.md): a Quote with
+// its ten scalars and both strings set, ~160 instructions, against ~920 for
+// the FlatBufferBuilder and ~140 for MessageTemplate's ten scalars alone.
+//
+// Checks, as Error(InvalidArgument) (not InvalidMessage: the bytes are the
+// writer's own; what is wrong is what the caller asked for), each naming the
+// type, the fields and why:
+//   - at construction: T's fields must all be scalars, enums, bools,
+//     structs, strings or vectors of scalars or structs; tables, unions,
+//     vectors of tables or strings and fixed-size arrays are refused, since a
+//     writer that left them out would drop them silently. A max_size over the
+//     largest FlatBuffer or under the empty message is refused. The laid-out
+//     message then passes shmbus::Verifier before the constructor returns
+//     (Error(InvalidMessage) if it ever did not: a bug here, not the caller's).
+//   - at handle resolution (scalar<V>(vt), string(vt), structure<S>(vt),
+//     vector<E>(vt)): vt must be a field of T, not deprecated, of the kind and
+//     type asked for (an enum field takes its enum or its underlying type; a
+//     bool field takes bool; a struct: its size, alignment and, when the C++
+//     type has one, its name).
+//   - the hot path checks nothing: a handle is a position (scalars, structs)
+//     or a slot number (strings, vectors), valid for every MessageWriter<T>
+//     of the process (another T's handles do not compile).
+//   - publishing as MessageTemplate: Invalid for a topic of another type,
+//     TooLarge for a slot too small, WouldBlock on a full reliable ring.
 //
 // Thread safety: a MessageWriter is a value owned by one thread at a time;
 // copy it to give each thread its own (copies share the immutable layout).
