@@ -117,6 +117,10 @@ std::vector<PayloadSpec> parse_payloads(const std::string& s) {
       out.push_back({PayloadKind::QuoteTemplate, 0});
       continue;
     }
+    if (item == "quote-writer" || item == "Quote-wr") {
+      out.push_back({PayloadKind::QuoteWriter, 0});
+      continue;
+    }
     std::size_t used = 0;
     unsigned long v = 0;
     try {
@@ -128,7 +132,8 @@ std::vector<PayloadSpec> parse_payloads(const std::string& s) {
       throw CLI::ValidationError(
           "--payloads",
           "'" + item +
-              "' is not 'quote', 'quote-template' or a byte count (a multiple of 8, 8..1048512)");
+              "' is not 'quote', 'quote-template', 'quote-writer' or a byte count (a multiple of "
+              "8, 8..1048512)");
     out.push_back({PayloadKind::Raw, v});
   }
   return out;
@@ -542,7 +547,9 @@ int main(int argc, char** argv) {
                  "round trips for the peers (default: --round-trips)");
   app.add_option("--payloads", o.payloads,
                  "payloads: byte counts, 'quote' (FlatBufferBuilder, then try_publish) and/or "
-                 "'quote-template' (the Quote built in place in the claimed slot from a template)")
+                 "'quote-template' (the Quote built in place in the claimed slot from a template) "
+                 "and/or 'quote-writer' (every field, strings too, set in a MessageWriter, then "
+                 "try_publish)")
       ->capture_default_str();
   app.add_option("--systems", o.systems, "systems to measure")->capture_default_str();
   app.add_option("--retries", o.retries, "repeats of an A/B/A whose floors disagree")

@@ -3,7 +3,8 @@
 // two trading processes would. Raw payloads are built in place in the
 // claimed slot (try_claim -> fill -> commit); the Quote goes through the typed
 // API (FlatBufferBuilder -> try_publish -> Message::as<Quote>()), the
-// Quote-tpl through MessageTemplate (mutate_ in the template -> try_publish).
+// Quote-tpl through MessageTemplate (mutate_ in the template -> try_publish),
+// the Quote-wr through MessageWriter (every field set -> try_publish).
 #include <unistd.h>
 
 #include <stdexcept>
@@ -26,6 +27,10 @@ class BusLink {
       // The library's template path: the message set in its template, one
       // copy into the slot.
       while (p.message_template().try_publish(pub_) != shmbus::PublishResult::Ok) {
+      }
+    } else if constexpr (requires { Payload::kWriter; }) {
+      // The library's writer: every field set in its buffer, one copy.
+      while (p.writer().try_publish(pub_) != shmbus::PublishResult::Ok) {
       }
     } else if constexpr (Payload::kFlatBuffer) {
       // WouldBlock only on a reliable topic whose consumer is a ring behind:

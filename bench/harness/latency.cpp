@@ -19,6 +19,7 @@ namespace busbench {
 std::string PayloadSpec::label() const {
   if (kind == PayloadKind::Quote) return "Quote";
   if (kind == PayloadKind::QuoteTemplate) return "Quote-tpl";
+  if (kind == PayloadKind::QuoteWriter) return "Quote-wr";
   if (bytes >= 1024 && bytes % 1024 == 0) return std::to_string(bytes / 1024) + "KiB";
   return std::to_string(bytes) + "B";
 }
@@ -33,6 +34,19 @@ std::size_t PayloadSpec::max_bytes() const {
     for (bool pong : {false, true}) {
       t.prepare(0, pong);
       most = std::max(most, t.size());
+    }
+    return std::max(most, PayloadSpec{PayloadKind::Quote, 0}.max_bytes());
+  }
+  // The writer's Quote: every field stored, its strings in slots of their
+  // size (they never change length here), measured the same way.
+  if (kind == PayloadKind::QuoteWriter) {
+    QuoteWriterPayload w;
+    std::size_t most = 0;
+    for (std::uint64_t i : {std::uint64_t{0}, std::uint64_t{999}, ~std::uint64_t{0} >> 1}) {
+      for (bool pong : {false, true}) {
+        w.prepare(i, pong);
+        most = std::max(most, w.size());
+      }
     }
     return std::max(most, PayloadSpec{PayloadKind::Quote, 0}.max_bytes());
   }

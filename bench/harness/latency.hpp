@@ -37,8 +37,10 @@ namespace busbench {
 
 // Quote: built with a FlatBufferBuilder, then published (copied into the
 // slot); QuoteTemplate: the same Quote built in place in the claimed slot
-// from a per-side template (util.hpp, QuoteTemplatePayload).
-enum class PayloadKind : std::uint8_t { Raw, Quote, QuoteTemplate };
+// from a per-side template (util.hpp, QuoteTemplatePayload); QuoteWriter: the
+// same Quote from a MessageWriter, every field (strings too) set per message
+// (util.hpp, QuoteWriterPayload).
+enum class PayloadKind : std::uint8_t { Raw, Quote, QuoteTemplate, QuoteWriter };
 
 struct PayloadSpec {
   PayloadKind kind = PayloadKind::Raw;
@@ -181,6 +183,9 @@ void run_side(Link& link, RunShared& sh, const RunSpec& spec, bool pinger) {
     run(p);
   } else if (spec.payload.kind == PayloadKind::QuoteTemplate) {
     QuoteTemplatePayload p;
+    run(p);
+  } else if (spec.payload.kind == PayloadKind::QuoteWriter) {
+    QuoteWriterPayload p;
     run(p);
   } else {
     RawPayload p(spec.payload.bytes);

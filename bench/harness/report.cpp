@@ -523,7 +523,8 @@ void evaluate_targets(Report& r) {
                            m999.ratio < 1000, true, ""});
     });
     for (const PayloadSpec& qs :
-         {PayloadSpec{PayloadKind::Quote, 0}, PayloadSpec{PayloadKind::QuoteTemplate, 0}}) {
+         {PayloadSpec{PayloadKind::Quote, 0}, PayloadSpec{PayloadKind::QuoteTemplate, 0},
+          PayloadSpec{PayloadKind::QuoteWriter, 0}}) {
       const std::string ql = qs.label();
       per_level(qs, reliable, [&](const std::vector<const Measurement*>& runs, int k) {
         const std::string tag = level_tag(r, qs, k);

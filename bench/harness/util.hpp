@@ -25,6 +25,7 @@
 
 #include <shmbus/msg/md_quote_generated.h>
 #include <shmbus/core/message_template.hpp>
+#include <shmbus/core/message_writer.hpp>
 
 #include "common/affinity.hpp"
 #include "common/pause.hpp"
@@ -202,6 +203,7 @@ class QuotePayload {
 
  private:
   friend class QuoteTemplatePayload;
+  friend class QuoteWriterPayload;
   struct Fields {
     const char* symbol;
     const char* venue;
@@ -287,6 +289,73 @@ class QuoteTemplatePayload {
 
   shmbus::MessageTemplate<shmbus::md::Quote> side_[2];
   bool pong_ = false;
+};
+
+// The same Quote from the library's MessageWriter (core/message_writer.hpp):
+// its layout computed once from the schema, each message sets all ten
+// scalars AND both strings (symbol, venue) through handles resolved once:
+// stores at fixed offsets, the strings written in place (they fit their
+// slots after the first message). The whole build of a Quote whose strings
+// may change per message, without a FlatBufferBuilder; the reader sees an
+// ordinary Quote.
+class QuoteWriterPayload {
+ public:
+  static constexpr bool kFlatBuffer = false;
+  static constexpr bool kWriter = true;  // the bus sends it with writer().try_publish()
+  QuoteWriterPayload()
+      : symbol_(w_.string(shmbus::md::Quote::VT_SYMBOL)),
+        venue_(w_.string(shmbus::md::Quote::VT_VENUE)),
+        instrument_id_(w_.scalar<std::uint64_t>(shmbus::md::Quote::VT_INSTRUMENT_ID)),
+        exchange_ts_(w_.scalar<std::uint64_t>(shmbus::md::Quote::VT_EXCHANGE_TS)),
+        receive_ts_(w_.scalar<std::uint64_t>(shmbus::md::Quote::VT_RECEIVE_TS)),
+        seq_(w_.scalar<std::uint64_t>(shmbus::md::Quote::VT_SEQ)),
+        bid_px_(w_.scalar<double>(shmbus::md::Quote::VT_BID_PX)),
+        bid_qty_(w_.scalar<double>(shmbus::md::Quote::VT_BID_QTY)),
+        ask_px_(w_.scalar<double>(shmbus::md::Quote::VT_ASK_PX)),
+        ask_qty_(w_.scalar<double>(shmbus::md::Quote::VT_ASK_QTY)),
+        bid_orders_(w_.scalar<std::uint32_t>(shmbus::md::Quote::VT_BID_ORDERS)),
+        ask_orders_(w_.scalar<std::uint32_t>(shmbus::md::Quote::VT_ASK_ORDERS)) {}
+
+  // Writes message i of this side: every field. A string that does not fit
+  // (never here: the writer's limit is 64 KiB) leaves the old one, which
+  // check() then reports as a wrong message.
+  void prepare(std::uint64_t i, bool pong) noexcept {
+    const QuotePayload::Fields f = QuotePayload::fields(i, pong);
+    ok_ = w_.set(symbol_, f.symbol) & w_.set(venue_, f.venue);
+    w_.set(instrument_id_, f.instrument_id);
+    w_.set(exchange_ts_, f.exchange_ts);
+    w_.set(receive_ts_, f.receive_ts);
+    w_.set(seq_, f.seq);
+    w_.set(bid_px_, f.bid_px);
+    w_.set(bid_qty_, f.bid_qty);
+    w_.set(ask_px_, f.ask_px);
+    w_.set(ask_qty_, f.ask_qty);
+    w_.set(bid_orders_, f.bid_orders);
+    w_.set(ask_orders_, f.ask_orders);
+  }
+  [[nodiscard]] const shmbus::MessageWriter<shmbus::md::Quote>& writer() const noexcept {
+    return w_;
+  }
+  [[nodiscard]] bool strings_set() const noexcept { return ok_; }
+  [[nodiscard]] std::size_t size() const noexcept { return w_.size(); }
+  // Systems other than the bus: the message's bytes into `dst`.
+  void write(std::byte* dst) const noexcept {
+    const auto bytes = w_.bytes();
+    std::memcpy(dst, bytes.data(), bytes.size());
+  }
+  [[nodiscard]] bool check(std::span<const std::byte> m, std::uint64_t i,
+                           bool pong) const noexcept {
+    return QuotePayload::check_quote(m, i, pong);
+  }
+
+ private:
+  using W = shmbus::MessageWriter<shmbus::md::Quote>;
+  W w_;
+  W::String symbol_, venue_;
+  W::Scalar<std::uint64_t> instrument_id_, exchange_ts_, receive_ts_, seq_;
+  W::Scalar<double> bid_px_, bid_qty_, ask_px_, ask_qty_;
+  W::Scalar<std::uint32_t> bid_orders_, ask_orders_;
+  bool ok_ = true;
 };
 
 // ------------------------------------------------------------------ processes

@@ -13,6 +13,7 @@
 #include "shmbus/core/clock.hpp"
 #include "shmbus/core/message.hpp"
 #include "shmbus/core/message_template.hpp"
+#include "shmbus/core/message_writer.hpp"
 #include "shmbus/core/options.hpp"
 #include "shmbus/core/publisher.hpp"
 #include "shmbus/core/subscriber.hpp"
