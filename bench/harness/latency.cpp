@@ -201,8 +201,9 @@ class FloorSession final : public Session {
 // two CPUs: mailboxes in shared memory, one per direction (or K, used in
 // turn: --floor-mailboxes), each N bytes followed by a flag word (the flag
 // shares the last line of the bytes, so a mailbox is ceil((N + 8) / 64)
-// lines, the fewest N bytes and a flag fit in). The writer writes the bytes,
-// then the flag (release); the reader spins on the flag (acquire), requests
+// lines, the fewest N bytes and a flag fit in). The writer writes the bytes
+// (in descending order, measured the faster: RawPayload), then the flag
+// (release); the reader spins on the flag (acquire), requests
 // every line of the message at once, then reads and checks every byte with
 // the same payload code the bus is checked with. Nothing else: no header, no
 // sequence word, no timestamp, no cursor. (Measured: without the reader's
@@ -231,7 +232,10 @@ class SizedFloorLink {
   template <class Payload>
   void send(const Payload& p) noexcept {
     std::byte* box = out_ + (sent_ % boxes_) * stride_;
-    p.write(box);
+    if constexpr (requires { p.write_descending(box); })
+      p.write_descending(box);  // the faster order for the floor (util.hpp)
+    else
+      p.write(box);
     // release: publishes the bytes written above to the reader's acquire.
     flag_at(box, bytes_)->store(++sent_, std::memory_order_release);
   }

@@ -128,15 +128,27 @@ class RawPayload {
 
   void prepare(std::uint64_t i, bool pong) noexcept { base_ = pattern_base(i, pong); }
   [[nodiscard]] std::size_t size() const noexcept { return bytes_; }
-  // Last word first: the bus writes it into a claimed slot, whose first line
-  // (header + the first 32 bytes) should be written last (README,
-  // Publishing); for every other system the order is immaterial.
+  // The first 32 bytes last: the bus writes into a claimed slot, whose first
+  // line (the header and these bytes) should be written last (README,
+  // Publishing); the rest in ascending order, as a copy does. (All of it in
+  // descending order made the bus's 1 KiB round trip 1244-1316 ns where
+  // this gives 902-942, slow window, 2026-11-28 18:40.) The systems that
+  // copy are indifferent to the order.
   void write(std::byte* dst) const noexcept {
-    for (std::size_t k = bytes_ / 8; k-- > 0;) {
-      const std::uint64_t w = base_ + k;
-      std::memcpy(dst + 8 * k, &w, 8);
-    }
+    const std::size_t words = bytes_ / 8;
+    const std::size_t head = std::min<std::size_t>(words, 4);
+    for (std::size_t k = head; k < words; ++k) put(dst, k);
+    for (std::size_t k = 0; k < head; ++k) put(dst, k);
   }
+  // Every word in descending order: the sized floor's order. Its flag shares
+  // the last line, and on this machine kind the floor moves 1 KiB and 4 KiB
+  // 12-20% faster this way than in ascending order (1236-1300 vs 1412-1492 ns,
+  // 2216-2264 vs 2840-2888 ns, slow window): the floor is the fastest way
+  // known, so it takes this one.
+  void write_descending(std::byte* dst) const noexcept {
+    for (std::size_t k = bytes_ / 8; k-- > 0;) put(dst, k);
+  }
+
   [[nodiscard]] bool check(std::span<const std::byte> m, std::uint64_t i,
                            bool pong) const noexcept {
     if (m.size() != bytes_) return false;
@@ -151,6 +163,11 @@ class RawPayload {
   }
 
  private:
+  void put(std::byte* dst, std::size_t k) const noexcept {
+    const std::uint64_t w = base_ + k;
+    std::memcpy(dst + 8 * k, &w, 8);
+  }
+
   std::size_t bytes_;
   std::uint64_t base_ = 0;
 };
