@@ -69,7 +69,7 @@
 namespace shmbus {
 
 template <class T>
-class MessageTemplate {
+class MessageTemplate : public detail::PublishesFinished<MessageTemplate<T>> {
  public:
   // From a finished buffer of T (see the checks above). Throws
   // Error(InvalidMessage) naming what is wrong, Error(UnknownType) if T's
@@ -115,21 +115,9 @@ class MessageTemplate {
     SHMBUS_CONTRACT(stored, "MessageTemplate::set: the field is not stored in the template");
   }
 
-  // Publishes the message as it stands (one copy into the next slot): hot
-  // path, noexcept, no allocation.
-  PublishResult try_publish(Publisher& pub, std::uint64_t correlation = 0) const noexcept {
-    if (!pub.accepts(bytes())) [[unlikely]]
-      return PublishResult::Invalid;
-    return pub.try_publish(bytes(), correlation);
-  }
-  // As try_publish, but on a full reliable ring waits up to `timeout`
-  // (Publisher::publish).
-  PublishResult publish(Publisher& pub, std::chrono::nanoseconds timeout,
-                        std::uint64_t correlation = 0) const noexcept {
-    if (!pub.accepts(bytes())) [[unlikely]]
-      return PublishResult::Invalid;
-    return pub.publish(bytes(), timeout, correlation);
-  }
+  // try_publish(pub, correlation) and publish(pub, timeout, correlation):
+  // the message as it stands, one copy into the next slot
+  // (detail::PublishesFinished, core/publisher.hpp).
 
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
   [[nodiscard]] std::span<const std::byte> bytes() const noexcept {

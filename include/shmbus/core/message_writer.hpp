@@ -303,7 +303,7 @@ class MessageWriterBase {
 }  // namespace detail
 
 template <class T>
-class MessageWriter {
+class MessageWriter : public detail::PublishesFinished<MessageWriter<T>> {
  public:
   // Handles: resolved once (scalar<V>(), string(), ...), then used on the hot
   // path. Valid for every MessageWriter<T> of the process (copies included).
@@ -384,20 +384,9 @@ class MessageWriter {
   [[nodiscard]] const T* operator->() const noexcept { return root(); }
   [[nodiscard]] const T& operator*() const noexcept { return *root(); }
 
-  // Publishes the message as it stands (one copy into the next slot), as
-  // MessageTemplate::try_publish: hot path, noexcept, no allocation.
-  PublishResult try_publish(Publisher& pub, std::uint64_t correlation = 0) const noexcept {
-    if (!pub.accepts(bytes())) [[unlikely]]
-      return PublishResult::Invalid;
-    return pub.try_publish(bytes(), correlation);
-  }
-  // As try_publish, but on a full reliable ring waits up to `timeout`.
-  PublishResult publish(Publisher& pub, std::chrono::nanoseconds timeout,
-                        std::uint64_t correlation = 0) const noexcept {
-    if (!pub.accepts(bytes())) [[unlikely]]
-      return PublishResult::Invalid;
-    return pub.publish(bytes(), timeout, correlation);
-  }
+  // try_publish(pub, correlation) and publish(pub, timeout, correlation):
+  // the message as it stands, one copy into the next slot
+  // (detail::PublishesFinished, core/publisher.hpp).
 
   [[nodiscard]] std::size_t size() const noexcept { return base_.size(); }
   [[nodiscard]] std::size_t max_size() const noexcept { return base_.max_size(); }

@@ -238,6 +238,33 @@ inline void Claim::abort() noexcept {
   slot_ = nullptr;
 }
 
+namespace detail {
+
+// Publishing a finished message that `Derived` holds (its bytes()): the type
+// check of Publisher::accepts, then one copy into the slot. Hot path,
+// noexcept, no allocation. MessageTemplate and MessageWriter.
+template <class Derived>
+class PublishesFinished {
+ public:
+  PublishResult try_publish(Publisher& pub, std::uint64_t correlation = 0) const noexcept {
+    const std::span<const std::byte> b = static_cast<const Derived&>(*this).bytes();
+    if (!pub.accepts(b)) [[unlikely]]
+      return PublishResult::Invalid;
+    return pub.try_publish(b, correlation);
+  }
+  // As try_publish, but on a full reliable ring waits up to `timeout`
+  // (Publisher::publish).
+  PublishResult publish(Publisher& pub, std::chrono::nanoseconds timeout,
+                        std::uint64_t correlation = 0) const noexcept {
+    const std::span<const std::byte> b = static_cast<const Derived&>(*this).bytes();
+    if (!pub.accepts(b)) [[unlikely]]
+      return PublishResult::Invalid;
+    return pub.publish(b, timeout, correlation);
+  }
+};
+
+}  // namespace detail
+
 }  // namespace shmbus
 
 namespace shmbus {
