@@ -1,0 +1,195 @@
+// shmbus-line-floor: the throughput floor between two CPUs — how many slots
+// of B bytes one process can hand another per second through shared memory
+// with nothing else: a ring of slots, the producer writes a slot's words and
+// then its sequence word (release), the consumer spins on that word
+// (acquire), checks every word and publishes its cursor every slot_count / 8
+// slots, which the producer waits on when the ring is full (the reliable
+// bus's gating, cached the same way). No header, no timestamp, no registry,
+// no wake-ups: what the bus's 1 -> 1 throughput is compared with
+// (BENCHMARKS.md, "Latest results").
+//
+//   build/bench/shmbus-line-floor --cpus 0,1 --bytes 64,1088
+//
+// 64 bytes: the bus's slot of a 32 B message (32 B header + 32 B); 1088: its
+// slot of a 1 KiB message. Prints the median of --repeats runs.
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "common/pause.hpp"
+
+namespace {
+
+constexpr std::uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
+
+struct alignas(128) Control {
+  std::atomic<std::uint32_t> ready{0};
+  std::atomic<std::uint32_t> failed{0};
+  alignas(128) std::atomic<std::uint64_t> cursor{0};   // W: consumer
+  alignas(128) std::atomic<std::int64_t> start_ns{0};  // W: producer
+  std::int64_t end_ns = 0;                             // W: consumer
+  std::uint64_t bad = 0;                               // W: consumer
+};
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void pin(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (::sched_setaffinity(0, sizeof set, &set) != 0)
+    throw std::runtime_error("cannot pin to CPU " + std::to_string(cpu) + " (--cpus)");
+}
+
+std::atomic<std::uint64_t>* seq_of(std::byte* slot) {
+  return std::launder(reinterpret_cast<std::atomic<std::uint64_t>*>(slot));
+}
+
+void produce(Control& c, std::byte* ring, std::uint64_t slots, std::size_t bytes,
+             std::uint64_t messages) {
+  c.ready.fetch_add(1);
+  while (c.ready.load(std::memory_order_acquire) < 2) {
+  }
+  c.start_ns.store(now_ns(), std::memory_order_release);
+  std::uint64_t limit = slots;
+  for (std::uint64_t n = 1; n <= messages; ++n) {
+    while (n > limit) {
+      // acquire: the consumer's reads of the slots up to its cursor are done.
+      limit = c.cursor.load(std::memory_order_acquire) + slots;
+      if (n > limit) shmbus::tools::cpu_pause();
+    }
+    std::byte* s = ring + (n & (slots - 1)) * bytes;
+    const std::uint64_t base = n * kGolden;
+    for (std::size_t k = 1; k < bytes / 8; ++k) {
+      const std::uint64_t w = base + k;
+      std::memcpy(s + 8 * k, &w, 8);
+    }
+    // release: the words above before the sequence.
+    seq_of(s)->store(n, std::memory_order_release);
+  }
+}
+
+void consume(Control& c, std::byte* ring, std::uint64_t slots, std::size_t bytes,
+             std::uint64_t messages) {
+  c.ready.fetch_add(1);
+  const std::uint64_t batch = std::max<std::uint64_t>(1, slots / 8);
+  std::uint64_t bad = 0;
+  for (std::uint64_t n = 1; n <= messages; ++n) {
+    std::byte* s = ring + (n & (slots - 1)) * bytes;
+    while (seq_of(s)->load(std::memory_order_acquire) != n) shmbus::tools::cpu_pause();
+    const std::uint64_t base = n * kGolden;
+    std::uint64_t diff = 0;
+    for (std::size_t k = 1; k < bytes / 8; ++k) {
+      std::uint64_t w = 0;
+      std::memcpy(&w, s + 8 * k, 8);
+      diff |= w ^ (base + k);
+    }
+    bad += diff != 0 ? 1 : 0;
+    if (n % batch == 0) c.cursor.store(n, std::memory_order_release);
+  }
+  c.end_ns = now_ns();
+  c.bad = bad;
+}
+
+// One run: slots per second, or throws.
+double run(int cpu_p, int cpu_c, std::size_t bytes, std::uint64_t slots, std::uint64_t messages) {
+  const std::size_t ring_bytes = slots * bytes;
+  const std::size_t total = sizeof(Control) + ring_bytes + 4096;
+  void* mem = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) throw std::runtime_error("mmap failed");
+  auto* c = new (mem) Control();
+  std::byte* ring = static_cast<std::byte*>(mem) + 4096;
+  std::memset(ring, 0, ring_bytes);
+  std::vector<pid_t> kids;
+  for (int role = 0; role < 2; ++role) {
+    const pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+      try {
+        pin(role == 0 ? cpu_c : cpu_p);
+        if (role == 0)
+          consume(*c, ring, slots, bytes, messages);
+        else
+          produce(*c, ring, slots, bytes, messages);
+        ::_exit(0);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "shmbus-line-floor: %s\n", e.what());
+        ::_exit(2);
+      }
+    }
+    kids.push_back(pid);
+  }
+  bool ok = true;
+  for (pid_t k : kids) {
+    int st = 0;
+    ::waitpid(k, &st, 0);
+    ok = ok && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+  }
+  const double secs = static_cast<double>(c->end_ns - c->start_ns.load()) * 1e-9;
+  const std::uint64_t bad = c->bad;
+  ::munmap(mem, total);
+  if (!ok) throw std::runtime_error("a child failed");
+  if (bad != 0) throw std::runtime_error(std::to_string(bad) + " slots with wrong content");
+  return static_cast<double>(messages) / secs;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"shmbus-line-floor: slots per second between two CPUs with nothing but a ring"};
+  std::vector<int> cpus{0, 1};
+  std::vector<std::size_t> sizes{64, 1088};
+  std::uint64_t slots = 4096;
+  std::uint64_t messages = 20'000'000;
+  int repeats = 3;
+  app.add_option("--cpus", cpus, "producer,consumer")->delimiter(',')->expected(2);
+  app.add_option("--bytes", sizes, "slot sizes (multiples of 64)")->delimiter(',');
+  app.add_option("--slots", slots, "slots in the ring (a power of two)");
+  app.add_option("--messages", messages, "slots per run at 64 bytes (scaled down by size)");
+  app.add_option("--repeats", repeats, "runs per size (the median is printed)");
+  CLI11_PARSE(app, argc, argv);
+  if (slots == 0 || (slots & (slots - 1)) != 0) {
+    std::fprintf(stderr, "shmbus-line-floor: --slots must be a power of two\n");
+    return 2;
+  }
+  try {
+    for (const std::size_t b : sizes) {
+      if (b < 64 || b % 64 != 0) {
+        std::fprintf(stderr, "shmbus-line-floor: --bytes %zu is not a multiple of 64\n", b);
+        return 2;
+      }
+      const std::uint64_t n = std::max<std::uint64_t>(100'000, messages * 64 / b);
+      std::vector<double> rates;
+      for (int r = 0; r < repeats; ++r) rates.push_back(run(cpus[0], cpus[1], b, slots, n));
+      std::vector<double> sorted = rates;
+      std::sort(sorted.begin(), sorted.end());
+      const double med = sorted[sorted.size() / 2];
+      std::printf("%5zu B slots  %8.2f M slots/s  %6.2f GB/s  (runs:", b, med / 1e6,
+                  med * static_cast<double>(b) / 1e9);
+      for (double x : rates) std::printf(" %.2f", x / 1e6);
+      std::printf(" M)\n");
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "shmbus-line-floor: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
