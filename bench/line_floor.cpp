@@ -52,9 +52,11 @@ std::int64_t now_ns() {
 }
 
 void pin(int cpu) {
+  if (cpu < 0) throw std::runtime_error("--cpus takes CPU numbers >= 0");
+  const auto n = static_cast<std::size_t>(cpu);
   cpu_set_t set;
   CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
+  CPU_SET(n, &set);
   if (::sched_setaffinity(0, sizeof set, &set) != 0)
     throw std::runtime_error("cannot pin to CPU " + std::to_string(cpu) + " (--cpus)");
 }
