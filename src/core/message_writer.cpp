@@ -388,12 +388,21 @@ const std::string& MessageWriterBase::type_name() const noexcept {
   return layout_->type_name;
 }
 
+namespace {
+// The handle that fits field f, for the error of a handle that does not.
+const char* handle_for(const WriterLayout::Field& f) noexcept {
+  if (f.kind == WriterLayout::Kind::String) return "use string()";
+  if (f.kind == WriterLayout::Kind::Vector) return "use vector<E>()";
+  return f.want.is_struct ? "use structure<S>()" : "use scalar<V>()";
+}
+}  // namespace
+
 std::uint32_t MessageWriterBase::inline_at(flatbuffers::voffset_t vt, const WriterWant& want,
                                            const char* call) const {
   const WriterLayout& L = *layout_;
   const WriterLayout::Field& f = L.field(vt, call);
-  if (f.kind == WriterLayout::Kind::String) L.refuse(f, vt, call, "use string()");
-  if (f.kind == WriterLayout::Kind::Vector) L.refuse(f, vt, call, "use vector<E>()");
+  if (f.kind == WriterLayout::Kind::String || f.kind == WriterLayout::Kind::Vector)
+    L.refuse(f, vt, call, handle_for(f));
   if (const std::string why = WriterLayout::mismatch(f.want, want); !why.empty())
     L.refuse(f, vt, call, why);
   return f.at;
@@ -402,11 +411,7 @@ std::uint32_t MessageWriterBase::inline_at(flatbuffers::voffset_t vt, const Writ
 std::uint32_t MessageWriterBase::string_slot(flatbuffers::voffset_t vt) const {
   const WriterLayout& L = *layout_;
   const WriterLayout::Field& f = L.field(vt, "string");
-  if (f.kind != WriterLayout::Kind::String)
-    L.refuse(f, vt, "string",
-             f.kind == WriterLayout::Kind::Vector ? "use vector<E>()"
-             : f.want.is_struct                   ? "use structure<S>()"
-                                                  : "use scalar<V>()");
+  if (f.kind != WriterLayout::Kind::String) L.refuse(f, vt, "string", handle_for(f));
   return f.slot;
 }
 
@@ -414,11 +419,7 @@ std::uint32_t MessageWriterBase::vector_slot(flatbuffers::voffset_t vt,
                                              const WriterWant& elem) const {
   const WriterLayout& L = *layout_;
   const WriterLayout::Field& f = L.field(vt, "vector");
-  if (f.kind != WriterLayout::Kind::Vector)
-    L.refuse(f, vt, "vector",
-             f.kind == WriterLayout::Kind::String ? "use string()"
-             : f.want.is_struct                   ? "use structure<S>()"
-                                                  : "use scalar<V>()");
+  if (f.kind != WriterLayout::Kind::Vector) L.refuse(f, vt, "vector", handle_for(f));
   if (const std::string why = WriterLayout::mismatch(f.want, elem); !why.empty())
     L.refuse(f, vt, "vector", "its elements do not match: " + why);
   return f.slot;
