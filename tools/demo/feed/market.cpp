@@ -5,8 +5,6 @@
 #include <cmath>
 #include <string_view>
 
-#include <shmbus/msg/md_quote_generated.h>
-#include <shmbus/msg/md_trade_generated.h>
 #include <shmbus/admin/snapshot.hpp>
 #include <shmbus/error.hpp>
 
@@ -44,8 +42,7 @@ Feed::Feed(const Options& o, shmbus::Bus& bus)
       clock_(&bus.clock()),
       quotes_(make_publisher<shmbus::md::Quote>(bus, kQuotesTopic, o)),
       trades_(make_publisher<shmbus::md::Trade>(bus, kTradesTopic, o)),
-      rng_(o.seed),
-      fbb_(512) {
+      rng_(o.seed) {
   for (std::size_t i = 0; i < o.symbols.size(); ++i) {
     Instrument in;
     in.symbol = o.symbols[i];
@@ -62,11 +59,11 @@ void Feed::publish_one(std::int64_t now_steady) noexcept {
   Venue& v = venues_[pick_(rng_) % venues_.size()];
   move(in, now_steady);
   if (unit_(rng_) < opt_.trade_share) {
-    build_trade(in, v);
-    count(trades_.try_publish(fbb_), trades_sent_);
+    count(build_trade(in, v) ? trade_.w.try_publish(trades_) : shmbus::PublishResult::TooLarge,
+          trades_sent_);
   } else {
-    build_quote(in, v);
-    count(quotes_.try_publish(fbb_), quotes_sent_);
+    count(build_quote(in, v) ? quote_.w.try_publish(quotes_) : shmbus::PublishResult::TooLarge,
+          quotes_sent_);
   }
 }
 
@@ -87,12 +84,11 @@ void Feed::check_sizes() {
       instruments_.begin(), instruments_.end(),
       [](const Instrument& a, const Instrument& b) { return a.symbol.size() < b.symbol.size(); });
   Venue v{"XXXX", 0, ~std::uint64_t{0} - 1};  // the longest trade id
-  build_quote(longest, v);
-  quote_bytes_ = fbb_.GetSize();
-  build_trade(longest, v);
-  trade_bytes_ = fbb_.GetSize();
+  const bool fits = build_quote(longest, v) && build_trade(longest, v);
+  quote_bytes_ = quote_.w.size();
+  trade_bytes_ = trade_.w.size();
   const std::size_t room = quotes_.max_payload();
-  if (quote_bytes_ > room || trade_bytes_ > trades_.max_payload()) {
+  if (!fits || quote_bytes_ > room || trade_bytes_ > trades_.max_payload()) {
     throw shmbus::Error(shmbus::Errc::InvalidArgument,
                         "symbol '" + longest.symbol + "' makes a " +
                             std::to_string(std::max(quote_bytes_, trade_bytes_)) +
@@ -136,7 +132,7 @@ void Feed::stamps(std::uint64_t& exchange_ts, std::uint64_t& receive_ts) noexcep
       static_cast<std::uint64_t>(now - 5'000 - static_cast<std::int64_t>(pick_(rng_) % 45'000));
 }
 
-void Feed::build_quote(const Instrument& in, Venue& v) noexcept {
+bool Feed::build_quote(const Instrument& in, Venue& v) noexcept {
   const auto ticks = spread_ticks();
   const double bid = std::floor(in.mid / in.tick - static_cast<double>(ticks) / 2.0) * in.tick;
   const double ask = bid + static_cast<double>(ticks) * in.tick;
@@ -146,26 +142,21 @@ void Feed::build_quote(const Instrument& in, Venue& v) noexcept {
   std::uint64_t receive_ts = 0;
   stamps(exchange_ts, receive_ts);
 
-  fbb_.Clear();
-  const auto sym = fbb_.CreateString(in.symbol);
-  const auto venue = fbb_.CreateString(v.mic);
-  shmbus::md::QuoteBuilder q(fbb_);
-  q.add_symbol(sym);
-  q.add_instrument_id(in.id);
-  q.add_venue(venue);
-  q.add_exchange_ts(exchange_ts);
-  q.add_receive_ts(receive_ts);
-  q.add_seq(++v.seq);
-  q.add_bid_px(bid);
-  q.add_bid_qty(bid_qty);
-  q.add_ask_px(ask);
-  q.add_ask_qty(ask_qty);
-  q.add_bid_orders(static_cast<std::uint32_t>(1 + bid_qty / 300.0));
-  q.add_ask_orders(static_cast<std::uint32_t>(1 + ask_qty / 300.0));
-  fbb_.Finish(q.Finish(), shmbus::md::QuoteIdentifier());
+  QuoteWriter& q = quote_;
+  q.w.set(q.instrument_id, in.id);
+  q.w.set(q.exchange_ts, exchange_ts);
+  q.w.set(q.receive_ts, receive_ts);
+  q.w.set(q.seq, ++v.seq);
+  q.w.set(q.bid_px, bid);
+  q.w.set(q.bid_qty, bid_qty);
+  q.w.set(q.ask_px, ask);
+  q.w.set(q.ask_qty, ask_qty);
+  q.w.set(q.bid_orders, static_cast<std::uint32_t>(1 + bid_qty / 300.0));
+  q.w.set(q.ask_orders, static_cast<std::uint32_t>(1 + ask_qty / 300.0));
+  return q.w.set(q.symbol, in.symbol) && q.w.set(q.venue, v.mic);
 }
 
-void Feed::build_trade(const Instrument& in, Venue& v) noexcept {
+bool Feed::build_trade(const Instrument& in, Venue& v) noexcept {
   const auto ticks = spread_ticks();
   const double bid = std::floor(in.mid / in.tick - static_cast<double>(ticks) / 2.0) * in.tick;
   const bool buyer_aggressed = (pick_(rng_) & 1u) != 0;
@@ -184,24 +175,17 @@ void Feed::build_trade(const Instrument& in, Venue& v) noexcept {
   const auto res = std::to_chars(id.data() + n, id.data() + id.size(), ++v.trade_ids);
   n = static_cast<std::size_t>(res.ptr - id.data());
 
-  fbb_.Clear();
-  const auto sym = fbb_.CreateString(in.symbol);
-  const auto venue = fbb_.CreateString(v.mic);
-  const auto trade_id = fbb_.CreateString(id.data(), n);
-  const auto conditions = fbb_.CreateString(odd_lot ? "@  I" : "@");
-  shmbus::md::TradeBuilder t(fbb_);
-  t.add_symbol(sym);
-  t.add_instrument_id(in.id);
-  t.add_venue(venue);
-  t.add_exchange_ts(exchange_ts);
-  t.add_receive_ts(receive_ts);
-  t.add_seq(++v.seq);
-  t.add_price(price);
-  t.add_qty(qty);
-  t.add_aggressor(buyer_aggressed ? shmbus::common::Side::Buy : shmbus::common::Side::Sell);
-  t.add_trade_id(trade_id);
-  t.add_conditions(conditions);
-  fbb_.Finish(t.Finish(), shmbus::md::TradeIdentifier());
+  TradeWriter& t = trade_;
+  t.w.set(t.instrument_id, in.id);
+  t.w.set(t.exchange_ts, exchange_ts);
+  t.w.set(t.receive_ts, receive_ts);
+  t.w.set(t.seq, ++v.seq);
+  t.w.set(t.price, price);
+  t.w.set(t.qty, qty);
+  t.w.set(t.aggressor, buyer_aggressed ? shmbus::common::Side::Buy : shmbus::common::Side::Sell);
+  return t.w.set(t.symbol, in.symbol) && t.w.set(t.venue, v.mic) &&
+         t.w.set(t.trade_id, std::string_view(id.data(), n)) &&
+         t.w.set(t.conditions, odd_lot ? "@  I" : "@");
 }
 
 }  // namespace demo::feed

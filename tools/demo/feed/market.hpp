@@ -10,6 +10,12 @@
 //
 // Both topics are lossy: a feed never waits for its readers. A publish that
 // is not Ok is counted per reason, never ignored.
+//
+// Messages are written with shmbus::MessageWriter, the library's typed hot
+// path: each topic's message is laid out once, each field is a handle
+// resolved once, and a quote is then ~160 instructions of stores (both
+// strings included) where a FlatBufferBuilder spends ~920 (BENCHMARKS.md).
+// What subscribers read is an ordinary Quote or Trade.
 #pragma once
 
 #include <array>
@@ -20,15 +26,18 @@
 #include <vector>
 
 #include <shmbus/core/bus.hpp>
+#include <shmbus/core/message_writer.hpp>
 #include <shmbus/core/publisher.hpp>
+#include <shmbus/msg/md_quote_generated.h>
+#include <shmbus/msg/md_trade_generated.h>
 
 #include "../demo_common.hpp"
 #include "options.hpp"
 
 namespace demo::feed {
 
-// 256 B slots (224 B of payload): with 4-letter symbols a quote is 152 B
-// and a trade at most 184 B; checked at start-up against the longest symbol.
+// 256 B slots (224 B of payload): with 4-letter symbols a quote is ~150 B
+// and a trade under 200 B; checked at start-up against the longest symbol.
 inline constexpr std::uint32_t kSlotSize = 256;
 inline constexpr std::int64_t kNsPerSec = 1'000'000'000;
 
@@ -45,6 +54,37 @@ struct Instrument {
   double mid = 100.0;
   double tick = 0.01;
   std::int64_t last_ns = 0;  // steady time of the last move of `mid`
+};
+
+// A writer of T and the handles of the fields the feed sets (resolved once).
+struct QuoteWriter {
+  using W = shmbus::MessageWriter<shmbus::md::Quote>;
+  using Q = shmbus::md::Quote;
+  W w;
+  W::String symbol = w.string(Q::VT_SYMBOL), venue = w.string(Q::VT_VENUE);
+  W::Scalar<std::uint64_t> instrument_id = w.scalar<std::uint64_t>(Q::VT_INSTRUMENT_ID),
+                           exchange_ts = w.scalar<std::uint64_t>(Q::VT_EXCHANGE_TS),
+                           receive_ts = w.scalar<std::uint64_t>(Q::VT_RECEIVE_TS),
+                           seq = w.scalar<std::uint64_t>(Q::VT_SEQ);
+  W::Scalar<double> bid_px = w.scalar<double>(Q::VT_BID_PX),
+                    bid_qty = w.scalar<double>(Q::VT_BID_QTY),
+                    ask_px = w.scalar<double>(Q::VT_ASK_PX),
+                    ask_qty = w.scalar<double>(Q::VT_ASK_QTY);
+  W::Scalar<std::uint32_t> bid_orders = w.scalar<std::uint32_t>(Q::VT_BID_ORDERS),
+                           ask_orders = w.scalar<std::uint32_t>(Q::VT_ASK_ORDERS);
+};
+struct TradeWriter {
+  using W = shmbus::MessageWriter<shmbus::md::Trade>;
+  using T = shmbus::md::Trade;
+  W w;
+  W::String symbol = w.string(T::VT_SYMBOL), venue = w.string(T::VT_VENUE),
+            trade_id = w.string(T::VT_TRADE_ID), conditions = w.string(T::VT_CONDITIONS);
+  W::Scalar<std::uint64_t> instrument_id = w.scalar<std::uint64_t>(T::VT_INSTRUMENT_ID),
+                           exchange_ts = w.scalar<std::uint64_t>(T::VT_EXCHANGE_TS),
+                           receive_ts = w.scalar<std::uint64_t>(T::VT_RECEIVE_TS),
+                           seq = w.scalar<std::uint64_t>(T::VT_SEQ);
+  W::Scalar<double> price = w.scalar<double>(T::VT_PRICE), qty = w.scalar<double>(T::VT_QTY);
+  W::Scalar<shmbus::common::Side> aggressor = w.scalar<shmbus::common::Side>(T::VT_AGGRESSOR);
 };
 
 class Feed {
@@ -77,8 +117,10 @@ class Feed {
   [[nodiscard]] double round_lot() noexcept;
   [[nodiscard]] std::uint64_t spread_ticks() noexcept;
   void stamps(std::uint64_t& exchange_ts, std::uint64_t& receive_ts) noexcept;
-  void build_quote(const Instrument& in, Venue& v) noexcept;
-  void build_trade(const Instrument& in, Venue& v) noexcept;
+  // False: the message would not fit the writer (a symbol past its
+  // max_size(); never for symbols check_sizes() accepted).
+  [[nodiscard]] bool build_quote(const Instrument& in, Venue& v) noexcept;
+  [[nodiscard]] bool build_trade(const Instrument& in, Venue& v) noexcept;
 
   const Options& opt_;
   const shmbus::Clock* clock_;
@@ -88,7 +130,8 @@ class Feed {
   std::normal_distribution<double> normal_{0.0, 1.0};
   std::uniform_real_distribution<double> unit_{0.0, 1.0};
   std::uniform_int_distribution<std::uint64_t> pick_{0, ~std::uint64_t{0}};
-  flatbuffers::FlatBufferBuilder fbb_;
+  QuoteWriter quote_;
+  TradeWriter trade_;
   std::vector<Instrument> instruments_;
   std::array<Venue, 4> venues_{{{"XNAS"}, {"XNYS"}, {"ARCX"}, {"BATS"}}};
   std::uint64_t quotes_sent_ = 0;
