@@ -99,7 +99,47 @@ TEST(RingBlock, WriterAndReaderOnHeapMemoryDeliverInOrder) {
   }
   EXPECT_EQ(seen.seqs, (std::vector<std::uint64_t>{1, 2, 3, 4, 5}));
   EXPECT_EQ(seen.values, (std::vector<std::uint64_t>{100, 101, 102, 103, 104}));
+  // head is stored once a head_period() (4 on 8 slots); the newest is found from it.
+  EXPECT_EQ(mem.block().header->hot.head.load(), 4u);
+  EXPECT_EQ(newest_committed(RingView(mem.block()), mem.block().header->hot.head.load()), 5u);
+  w.store_head();
   EXPECT_EQ(mem.block().header->hot.head.load(), 5u);
+}
+
+TEST(RingBlock, HeadIsStoredOnceAPeriodAndTheNewestIsFoundPastIt) {
+  EXPECT_EQ(head_period(2), 1u);
+  EXPECT_EQ(head_period(8), 4u);
+  EXPECT_EQ(head_period(64), 32u);
+  EXPECT_EQ(head_period(128), 64u);
+  EXPECT_EQ(head_period(1u << 20), 64u);
+  HeapRing mem(64, 256, false);
+  RingWriter w(mem.block(), 1);
+  const RingView view(mem.block());
+  auto& head = mem.block().header->hot.head;
+  for (std::uint64_t v = 1; v <= 100; ++v) {
+    ASSERT_EQ(write(w, v), PublishResult::Ok);
+    ASSERT_EQ(head.load(), v / 64 * 64) << "after message " << v;
+    ASSERT_EQ(newest_committed(view, head.load()), v) << "after message " << v;
+  }
+  // A claimed (odd) slot ends the scan: message 101 is not committed.
+  PublishResult r{};
+  SlotHeader* s = w.claim(8, r);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(newest_committed(view, head.load()), 100u);
+  w.abort(s);
+  // A producer that dies here leaves head at 64; its successor goes on at
+  // 101, and stores the exact head.
+  RingWriter next(mem.block(), RingWriter::recover_next(mem.block()));
+  EXPECT_EQ(next.next(), 101u);
+  EXPECT_EQ(head.load(), 100u);
+  // A hint older than the ring (a lap behind) does not scan into a newer lap.
+  HeapRing small(64, 8, false);
+  RingWriter ws(small.block(), 1);
+  for (std::uint64_t v = 1; v <= 20; ++v) ASSERT_EQ(write(ws, v), PublishResult::Ok);
+  EXPECT_EQ(newest_committed(RingView(small.block()), 20), 20u);
+  EXPECT_EQ(newest_committed(RingView(small.block()), 16), 20u);
+  EXPECT_EQ(newest_committed(RingView(small.block()), 3), 3u)
+      << "slot 4 holds message 20, not 4: the scan stops";
 }
 
 TEST(RingBlock, AClaimedButUncommittedSlotIsNotDelivered) {

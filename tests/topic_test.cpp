@@ -341,6 +341,66 @@ TEST(Topic, ProducerThatDiedBetweenCommitAndHeadStoreLosesNothing) {
       << "message 3 is committed and must not be overwritten by a new 3";
 }
 
+// The producer stores head once a head_period() (64 here), not per commit:
+// what reads the newest message (head_hint, snapshots, joiners, an heir)
+// finds the messages past the stored hint, for both policies.
+TEST(Topic, TheNewestIsExactWhileTheStoredHeadLags) {
+  for (const Policy policy : {Policy::Lossy, Policy::Reliable}) {
+    SCOPED_TRACE(policy == Policy::Lossy ? "lossy" : "reliable");
+    ScopedBus sb;
+    Bus bus = sb.open();
+    Topic t = bus.topic("lag", config(policy, 1024));
+    Publisher p(t);
+    Subscriber registered(t);  // due 1 (reliable: gates the producer; 100 < 1024)
+    for (std::uint64_t v = 1; v <= 100; ++v) {
+      ASSERT_EQ(p.try_publish(as_bytes(&v, sizeof v)), PublishResult::Ok);
+    }
+    EXPECT_EQ(detail::Internals::state(t)->header->hot.head.load(), 64u)
+        << "stored once a period: the other 36 are found by scanning";
+    EXPECT_EQ(t.head_hint(), 100u);
+    EXPECT_EQ(snapshot(t).head, 100u);
+    SubscriberOptions live;
+    live.name = "late";
+    Subscriber late(t, live);  // Start::Live: due 101, nothing published before it
+    SubscriberOptions oldest;
+    oldest.register_consumer = false;
+    oldest.start = Start::Oldest;
+    Subscriber backlog(t, oldest);
+    std::uint64_t v = 101;
+    ASSERT_EQ(p.try_publish(as_bytes(&v, sizeof v)), PublishResult::Ok);
+    std::vector<std::uint64_t> got;
+    while (late.poll([&](const Message& m) { got.push_back(m.meta.seq); }) != 0) {
+    }
+    EXPECT_EQ(got, (std::vector<std::uint64_t>{101})) << "a joiner at live starts at the newest";
+    std::uint64_t first = 0, n = 0;
+    while (backlog.poll([&](const Message& m) {
+      first = first == 0 ? m.meta.seq : first;
+      ++n;
+    }) != 0) {
+    }
+    EXPECT_EQ(first, 1u);
+    EXPECT_EQ(n, 101u);
+  }
+}
+
+TEST(Topic, AProducerThatLeavesStoresTheExactHeadAndAnHeirGoesOnAfterTheNewest) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Topic t = bus.topic("heir", config(Policy::Lossy, 1024));
+  auto& head = detail::Internals::state(t)->header->hot.head;
+  {
+    Publisher p(t);
+    for (int i = 0; i < 70; ++i) ASSERT_EQ(p.try_publish(as_bytes("m", 1)), PublishResult::Ok);
+    EXPECT_EQ(head.load(), 64u);
+  }
+  EXPECT_EQ(head.load(), 70u) << "a Publisher that goes away stores the exact head";
+  head.store(64);  // as a producer killed after message 70 leaves it
+  detail::Internals::state(t)->header->producer.owner.store(
+      detail::make_claim(detail::ClaimState::Active, kDeadIdentity));
+  Publisher heir(t);
+  EXPECT_EQ(heir.next_sequence(), 71u) << "messages 65..70 are committed: none is overwritten";
+}
+
 TEST(Topic, ConsumerTableFullIsNamedAndDeadEntriesAreReclaimed) {
   ScopedBus sb;
   Bus bus = sb.open();

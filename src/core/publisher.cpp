@@ -104,6 +104,9 @@ void Publisher::release() noexcept {
     owner_word_ = 0;
     return;
   }
+  // The exact head for tools and successors (commits store it only once a
+  // head_period()).
+  ring_.store_head();
   std::uint64_t expected = owner_word_;
   // release: a successor's acquire of the free word sees our last head store.
   detail::Internals::state(topic_)->header->producer.owner.compare_exchange_strong(

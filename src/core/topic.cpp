@@ -347,7 +347,8 @@ bool definable(const TopicState& t, const TopicConfig& c) {
                     t.evict_after_ns == evict_ns(c);
   return !same && t.header->producer.owner.load(std::memory_order_acquire) == 0 &&
          t.header->producer.takeovers.load(std::memory_order_relaxed) == 0 &&
-         t.header->hot.head.load(std::memory_order_acquire) == 0;
+         detail::newest_committed(RingView(t.ring),
+                                  t.header->hot.head.load(std::memory_order_acquire)) == 0;
 }
 
 void wake_all(TopicState& t) noexcept {
@@ -476,6 +477,11 @@ Topic Bus::topic(std::string_view name, const TopicConfig& config, Match match) 
   throw Error(Errc::SystemError, where(d_->bus, name) +
                                      " keeps appearing and disappearing while it is opened; "
                                      "is something removing its segment?");
+}
+
+std::uint64_t Topic::head_hint() const noexcept {
+  return detail::newest_committed(RingView(s_->ring),
+                                  s_->header->hot.head.load(std::memory_order_relaxed));
 }
 
 std::uint32_t Topic::live_consumers_hint() const {

@@ -27,14 +27,11 @@ bool cache_demote_available() noexcept {
 }
 
 std::uint64_t RingWriter::recover_next(const RingBlock& b) noexcept {
-  const RingView view(b);
   // acquire: pairs with nothing stronger than relaxed, but is a cheap bound.
-  std::uint64_t n = b.header->hot.head.load(std::memory_order_acquire) + 1;
-  for (std::uint64_t i = 0; i < view.count; ++i, ++n) {
-    if (view.slot(n)->seq.load(std::memory_order_acquire) != 2 * n) break;
-  }
-  b.header->hot.head.store(n - 1, std::memory_order_relaxed);
-  return n;
+  const std::uint64_t n =
+      newest_committed(RingView(b), b.header->hot.head.load(std::memory_order_acquire));
+  b.header->hot.head.store(n, std::memory_order_relaxed);
+  return n + 1;
 }
 
 namespace {
@@ -58,8 +55,10 @@ bool RingWriter::held_too_long(std::uint32_t i, std::uint64_t w, std::uint64_t c
 }
 
 bool RingWriter::refresh_limit(bool check_liveness) noexcept {
-  // seq_cst fence: orders our earlier head stores before the state loads
-  // below (the reliable-join argument in ring.hpp needs store->load order).
+  // The exact head (commits store it only once a head_period()), then a
+  // seq_cst fence: orders that store before the state loads below (the
+  // reliable-join argument in ring.hpp needs store->load order).
+  store_head();
   fence_seq_cst();
   const std::uint64_t head = next_ - 1;
   const std::uint64_t need =

@@ -156,10 +156,9 @@ class Topic {
   [[nodiscard]] bool writable() const noexcept { return s_->segment.writable(); }
   [[nodiscard]] const Clock& clock() const noexcept { return *s_->clock; }
 
-  // Last committed sequence (racy by nature: a snapshot).
-  [[nodiscard]] std::uint64_t head_hint() const noexcept {
-    return s_->header->hot.head.load(std::memory_order_relaxed);
-  }
+  // Last committed sequence (racy by nature: a snapshot). Reads up to 64
+  // slot words past the producer's head hint (detail::newest_committed).
+  [[nodiscard]] std::uint64_t head_hint() const noexcept;
 
   // Racy queries of who is attached, for patterns that must tell "nobody is
   // there" from "slow" (request/reply). Slow: they read /proc to tell a live

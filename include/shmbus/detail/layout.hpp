@@ -219,12 +219,14 @@ struct alignas(kFalseSharing) ProducerControl {
 };
 static_assert(sizeof(ProducerControl) == 128);
 
-// The producer's own line, written on every publish. Consumers read `head`
+// The producer's own line, written once every 64 publishes. Consumers read `head`
 // only when they join or find themselves lapped; tools read it to show rates.
 struct alignas(kFalseSharing) ProducerHot {
-  // W: producer, relaxed, after each commit (the slot's seq word is what
-  // publishes a message; head is a hint for joiners and tools, and its store
-  // must not cost a fence). R: consumers (join, lap), tools.
+  // W: producer, relaxed, after every 64th commit (detail::head_period),
+  // exactly at each consumer rescan and when it leaves (the slot's seq word
+  // is what publishes a message; head is a hint for joiners and tools, and
+  // may lag: detail::newest_committed scans past it). R: consumers (join,
+  // lap), tools.
   std::atomic<std::uint64_t> head;
   // W: producer, relaxed, on refusal (slow path). R: tools.
   std::atomic<std::uint64_t> too_large;

@@ -60,8 +60,12 @@
 //     only after the handler returned.
 //
 // Reliable join (why a joining consumer never misses a message it is due):
-//   consumer: state = Active (seq_cst); h2 = head (seq_cst); due from h2+1.
-//   producer: head stores; seq_cst fence; scan consumer states.
+//   consumer: state = Active (seq_cst); h2 = head (seq_cst); due from
+//             newest_committed(h2)+1 (head lags; scanning on only moves the
+//             consumer's due message later, which is always safe).
+//   producer: exact head store; seq_cst fence; scan consumer states (its
+//             commits store head once a head_period(); the scan stores the
+//             exact one, which is all this argument uses).
 //   If the producer's scan missed the new entry, the entry's store is later
 //   in the seq_cst order than the scan, so the consumer's h2 load sees at
 //   least the head the producer had at that scan; the limit that scan set
@@ -175,6 +179,33 @@ struct RingView {
   }
 };
 
+// The newest committed sequence, from the producer's head hint. The producer
+// stores head once every head_period(count) commits (and exactly whenever
+// it rescans its consumers, and when it leaves), not on every commit: that
+// store, to a shared line outside the slot, cost a 32 B stream 1 -> 1 ~15 %
+// of its throughput where cross-core transfers are slow (BENCHMARKS.md). So
+// head may lag by less than the period, and whoever needs the newest
+// message (joiners, tools, head_hint()) scans forward from it over slots
+// whose seq says "committed as the next sequence". The lag is less than
+// half the ring, so those messages are still there (the ring holds N-1);
+// the scan stops at a slot claimed ahead (odd), at an older lap, or after
+// `count` steps against a producer it cannot catch.
+[[nodiscard]] inline std::uint64_t newest_committed(const RingView& v,
+                                                    std::uint64_t hint) noexcept {
+  std::uint64_t n = hint;
+  for (std::uint64_t i = 0; i < v.count; ++i, ++n) {
+    // acquire: a caller that reads message n+1 after this sees it whole.
+    if (v.slot(n + 1)->seq.load(std::memory_order_acquire) != 2 * (n + 1)) break;
+  }
+  return n;
+}
+
+// Commits between two head stores on a ring of `count` slots: 64, at most
+// half the ring (a power of two, >= 1).
+[[nodiscard]] constexpr std::uint64_t head_period(std::uint64_t count) noexcept {
+  return count >= 128 ? 64 : count >= 2 ? count / 2 : 1;
+}
+
 // Moves the cache line holding `p` from this core's private caches towards
 // the shared L3 (x86 CLDEMOTE, Tremont / Sapphire Rapids and later), where
 // another core's miss on it is served without snooping this one. A hint: it
@@ -251,20 +282,24 @@ class RingWriter {
         pid_(0),
         prefetch_slots_(b.reliable ? std::max<std::uint64_t>(1, kPrefetchBytes / b.slot_size) : 0),
         prefetch_lines_(std::min<std::uint32_t>(
-            kPrefetchMaxLines, b.slot_size / static_cast<std::uint32_t>(kCacheLine))) {
+            kPrefetchMaxLines, b.slot_size / static_cast<std::uint32_t>(kCacheLine))),
+        head_mask_(head_period(b.slot_count) - 1) {
     if (b.reliable && b.evict_after_ns != 0) holds_.reset(new Hold[b.max_consumers]{});
   }
 
   // The next sequence to publish after a predecessor on the same block (a
-  // producer that detached or died): head is stored after each commit, so a
-  // producer that died between its commit and its head store leaves one
-  // committed message past head; a slot left odd (claimed, never committed:
+  // producer that detached or died): head is stored once a head_period() of
+  // commits, so a producer that died leaves up to that many committed
+  // messages past head (newest_committed() finds them); a slot left odd (claimed, never committed:
   // killed mid-write, or claimed ahead by the last commit, which is what
   // every producer that stops leaves) has its sequence reused. Stores the
   // recovered head.
   [[nodiscard]] static std::uint64_t recover_next(const RingBlock& b) noexcept;
 
   void set_pid(std::uint32_t pid) noexcept { pid_ = pid; }
+  // Stores the exact head (the newest committed sequence): commits store it
+  // only once a head_period(); a producer that leaves stores it for tools.
+  void store_head() noexcept { hot_->head.store(next_ - 1, std::memory_order_relaxed); }
   // Messages committed at least `raw` clock units after the previous one
   // are demoted (0: every message; ~0: none). PublisherOptions::demote_after_idle_ns.
   // Commits at least `raw` clock units after the previous one claim the next
@@ -322,8 +357,9 @@ class RingWriter {
     if (idle >= demote_idle_) [[unlikely]]
       demote(s, size);
     last_ts_ = raw_ts;
-    // relaxed: a hint for joiners, lapped readers and tools, not a publication.
-    hot_->head.store(next_, std::memory_order_relaxed);
+    // relaxed: a hint for joiners, lapped readers and tools, not a
+    // publication; once a head_period() (newest_committed() above says why).
+    if ((next_ & head_mask_) == 0) hot_->head.store(next_, std::memory_order_relaxed);
     ++next_;
     // Reliable topics: start the read-for-ownership of a slot 8 KiB ahead
     // now, so a producer streaming into a full ring does not stall its store
@@ -424,6 +460,7 @@ class RingWriter {
   std::uint64_t last_ts_ = 0;  // stamp of the previous commit
   std::uint64_t demote_idle_ = ~std::uint64_t{0};
   std::uint64_t ahead_idle_ = 0;
+  std::uint64_t head_mask_ = 0;  // head is stored when next_ & head_mask_ == 0
   std::uint64_t demoted_ = 0;
   bool demote_lines_ = true;           // the CPU has CLDEMOTE (set_demote_idle asks)
   std::int64_t next_liveness_ns_ = 0;  // CLOCK_MONOTONIC_COARSE; 0: check at the first block
