@@ -132,28 +132,35 @@ void Feed::stamps(std::uint64_t& exchange_ts, std::uint64_t& receive_ts) noexcep
       static_cast<std::uint64_t>(now - 5'000 - static_cast<std::int64_t>(pick_(rng_) % 45'000));
 }
 
+// The fields every event carries (the same names in Quote and Trade): the
+// instrument, the venue channel's next sequence, and the stamps.
+template <class EventWriter>
+bool Feed::set_event(EventWriter& e, const Instrument& in, Venue& v) noexcept {
+  std::uint64_t exchange_ts = 0;
+  std::uint64_t receive_ts = 0;
+  stamps(exchange_ts, receive_ts);
+  e.w.set(e.instrument_id, in.id);
+  e.w.set(e.exchange_ts, exchange_ts);
+  e.w.set(e.receive_ts, receive_ts);
+  e.w.set(e.seq, ++v.seq);
+  return e.w.set(e.symbol, in.symbol) && e.w.set(e.venue, v.mic);
+}
+
 bool Feed::build_quote(const Instrument& in, Venue& v) noexcept {
   const auto ticks = spread_ticks();
   const double bid = std::floor(in.mid / in.tick - static_cast<double>(ticks) / 2.0) * in.tick;
   const double ask = bid + static_cast<double>(ticks) * in.tick;
   const double bid_qty = round_lot();
   const double ask_qty = round_lot();
-  std::uint64_t exchange_ts = 0;
-  std::uint64_t receive_ts = 0;
-  stamps(exchange_ts, receive_ts);
 
   QuoteWriter& q = quote_;
-  q.w.set(q.instrument_id, in.id);
-  q.w.set(q.exchange_ts, exchange_ts);
-  q.w.set(q.receive_ts, receive_ts);
-  q.w.set(q.seq, ++v.seq);
   q.w.set(q.bid_px, bid);
   q.w.set(q.bid_qty, bid_qty);
   q.w.set(q.ask_px, ask);
   q.w.set(q.ask_qty, ask_qty);
   q.w.set(q.bid_orders, static_cast<std::uint32_t>(1 + bid_qty / 300.0));
   q.w.set(q.ask_orders, static_cast<std::uint32_t>(1 + ask_qty / 300.0));
-  return q.w.set(q.symbol, in.symbol) && q.w.set(q.venue, v.mic);
+  return set_event(q, in, v);
 }
 
 bool Feed::build_trade(const Instrument& in, Venue& v) noexcept {
@@ -163,9 +170,6 @@ bool Feed::build_trade(const Instrument& in, Venue& v) noexcept {
   const double price = buyer_aggressed ? bid + static_cast<double>(ticks) * in.tick : bid;
   const bool odd_lot = unit_(rng_) < 0.3;
   const double qty = odd_lot ? static_cast<double>(1 + pick_(rng_) % 99) : round_lot();
-  std::uint64_t exchange_ts = 0;
-  std::uint64_t receive_ts = 0;
-  stamps(exchange_ts, receive_ts);
 
   // "XNAS-123456": venue and its match number, formatted without allocating.
   std::array<char, 32> id{};
@@ -176,15 +180,10 @@ bool Feed::build_trade(const Instrument& in, Venue& v) noexcept {
   n = static_cast<std::size_t>(res.ptr - id.data());
 
   TradeWriter& t = trade_;
-  t.w.set(t.instrument_id, in.id);
-  t.w.set(t.exchange_ts, exchange_ts);
-  t.w.set(t.receive_ts, receive_ts);
-  t.w.set(t.seq, ++v.seq);
   t.w.set(t.price, price);
   t.w.set(t.qty, qty);
   t.w.set(t.aggressor, buyer_aggressed ? shmbus::common::Side::Buy : shmbus::common::Side::Sell);
-  return t.w.set(t.symbol, in.symbol) && t.w.set(t.venue, v.mic) &&
-         t.w.set(t.trade_id, std::string_view(id.data(), n)) &&
+  return set_event(t, in, v) && t.w.set(t.trade_id, std::string_view(id.data(), n)) &&
          t.w.set(t.conditions, odd_lot ? "@  I" : "@");
 }
 

@@ -25,11 +25,11 @@
 #include <string>
 #include <vector>
 
+#include <shmbus/msg/md_quote_generated.h>
+#include <shmbus/msg/md_trade_generated.h>
 #include <shmbus/core/bus.hpp>
 #include <shmbus/core/message_writer.hpp>
 #include <shmbus/core/publisher.hpp>
-#include <shmbus/msg/md_quote_generated.h>
-#include <shmbus/msg/md_trade_generated.h>
 
 #include "../demo_common.hpp"
 #include "options.hpp"
@@ -119,6 +119,8 @@ class Feed {
   void stamps(std::uint64_t& exchange_ts, std::uint64_t& receive_ts) noexcept;
   // False: the message would not fit the writer (a symbol past its
   // max_size(); never for symbols check_sizes() accepted).
+  template <class EventWriter>
+  [[nodiscard]] bool set_event(EventWriter& e, const Instrument& in, Venue& v) noexcept;
   [[nodiscard]] bool build_quote(const Instrument& in, Venue& v) noexcept;
   [[nodiscard]] bool build_trade(const Instrument& in, Venue& v) noexcept;
 
