@@ -43,6 +43,7 @@
 
 #include "children.hpp"
 #include "latency.hpp"
+#include "line_floor.hpp"
 #include "report.hpp"
 #include "throughput.hpp"
 #include "util.hpp"
@@ -79,6 +80,7 @@ struct Options {
   std::string throughput_consumers = "1,2";
   std::string throughput_policies = "lossy,reliable";
   bool no_throughput = false;
+  bool no_throughput_floor = false;
   bool no_latency = false;
   bool no_plot = false;
   std::string out = "bench-results";
@@ -478,9 +480,29 @@ int run(const Options& o, const std::string& command_line) {
           t.timeout_s = o.timeout;
           // Interference only ever lowers throughput, but a single lucky or
           // unlucky run says little: repeat, keep the median, record all.
+          // The floor of the same slot size, CPUs and ring right before and
+          // right after each run (A/B/A, as for latency): on this kind of VM
+          // what two CPUs can carry changes several-fold from minute to
+          // minute, and a rate means something only beside it.
+          const std::size_t slot_bytes = (bytes + shmbus::detail::kSlotHeaderBytes + 63) / 64 * 64;
+          std::vector<double> floors;
+          std::string floor_error;
+          const auto run_floor = [&] {
+            double f = 0;  // 0: not run, or failed
+            if (!o.no_throughput_floor && floor_error.empty()) {
+              try {
+                f = line_floor_rate(pair[0], pair[1], slot_bytes, t.slot_count, t.messages);
+              } catch (const std::exception& e) {
+                floor_error = e.what();
+              }
+            }
+            floors.push_back(f);
+          };
           std::vector<ThroughputResult> runs;
           for (int k = 0; k < std::max(1, o.throughput_repeats); ++k) {
+            run_floor();
             runs.push_back(run_throughput(t));
+            run_floor();
             if (!runs.back().ok) break;
           }
           std::vector<double> rates;
@@ -489,8 +511,13 @@ int run(const Options& o, const std::string& command_line) {
           for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
           std::sort(order.begin(), order.end(),
                     [&](std::size_t a, std::size_t b) { return rates[a] < rates[b]; });
-          ThroughputResult res = runs.back().ok ? runs[order[order.size() / 2]] : runs.back();
+          const std::size_t kept = runs.back().ok ? order[order.size() / 2] : runs.size() - 1;
+          ThroughputResult res = runs[kept];
           res.repeats_delivered_per_s = rates;
+          res.floor_runs = floors;  // before and after each repeat, in run order
+          res.floor_before = floors[2 * kept];
+          res.floor_after = floors[2 * kept + 1];
+          res.floor_error = floor_error;
           std::fprintf(stderr, "  %-8s %4zuB 1->%d  %s\n", reliable ? "reliable" : "lossy", bytes,
                        consumers,
                        res.ok ? (std::to_string(res.delivered_per_s() / 1e6).substr(0, 6) +
@@ -588,6 +615,8 @@ int main(int argc, char** argv) {
   app.add_option("--throughput-policies", o.throughput_policies, "lossy and/or reliable")
       ->capture_default_str();
   app.add_flag("--no-throughput", o.no_throughput, "skip the throughput runs");
+  app.add_flag("--no-throughput-floor", o.no_throughput_floor,
+               "skip the ring floor run before and after each throughput run");
   app.add_flag("--no-latency", o.no_latency, "skip the latency runs");
   app.add_flag("--no-plot", o.no_plot, "write no SVG");
   app.add_option("--out", o.out, "directory for bus-bench.json, bus-bench.txt and the SVG plots")

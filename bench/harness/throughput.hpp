@@ -46,6 +46,20 @@ struct ThroughputResult {
   // Every repeat's slowest-consumer delivered/s, in run order (this result
   // is the median one; see --throughput-repeats).
   std::vector<double> repeats_delivered_per_s;
+  // The throughput floor of the same slot size, CPUs and ring (line_floor.hpp),
+  // run right before and right after every repeat: slots per second, in run
+  // order (empty with --no-throughput-floor). floor_error: why a floor run
+  // failed (the bus figures stand without it).
+  std::vector<double> floor_runs;
+  std::string floor_error;
+  // The floors right before and after the repeat this result is (0: none).
+  double floor_before = 0;
+  double floor_after = 0;
+  // The mean of floor_before and floor_after (the floor of this run's
+  // minute); 0 if either is missing.
+  [[nodiscard]] double floor_per_s() const noexcept {
+    return floor_before > 0 && floor_after > 0 ? (floor_before + floor_after) / 2 : 0;
+  }
 
   [[nodiscard]] double published_per_s() const noexcept {
     return producer_seconds > 0 ? static_cast<double>(spec.messages) / producer_seconds : 0;
