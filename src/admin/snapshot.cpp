@@ -27,7 +27,7 @@ TopicSnapshot snapshot(const Topic& topic) {
   s.segment_bytes = t.segment_bytes;
   s.created_ns = t.created_ns;
   // relaxed throughout: counters and hints for display.
-  s.head = detail::newest_committed(RingView(t.ring), h.hot.head.load(std::memory_order_relaxed));
+  s.head = detail::newest_committed(t.ring, std::memory_order_relaxed);
   s.too_large = h.hot.too_large.load(std::memory_order_relaxed);
   s.would_block = h.hot.would_block.load(std::memory_order_relaxed);
   s.reaped_consumers = h.hot.reaped_consumers.load(std::memory_order_relaxed);

@@ -84,8 +84,7 @@ Subscriber::Subscriber(Topic topic, const SubscriberOptions& options)
   ProducerHot& hot = t.header->hot;
 
   if (!options.register_consumer) {
-    const std::uint64_t head =
-        detail::newest_committed(RingView(t.ring), hot.head.load(std::memory_order_acquire));
+    const std::uint64_t head = detail::newest_committed(t.ring, std::memory_order_acquire);
     reader_ =
         RingReader(t.ring, nullptr, first_due(options, head, t.slot_count), ~std::uint64_t{0});
     return;
@@ -117,8 +116,7 @@ Subscriber::Subscriber(Topic topic, const SubscriberOptions& options)
   // seq_cst store then seq_cst load: the consumer side of the join (ring.hpp).
   claim_word_ = make_claim(ClaimState::Active, self);
   e->state.store(claim_word_, std::memory_order_seq_cst);
-  const std::uint64_t h2 =
-      detail::newest_committed(RingView(t.ring), hot.head.load(std::memory_order_seq_cst));
+  const std::uint64_t h2 = detail::newest_committed(t.ring, std::memory_order_seq_cst);
   const std::uint64_t next = first_due(options, h2, t.slot_count);
   e->joined_seq.store(next, std::memory_order_relaxed);
   // release: nothing read yet; keeps the cursor store ordered after the join.
@@ -288,8 +286,8 @@ bool Subscriber::check_evicted(std::uint64_t first_lost) {
     entry_ = nullptr;
     evictable_ = false;
   }
-  const std::uint64_t h2 = detail::newest_committed(
-      RingView(detail::Internals::state(topic_)->ring), hot.head.load(std::memory_order_seq_cst));
+  const std::uint64_t h2 =
+      detail::newest_committed(detail::Internals::state(topic_)->ring, std::memory_order_seq_cst);
   reader_.rejoin(first_lost, h2 + 1);
   ++evictions_;
   if (on_gap_)

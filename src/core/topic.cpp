@@ -347,8 +347,7 @@ bool definable(const TopicState& t, const TopicConfig& c) {
                     t.evict_after_ns == evict_ns(c);
   return !same && t.header->producer.owner.load(std::memory_order_acquire) == 0 &&
          t.header->producer.takeovers.load(std::memory_order_relaxed) == 0 &&
-         detail::newest_committed(RingView(t.ring),
-                                  t.header->hot.head.load(std::memory_order_acquire)) == 0;
+         detail::newest_committed(t.ring, std::memory_order_acquire) == 0;
 }
 
 void wake_all(TopicState& t) noexcept {
@@ -480,8 +479,7 @@ Topic Bus::topic(std::string_view name, const TopicConfig& config, Match match) 
 }
 
 std::uint64_t Topic::head_hint() const noexcept {
-  return detail::newest_committed(RingView(s_->ring),
-                                  s_->header->hot.head.load(std::memory_order_relaxed));
+  return detail::newest_committed(s_->ring, std::memory_order_relaxed);
 }
 
 std::uint32_t Topic::live_consumers_hint() const {

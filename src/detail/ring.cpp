@@ -28,8 +28,7 @@ bool cache_demote_available() noexcept {
 
 std::uint64_t RingWriter::recover_next(const RingBlock& b) noexcept {
   // acquire: pairs with nothing stronger than relaxed, but is a cheap bound.
-  const std::uint64_t n =
-      newest_committed(RingView(b), b.header->hot.head.load(std::memory_order_acquire));
+  const std::uint64_t n = newest_committed(b, std::memory_order_acquire);
   b.header->hot.head.store(n, std::memory_order_relaxed);
   return n + 1;
 }

@@ -199,6 +199,12 @@ struct RingView {
   }
   return n;
 }
+// The same from the block's own head hint, loaded with `order` (the
+// reliable join loads it seq_cst; tools relaxed).
+[[nodiscard]] inline std::uint64_t newest_committed(const RingBlock& b,
+                                                    std::memory_order order) noexcept {
+  return newest_committed(RingView(b), b.header->hot.head.load(order));
+}
 
 // Commits between two head stores on a ring of `count` slots: 64, at most
 // half the ring (a power of two, >= 1).
@@ -290,10 +296,10 @@ class RingWriter {
   // The next sequence to publish after a predecessor on the same block (a
   // producer that detached or died): head is stored once a head_period() of
   // commits, so a producer that died leaves up to that many committed
-  // messages past head (newest_committed() finds them); a slot left odd (claimed, never committed:
-  // killed mid-write, or claimed ahead by the last commit, which is what
-  // every producer that stops leaves) has its sequence reused. Stores the
-  // recovered head.
+  // messages past head (newest_committed() finds them); a slot left odd
+  // (claimed, never committed: killed mid-write, or claimed ahead by the
+  // last commit, which is what every producer that stops leaves) has its
+  // sequence reused. Stores the recovered head.
   [[nodiscard]] static std::uint64_t recover_next(const RingBlock& b) noexcept;
 
   void set_pid(std::uint32_t pid) noexcept { pid_ = pid; }
