@@ -8,16 +8,19 @@
 // no wake-ups: what the bus's 1 -> 1 throughput is compared with
 // (BENCHMARKS.md, "Latest results").
 //
-//   build/bench/shmbus-line-floor --cpus 0,1 --bytes 64,1088
+// The engine is bench/harness/line_floor.{hpp,cpp}; bus-bench runs the same
+// floor, with the bus's slot size, right before and right after each of its
+// throughput runs (the "floor" and "vs floor" columns). This program runs it
+// alone, for a size or a ring the bus-bench run did not cover.
 //
-// The engine is bench/harness/line_floor.cpp, which bus-bench also runs
-// around every throughput run (the "floor" column of its table).
+//   build/bench/shmbus-line-floor --cpus 0,1 --bytes 64,1088
 //
 // 64 bytes: the bus's slot of a 32 B message (32 B header + 32 B); 1088: its
 // slot of a 1 KiB message. Prints the median of --repeats runs.
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
-#include <stdexcept>
+#include <exception>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -35,10 +38,15 @@ int main(int argc, char** argv) {
   app.add_option("--bytes", sizes, "slot sizes (multiples of 64)")->delimiter(',');
   app.add_option("--slots", slots, "slots in the ring (a power of two)");
   app.add_option("--messages", messages, "slots per run at 64 bytes (scaled down by size)");
-  app.add_option("--repeats", repeats, "runs per size (the median is printed)");
+  app.add_option("--repeats", repeats, "runs per size (the median is printed)")
+      ->check(CLI::Range(1, 1000));
   CLI11_PARSE(app, argc, argv);
   if (slots == 0 || (slots & (slots - 1)) != 0) {
     std::fprintf(stderr, "shmbus-line-floor: --slots must be a power of two\n");
+    return 2;
+  }
+  if (cpus[0] < 0 || cpus[1] < 0) {
+    std::fprintf(stderr, "shmbus-line-floor: --cpus takes CPU numbers >= 0\n");
     return 2;
   }
   try {
@@ -49,8 +57,13 @@ int main(int argc, char** argv) {
       }
       const std::uint64_t n = std::max<std::uint64_t>(100'000, messages * 64 / b);
       std::vector<double> rates;
-      for (int r = 0; r < repeats; ++r)
-        rates.push_back(busbench::line_floor_rate(cpus[0], cpus[1], b, slots, n));
+      busbench::LineFloorSpec spec;
+      spec.cpu_producer = cpus[0];
+      spec.cpu_consumer = cpus[1];
+      spec.slot_bytes = b;
+      spec.slot_count = slots;
+      spec.messages = n;
+      for (int r = 0; r < repeats; ++r) rates.push_back(busbench::run_line_floor(spec));
       std::vector<double> sorted = rates;
       std::sort(sorted.begin(), sorted.end());
       const double med = sorted[sorted.size() / 2];

@@ -491,7 +491,14 @@ int run(const Options& o, const std::string& command_line) {
             double f = 0;  // 0: not run, or failed
             if (!o.no_throughput_floor && floor_error.empty()) {
               try {
-                f = line_floor_rate(pair[0], pair[1], slot_bytes, t.slot_count, t.messages);
+                LineFloorSpec fs;
+                fs.cpu_producer = pair[0];
+                fs.cpu_consumer = pair[1];
+                fs.slot_bytes = slot_bytes;
+                fs.slot_count = t.slot_count;
+                fs.messages = t.messages;
+                fs.timeout = std::chrono::seconds(o.timeout);
+                f = run_line_floor(fs);
               } catch (const std::exception& e) {
                 floor_error = e.what();
               }

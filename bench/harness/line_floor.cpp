@@ -1,50 +1,41 @@
 #include "line_floor.hpp"
 
-#include <sched.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
-#include <chrono>
-#include <cstdint>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <new>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
+#include "children.hpp"
+#include "common/affinity.hpp"
 #include "common/pause.hpp"
 
 namespace busbench {
+
 namespace {
 
 constexpr std::uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
+constexpr std::size_t kRingOffset = 4096;  // the ring starts on its own page
 
 struct alignas(128) Control {
   std::atomic<std::uint32_t> ready{0};
-  std::atomic<std::uint32_t> failed{0};
   alignas(128) std::atomic<std::uint64_t> cursor{0};   // W: consumer
   alignas(128) std::atomic<std::int64_t> start_ns{0};  // W: producer
   std::int64_t end_ns = 0;                             // W: consumer
   std::uint64_t bad = 0;                               // W: consumer
+  char error[2][200] = {};                             // W: consumer [0], producer [1]
 };
+static_assert(sizeof(Control) <= kRingOffset);
 
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
-}
-
-void pin(int cpu) {
-  if (cpu < 0) throw std::runtime_error("--cpus takes CPU numbers >= 0");
-  const auto n = static_cast<std::size_t>(cpu);
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(n, &set);
-  if (::sched_setaffinity(0, sizeof set, &set) != 0)
-    throw std::runtime_error("cannot pin to CPU " + std::to_string(cpu) + " (--cpus)");
 }
 
 std::atomic<std::uint64_t>* seq_of(std::byte* slot) {
@@ -97,48 +88,74 @@ void consume(Control& c, std::byte* ring, std::uint64_t slots, std::size_t bytes
   c.bad = bad;
 }
 
+// The shared mapping, unmapped on every way out.
+class Mapping {
+ public:
+  explicit Mapping(std::size_t bytes) : bytes_(bytes) {
+    data_ = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (data_ == MAP_FAILED)
+      throw std::runtime_error("line floor: mmap of " + std::to_string(bytes) +
+                               " bytes failed: " + std::strerror(errno));
+  }
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  ~Mapping() { ::munmap(data_, bytes_); }
+  [[nodiscard]] std::byte* data() const noexcept { return static_cast<std::byte*>(data_); }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
 }  // namespace
 
-double line_floor_rate(int cpu_p, int cpu_c, std::size_t bytes, std::uint64_t slots,
-                       std::uint64_t messages) {
+double run_line_floor(const LineFloorSpec& spec) {
+  const std::size_t bytes = spec.slot_bytes;
+  const std::uint64_t slots = spec.slot_count;
+  if (bytes < 64 || bytes % 64 != 0)
+    throw std::invalid_argument("line floor: slot size " + std::to_string(bytes) +
+                                " is not a multiple of 64");
+  if (slots == 0 || (slots & (slots - 1)) != 0)
+    throw std::invalid_argument("line floor: slot count " + std::to_string(slots) +
+                                " is not a power of two");
+  if (spec.messages == 0) throw std::invalid_argument("line floor: no slots to hand over");
+
   const std::size_t ring_bytes = slots * bytes;
-  const std::size_t total = sizeof(Control) + ring_bytes + 4096;
-  void* mem = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (mem == MAP_FAILED) throw std::runtime_error("mmap failed");
-  auto* c = new (mem) Control();
-  std::byte* ring = static_cast<std::byte*>(mem) + 4096;
+  Mapping mem(kRingOffset + ring_bytes);
+  auto* c = new (mem.data()) Control();
+  std::byte* ring = mem.data() + kRingOffset;
   std::memset(ring, 0, ring_bytes);
-  std::vector<pid_t> kids;
-  for (int role = 0; role < 2; ++role) {
-    const pid_t pid = ::fork();
-    if (pid < 0) throw std::runtime_error("fork failed");
-    if (pid == 0) {
-      try {
-        pin(role == 0 ? cpu_c : cpu_p);
+  std::string failure;
+  {
+    Children kids;
+    for (int role = 0; role < 2; ++role) {
+      kids.spawn([&, role] {
+        const int cpu = role == 0 ? spec.cpu_consumer : spec.cpu_producer;
+        if (shmbus::tools::pin_to_cpu(cpu) != 0) {
+          std::snprintf(c->error[role], sizeof c->error[role],
+                        "cannot pin the %s to CPU %d (--cpus)", role == 0 ? "consumer" : "producer",
+                        cpu);
+          return 2;
+        }
         if (role == 0)
-          consume(*c, ring, slots, bytes, messages);
+          consume(*c, ring, slots, bytes, spec.messages);
         else
-          produce(*c, ring, slots, bytes, messages);
-        ::_exit(0);
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "shmbus-line-floor: %s\n", e.what());
-        ::_exit(2);
-      }
+          produce(*c, ring, slots, bytes, spec.messages);
+        return 0;
+      });
     }
-    kids.push_back(pid);
+    failure = kids.wait_all(spec.timeout, "line floor");
   }
-  bool ok = true;
-  for (pid_t k : kids) {
-    int st = 0;
-    ::waitpid(k, &st, 0);
-    ok = ok && WIFEXITED(st) && WEXITSTATUS(st) == 0;
-  }
+  // A process's own words first: "a worker process exited with status 2"
+  // says less than why it did.
+  for (const char* e : c->error)
+    if (e[0] != 0) throw std::runtime_error(std::string("line floor: ") + e);
+  if (!failure.empty()) throw std::runtime_error(failure);
+  if (c->bad != 0)
+    throw std::runtime_error("line floor: " + std::to_string(c->bad) + " slots with wrong content");
   const double secs = static_cast<double>(c->end_ns - c->start_ns.load()) * 1e-9;
-  const std::uint64_t bad = c->bad;
-  ::munmap(mem, total);
-  if (!ok) throw std::runtime_error("a child failed");
-  if (bad != 0) throw std::runtime_error(std::to_string(bad) + " slots with wrong content");
-  return static_cast<double>(messages) / secs;
+  if (secs <= 0) throw std::runtime_error("line floor: no time measured");
+  return static_cast<double>(spec.messages) / secs;
 }
 
 }  // namespace busbench

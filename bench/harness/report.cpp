@@ -673,6 +673,44 @@ std::string check_target_pairing() {
   // level (2).
   if (ratios != 2 * (2 + 2 + 1))
     errors += "  " + std::to_string(ratios) + " ratio lines, expected 10\n";
+
+  // Throughput: the 60 M target stays 60 M whatever the floor; its text
+  // gives the floor of the same run and, when the floor itself was below
+  // 60 M, says that no software could have met it then.
+  Report tr;
+  const auto tp = [&tr](bool reliable, double delivered, double floor) {
+    ThroughputResult t;
+    t.spec.reliable = reliable;
+    t.spec.bytes = 32;
+    t.spec.messages = static_cast<std::uint64_t>(delivered);
+    t.ok = true;
+    t.producer_seconds = 1;
+    ConsumerFigures c;
+    c.delivered = t.spec.messages;
+    c.seconds = 1;
+    t.consumers.push_back(c);
+    t.floor_before = floor;
+    t.floor_after = floor;
+    tr.throughput.push_back(t);
+  };
+  tp(false, 50e6, 53.1e6);
+  tp(true, 100e6, 300e6);
+  evaluate_targets(tr);
+  const auto expect = [&errors, &tr](const std::string& name, bool met, const std::string& has,
+                                     bool unreachable) {
+    for (const TargetCheck& t : tr.targets) {
+      if (t.name != name) continue;
+      const bool says = t.measured.find("no software could meet the target") != std::string::npos;
+      if (t.met != met || t.measured.find(has) == std::string::npos || says != unreachable)
+        errors += "  " + t.name + ": " + t.measured + " (floor text or verdict wrong)\n";
+      return;
+    }
+    errors += "  no target line '" + name + "'\n";
+  };
+  expect("throughput 1 -> 1, 32 B >= 60 M msg/s (lossy)", false,
+         "floor 53.1 Mslots/s in the same minute (0.94x): the floor itself was below 60 M", true);
+  expect("throughput 1 -> 1, 32 B >= 60 M msg/s (reliable)", true,
+         "floor 300.0 Mslots/s in the same minute (0.33x)", false);
   return errors;
 }
 
