@@ -308,6 +308,115 @@ TEST(RingBlock, OnlyACommitAfterAnIdleSpellClaimsAhead) {
   EXPECT_EQ(seen.values, (std::vector<std::uint64_t>{50, 51, 70}));
 }
 
+// Batches (RingWriter::publish_batch): message i of a batch is written by
+// fill(i, payload) and committed before i + 1 is claimed; one stamp for all.
+struct BatchFill {
+  std::uint64_t first = 0;  // value of message 0; message i carries first + i
+  std::size_t calls = 0;
+  std::size_t operator()(std::size_t i, std::byte* payload) noexcept {
+    ++calls;
+    const std::uint64_t v = first + i;
+    std::memcpy(payload, &v, sizeof v);
+    return 8 + (i % 3) * 8;  // 8, 16, 24, 8, ...: each message its own size
+  }
+};
+
+struct SeenFull {
+  std::vector<std::uint64_t> seqs, values, stamps, correlations;
+  std::vector<std::size_t> sizes;
+};
+
+void read_all(RingReader& r, SeenFull& seen) {
+  while (r.read([&](const SlotRead& m) {
+    std::uint64_t v = 0;
+    std::memcpy(&v, m.data.data(), sizeof v);
+    seen.seqs.push_back(m.seq);
+    seen.values.push_back(v);
+    seen.stamps.push_back(m.raw_ts);
+    seen.correlations.push_back(m.correlation);
+    seen.sizes.push_back(m.data.size());
+  }) == ReadStatus::Delivered) {
+  }
+}
+
+TEST(RingBlock, ABatchIsDeliveredInOrderWithOneStampAndEachMessageItsOwnSize) {
+  HeapRing mem(64, 16, false);
+  RingWriter w(mem.block(), 1);
+  const RingView view(mem.block());
+  BatchFill fill{100};
+  EXPECT_EQ(w.publish_batch(0, fill, 1, 0), 0u);
+  EXPECT_EQ(fill.calls, 0u);
+  ASSERT_EQ(w.publish_batch(10, fill, /*raw_ts=*/777, /*correlation=*/5), 10u);
+  EXPECT_EQ(fill.calls, 10u);
+  EXPECT_EQ(w.next(), 11u);
+  // head once a head_period() (8 on 16 slots); the newest is found past it.
+  EXPECT_EQ(mem.block().header->hot.head.load(), 8u);
+  EXPECT_EQ(newest_committed(mem.block(), std::memory_order_acquire), 10u);
+  EXPECT_EQ(view.slot(11)->seq.load(), 0u) << "no claim ahead after a batch of several";
+  RingReader r(mem.block(), nullptr, 1, ~std::uint64_t{0});
+  SeenFull seen;
+  read_all(r, seen);
+  EXPECT_EQ(seen.seqs, (std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}));
+  EXPECT_EQ(seen.values,
+            (std::vector<std::uint64_t>{100, 101, 102, 103, 104, 105, 106, 107, 108, 109}));
+  EXPECT_EQ(seen.sizes, (std::vector<std::size_t>{8, 16, 24, 8, 16, 24, 8, 16, 24, 8}));
+  EXPECT_EQ(seen.stamps, std::vector<std::uint64_t>(10, 777));
+  EXPECT_EQ(seen.correlations, std::vector<std::uint64_t>(10, 5));
+  // A batch that wraps the ring (16 slots) goes on in order.
+  fill.first = 200;
+  ASSERT_EQ(w.publish_batch(12, fill, 900, 0), 12u);
+  SeenFull more;
+  read_all(r, more);
+  ASSERT_EQ(more.seqs.size(), 12u);
+  EXPECT_EQ(more.seqs.front(), 11u);
+  EXPECT_EQ(more.seqs.back(), 22u);
+  EXPECT_EQ(more.values.back(), 211u);
+}
+
+TEST(RingBlock, ABatchTakesTheSlotClaimedAheadAndAOneMessageBatchClaimsAheadAsACommit) {
+  HeapRing mem(64, 8, false);
+  RingWriter w(mem.block(), 1);  // ahead_idle 0: every commit claims ahead
+  const RingView view(mem.block());
+  ASSERT_EQ(write(w, 1), PublishResult::Ok);
+  ASSERT_EQ(view.slot(2)->seq.load(), 2u * 2 + 1) << "claimed ahead by the commit";
+  BatchFill fill{2};
+  ASSERT_EQ(w.publish_batch(3, fill, 30, 0), 3u);
+  EXPECT_EQ(view.slot(5)->seq.load(), 0u) << "a batch of three ends streaming: nothing ahead";
+  fill.first = 5;
+  ASSERT_EQ(w.publish_batch(1, fill, 60, 0), 1u);
+  EXPECT_EQ(view.slot(6)->seq.load(), 2u * 6 + 1) << "one message after an idle spell: ahead";
+  ASSERT_EQ(write(w, 6), PublishResult::Ok);
+  RingReader r(mem.block(), nullptr, 1, ~std::uint64_t{0});
+  SeenFull seen;
+  read_all(r, seen);
+  EXPECT_EQ(seen.seqs, (std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(seen.values, (std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6}));
+}
+
+TEST(RingBlock, AReliableBatchStopsAtTheSlowestConsumerAndGoesOnWhereItStopped) {
+  HeapRing mem(64, 8, /*reliable=*/true);
+  ConsumerEntry& e = mem.register_consumer(0, 0);
+  RingWriter w(mem.block(), 1);
+  BatchFill fill{1};
+  ASSERT_EQ(w.publish_batch(20, fill, 1, 0), 8u) << "a ring of 8, nothing read yet";
+  EXPECT_EQ(fill.calls, 8u) << "no slot past the limit is even claimed";
+  fill.first = 9;
+  EXPECT_EQ(w.publish_batch(5, fill, 2, 0), 0u) << "full";
+  EXPECT_EQ(fill.calls, 8u);
+  RingReader r(mem.block(), &e, 1, /*in_place_from=*/1);
+  SeenFull seen;
+  for (int k = 0; k < 3; ++k)
+    ASSERT_EQ(r.read([&](const SlotRead& m) { seen.seqs.push_back(m.seq); }),
+              ReadStatus::Delivered);
+  r.flush();
+  ASSERT_EQ(e.cursor.load(), 3u);
+  ASSERT_EQ(w.publish_batch(5, fill, 3, 0), 3u) << "three slots read: three more, no more";
+  SeenFull rest;
+  read_all(r, rest);
+  EXPECT_EQ(rest.seqs, (std::vector<std::uint64_t>{4, 5, 6, 7, 8, 9, 10, 11}));
+  EXPECT_EQ(rest.values, (std::vector<std::uint64_t>{4, 5, 6, 7, 8, 9, 10, 11}));
+}
+
 TEST(RingBlock, SlotSizeForCoversThePayloadAndTheHeaderInWholeLines) {
   EXPECT_EQ(slot_size_for(0), 64u);
   EXPECT_EQ(slot_size_for(32), 64u);

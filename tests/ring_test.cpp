@@ -2,6 +2,7 @@
 // what a reader does with each.
 #include <unistd.h>
 
+#include <algorithm>
 #include <thread>
 #include <type_traits>
 
@@ -354,6 +355,117 @@ TEST(RingDeathTest, ASecondClaimWhileOneIsOpenIsAContractViolation) {
         Publisher moved = std::move(pub);
       },
       "contract violated: a Publisher moved while one of its Claims is open");
+  const auto one = [](std::size_t, std::span<std::byte> slot) noexcept {
+    fill_payload(slot.data(), 16, 1);
+    return std::size_t{16};
+  };
+  EXPECT_DEATH(
+      {
+        (void)Bus::remove(sb.name());
+        Claim a = pub.try_claim(8);
+        (void)pub.try_publish_batch(1, one);
+      },
+      "contract violated: try_publish_batch while a Claim");
+  EXPECT_DEATH(
+      {
+        (void)Bus::remove(sb.name());
+        (void)pub.try_publish_batch(1, [&pub](std::size_t, std::span<std::byte>) noexcept {
+          return pub.max_payload() + 1;
+        });
+      },
+      "contract violated: try_publish_batch: fill returned more bytes than the slot holds");
+}
+
+TEST(Ring, ABatchArrivesInOrderWithItsMetadataAndOneStamp) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher("batch.t", config(Policy::Lossy, 64, 128));
+  Subscriber sub = bus.subscriber("batch.t");
+  const std::int64_t before = bus.clock().now_ns();
+  const std::size_t n = pub.try_publish_batch(
+      5,
+      [&pub](std::size_t i, std::span<std::byte> slot) noexcept {
+        EXPECT_EQ(slot.size(), pub.max_payload());
+        fill_payload(slot.data(), 16 + 8 * i, 10 + i);
+        return 16 + 8 * i;
+      },
+      /*correlation=*/42);
+  const std::int64_t after = bus.clock().now_ns();
+  ASSERT_EQ(n, 5u);
+  std::vector<std::uint64_t> seqs, values;
+  std::vector<std::size_t> sizes;
+  std::vector<std::int64_t> stamps;
+  while (sub.poll(
+             [&](const Message& m) {
+               std::uint64_t v = 0;
+               EXPECT_TRUE(check_payload(m.data, v));
+               seqs.push_back(m.meta.seq);
+               values.push_back(v);
+               sizes.push_back(m.data.size());
+               stamps.push_back(m.meta.ts_ns());
+               EXPECT_EQ(m.meta.correlation, 42u);
+               EXPECT_EQ(m.meta.producer, static_cast<std::uint32_t>(::getpid()));
+             },
+             100) != 0) {
+  }
+  EXPECT_EQ(seqs, (std::vector<std::uint64_t>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(values, (std::vector<std::uint64_t>{10, 11, 12, 13, 14}));
+  EXPECT_EQ(sizes, (std::vector<std::size_t>{16, 24, 32, 40, 48}));
+  ASSERT_EQ(stamps.size(), 5u);
+  EXPECT_EQ(std::count(stamps.begin(), stamps.end(), stamps[0]), 5) << "one stamp a batch";
+  EXPECT_GE(stamps[0], before);
+  EXPECT_LE(stamps[0], after);
+  // The next message, published one at a time, follows the batch.
+  ASSERT_EQ(publish_value(pub, 15), PublishResult::Ok);
+  EXPECT_EQ(drain(sub), std::vector<std::uint64_t>({6}));
+}
+
+TEST(Ring, AReliableBatchPublishesWhatTheRingHoldsAndCountsTheRestAsWouldBlock) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher("batch.rel", config(Policy::Reliable, 8));
+  Subscriber sub = bus.subscriber("batch.rel");
+  std::uint64_t next_value = 1;
+  const auto fill = [&next_value](std::size_t, std::span<std::byte> slot) noexcept {
+    fill_payload(slot.data(), 16, next_value++);
+    return std::size_t{16};
+  };
+  EXPECT_EQ(pub.try_publish_batch(20, fill), 8u);
+  EXPECT_EQ(snapshot(pub.topic()).would_block, 1u);
+  EXPECT_EQ(pub.try_publish_batch(20, fill), 0u);
+  EXPECT_EQ(snapshot(pub.topic()).would_block, 2u);
+  EXPECT_EQ(drain(sub), (std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6, 7, 8}));
+  EXPECT_EQ(pub.try_publish_batch(3, fill), 3u) << "read and flushed: room again";
+  std::vector<std::uint64_t> values;
+  while (sub.poll(
+             [&](const Message& m) {
+               std::uint64_t v = 0;
+               EXPECT_TRUE(check_payload(m.data, v));
+               values.push_back(v);
+             },
+             100) != 0) {
+  }
+  EXPECT_EQ(values, (std::vector<std::uint64_t>{9, 10, 11}));
+}
+
+TEST(Ring, ABatchWakesASleepingSubscriber) {
+  ScopedBus sb;
+  Bus bus = sb.open();
+  Publisher pub = bus.publisher("batch.wake", config(Policy::Lossy, 8));
+  Subscriber sub = bus.subscriber("batch.wake");
+  auto& wait = detail::Internals::state(pub.topic())->header->wait;
+  std::atomic<bool> woke{false};
+  std::thread waiter([&] { woke = sub.wait(30s); });
+  ASSERT_TRUE(eventually([&] { return wait.sleepers.load() > 0; }));
+  ASSERT_EQ(pub.try_publish_batch(3,
+                                  [](std::size_t i, std::span<std::byte> slot) noexcept {
+                                    fill_payload(slot.data(), 16, 1 + i);
+                                    return std::size_t{16};
+                                  }),
+            3u);
+  waiter.join();
+  EXPECT_TRUE(woke.load());
+  EXPECT_EQ(drain(sub), (std::vector<std::uint64_t>{1, 2, 3}));
 }
 
 TEST(Ring, AClaimClosedByCommitOrAbortAllowsTheNext) {
