@@ -64,7 +64,7 @@ for side in "AB":
                                                   x["rtt_ns"]["p50"] / x["floor_ns"]["p50"]))
         d = json.load(open(os.path.join(out, f"thr-{side}-{r}", "bus-bench.json")))
         for x in d["throughput"]:
-            key = (x["policy"], x["payload_bytes"], x["consumers"])
+            key = (x["policy"], x["payload_bytes"], x["consumers"], x.get("batch", 1))
             thr[side].setdefault(key, []).append(x["delivered_per_s_slowest"])
 print(f"{'round trip':24} {'A p50':>7} {'B p50':>7} {'A p99':>7} {'B p99':>7} {'A /floor':>9} {'B /floor':>9} {'B/A p50':>8}")
 for key in sorted(lat["A"]):
@@ -77,7 +77,8 @@ print()
 print(f"{'throughput 1->1':24} {'A M/s':>7} {'B M/s':>7} {'B/A':>8}")
 for key in sorted(thr["A"]):
     a, b = med(thr["A"][key]), med(thr["B"].get(key, []))
-    print(f"{key[0] + ' ' + str(key[1]) + ' B':24} {a / 1e6:7.1f} {b / 1e6:7.1f} {b / a:8.3f}")
+    label = f"{key[0]} {key[1]} B 1->{key[2]} x{key[3]}"
+    print(f"{label:24} {a / 1e6:7.1f} {b / 1e6:7.1f} {b / a:8.3f}")
 print()
 ma = {x["run_name"]: x for x in json.load(open(os.path.join(out, "micro-A.json")))["benchmarks"] if x.get("aggregate_name") == "median"}
 mb = {x["run_name"]: x for x in json.load(open(os.path.join(out, "micro-B.json")))["benchmarks"] if x.get("aggregate_name") == "median"}

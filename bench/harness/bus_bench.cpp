@@ -78,6 +78,7 @@ struct Options {
   int throughput_repeats = 3;
   std::string throughput_payloads = "32,1024";
   std::string throughput_consumers = "1,2";
+  std::string throughput_batches = "1,16";
   std::string throughput_policies = "lossy,reliable";
   bool no_throughput = false;
   bool no_throughput_floor = false;
@@ -458,6 +459,12 @@ int run(const Options& o, const std::string& command_line) {
     for (const auto& x : split(o.throughput_payloads)) tp_sizes.push_back(std::stoul(x));
     std::vector<int> tp_consumers;
     for (const auto& x : split(o.throughput_consumers)) tp_consumers.push_back(std::stoi(x));
+    std::vector<std::size_t> tp_batches;
+    for (const auto& x : split(o.throughput_batches)) {
+      const unsigned long b = std::stoul(x);
+      if (b == 0 || b > 4096) throw std::runtime_error("--throughput-batches takes 1..4096");
+      tp_batches.push_back(b);
+    }
     std::vector<bool> tp_policies;
     for (const auto& x : split(o.throughput_policies)) {
       if (x != "lossy" && x != "reliable")
@@ -467,72 +474,76 @@ int run(const Options& o, const std::string& command_line) {
     for (const std::size_t bytes : tp_sizes) {
       for (const bool reliable : tp_policies) {
         for (const int consumers : tp_consumers) {
-          ThroughputSpec t;
-          t.reliable = reliable;
-          t.bytes = bytes;
-          t.consumers = consumers;
-          t.messages =
-              std::max<std::uint64_t>(o.throughput_messages * 32 / bytes,
-                                      std::min<std::uint64_t>(o.throughput_messages, 10'000));
-          t.slot_count = o.throughput_slots;
-          t.cpu_producer = pair[0];
-          t.cpu_consumers.assign(static_cast<std::size_t>(consumers), pair[1]);
-          t.timeout_s = o.timeout;
-          // Interference only ever lowers throughput, but a single lucky or
-          // unlucky run says little: repeat, keep the median, record all.
-          // The floor of the same slot size, CPUs and ring right before and
-          // right after each run (A/B/A, as for latency): on this kind of VM
-          // what two CPUs can carry changes several-fold from minute to
-          // minute, and a rate means something only beside it.
-          const std::size_t slot_bytes = (bytes + shmbus::detail::kSlotHeaderBytes + 63) / 64 * 64;
-          std::vector<double> floors;
-          std::string floor_error;
-          const auto run_floor = [&] {
-            double f = 0;  // 0: not run, or failed
-            if (!o.no_throughput_floor && floor_error.empty()) {
-              try {
-                LineFloorSpec fs;
-                fs.cpu_producer = pair[0];
-                fs.cpu_consumer = pair[1];
-                fs.slot_bytes = slot_bytes;
-                fs.slot_count = t.slot_count;
-                fs.messages = t.messages;
-                fs.timeout = std::chrono::seconds(o.timeout);
-                f = run_line_floor(fs);
-              } catch (const std::exception& e) {
-                floor_error = e.what();
+          for (const std::size_t batch : tp_batches) {
+            ThroughputSpec t;
+            t.reliable = reliable;
+            t.bytes = bytes;
+            t.consumers = consumers;
+            t.batch = batch;
+            t.messages =
+                std::max<std::uint64_t>(o.throughput_messages * 32 / bytes,
+                                        std::min<std::uint64_t>(o.throughput_messages, 10'000));
+            t.slot_count = o.throughput_slots;
+            t.cpu_producer = pair[0];
+            t.cpu_consumers.assign(static_cast<std::size_t>(consumers), pair[1]);
+            t.timeout_s = o.timeout;
+            // Interference only ever lowers throughput, but a single lucky or
+            // unlucky run says little: repeat, keep the median, record all.
+            // The floor of the same slot size, CPUs and ring right before and
+            // right after each run (A/B/A, as for latency): on this kind of VM
+            // what two CPUs can carry changes several-fold from minute to
+            // minute, and a rate means something only beside it.
+            const std::size_t slot_bytes =
+                (bytes + shmbus::detail::kSlotHeaderBytes + 63) / 64 * 64;
+            std::vector<double> floors;
+            std::string floor_error;
+            const auto run_floor = [&] {
+              double f = 0;  // 0: not run, or failed
+              if (!o.no_throughput_floor && floor_error.empty()) {
+                try {
+                  LineFloorSpec fs;
+                  fs.cpu_producer = pair[0];
+                  fs.cpu_consumer = pair[1];
+                  fs.slot_bytes = slot_bytes;
+                  fs.slot_count = t.slot_count;
+                  fs.messages = t.messages;
+                  fs.timeout = std::chrono::seconds(o.timeout);
+                  f = run_line_floor(fs);
+                } catch (const std::exception& e) {
+                  floor_error = e.what();
+                }
               }
+              floors.push_back(f);
+            };
+            std::vector<ThroughputResult> runs;
+            for (int k = 0; k < std::max(1, o.throughput_repeats); ++k) {
+              run_floor();
+              runs.push_back(run_throughput(t));
+              run_floor();
+              if (!runs.back().ok) break;
             }
-            floors.push_back(f);
-          };
-          std::vector<ThroughputResult> runs;
-          for (int k = 0; k < std::max(1, o.throughput_repeats); ++k) {
-            run_floor();
-            runs.push_back(run_throughput(t));
-            run_floor();
-            if (!runs.back().ok) break;
+            std::vector<double> rates;
+            for (const auto& x : runs) rates.push_back(x.delivered_per_s());
+            std::vector<std::size_t> order(runs.size());
+            for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
+            std::sort(order.begin(), order.end(),
+                      [&](std::size_t a, std::size_t b) { return rates[a] < rates[b]; });
+            const std::size_t kept = runs.back().ok ? order[order.size() / 2] : runs.size() - 1;
+            ThroughputResult res = runs[kept];
+            res.repeats_delivered_per_s = rates;
+            res.floor_runs = floors;  // before and after each repeat, in run order
+            res.floor_before = floors[2 * kept];
+            res.floor_after = floors[2 * kept + 1];
+            res.floor_error = floor_error;
+            std::fprintf(stderr, "  %-8s %4zuB 1->%d batch %-4zu %s\n",
+                         reliable ? "reliable" : "lossy", bytes, consumers, batch,
+                         res.ok ? (std::to_string(res.delivered_per_s() / 1e6).substr(0, 6) +
+                                   " M msg/s delivered")
+                                      .c_str()
+                                : ("FAILED: " + res.error).c_str());
+            all_ok = all_ok && res.ok;
+            r.throughput.push_back(std::move(res));
           }
-          std::vector<double> rates;
-          for (const auto& x : runs) rates.push_back(x.delivered_per_s());
-          std::vector<std::size_t> order(runs.size());
-          for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
-          std::sort(order.begin(), order.end(),
-                    [&](std::size_t a, std::size_t b) { return rates[a] < rates[b]; });
-          const std::size_t kept = runs.back().ok ? order[order.size() / 2] : runs.size() - 1;
-          ThroughputResult res = runs[kept];
-          res.repeats_delivered_per_s = rates;
-          res.floor_runs = floors;  // before and after each repeat, in run order
-          res.floor_before = floors[2 * kept];
-          res.floor_after = floors[2 * kept + 1];
-          res.floor_error = floor_error;
-          std::fprintf(stderr, "  %-8s %4zuB 1->%d  %s\n", reliable ? "reliable" : "lossy", bytes,
-                       consumers,
-                       res.ok ? (std::to_string(res.delivered_per_s() / 1e6).substr(0, 6) +
-                                 " M msg/s delivered")
-                                    .c_str()
-                              : ("FAILED: " + res.error).c_str());
-          all_ok = all_ok && res.ok;
-          r.throughput.push_back(std::move(res));
         }
       }
     }
@@ -617,6 +628,9 @@ int main(int argc, char** argv) {
   app.add_option("--throughput-payloads", o.throughput_payloads,
                  "throughput payload sizes (bytes, multiples of 8)")
       ->capture_default_str();
+  app.add_option("--throughput-batches", o.throughput_batches,
+                 "messages per publish call: 1 (try_claim/commit, a stamp each) and/or batches "
+                 "(try_publish_batch, a stamp a batch)");
   app.add_option("--throughput-consumers", o.throughput_consumers, "consumer counts (1..4)")
       ->capture_default_str();
   app.add_option("--throughput-policies", o.throughput_policies, "lossy and/or reliable")

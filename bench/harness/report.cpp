@@ -570,7 +570,7 @@ void evaluate_targets(Report& r) {
   }
   // Throughput 1 -> 1 at 32 B.
   for (const auto& t : r.throughput) {
-    if (t.spec.bytes != 32 || t.spec.consumers != 1 || !t.ok) continue;
+    if (t.spec.bytes != 32 || t.spec.consumers != 1 || t.spec.batch != 1 || !t.ok) continue;
     const double d = t.delivered_per_s();
     std::string measured = rate(d) + "msg/s delivered";
     if (!t.spec.reliable)
@@ -918,13 +918,13 @@ std::string format_tables(const Report& r) {
     o << "Throughput: one producer (CPU " << r.cpu_ping << "), consumers on CPU " << r.cpu_pong
       << " (with 2 consumers, three spinning processes share two CPUs)\n\n";
     o << pad("policy", 9, false) << pad("payload", 8) << pad("consumers", 10) << pad("messages", 11)
-      << pad("published/s", 14) << pad("delivered/s", 14) << pad("delivered B/s", 15)
-      << pad("drops", 22) << pad("producer waits", 16) << pad("floor", 12) << pad("vs floor", 10)
-      << "  notes\n";
+      << pad("batch", 6) << pad("published/s", 14) << pad("delivered/s", 14)
+      << pad("delivered B/s", 15) << pad("drops", 22) << pad("producer waits", 16)
+      << pad("floor", 12) << pad("vs floor", 10) << "  notes\n";
     for (const auto& t : r.throughput) {
       o << pad(t.spec.reliable ? "reliable" : "lossy", 9, false)
         << pad(std::to_string(t.spec.bytes) + "B", 8) << pad(std::to_string(t.spec.consumers), 10)
-        << pad(std::to_string(t.spec.messages), 11);
+        << pad(std::to_string(t.spec.messages), 11) << pad(std::to_string(t.spec.batch), 6);
       if (!t.ok) {
         o << "  FAILED: " << t.error << '\n';
         continue;
@@ -949,8 +949,9 @@ std::string format_tables(const Report& r) {
     }
     o << "(median of "
       << (r.throughput.empty() ? 0 : r.throughput.front().repeats_delivered_per_s.size())
-      << " runs each; delivered/s: the slowest consumer; B/s counts payload bytes; all runs in the "
-         "JSON)\n"
+      << " runs each; delivered/s: the slowest consumer; B/s counts payload bytes; batch: "
+         "messages per publish call, 1 = try_claim/commit with a stamp each, more = "
+         "try_publish_batch with a stamp a batch; all runs in the JSON)\n"
       << "floor: a ring of slots of the same size between the same two CPUs with nothing else (no "
          "header fields, no\ntimestamp, no registry; shmbus-line-floor), run right before and "
          "after every run; shown: the mean of\nthe two around the run kept (slots/s), so vs floor "
@@ -1072,6 +1073,7 @@ void write_json(const Report& r, const std::string& path) {
     e["policy"] = t.spec.reliable ? "reliable" : "lossy";
     e["payload_bytes"] = t.spec.bytes;
     e["consumers"] = t.spec.consumers;
+    e["batch"] = t.spec.batch;
     e["messages"] = t.spec.messages;
     e["slot_count"] = t.spec.slot_count;
     e["cpu_producer"] = t.spec.cpu_producer;

@@ -80,7 +80,27 @@ void produce(TpShared& sh, const ThroughputSpec& spec, const std::string& bus_na
   std::uint64_t blocked = 0;
   const std::size_t bytes = spec.bytes;
   sh.start_tick.store(TickClock::now(), std::memory_order_release);
-  for (std::uint64_t i = 0; i < spec.messages; ++i) {
+  if (spec.batch > 1) {
+    // Batches: the same messages, spec.batch a call, one stamp each batch.
+    for (std::uint64_t i = 0; i < spec.messages;) {
+      const std::uint64_t first = pub.next_sequence();
+      const std::size_t want =
+          static_cast<std::size_t>(std::min<std::uint64_t>(spec.batch, spec.messages - i));
+      const std::size_t n = pub.try_publish_batch(
+          want, [first, bytes](std::size_t k, std::span<std::byte> slot) noexcept {
+            fill(slot.data(), bytes, first + k);
+            return bytes;
+          });
+      i += n;
+      if (n != 0) [[likely]]
+        continue;
+      ++blocked;
+      cpu_pause();
+      if ((blocked & 0xfffffu) == 0 && sh.abort.load(std::memory_order_relaxed) != 0)
+        throw std::runtime_error("a consumer failed");
+    }
+  }
+  for (std::uint64_t i = 0; spec.batch <= 1 && i < spec.messages; ++i) {
     for (;;) {
       shmbus::Claim c = pub.try_claim(bytes);
       if (c) [[likely]] {

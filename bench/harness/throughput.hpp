@@ -1,8 +1,9 @@
 // bus-bench: throughput — one producer process, one or two consumer
 // processes, as fast as they go.
 //
-// The producer claims, fills and commits `messages` messages in a loop (on a
-// reliable topic it retries on WouldBlock); every consumer polls in batches
+// The producer claims, fills and commits `messages` messages in a loop, one
+// at a time or `batch` at a time (try_publish_batch); on a reliable topic it
+// retries on WouldBlock; every consumer polls in batches
 // and checks every message it gets (its content is derived from its
 // sequence number). Rates are taken from the producer's first publish to
 // the consumer's last delivery, on the TSC, which all CPUs share.
@@ -20,6 +21,9 @@ struct ThroughputSpec {
   bool reliable = false;
   std::size_t bytes = 32;
   int consumers = 1;
+  // Messages per Publisher::try_publish_batch call (1: try_claim, fill,
+  // commit, one message at a time with a stamp each).
+  std::size_t batch = 1;
   std::uint64_t messages = 20'000'000;
   std::uint32_t slot_count = 4096;
   int cpu_producer = 0;
