@@ -484,6 +484,24 @@ TEST(Ring, AClaimClosedByCommitOrAbortAllowsTheNext) {
   { Claim dropped = pub.try_claim(8); }  // aborted by its destructor
   EXPECT_EQ(publish_value(pub, 2), PublishResult::Ok);
   EXPECT_EQ(pub.next_sequence(), 3u);
+  // A commit closes its claim by moving next_sequence() past it, so the
+  // Publisher remembers the sequence its last claim held (3 below); one
+  // move-assigned another topic's producer role must forget it, or a new
+  // ring whose next is that same sequence would look as if a claim were open.
+  {
+    Claim c = pub.try_claim(8);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c.sequence(), 3u);
+    c.commit(8);
+  }
+  Publisher fresh = bus.publisher("claims3", config(Policy::Lossy, 8));
+  EXPECT_EQ(publish_value(fresh, 1), PublishResult::Ok);
+  EXPECT_EQ(publish_value(fresh, 2), PublishResult::Ok);
+  ASSERT_EQ(fresh.next_sequence(), 3u);
+  pub = std::move(fresh);
+  Claim again = pub.try_claim(8);
+  EXPECT_TRUE(again) << "no claim is open after a move-assignment";
+  EXPECT_EQ(again.sequence(), 3u);
 }
 
 TEST(Ring, SubscriberLeavesTheConsumerTableWhenDestroyed) {

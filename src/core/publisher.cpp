@@ -72,12 +72,12 @@ Publisher::Publisher(Publisher&& o) noexcept
       owner_word_(std::exchange(o.owner_word_, 0)),
       ident_len_(o.ident_len_),
       took_over_(o.took_over_) {
-  SHMBUS_CONTRACT(!o.claim_open_, "a Publisher moved while one of its Claims is open");
+  SHMBUS_CONTRACT(!o.claim_open(), "a Publisher moved while one of its Claims is open");
   std::memcpy(ident_, o.ident_, sizeof ident_);
 }
 
 Publisher& Publisher::operator=(Publisher&& o) noexcept {
-  SHMBUS_CONTRACT(!o.claim_open_ && !claim_open_,
+  SHMBUS_CONTRACT(!o.claim_open() && !claim_open(),
                   "a Publisher moved while one of its Claims is open");
   if (this != &o) {
     release();
@@ -88,6 +88,7 @@ Publisher& Publisher::operator=(Publisher&& o) noexcept {
     std::memcpy(ident_, o.ident_, sizeof ident_);
     ident_len_ = o.ident_len_;
     took_over_ = o.took_over_;
+    claim_seq_ = 0;  // a sequence of the old ring could be the new ring's next()
   }
   return *this;
 }

@@ -105,12 +105,12 @@ class Publisher {
 
   [[nodiscard]] Claim try_claim(std::size_t size) noexcept {
     SHMBUS_CONTRACT(
-        !claim_open_,
+        !claim_open(),
         "try_claim while another Claim of this Publisher is open: commit or abort it first");
     PublishResult r{};
     detail::SlotHeader* s = ring_.claim(size, r);
     if (r == PublishResult::WouldBlock) count_would_block();
-    claim_open_ = s != nullptr;
+    if (s != nullptr) claim_seq_ = ring_.next();
     return Claim(this, s, r);
   }
 
@@ -118,7 +118,7 @@ class Publisher {
   PublishResult try_publish(std::span<const std::byte> payload,
                             std::uint64_t correlation = 0) noexcept {
     SHMBUS_CONTRACT(
-        !claim_open_,
+        !claim_open(),
         "try_publish while a Claim of this Publisher is open: commit or abort it first");
     PublishResult r{};
     detail::SlotHeader* s = ring_.claim(payload.size(), r);
@@ -173,7 +173,7 @@ class Publisher {
   std::size_t try_publish_batch(std::size_t count, Fill&& fill,
                                 std::uint64_t correlation = 0) noexcept {
     SHMBUS_CONTRACT(
-        !claim_open_,
+        !claim_open(),
         "try_publish_batch while a Claim of this Publisher is open: commit or abort it first");
     static_assert(noexcept(fill(std::size_t{0}, std::span<std::byte>{})),
                   "try_publish_batch: fill(i, slot) must be noexcept (the hot path cannot unwind "
@@ -251,7 +251,12 @@ class Publisher {
   char ident_[4] = {};
   std::size_t ident_len_ = 0;
   bool took_over_ = false;
-  bool claim_open_ = false;  // a Claim holds the slot of message ring_.next()
+  // The sequence an open Claim holds (0: none). Open while it is still
+  // ring_.next(): the commit closes it by moving next() past it, without a
+  // store of its own (a store per message costs the producer throughput:
+  // BENCHMARKS.md, "Batches"); an abort sets it back to 0.
+  std::uint64_t claim_seq_ = 0;
+  [[nodiscard]] bool claim_open() const noexcept { return claim_seq_ == ring_.next(); }
 };
 
 inline std::size_t Claim::capacity() const noexcept {
@@ -267,14 +272,13 @@ inline void Claim::commit_with_ts(std::size_t size, std::uint64_t raw_ts,
                                   std::uint64_t correlation) noexcept {
   SHMBUS_CONTRACT(slot_ != nullptr, "commit of an empty, aborted or already committed Claim");
   SHMBUS_CONTRACT(size <= capacity(), "Claim committed with more bytes than its capacity");
-  pub_->ring_.commit(slot_, size, raw_ts, correlation);
-  pub_->claim_open_ = false;
+  pub_->ring_.commit(slot_, size, raw_ts, correlation);  // closes the claim (claim_seq_)
   slot_ = nullptr;
 }
 inline void Claim::abort() noexcept {
   if (slot_ == nullptr) return;
   pub_->ring_.abort(slot_);
-  pub_->claim_open_ = false;
+  pub_->claim_seq_ = 0;
   slot_ = nullptr;
 }
 

@@ -337,8 +337,9 @@ class RingWriter {
     if (!ahead_) {
       s->seq.store(2 * next_ + 1, std::memory_order_relaxed);
       fence_release();
+    } else {
+      ahead_ = false;  // stored only when set: a store per message costs (BENCHMARKS.md)
     }
-    ahead_ = false;
     r = PublishResult::Ok;
     return s;
   }
