@@ -99,23 +99,24 @@ void produce(TpShared& sh, const ThroughputSpec& spec, const std::string& bus_na
       if ((blocked & 0xfffffu) == 0 && sh.abort.load(std::memory_order_relaxed) != 0)
         throw std::runtime_error("a consumer failed");
     }
-  }
-  for (std::uint64_t i = 0; spec.batch <= 1 && i < spec.messages; ++i) {
-    for (;;) {
-      shmbus::Claim c = pub.try_claim(bytes);
-      if (c) [[likely]] {
-        fill(c.data(), bytes, c.sequence());
-        c.commit(bytes);
-        break;
+  } else {
+    for (std::uint64_t i = 0; i < spec.messages; ++i) {
+      for (;;) {
+        shmbus::Claim c = pub.try_claim(bytes);
+        if (c) [[likely]] {
+          fill(c.data(), bytes, c.sequence());
+          c.commit(bytes);
+          break;
+        }
+        // Reliable topic, ring full: wait for the slowest consumer. Each retry
+        // rescans the consumer table (a fence and a load of each consumer's
+        // cursor line), so pause between retries rather than hammer the line
+        // the consumer is writing.
+        ++blocked;
+        cpu_pause();
+        if ((blocked & 0xfffffu) == 0 && sh.abort.load(std::memory_order_relaxed) != 0)
+          throw std::runtime_error("a consumer failed");
       }
-      // Reliable topic, ring full: wait for the slowest consumer. Each retry
-      // rescans the consumer table (a fence and a load of each consumer's
-      // cursor line), so pause between retries rather than hammer the line
-      // the consumer is writing.
-      ++blocked;
-      cpu_pause();
-      if ((blocked & 0xfffffu) == 0 && sh.abort.load(std::memory_order_relaxed) != 0)
-        throw std::runtime_error("a consumer failed");
     }
   }
   sh.end_tick = TickClock::now();

@@ -166,9 +166,10 @@ class Publisher {
   //
   // What it saves against a loop of try_claim/commit: the writer's state
   // stays in registers for the whole batch, and one clock read serves all
-  // (BENCHMARKS.md, "Batches": 32 B 1 -> 1 ~110 M msg/s a message at a
-  // time, bound by the per-message stamp, against ~400 M in batches of 16
-  // on this machine kind; twice as many where cross-core transfers are slow).
+  // (BENCHMARKS.md, "Batches": 32 B 1 -> 1 ~107 M msg/s a message at a
+  // time, bound by the per-message stamp, against ~300 M in batches of 16
+  // on this machine kind; 0.9-1.0 x the ring floor where cross-core
+  // transfers are slow, against ~0.6 x).
   template <class Fill>
   std::size_t try_publish_batch(std::size_t count, Fill&& fill,
                                 std::uint64_t correlation = 0) noexcept {

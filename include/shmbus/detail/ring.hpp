@@ -335,8 +335,7 @@ class RingWriter {
     // payload byte of the new message (see the seqlock race above). Usually
     // the previous commit did it already (claim ahead, below).
     if (!ahead_) {
-      s->seq.store(2 * next_ + 1, std::memory_order_relaxed);
-      fence_release();
+      mark_claimed(s, next_);
     } else {
       ahead_ = false;  // stored only when set: a store per message costs (BENCHMARKS.md)
     }
@@ -347,13 +346,7 @@ class RingWriter {
   // Commits the claimed slot as message next_.
   void commit(SlotHeader* s, std::size_t size, std::uint64_t raw_ts,
               std::uint64_t correlation) noexcept {
-    // relaxed: ordered before the commit by its release.
-    s->ts.store(raw_ts, std::memory_order_relaxed);
-    s->correlation.store(correlation, std::memory_order_relaxed);
-    s->size.store(static_cast<std::uint32_t>(size), std::memory_order_relaxed);
-    s->producer.store(pid_, std::memory_order_relaxed);
-    // release: publishes metadata and payload to consumers' acquire of seq.
-    s->seq.store(2 * next_, std::memory_order_release);
+    mark_committed(s, next_, size, raw_ts, correlation, pid_);
     // The first message after an idle spell is most likely awaited by a
     // consumer spinning at the head: push its lines out of this core's
     // private caches to the shared L3, so the consumer's misses are served
@@ -388,8 +381,7 @@ class RingWriter {
     // it after unblocking.
     // relaxed + release fence: as in claim().
     if (idle >= ahead_idle_ && next_ <= limit_) {
-      view_.slot(next_)->seq.store(2 * next_ + 1, std::memory_order_relaxed);
-      fence_release();
+      mark_claimed(view_.slot(next_), next_);
       ahead_ = true;
     }
     // relaxed: the sleeper's heavy barrier orders this load (detail/wait.hpp).
@@ -407,8 +399,8 @@ class RingWriter {
   // would, so a consumer may read message i while i+1 is being written. The
   // difference is where the writer's state lives: in locals for the whole
   // batch, stored back once at the end. A producer that publishes one
-  // message per call keeps next_, last_ts_ and ahead_ in memory and stores
-  // them every message, and on this machine kind those stores, queued behind
+  // message per call keeps next_ and last_ts_ in memory and stores them
+  // every message, and on this machine kind those stores, queued behind
   // the slot's, cost up to half the throughput when cross-core transfers are
   // slow (BENCHMARKS.md, "Batches"); one stamp a batch also lifts the ~110 M
   // msg/s a stamp per message allows (RDTSC ~9 ns on AMD Zen).
@@ -445,19 +437,9 @@ class RingWriter {
     const std::uint64_t idle = raw_ts - last_ts_;
     for (std::uint64_t seq = first; seq != end; ++seq) {
       SlotHeader* s = view.slot(seq);
-      // relaxed + release fence: as in claim().
-      if (seq != first || !ahead) {
-        s->seq.store(2 * seq + 1, std::memory_order_relaxed);
-        fence_release();
-      }
+      if (seq != first || !ahead) mark_claimed(s, seq);
       const std::size_t size = fill(static_cast<std::size_t>(seq - first), RingView::payload(s));
-      // relaxed: ordered before the commit by its release.
-      s->ts.store(raw_ts, std::memory_order_relaxed);
-      s->correlation.store(correlation, std::memory_order_relaxed);
-      s->size.store(static_cast<std::uint32_t>(size), std::memory_order_relaxed);
-      s->producer.store(pid, std::memory_order_relaxed);
-      // release: publishes metadata and payload to consumers' acquire of seq.
-      s->seq.store(2 * seq, std::memory_order_release);
+      mark_committed(s, seq, size, raw_ts, correlation, pid);
       if (seq == first && idle >= demote_idle_) [[unlikely]]
         demote(s, size);
       // relaxed: a hint, once a head_period() (as in commit()).
@@ -476,8 +458,7 @@ class RingWriter {
     // Claim ahead after a single message that followed an idle spell, as
     // commit() would; after two or more the last one followed no idle spell.
     if (n == 1 && idle >= ahead_idle_ && next_ <= limit_) {
-      view.slot(next_)->seq.store(2 * next_ + 1, std::memory_order_relaxed);
-      fence_release();
+      mark_claimed(view.slot(next_), next_);
       ahead_ = true;
     }
     return static_cast<std::size_t>(n);
@@ -570,6 +551,26 @@ class RingWriter {
   // updates the bookkeeping.
   [[nodiscard]] bool held_too_long(std::uint32_t i, std::uint64_t w, std::uint64_t c,
                                    std::int64_t now) noexcept;
+
+  // Slot `s` now holds message `seq` being written: relaxed + release
+  // fence, the odd value visible before any payload byte of the message
+  // (the seqlock race above).
+  static void mark_claimed(SlotHeader* s, std::uint64_t seq) noexcept {
+    s->seq.store(2 * seq + 1, std::memory_order_relaxed);
+    fence_release();
+  }
+  // Slot `s` holds message `seq`, complete: the metadata (relaxed, ordered
+  // before the commit by its release), then the even sequence (release:
+  // publishes metadata and payload to consumers' acquire of seq).
+  static void mark_committed(SlotHeader* s, std::uint64_t seq, std::size_t size,
+                             std::uint64_t raw_ts, std::uint64_t correlation,
+                             std::uint32_t pid) noexcept {
+    s->ts.store(raw_ts, std::memory_order_relaxed);
+    s->correlation.store(correlation, std::memory_order_relaxed);
+    s->size.store(static_cast<std::uint32_t>(size), std::memory_order_relaxed);
+    s->producer.store(pid, std::memory_order_relaxed);
+    s->seq.store(2 * seq, std::memory_order_release);
+  }
 
   void demote(const SlotHeader* s, std::size_t size) noexcept {
     if (demote_lines_) {
