@@ -22,6 +22,17 @@ struct Percentiles {
 };
 [[nodiscard]] Percentiles percentiles(const shmbus::Histogram& h);
 
+// The p-th percentile read between the clock's steps. Where the clock
+// advances in steps (this KVM guest's TSC: 26 ticks, 10 ns), every sample is
+// a multiple of the step and Histogram::percentile() returns one of them, so
+// a p50 ratio at a 160 ns floor moves in 6 % steps. A sample is the
+// difference of two stepped readings: the true interval plus an error spread
+// from -step to +step, so the samples at a value v stand for the true values
+// between the midpoints to v's occupied neighbours, and the percentile is
+// interpolated linearly there (the grouped-data median). With a clock that
+// does not step, neighbours are 1 ns apart and it moves by under 1 ns.
+[[nodiscard]] double interpolated_percentile(const shmbus::Histogram& h, double p);
+
 // Percentile points ratios are printed for, in table order.
 struct RatioPoint {
   const char* name;
@@ -134,6 +145,8 @@ void evaluate_targets(Report& r);
 [[nodiscard]] std::string check_target_pairing();
 // Self-check of classify_levels on made-up floors: "" or what is wrong.
 [[nodiscard]] std::string check_level_classification();
+// Self-check of interpolated_percentile on a made-up stepped clock.
+[[nodiscard]] std::string check_interpolated_percentile();
 
 // Writes the tables (latency, ratios, throughput, targets) as text.
 [[nodiscard]] std::string format_tables(const Report& r);
