@@ -118,6 +118,9 @@ struct Report {
   double rounds_seconds = 0;
   std::string cldemote;            // whether the CPU has it, and how that was found
   std::vector<std::string> hints;  // the bus's cache hints and whether they act here
+  // ns per FlatBufferBuilder Quote build on this CPU (quote_build_ns; 0: not
+  // measured): a round trip builds two, whatever carries them.
+  double quote_build_ns = 0;
   std::vector<PayloadLevels> levels;
 
   std::vector<Measurement> latency;

@@ -7,6 +7,7 @@
 #include <cpuid.h>
 #endif
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -204,6 +205,30 @@ std::string unique_name(std::string_view what) {
   static std::atomic<unsigned> counter{0};
   return "shmbus-bench-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)) +
          "-" + std::string(what);
+}
+
+double quote_build_ns(int cpu, std::uint64_t messages, int repeats) {
+  // On a thread of its own: pinning it leaves the caller's affinity alone.
+  double out = 0;
+  std::thread t([&] {
+    pin_to_cpu(cpu);
+    QuotePayload q;
+    std::vector<double> per;
+    std::size_t sink = 0;
+    for (int r = 0; r < repeats; ++r) {
+      const std::uint64_t t0 = TickClock::monotonic_ns();
+      for (std::uint64_t i = 0; i < messages; ++i) {
+        q.prepare(i, (i & 1) != 0);
+        sink += q.size();
+      }
+      const std::uint64_t t1 = TickClock::monotonic_ns();
+      per.push_back(static_cast<double>(t1 - t0) / static_cast<double>(messages));
+    }
+    std::sort(per.begin(), per.end());
+    out = sink == 0 ? 0 : per[per.size() / 2];
+  });
+  t.join();
+  return out;
 }
 
 }  // namespace busbench

@@ -409,4 +409,11 @@ struct Switches {
 // Unique-per-process names for the shared objects of one run.
 [[nodiscard]] std::string unique_name(std::string_view what);
 
+// What FlatBuffers' own builder costs on this CPU: ns per QuotePayload::
+// prepare (Clear, CreateQuoteDirect, Finish: the bench's Quote), the median
+// of `repeats` loops of `messages` builds back to back on the calling
+// thread, pinned to `cpu`. Back to back, consecutive builds overlap in the
+// core, so this is a lower bound of a build on a round trip's critical path.
+[[nodiscard]] double quote_build_ns(int cpu, std::uint64_t messages = 200'000, int repeats = 7);
+
 }  // namespace busbench
