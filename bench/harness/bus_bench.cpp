@@ -66,7 +66,7 @@ struct Options {
   std::uint64_t floor_round_trips = 0;  // 0: = round_trips
   std::uint64_t peer_round_trips = 0;   // 0: = round_trips
   std::string payloads = "32,256,1024,4096,quote";
-  std::string systems = "floor,bus,bus-reliable,boost-spin,boost-block,zmq,redis,uds";
+  std::string systems = "floor,floor-typed,bus,bus-reliable,boost-spin,boost-block,zmq,redis,uds";
   int retries = 3;
   std::uint32_t floor_mailboxes = 1;
   int rounds = 0;  // 0: one A/B/A pass with retries; else interleaved rounds (windows)
@@ -345,6 +345,8 @@ int run(const Options& o, const std::string& command_line) {
       // The floor of each payload's size runs around every system anyway;
       // naming "floor" adds the single-line floor as a measured system.
       systems.push_back(floor_system());
+    } else if (n == "floor-typed") {
+      systems.push_back(typed_floor_system());
     } else if (n == "bus") {
       systems.push_back(bus_system(false));
     } else if (n == "bus-reliable") {
@@ -381,7 +383,7 @@ int run(const Options& o, const std::string& command_line) {
       systems.push_back(redis_system(redis->port()));
 #endif
     } else {
-      std::string known = "floor, bus, bus-reliable, boost-spin, boost-block, uds";
+      std::string known = "floor, floor-typed, bus, bus-reliable, boost-spin, boost-block, uds";
 #if defined(SHMBUS_BENCH_HAVE_ZMQ)
       known += ", zmq";
 #endif

@@ -264,8 +264,12 @@ class SizedFloorLink {
 
 class SizedFloorSession final : public Session {
  public:
-  SizedFloorSession(std::size_t bytes, std::uint32_t boxes)
-      : bytes_(bytes),
+  // typed: the payload's own code runs on it (a Quote built with its
+  // FlatBufferBuilder, writer or template, copied into the mailbox, read back
+  // field by field) instead of raw bytes of its size.
+  SizedFloorSession(std::size_t bytes, std::uint32_t boxes, bool typed = false)
+      : typed_(typed),
+        bytes_(bytes),
         boxes_(boxes),
         stride_(SizedFloorLink::mailbox_bytes(bytes)),
         region_(2 * boxes * stride_) {
@@ -284,11 +288,12 @@ class SizedFloorSession final : public Session {
     SizedFloorLink link(pinger ? ping_boxes : pong_boxes, pinger ? pong_boxes : ping_boxes, bytes_,
                         stride_, boxes_);
     RunSpec raw = spec;
-    raw.payload = PayloadSpec{PayloadKind::Raw, bytes_};
+    if (!typed_) raw.payload = PayloadSpec{PayloadKind::Raw, bytes_};
     barrier(sh);
     run_side(link, sh, raw, pinger);
   }
 
+  bool typed_;
   std::size_t bytes_;
   std::uint32_t boxes_;
   std::size_t stride_;
@@ -318,6 +323,18 @@ System sized_floor_system(const PayloadSpec& payload, std::uint32_t mailboxes) {
           "the flag, prefetch, read and check every byte), nothing else" +
           (k == 1 ? std::string() : "; " + std::to_string(k) + " mailboxes each way, used in turn"),
       true, [n, k](const RunSpec&) { return std::make_unique<SizedFloorSession>(n, k); }};
+}
+
+System typed_floor_system() {
+  return System{"floor-typed", "floor + payload code",
+                "the floor of the payload's size carrying the payload's own code: the message "
+                "built as the bus's sender builds it (FlatBufferBuilder, MessageWriter or "
+                "MessageTemplate), copied into the mailbox, read back field by field; no "
+                "transport but the mailbox (raw payloads: the sized floor again)",
+                true, [](const RunSpec& spec) {
+                  return std::make_unique<SizedFloorSession>(floor_bytes(spec.payload), 1,
+                                                             spec.payload.kind != PayloadKind::Raw);
+                }};
 }
 
 }  // namespace busbench

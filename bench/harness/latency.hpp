@@ -201,6 +201,10 @@ void run_side(Link& link, RunShared& sh, const RunSpec& spec, bool pinger) {
 // way, written then released, acquired then read and checked; `mailboxes`
 // of them each way, used in turn (1: the same one every time).
 [[nodiscard]] System sized_floor_system(const PayloadSpec& payload, std::uint32_t mailboxes = 1);
+// The floor of a payload's size carrying the payload's own build and read
+// code (the Quote kinds; raw payloads: the sized floor): what any transport
+// costs at least with that message code ("floor-typed").
+[[nodiscard]] System typed_floor_system();
 // The byte count sized_floor_system() moves for `payload`.
 [[nodiscard]] std::size_t floor_bytes(const PayloadSpec& payload);
 [[nodiscard]] System bus_system(bool reliable);
