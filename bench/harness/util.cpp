@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <exception>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -209,9 +210,16 @@ std::string unique_name(std::string_view what) {
 
 double quote_build_ns(int cpu, std::uint64_t messages, int repeats) {
   // On a thread of its own: pinning it leaves the caller's affinity alone.
+  // What it throws (a CPU it may not use) is rethrown here, not terminate().
   double out = 0;
-  std::thread t([&] {
-    pin_to_cpu(cpu);
+  std::exception_ptr error;
+  std::thread t([&]() noexcept {
+    try {
+      pin_to_cpu(cpu);
+    } catch (...) {
+      error = std::current_exception();
+      return;
+    }
     QuotePayload q;
     std::vector<double> per;
     std::size_t sink = 0;
@@ -228,6 +236,7 @@ double quote_build_ns(int cpu, std::uint64_t messages, int repeats) {
     out = sink == 0 ? 0 : per[per.size() / 2];
   });
   t.join();
+  if (error) std::rethrow_exception(error);
   return out;
 }
 
