@@ -694,6 +694,32 @@ void evaluate_targets(Report& r) {
 
 // ------------------------------------------------------------------ self-check
 
+namespace {
+
+// A made-up measurement for the self-checks: every sample of the run at
+// `p50`, of its two floors at `before` and `after`; systems named floor...
+// are floors.
+Measurement made_up_run(const std::string& system, const PayloadSpec& payload, int round,
+                        std::uint64_t before, std::uint64_t after, std::uint64_t p50) {
+  const auto hist = [](std::uint64_t ns) {
+    auto h = std::make_unique<shmbus::Histogram>();
+    for (int k = 0; k < 1000; ++k) h->record(ns);
+    return h;
+  };
+  Measurement m;
+  m.system.name = system;
+  m.system.label = system;
+  m.system.is_floor = system.rfind("floor", 0) == 0;
+  m.payload = payload;
+  m.round = round;
+  m.hist = hist(p50);
+  m.floor_before = hist(before);
+  m.floor_after = hist(after);
+  return m;
+}
+
+}  // namespace
+
 std::string check_target_pairing() {
   // Two windows (floor p50 150 ns and 540 ns) seen by a bus run each, plus a
   // run whose floors straddle them: every target ratio must come from the
@@ -701,23 +727,9 @@ std::string check_target_pairing() {
   // size) or ~1.9 (single line); a floor of the other level gives 0.35 or 3.6.
   Report r;
   r.rounds = 3;
-  const auto hist = [](std::uint64_t ns) {
-    auto h = std::make_unique<shmbus::Histogram>();
-    for (int k = 0; k < 1000; ++k) h->record(ns);
-    return h;
-  };
   const auto add = [&](const char* system, PayloadSpec p, int round, std::uint64_t before,
                        std::uint64_t after, std::uint64_t p50) {
-    Measurement m;
-    m.system.name = system;
-    m.system.label = system;
-    m.system.is_floor = std::string(system) == "floor";
-    m.payload = p;
-    m.round = round;
-    m.hist = hist(p50);
-    m.floor_before = hist(before);
-    m.floor_after = hist(after);
-    r.latency.push_back(std::move(m));
+    r.latency.push_back(made_up_run(system, p, round, before, after, p50));
   };
   for (const PayloadSpec& p :
        {PayloadSpec{PayloadKind::Raw, 32}, PayloadSpec{PayloadKind::QuoteTemplate, 0},
@@ -793,19 +805,9 @@ std::string check_target_pairing() {
   for (const std::uint64_t typed : {230, 200}) {
     Report qr;
     const PayloadSpec q{PayloadKind::Quote, 0};
-    for (const char* system : {"floor", "floor-typed", "bus"}) {
-      const std::string name = system;
-      Measurement m;
-      m.system.name = name;
-      m.system.label = name;
-      m.system.is_floor = name != "bus";
-      m.payload = q;
-      m.round = 1;
-      m.hist = hist(name == "floor" ? 110 : name == "floor-typed" ? typed : 255);
-      m.floor_before = hist(150);
-      m.floor_after = hist(150);
-      qr.latency.push_back(std::move(m));
-    }
+    qr.latency.push_back(made_up_run("floor", q, 1, 150, 150, 110));
+    qr.latency.push_back(made_up_run("floor-typed", q, 1, 150, 150, typed));
+    qr.latency.push_back(made_up_run("bus", q, 1, 150, 150, 255));
     classify_levels(qr);
     evaluate_targets(qr);
     int lines = 0;
@@ -867,20 +869,9 @@ std::string check_level_classification() {
   // window must keep its own level, the in-between run joining the fast one
   // (105 < 1.5 x 80).
   Report r;
-  const auto hist = [](std::uint64_t ns) {
-    auto h = std::make_unique<shmbus::Histogram>();
-    for (int k = 0; k < 100; ++k) h->record(ns);
-    return h;
-  };
   const auto add = [&](std::uint64_t before, std::uint64_t after) {
-    Measurement m;
-    m.system.name = "bus";
-    m.system.label = "bus";
-    m.payload = PayloadSpec{PayloadKind::Raw, 32};
-    m.hist = hist(after);
-    m.floor_before = hist(before);
-    m.floor_after = hist(after);
-    r.latency.push_back(std::move(m));
+    r.latency.push_back(
+        made_up_run("bus", PayloadSpec{PayloadKind::Raw, 32}, 0, before, after, after));
   };
   add(80, 84);
   add(105, 125);
